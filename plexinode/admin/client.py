@@ -1,0 +1,70 @@
+"""The admin client used by the CLI: blocking, one request at a time."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from plexinode.admin.framing import LENGTH, MAX_RESPONSE_BYTES, RESPONSE_LIMITS, frame
+from plexinode.errors import AdminError, DecodeError, NodeNotRunning
+from plexinode.wire.codec import unpack
+
+SOCKET_NAME = "admin.sock"
+
+
+class AdminClient:
+    """Talks to the node whose data dir is `data_dir`."""
+
+    def __init__(self, data_dir: Path, *, timeout: float = 30.0) -> None:
+        self.path = data_dir / SOCKET_NAME
+        self.timeout = timeout
+
+    def call(self, command: str, timeout: float | None = None, **args: Any) -> Any:
+        """Run `command` in the node and return its result.
+
+        Raises:
+            NodeNotRunning: nothing listens on the admin socket.
+            AdminError: the node answered with an error, or the connection broke.
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout if timeout is None else timeout)
+        try:
+            try:
+                sock.connect(str(self.path))
+            except (FileNotFoundError, ConnectionRefusedError):
+                raise NodeNotRunning(f"no node is running for {self.path.parent}") from None
+            except PermissionError:
+                raise AdminError(f"permission denied on {self.path}") from None
+            sock.sendall(frame({"command": command, "args": args}))
+            response = self._read(sock)
+        except TimeoutError:
+            raise AdminError(f"the node did not answer {command!r} in time") from None
+        except (ConnectionResetError, BrokenPipeError):
+            raise AdminError(f"the node closed the connection during {command!r}") from None
+        finally:
+            sock.close()
+        if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
+            raise AdminError("malformed response from the node")
+        if not response["ok"]:
+            raise AdminError(str(response.get("error", "unknown error")))
+        return response.get("result")
+
+    @staticmethod
+    def _recv_exact(sock: socket.socket, n: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < n:
+            chunk = sock.recv(min(n - len(chunks), 1 << 20))
+            if not chunk:
+                raise AdminError("the node closed the connection before answering")
+            chunks += chunk
+        return bytes(chunks)
+
+    def _read(self, sock: socket.socket) -> Any:
+        (length,) = LENGTH.unpack(self._recv_exact(sock, LENGTH.size))
+        if length > MAX_RESPONSE_BYTES:
+            raise AdminError(f"response of {length} bytes is too large")
+        try:
+            return unpack(self._recv_exact(sock, length), RESPONSE_LIMITS)
+        except DecodeError as exc:
+            raise AdminError(f"malformed response from the node: {exc}") from None

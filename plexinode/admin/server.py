@@ -1,0 +1,143 @@
+"""The admin server: serves the CLI over a Unix domain socket inside the data dir.
+
+The socket file is created with mode 0600 inside the 0700 data dir, and every connection's
+peer credentials (SO_PEERCRED) are checked as well: only the node's own uid or root may talk
+to it, even if the file permissions were loosened by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket as stdlib_socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from plexinode.admin.framing import LENGTH, MAX_REQUEST_BYTES, frame, parse_request
+from plexinode.errors import DecodeError, PlexinodeError
+
+log = logging.getLogger(__name__)
+
+Command = Callable[[dict[str, Any]], Awaitable[Any]]
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+def peer_uid(sock: trio.socket.SocketType) -> int:
+    """The uid of the process at the other end of a Unix socket."""
+    creds = sock.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_PEERCRED, _UCRED.size)
+    _pid, uid, _gid = _UCRED.unpack(creds)
+    return int(uid)
+
+
+class AdminServer:
+    """Serves registered commands on a Unix socket."""
+
+    def __init__(self, path: Path, *, allowed_uids: frozenset[int] | None = None) -> None:
+        self.path = path
+        self.allowed_uids = allowed_uids if allowed_uids is not None else {os.getuid(), 0}
+        self._commands: dict[str, Command] = {}
+        self.refused = 0
+
+    def command(self, name: str, handler: Command) -> None:
+        """Register `handler` for the command `name`."""
+        self._commands[name] = handler
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind the socket, serve until cancelled, remove the socket file on exit."""
+        sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a crashed node; we hold the data dir lock
+        old_umask = os.umask(0o177)
+        try:
+            await sock.bind(str(self.path))
+        finally:
+            os.umask(old_umask)
+        self.path.chmod(0o600)
+        sock.listen(64)
+        listener = trio.SocketListener(sock)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    stream = await listener.accept()
+                    nursery.start_soon(self._serve, stream)
+        finally:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            await listener.aclose()
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            try:
+                uid = peer_uid(stream.socket)
+            except OSError:
+                uid = -1
+            if uid not in self.allowed_uids:
+                self.refused += 1
+                log.warning("admin connection from uid %d refused", uid)
+                return
+            reader = _FrameReader(stream)
+            try:
+                while True:
+                    body = await reader.read()
+                    if body is None:
+                        return
+                    response = await self._respond(body)
+                    await stream.send_all(frame(response))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            except DecodeError as exc:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_all(frame({"ok": False, "error": str(exc)}))
+
+    async def _respond(self, body: bytes) -> dict[str, Any]:
+        try:
+            command, args = parse_request(body)
+        except DecodeError as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
+        handler = self._commands.get(command)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        try:
+            result = await handler(args)
+        except PlexinodeError as exc:
+            return {"ok": False, "error": str(exc)}
+        except (ValueError, TypeError, KeyError) as exc:
+            return {"ok": False, "error": f"invalid arguments for {command}: {exc}"}
+        except Exception as exc:  # a bug in a command must not take the node down
+            log.exception("admin command %s failed", command)
+            return {"ok": False, "error": f"internal error in {command}: {type(exc).__name__}"}
+        return {"ok": True, "result": result}
+
+
+class _FrameReader:
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buf = bytearray()
+
+    async def _fill(self, n: int) -> bool:
+        while len(self._buf) < n:
+            chunk = await self._stream.receive_some(65536)
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
+
+    async def read(self) -> bytes | None:
+        if not await self._fill(LENGTH.size):
+            if self._buf:
+                raise DecodeError("truncated admin frame")
+            return None
+        (length,) = LENGTH.unpack_from(self._buf)
+        if length > MAX_REQUEST_BYTES:
+            raise DecodeError(f"admin frame of {length} bytes exceeds {MAX_REQUEST_BYTES}")
+        if not await self._fill(LENGTH.size + length):
+            raise DecodeError("truncated admin frame")
+        body = bytes(self._buf[LENGTH.size : LENGTH.size + length])
+        del self._buf[: LENGTH.size + length]
+        return body

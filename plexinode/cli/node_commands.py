@@ -1,0 +1,269 @@
+"""Node commands: init, start, status, stop, id, ping, config show."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from plexinode import datadir
+from plexinode.admin.client import AdminClient
+from plexinode.cli.main import Globals, cli
+from plexinode.cli.output import emit, note, table
+from plexinode.errors import IdentityError, PlexinodeError
+from plexinode.net.address import Address
+
+if TYPE_CHECKING:
+    from plexinode.config import Config
+    from plexinode.identity import Identity
+    from plexinode.node import Node
+
+# The heavy modules (trio, the node, PyNaCl, the config schema) are imported inside the commands
+# that need them, so that `status`, `stop` and `ping`, which only talk to the admin socket, start
+# fast (see scripts/bench/bench_cli.py).
+
+#: How long `stop` waits for the node process to exit after it acknowledged the request.
+STOP_WAIT = 15.0
+
+
+def _globals() -> Globals:
+    obj: Globals = click.get_current_context().find_root().obj
+    return obj
+
+
+def _initialise(data_dir: Path, network: str | None) -> Identity:
+    from plexinode.config import write_default_config
+    from plexinode.identity import create_identity_file
+
+    datadir.prepare(data_dir)
+    identity = create_identity_file(data_dir)
+    write_default_config(data_dir, network=network)
+    return identity
+
+
+@cli.command()
+@click.option("--network", default=None, help="Name of the network this node belongs to.")
+def init(network: str | None) -> None:
+    """Create this node's identity and config (never overwrites an identity)."""
+    from plexinode.identity import key_path
+
+    g = _globals()
+    if key_path(g.data_dir).exists():
+        raise IdentityError(
+            f"{key_path(g.data_dir)} already exists: refusing to overwrite this node's identity"
+        )
+    identity = _initialise(g.data_dir, network)
+    emit(
+        {"node_id": str(identity.node_id), "data_dir": str(g.data_dir)},
+        lambda d: f"created node {d['node_id']} in {d['data_dir']}",
+    )
+
+
+@cli.command()
+@click.option("--listen", default=None, metavar="HOST:PORT", help="Address for UDP and TCP.")
+@click.option(
+    "--bootstrap", multiple=True, metavar="HOST:PORT", help="A node to join through (repeatable)."
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any setting for this run, e.g. --set datagram.retries=4.",
+)
+def start(listen: str | None, bootstrap: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Run the node in the foreground until SIGINT/SIGTERM or `plexinode stop`."""
+    import trio
+
+    from plexinode.config import load_config
+    from plexinode.identity import key_path, load_identity_file
+    from plexinode.logs import setup_logging
+    from plexinode.net.transport import SocketTransport
+    from plexinode.node import Node
+
+    g = _globals()
+    datadir.prepare(g.data_dir)
+    lock = datadir.DataDirLock(g.data_dir)
+    lock.acquire()
+    try:
+        if not key_path(g.data_dir).exists():
+            identity = _initialise(g.data_dir, None)
+            note(f"initialised {g.data_dir} for new node {identity.node_id}")
+        identity = load_identity_file(g.data_dir)
+        flags: dict[str, Any] = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+            flags[key.strip()] = value.strip()
+        flags.update(
+            {
+                "listen": listen,
+                "bootstrap": list(bootstrap) if bootstrap else None,
+                "log_level": g.log_level,
+                "log_format": g.log_format,
+            }
+        )
+        config = load_config(g.data_dir, flags=flags)
+        settings = config.settings
+        setup_logging(settings.log_level, settings.log_format)
+        node = Node(
+            identity,
+            settings,
+            SocketTransport(),
+            data_dir=g.data_dir,
+            config_rows=_config_rows(config),
+        )
+
+        def ready(address: Address) -> None:
+            doc = {
+                "node_id": str(identity.node_id),
+                "address": str(address),
+                "data_dir": str(g.data_dir),
+            }
+            emit(
+                doc,
+                lambda d: (
+                    f"plexinode {d['node_id']} listening on {d['address']} "
+                    f"(udp+tcp), data dir {d['data_dir']}"
+                ),
+            )
+
+        try:
+            trio.run(_serve, node, ready)
+        except OSError as exc:
+            raise PlexinodeError(f"cannot listen on {settings.listen}: {exc.strerror}") from None
+    finally:
+        lock.release()
+
+
+async def _serve(node: Node, ready: Any) -> None:
+    import signal
+
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                count = 0
+                async for _signum in signals:
+                    count += 1
+                    if count == 1:
+                        node.stop()
+                    else:  # a second signal: stop waiting for anything
+                        nursery.cancel_scope.cancel()
+
+            async def run_node(*, task_status: trio.TaskStatus[Address]) -> None:
+                await node.run(task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+            address = await nursery.start(run_node)
+            ready(address)
+
+
+def _config_rows(config: Config) -> list[dict[str, Any]]:
+    return [
+        {"key": row.key, "value": row.value, "text": row.text, "source": row.source}
+        for row in config.show()
+    ]
+
+
+def _client(timeout: float = 30.0) -> AdminClient:
+    return AdminClient(_globals().data_dir, timeout=timeout)
+
+
+def _render_status(d: dict[str, Any]) -> str:
+    members = d["members"]
+    storage = d["storage"]
+    return "\n".join(
+        [
+            f"node      {d['node_id']}",
+            f"version   {d['version']}",
+            f"network   {d['network']}",
+            f"address   {d['address']} (udp+tcp)",
+            f"uptime    {d['uptime_s']:.0f}s",
+            f"peers     {d['peers']}",
+            f"members   {members['alive']} alive, {members['suspect']} suspect, "
+            f"{members['dead']} dead",
+            f"storage   {storage['used_bytes']} of {storage['quota_bytes']} bytes",
+        ]
+    )
+
+
+@cli.command()
+def status() -> None:
+    """Show the running node's status (exit 3 if none is running)."""
+    emit(_client().call("status"), _render_status)
+
+
+@cli.command()
+def stop() -> None:
+    """Stop the running node gracefully; returns once it has exited."""
+    g = _globals()
+    _client().call("stop")
+    deadline = time.monotonic() + STOP_WAIT
+    while datadir.is_locked(g.data_dir):
+        if time.monotonic() > deadline:
+            raise PlexinodeError(f"the node did not exit within {STOP_WAIT:.0f}s")
+        time.sleep(0.02)
+    emit({"stopped": True}, "node stopped")
+
+
+@cli.command("id")
+def show_id() -> None:
+    """Print this node's ID (read from the data dir; no running node needed)."""
+    from plexinode.identity import load_identity_file
+
+    identity = load_identity_file(_globals().data_dir)
+    emit({"node_id": str(identity.node_id)}, lambda d: str(d["node_id"]))
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--stream", "via_stream", is_flag=True, help="Ping over a secure TCP stream.")
+@click.option("--node", "node_text", default=None, help="Require the answer to come from this ID.")
+def ping(target: str, via_stream: bool, node_text: str | None) -> None:
+    """Authenticate another node and measure the round trip. TARGET is HOST:PORT or a node ID."""
+    from plexinode.identity import NodeId
+
+    try:
+        address = Address.parse(target)
+    except ValueError as address_error:
+        try:
+            NodeId.parse(target)
+        except IdentityError:
+            raise click.BadParameter(str(address_error), param_hint="TARGET") from None
+        raise PlexinodeError(
+            "finding a node by its ID needs the DHT, which this version does not have yet; "
+            "give HOST:PORT"
+        ) from None
+    if node_text is not None:
+        NodeId.parse(node_text)  # fail early, here, on a mistyped ID
+    args: dict[str, Any] = {"address": str(address), "via": "stream" if via_stream else "datagram"}
+    if node_text is not None:
+        args["node_id"] = node_text
+    result = _client(timeout=60.0).call("ping", **args)
+    emit(result, lambda d: f"{d['node_id']} at {d['address']}: {d['rtt_ms']:.2f} ms ({d['via']})")
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+def config_show() -> None:
+    """Each effective setting with where it came from (the running node's if there is one)."""
+    from plexinode.config import load_config
+
+    g = _globals()
+    try:
+        rows: list[dict[str, Any]] = _client(timeout=5.0).call("config")
+    except PlexinodeError:
+        rows = _config_rows(load_config(g.data_dir))
+    doc = {row["key"]: {"value": row["value"], "source": row["source"]} for row in rows}
+    emit(doc, table([[r["key"], r["text"], r["source"]] for r in rows], ["key", "value", "source"]))

@@ -1,0 +1,1 @@
+"""Networking: transports (real sockets and the in-memory network), datagrams, secure streams."""

@@ -1,0 +1,297 @@
+"""The datagram service: authenticated request/response over UDP (or the in-memory network).
+
+Services register a handler per request type with :meth:`DatagramService.on` and call peers
+with :meth:`DatagramService.request`. Inbound datagrams go through, in order of cost: size and
+version checks, the recipient tag, strict envelope decoding, the signature, the replay guard.
+Whatever fails is dropped and counted in :attr:`DatagramService.stats`; nothing from the
+network can raise out of the receive loop.
+
+A response is matched on (request ID, source address, node ID) rather than the request ID
+alone, so a third party that learns a request ID cannot answer in the requester's name, and a
+node that answers from an unexpected place is ignored. Handlers run in their own tasks, at most
+``max_inflight_handlers`` at once; beyond that, requests are refused with a BUSY error (a sign
+of overload that the caller can back off from) rather than queued without bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from plexinode.config import DatagramSettings
+from plexinode.errors import AuthenticationError, DecodeError, PeerTimeout, RemoteProtocolError
+from plexinode.identity import Identity, NodeId
+from plexinode.net import packet
+from plexinode.net.address import Address
+from plexinode.net.transport import DatagramSocket
+from plexinode.wire import envelope
+from plexinode.wire.codec import DATAGRAM_LIMITS
+from plexinode.wire.messages import ErrorReply
+from plexinode.wire.schema import Message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """An authenticated request, as handed to a handler."""
+
+    message: Message
+    request_id: int
+    sender: NodeId
+    public_key: bytes
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to :meth:`DatagramService.request`."""
+
+    message: Message
+    sender: NodeId
+    address: Address
+    rtt: float
+
+
+Handler = Callable[[Inbound], Awaitable[Message | None]]
+
+
+class _Pending:
+    __slots__ = ("address", "event", "node_id", "reply", "sent_at")
+
+    def __init__(self, address: Address, node_id: NodeId | None) -> None:
+        self.address = address
+        self.node_id = node_id
+        self.event = trio.Event()
+        self.reply: Reply | None = None
+        self.sent_at = 0.0
+
+
+class DatagramService:
+    """Authenticated datagrams with request/response, on one datagram socket."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        sock: DatagramSocket,
+        settings: DatagramSettings,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.identity = identity
+        self.settings = settings
+        self._sock = sock
+        self._sealer = packet.Sealer(identity, wall_clock)
+        self._guard = packet.ReplayGuard(int(settings.replay_window * 1_000_000))
+        self._handlers: dict[type[Message], Handler] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._limiter = trio.CapacityLimiter(settings.max_inflight_handlers)
+        self._nursery: trio.Nursery | None = None
+        #: Counters of what happened to datagrams, e.g. ``stats["drop_bad_signature"]``.
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    def on(self, message_type: type[Message], handler: Handler) -> None:
+        """Serve requests of `message_type` with `handler` (its return value is the reply)."""
+        if message_type.RESPONSE:
+            raise ValueError(f"{message_type.__name__} is a response type")
+        self._handlers[message_type] = handler
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Receive and dispatch datagrams until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                while True:
+                    data, address = await self._sock.recvfrom()
+                    self._receive(data, address)
+            finally:
+                self._nursery = None
+                self._sock.close()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        address: Address,
+        message: Message,
+        *,
+        node_id: NodeId | None = None,
+        request_id: int = 0,
+    ) -> None:
+        """Send one datagram (no answer expected unless `request_id` is pending)."""
+        payload = envelope.encode(message, request_id)
+        datagram = self._sealer.seal(payload, node_id)
+        self.stats["sent"] += 1
+        self.stats["sent_bytes"] += len(datagram)
+        await self._sock.sendto(datagram, address)
+
+    async def request(
+        self,
+        address: Address,
+        message: Message,
+        *,
+        node_id: NodeId | None = None,
+        attempt_timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Reply:
+        """Send a request and wait for the matching reply.
+
+        Args:
+            address: where to send it.
+            message: the request.
+            node_id: the node expected to answer; None only for first-contact requests
+                (``message.ANONYMOUS_OK``), where any node at `address` may answer.
+            attempt_timeout: seconds to wait per attempt (default: the configured request timeout).
+            retries: extra attempts after the first (default: configured).
+
+        Raises:
+            PeerTimeout: no matching reply after every attempt.
+            RemoteProtocolError: the peer answered with an error reply.
+        """
+        if node_id is None and not message.ANONYMOUS_OK:
+            raise ValueError(f"{message.NAME} requests must name the node they are for")
+        timeout = self.settings.request_timeout if attempt_timeout is None else attempt_timeout
+        retries = self.settings.retries if retries is None else retries
+        request_id = self._new_request_id()
+        pending = _Pending(address, node_id)
+        self._pending[request_id] = pending
+        try:
+            for _attempt in range(retries + 1):
+                pending.sent_at = trio.current_time()
+                await self.send(address, message, node_id=node_id, request_id=request_id)
+                with trio.move_on_after(timeout):
+                    await pending.event.wait()
+                if pending.reply is not None:
+                    break
+                self.stats["request_retry"] += 1
+        finally:
+            del self._pending[request_id]
+        reply = pending.reply
+        if reply is None:
+            self.stats["request_timeout"] += 1
+            who = node_id.short() if node_id else "the node"
+            raise PeerTimeout(f"no answer from {who} at {address} after {retries + 1} attempts")
+        if isinstance(reply.message, ErrorReply):
+            raise RemoteProtocolError(f"{address} refused: {reply.message.text}")
+        return reply
+
+    def _new_request_id(self) -> int:
+        while True:
+            request_id = secrets.randbits(64)
+            if request_id and request_id not in self._pending:
+                return request_id
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _drop(self, reason: str, address: Address) -> None:
+        self.stats["drop_" + reason] += 1
+        log.debug("dropped datagram from %s: %s", address, reason)
+
+    def _receive(self, data: bytes, address: Address) -> None:
+        self.stats["received"] += 1
+        try:
+            opened = packet.parse(data)
+        except DecodeError:
+            self._drop("malformed", address)
+            return
+        if not packet.check_recipient(opened, self.identity.node_id):
+            self._drop("misaddressed", address)
+            return
+        try:
+            env = envelope.decode(opened.payload, DATAGRAM_LIMITS)
+        except DecodeError:
+            self._drop("malformed", address)
+            return
+        try:
+            sender = opened.verify()
+        except AuthenticationError:
+            self._drop("bad_signature", address)
+            return
+        if sender == self.identity.node_id:
+            self._drop("from_self", address)
+            return
+        if not self._guard.accept(opened.public_key, opened.counter):
+            self._drop("replay", address)
+            return
+        message = env.message
+        if opened.recipient == packet.ANY_RECIPIENT and not message.ANONYMOUS_OK:
+            self._drop("anonymous", address)
+            return
+        if message.RESPONSE:
+            self._match_reply(message, env.request_id, sender, address)
+            return
+        self._dispatch(Inbound(message, env.request_id, sender, opened.public_key, address))
+
+    def _match_reply(
+        self, message: Message, request_id: int, sender: NodeId, address: Address
+    ) -> None:
+        pending = self._pending.get(request_id)
+        if (
+            pending is None
+            or pending.reply is not None
+            or pending.address != address
+            or (pending.node_id is not None and pending.node_id != sender)
+        ):
+            self._drop("unmatched_reply", address)
+            return
+        rtt = max(0.0, trio.current_time() - pending.sent_at)
+        pending.reply = Reply(message, sender, address, rtt)
+        pending.event.set()
+        self.stats["replies"] += 1
+
+    def _dispatch(self, inbound: Inbound) -> None:
+        handler = self._handlers.get(type(inbound.message))
+        if handler is None:
+            self._drop("unhandled", inbound.address)
+            self._reply_error(inbound, ErrorReply.UNSUPPORTED, "unsupported request")
+            return
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(inbound)
+        except trio.WouldBlock:
+            self._drop("busy", inbound.address)
+            self._reply_error(inbound, ErrorReply.BUSY, "busy")
+            return
+        assert self._nursery is not None
+        self.stats["requests"] += 1
+        self._nursery.start_soon(self._handle, handler, inbound)
+
+    def _reply_error(self, inbound: Inbound, code: int, text: str) -> None:
+        if inbound.request_id and self._nursery is not None:
+            self._nursery.start_soon(self._send_reply, inbound, ErrorReply(code, text))
+
+    async def _send_reply(self, inbound: Inbound, reply: Message) -> None:
+        await self.send(
+            inbound.address, reply, node_id=inbound.sender, request_id=inbound.request_id
+        )
+
+    async def _handle(self, handler: Handler, inbound: Inbound) -> None:
+        try:
+            try:
+                reply = await handler(inbound)
+            except RemoteProtocolError as exc:
+                self.stats["handler_refused"] += 1
+                reply = ErrorReply(ErrorReply.INVALID, str(exc)[:200])
+            except Exception:
+                self.stats["handler_error"] += 1
+                log.exception("handler for %s failed", inbound.message.NAME)
+                return
+            if reply is not None and inbound.request_id:
+                await self._send_reply(inbound, reply)
+        finally:
+            self._limiter.release_on_behalf_of(inbound)
+
+    def summary(self) -> dict[str, Any]:
+        """Counters and sizes for `status` and debugging."""
+        return {
+            "pending_requests": len(self._pending),
+            "replay_senders": len(self._guard),
+            "counters": dict(self.stats),
+        }

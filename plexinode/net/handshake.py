@@ -1,0 +1,460 @@
+"""The secure-stream handshake, sans I/O: mutual authentication and session keys.
+
+Every TCP stream between two nodes starts with this three-message handshake. It is SIGMA-I
+(Krawczyk's "SIGn-and-MAc", the variant that protects the initiator's identity) expressed in the
+style of Noise XX: one ephemeral X25519 exchange for forward secrecy, Ed25519 signatures over a
+running transcript hash for authentication, and each static identity sent encrypted under a key
+that only the two ephemeral key holders can derive. This module does no I/O: :class:`Initiator`
+and :class:`Responder` take the bytes of a received handshake message and return the bytes to
+send next, like h11 and wsproto; :mod:`plexinode.net.secure` moves those bytes over a trio stream.
+
+The exchange (``||`` is concatenation, sizes in bytes)::
+
+    msg1  I -> R   MAGIC(4) || VERSION(1) || e_I(32)                               37 bytes
+    msg2  R -> I   e_R(32) || AEAD(k2, s_R(32) || sig_R(64))                     144 bytes
+    msg3  I -> R   AEAD(k3, s_I(32) || sig_I(64))                                112 bytes
+
+``e_I``/``e_R`` are fresh X25519 public keys, ``s_I``/``s_R`` the nodes' long-term Ed25519 public
+keys. Both sides keep a transcript hash ``h``, a BLAKE2b-256 chain where every step is
+``h = H(h || data)`` (``h`` has a fixed size, so each step is unambiguous)::
+
+    h0 = H(PROTOCOL_NAME)          h1 = H(h0 || prologue)      h2 = H(h1 || msg1)
+    h3 = H(h2 || e_R)              h4 = H(h3 || c2)            h5 = H(h4 || c3)
+
+``ss = X25519(e_I, e_R)`` is the one shared secret. Every key is keyed BLAKE2b-256 of the
+transcript hash with ``ss`` as the key and a personalisation naming its one purpose, so no two
+purposes can ever share a key: ``k2 = KDF(ss, h3, "msg2")``, ``k3 = KDF(ss, h4, "msg3")``, and the
+two session keys ``KDF(ss, h5, "i->r")`` and ``KDF(ss, h5, "r->i")``. The handshake keys are used
+exactly once, so the AEAD (XChaCha20-Poly1305) nonce is the constant zero; the transcript hash is
+also the AEAD's associated data.
+
+Why it is safe:
+
+* **Authentication.** ``sig_R`` signs ``RESPONDER_LABEL || h3 || s_R`` and ``sig_I`` signs
+  ``INITIATOR_LABEL || h4 || s_I``. The transcript hashes cover both ephemerals, so a signature
+  is worth nothing outside the session it was made for (a replayed msg2 fails); the role labels
+  differ, so a signature cannot be reflected back to its maker; and each signer signs its own key,
+  and sends it encrypted under a key bound to ``ss``, so no third node can claim a signature as its
+  own (SIGMA's defence against identity misbinding).
+* **Identity hiding.** The responder reveals its identity only encrypted, and the initiator
+  reveals its identity only after it has checked the responder's signature and, when the caller
+  named the node it meant to reach (``expected_node_id``), that the node ID matches. A node that
+  probes addresses learns who answers; a node that answers does not learn who probed.
+* **Forward secrecy.** The session keys depend only on ephemeral keys, which are dropped when the
+  handshake ends: a stolen identity key does not decrypt recorded traffic.
+* **Binding the context.** The ``prologue`` (e.g. a private network's key id) is mixed into ``h1``;
+  two nodes that disagree on it fail at msg2 without either revealing anything.
+
+Every parse is strict: exact message lengths, the magic, the version byte. Any failure, whether
+bad framing, a failed decryption, a bad signature or the wrong peer, raises
+:class:`~plexinode.errors.HandshakeError` and leaves the role object failed; there is no partial
+success. Calling a method in the wrong state is a bug of the caller and raises RuntimeError.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+
+from plexinode.errors import AuthenticationError, HandshakeError, IdentityError
+from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId, verify_signature
+
+log = logging.getLogger(__name__)
+
+#: The first bytes of msg1, so that a plexinode node talking to something else (an HTTP client,
+#: a port scanner, an old build speaking another protocol) fails at once with a clear error.
+MAGIC: Final = b"PXHS"
+#: The handshake version, in msg1 right after the magic. Bumped whenever any byte layout, label
+#: or derivation in this module changes; a responder only answers the version it speaks.
+VERSION: Final = 1
+#: Hashed into h0: names every primitive, so a change of any of them changes every key.
+PROTOCOL_NAME: Final = b"plexinode-stream/1 SIGMA-I X25519 Ed25519 XChaCha20-Poly1305 BLAKE2b-256"
+
+#: Size of X25519 public keys, transcript hashes, AEAD keys and session keys.
+KEY_BYTES: Final = 32
+#: Poly1305 tag size of XChaCha20-Poly1305.
+AEAD_TAG_BYTES: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
+#: Each handshake AEAD key encrypts exactly one message, so a constant nonce is safe.
+_ZERO_NONCE: Final = bytes(nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
+
+#: Exact sizes of the three messages; anything else is rejected before any cryptography.
+MSG1_BYTES: Final = len(MAGIC) + 1 + KEY_BYTES
+_IDENTITY_PAYLOAD_BYTES: Final = PUBLIC_KEY_BYTES + SIGNATURE_BYTES
+MSG2_BYTES: Final = KEY_BYTES + _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
+MSG3_BYTES: Final = _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
+#: Upper bound on any handshake message, checked before anything else (and, by the stream
+#: driver, before a body is read). Generous next to the fixed sizes above so that a later version
+#: can add fields without changing the framing, yet small enough that a stranger who opens
+#: thousands of connections cannot make us buffer much.
+MAX_HANDSHAKE_MESSAGE: Final = 512
+
+#: Signature contexts. They have the same length (so the signed layout is fixed) and differ, so
+#: a responder's signature can never pass as an initiator's, or the reverse.
+RESPONDER_LABEL: Final = b"plexinode handshake v1 responder"
+INITIATOR_LABEL: Final = b"plexinode handshake v1 initiator"
+
+# BLAKE2b personalisations (at most 16 bytes): one per purpose, so the same inputs can never
+# yield the same key for two purposes.
+_PERSON_TRANSCRIPT: Final = b"pxn-hs-transcrpt"
+_PERSON_MSG2: Final = b"pxn-hs-msg2-key"
+_PERSON_MSG3: Final = b"pxn-hs-msg3-key"
+_PERSON_I2R: Final = b"pxn-stream-i2r"
+_PERSON_R2I: Final = b"pxn-stream-r2i"
+
+
+class UnexpectedPeerError(HandshakeError):
+    """The responder proved an identity other than the one the initiator asked for.
+
+    Raised by :meth:`Initiator.receive` before msg3 exists, so the initiator has not revealed
+    who it is. Typical cause: a stale address that now belongs to another node.
+
+    Attributes:
+        remote_node_id: The node that answered (its signature was valid).
+        expected_node_id: The node the caller wanted to reach.
+    """
+
+    def __init__(self, remote_node_id: NodeId, expected_node_id: NodeId) -> None:
+        super().__init__(f"connected to {remote_node_id} but expected {expected_node_id}")
+        self.remote_node_id = remote_node_id
+        self.expected_node_id = expected_node_id
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeResult:
+    """What a completed handshake proves and yields.
+
+    Attributes:
+        remote_public_key: The peer's Ed25519 public key; it signed this session's transcript.
+        remote_node_id: The node ID of that key.
+        send_key: 32-byte key for what this side sends (the peer's ``recv_key``).
+        recv_key: 32-byte key for what this side receives (the peer's ``send_key``).
+        transcript_hash: Hash of the whole handshake, equal on both sides and unique to the
+            session; usable as a session id or for channel binding.
+    """
+
+    remote_public_key: bytes
+    remote_node_id: NodeId
+    send_key: bytes = field(repr=False)
+    recv_key: bytes = field(repr=False)
+    transcript_hash: bytes
+
+
+class _State(enum.Enum):
+    """Where a role object is. Transitions (anything else is a RuntimeError)::
+
+    Initiator: START --start()--> WAIT_MSG2 --receive(msg2)--> DONE
+    Responder: START --receive(msg1)--> WAIT_MSG3 --receive(msg3)--> DONE
+    both:      any state --HandshakeError--> FAILED
+    """
+
+    START = "start"
+    WAIT_MSG2 = "wait-msg2"
+    WAIT_MSG3 = "wait-msg3"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def _mix(transcript: bytes, data: bytes) -> bytes:
+    return hashlib.blake2b(
+        transcript + data, digest_size=KEY_BYTES, person=_PERSON_TRANSCRIPT
+    ).digest()
+
+
+def _kdf(shared_secret: bytes, transcript: bytes, person: bytes) -> bytes:
+    return hashlib.blake2b(
+        transcript, digest_size=KEY_BYTES, key=shared_secret, person=person
+    ).digest()
+
+
+def _initial_transcript(prologue: bytes) -> bytes:
+    if not isinstance(prologue, bytes):
+        raise TypeError("prologue must be bytes")
+    h0 = hashlib.blake2b(PROTOCOL_NAME, digest_size=KEY_BYTES, person=_PERSON_TRANSCRIPT).digest()
+    return _mix(h0, prologue)
+
+
+def _ephemeral(secret: bytes | None) -> nacl.public.PrivateKey:
+    if secret is None:
+        return nacl.public.PrivateKey.generate()
+    if len(secret) != KEY_BYTES:
+        raise ValueError(f"an ephemeral X25519 secret is {KEY_BYTES} bytes")
+    return nacl.public.PrivateKey(secret)
+
+
+def _dh(private: nacl.public.PrivateKey, remote_public: bytes) -> bytes:
+    try:
+        return bytes(nacl.bindings.crypto_scalarmult(bytes(private), remote_public))
+    except nacl.exceptions.CryptoError:
+        # libsodium refuses low-order points (the result would be all zeros, a key that any
+        # attacker knows).
+        raise HandshakeError("peer sent an invalid ephemeral key") from None
+
+
+def _seal(key: bytes, transcript: bytes, payload: bytes) -> bytes:
+    return bytes(
+        nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            payload, transcript, _ZERO_NONCE, key
+        )
+    )
+
+
+def _open(key: bytes, transcript: bytes, ciphertext: bytes, what: str) -> bytes:
+    try:
+        return bytes(
+            nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                ciphertext, transcript, _ZERO_NONCE, key
+            )
+        )
+    except nacl.exceptions.CryptoError:
+        raise HandshakeError(
+            f"cannot decrypt {what}: tampered, from another session, or the peer uses a "
+            "different prologue (network key)"
+        ) from None
+
+
+def _check_size(message: bytes, expected: int, what: str) -> None:
+    if not isinstance(message, bytes):
+        raise TypeError(f"{what} must be bytes")
+    if len(message) > MAX_HANDSHAKE_MESSAGE:
+        raise HandshakeError(f"{what} of {len(message)} bytes exceeds {MAX_HANDSHAKE_MESSAGE}")
+    if len(message) != expected:
+        raise HandshakeError(f"{what} is {len(message)} bytes, expected {expected}")
+
+
+def _identity_payload(identity: Identity, label: bytes, transcript: bytes) -> bytes:
+    signature = identity.sign(label + transcript + identity.public_key)
+    return identity.public_key + signature
+
+
+def _verify_identity_payload(
+    payload: bytes, label: bytes, transcript: bytes, own: Identity, what: str
+) -> tuple[bytes, NodeId]:
+    public_key = payload[:PUBLIC_KEY_BYTES]
+    signature = payload[PUBLIC_KEY_BYTES:]
+    try:
+        verify_signature(public_key, label + transcript + public_key, signature)
+        node_id = NodeId.from_public_key(public_key)
+    except (AuthenticationError, IdentityError):
+        raise HandshakeError(f"bad signature in {what}") from None
+    if node_id == own.node_id:
+        raise HandshakeError("connected to ourselves (our own address, or a copy of our key)")
+    return public_key, node_id
+
+
+class _Role:
+    """State shared by both roles: the transcript and the state machine."""
+
+    def __init__(self, identity: Identity, prologue: bytes, ephemeral_key: bytes | None) -> None:
+        self._identity = identity
+        self._transcript = _initial_transcript(prologue)
+        self._ephemeral: nacl.public.PrivateKey | None = _ephemeral(ephemeral_key)
+        self._shared_secret = b""
+        self._state = _State.START
+        self._result: HandshakeResult | None = None
+
+    @property
+    def is_complete(self) -> bool:
+        """True once the handshake succeeded and :attr:`result` is available."""
+        return self._state is _State.DONE
+
+    @property
+    def result(self) -> HandshakeResult:
+        """The outcome; RuntimeError until the handshake is complete."""
+        if self._result is None:
+            raise RuntimeError(f"handshake not complete (state {self._state.value})")
+        return self._result
+
+    def _expect(self, state: _State, action: str) -> None:
+        if self._state is not state:
+            raise RuntimeError(f"cannot {action} in handshake state {self._state.value}")
+
+    def _fail(self, exc: HandshakeError) -> HandshakeError:
+        self._state = _State.FAILED
+        self._forget_secrets()
+        log.debug("handshake failed: %s", exc)
+        return exc
+
+    def _forget_secrets(self) -> None:
+        # Python cannot wipe memory, but dropping the references lets the ephemeral secret and
+        # the shared secret be freed as soon as the handshake ends.
+        self._ephemeral = None
+        self._shared_secret = b""
+
+    def _finish(self, remote_public_key: bytes, remote_node_id: NodeId, initiator: bool) -> None:
+        i2r = _kdf(self._shared_secret, self._transcript, _PERSON_I2R)
+        r2i = _kdf(self._shared_secret, self._transcript, _PERSON_R2I)
+        self._result = HandshakeResult(
+            remote_public_key=remote_public_key,
+            remote_node_id=remote_node_id,
+            send_key=i2r if initiator else r2i,
+            recv_key=r2i if initiator else i2r,
+            transcript_hash=self._transcript,
+        )
+        self._state = _State.DONE
+        self._forget_secrets()
+
+
+class Initiator(_Role):
+    """The side that opened the connection.
+
+    Usage: send :meth:`start`'s bytes, pass the reply to :meth:`receive`, send what it returns;
+    :attr:`result` is then available.
+
+    Args:
+        identity: This node's identity.
+        expected_node_id: The node we mean to reach, or None to accept whoever answers. When
+            given, a different responder fails the handshake before we reveal our identity.
+        prologue: Context both sides must agree on (e.g. the network key id); not sent.
+        ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None (the default)
+            draws a fresh random one. Never reuse one.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        expected_node_id: NodeId | None = None,
+        prologue: bytes = b"",
+        *,
+        ephemeral_key: bytes | None = None,
+    ) -> None:
+        super().__init__(identity, prologue, ephemeral_key)
+        self._expected = expected_node_id
+
+    def start(self) -> bytes:
+        """Return msg1, the first message to send."""
+        self._expect(_State.START, "start")
+        assert self._ephemeral is not None
+        message = MAGIC + bytes([VERSION]) + bytes(self._ephemeral.public_key)
+        self._transcript = _mix(self._transcript, message)
+        self._state = _State.WAIT_MSG2
+        return message
+
+    def receive(self, message: bytes) -> bytes:
+        """Process msg2 and return msg3; the handshake is then complete.
+
+        Args:
+            message: The body of msg2 as received.
+
+        Returns:
+            msg3, to send to the responder.
+
+        Raises:
+            HandshakeError: msg2 is malformed, tampered, from another session, or signed by a
+                bad key. :class:`UnexpectedPeerError` (a subclass) when the responder is not
+                ``expected_node_id``.
+        """
+        self._expect(_State.WAIT_MSG2, "receive msg2")
+        try:
+            return self._receive_msg2(message)
+        except HandshakeError as exc:
+            raise self._fail(exc) from None
+
+    def _receive_msg2(self, message: bytes) -> bytes:
+        assert self._ephemeral is not None
+        _check_size(message, MSG2_BYTES, "msg2")
+        remote_ephemeral, sealed = message[:KEY_BYTES], message[KEY_BYTES:]
+        self._shared_secret = _dh(self._ephemeral, remote_ephemeral)
+        self._transcript = _mix(self._transcript, remote_ephemeral)
+        key2 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG2)
+        payload = _open(key2, self._transcript, sealed, "msg2")
+        remote_key, remote_id = _verify_identity_payload(
+            payload, RESPONDER_LABEL, self._transcript, self._identity, "msg2"
+        )
+        if self._expected is not None and remote_id != self._expected:
+            raise UnexpectedPeerError(remote_id, self._expected)
+        self._transcript = _mix(self._transcript, sealed)
+        key3 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG3)
+        reply = _seal(
+            key3,
+            self._transcript,
+            _identity_payload(self._identity, INITIATOR_LABEL, self._transcript),
+        )
+        self._transcript = _mix(self._transcript, reply)
+        self._finish(remote_key, remote_id, initiator=True)
+        return reply
+
+
+class Responder(_Role):
+    """The side that accepted the connection.
+
+    Usage: pass msg1 to :meth:`receive` and send the msg2 it returns; pass msg3 to
+    :meth:`receive` (it returns None: nothing more to send); :attr:`result` is then available.
+
+    Args:
+        identity: This node's identity.
+        prologue: Context both sides must agree on (e.g. the network key id); not sent.
+        ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None (the default)
+            draws a fresh random one. Never reuse one.
+    """
+
+    def __init__(
+        self, identity: Identity, prologue: bytes = b"", *, ephemeral_key: bytes | None = None
+    ) -> None:
+        super().__init__(identity, prologue, ephemeral_key)
+
+    def receive(self, message: bytes) -> bytes | None:
+        """Process the next handshake message from the initiator.
+
+        Args:
+            message: The body of msg1 (first call) or msg3 (second call).
+
+        Returns:
+            msg2 after msg1; None after msg3, when the handshake is complete.
+
+        Raises:
+            HandshakeError: The message is malformed, of another protocol or version, tampered,
+                from another session, or signed by a bad key.
+        """
+        handler: Callable[[bytes], bytes | None]
+        if self._state is _State.START:
+            handler = self._receive_msg1
+        elif self._state is _State.WAIT_MSG3:
+            handler = self._receive_msg3
+        else:
+            raise RuntimeError(f"cannot receive in handshake state {self._state.value}")
+        try:
+            return handler(message)
+        except HandshakeError as exc:
+            raise self._fail(exc) from None
+
+    def _receive_msg1(self, message: bytes) -> bytes:
+        assert self._ephemeral is not None
+        _check_size(message, MSG1_BYTES, "msg1")
+        if message[: len(MAGIC)] != MAGIC:
+            raise HandshakeError("not a plexinode handshake (bad magic)")
+        version = message[len(MAGIC)]
+        if version != VERSION:
+            raise HandshakeError(f"unsupported handshake version {version} (we speak {VERSION})")
+        remote_ephemeral = message[len(MAGIC) + 1 :]
+        self._shared_secret = _dh(self._ephemeral, remote_ephemeral)
+        self._transcript = _mix(self._transcript, message)
+        own_ephemeral = bytes(self._ephemeral.public_key)
+        self._transcript = _mix(self._transcript, own_ephemeral)
+        key2 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG2)
+        sealed = _seal(
+            key2,
+            self._transcript,
+            _identity_payload(self._identity, RESPONDER_LABEL, self._transcript),
+        )
+        self._transcript = _mix(self._transcript, sealed)
+        self._ephemeral = None  # only ss is needed from here on
+        self._state = _State.WAIT_MSG3
+        return own_ephemeral + sealed
+
+    def _receive_msg3(self, message: bytes) -> None:
+        _check_size(message, MSG3_BYTES, "msg3")
+        key3 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG3)
+        payload = _open(key3, self._transcript, message, "msg3")
+        remote_key, remote_id = _verify_identity_payload(
+            payload, INITIATOR_LABEL, self._transcript, self._identity, "msg3"
+        )
+        self._transcript = _mix(self._transcript, message)
+        self._finish(remote_key, remote_id, initiator=False)

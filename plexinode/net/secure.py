@@ -1,0 +1,516 @@
+"""Secure streams: the handshake of :mod:`plexinode.net.handshake` driven over a trio stream,
+then encrypted, authenticated frames.
+
+:func:`secure_connect` (the side that dialled) and :func:`secure_accept` (the side that accepted)
+turn any :class:`trio.abc.Stream` (TCP in production, memory streams in tests and simulations)
+into a :class:`SecureStream`: a :class:`trio.abc.Channel` of byte frames, bound to the peer's
+node key.
+
+On the wire, in order::
+
+    handshake   u16be length || msg1        I -> R   (length <= MAX_HANDSHAKE_MESSAGE)
+                u16be length || msg2        R -> I
+                u16be length || msg3        I -> R
+    headers     24-byte secretstream header, each side -> the other (raw, fixed size)
+    frames      u32be length || secretstream ciphertext (plaintext + 17 bytes), both ways
+    close       one frame whose secretstream tag is TAG_FINAL and whose plaintext is empty
+
+The initiator writes msg3 and its header in one write. Each side then waits for the other's
+header before :func:`secure_connect` / :func:`secure_accept` return, so a responder that rejects
+msg3 (it just closes) makes :func:`secure_connect` fail with HandshakeError instead of handing
+back a stream that is already dead. The cost is half a round trip before the initiator's first
+frame; streams are long-lived, so clear errors win.
+
+Frames use libsodium's crypto_secretstream_xchacha20poly1305, one direction per key from the
+handshake. It numbers messages internally, so a frame that is dropped, replayed, reordered or
+moved to the other direction fails to decrypt, and its TAG_FINAL tag lets the receiver tell a
+clean close (:class:`trio.EndOfChannel`) from a truncation (RemoteProtocolError).
+
+Limits and failures:
+
+* A handshake message length above MAX_HANDSHAKE_MESSAGE, and a frame length below the 17-byte
+  overhead or above ``max_frame_bytes + 17``, is refused from the length prefix alone, before any
+  body byte is read or buffered: a peer cannot make us allocate more than it is allowed to send.
+* Anything a peer can get wrong after the handshake (a bad length, a frame that does not decrypt,
+  an unknown tag, a non-empty final frame, EOF without a final frame) raises RemoteProtocolError
+  and breaks the receive side for good: later calls raise :class:`trio.BrokenResourceError`.
+* :func:`secure_connect` and :func:`secure_accept` own the stream they are given: if they fail
+  for any reason, including cancellation by the caller's ``trio.fail_after(handshake_timeout)``,
+  they close it before the exception propagates.
+* Cancelling :meth:`SecureStream.send` mid-frame leaves a partial frame on the wire, so the send
+  side is then broken; cancelling :meth:`SecureStream.receive` is safe (nothing is consumed until
+  a whole frame has arrived).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import struct
+from collections.abc import AsyncIterator
+from typing import Final
+
+import nacl.bindings
+import nacl.exceptions
+import trio
+
+from plexinode.errors import HandshakeError, RemoteProtocolError
+from plexinode.identity import Identity, NodeId
+from plexinode.net.handshake import (
+    MAX_HANDSHAKE_MESSAGE,
+    HandshakeResult,
+    Initiator,
+    Responder,
+)
+
+log = logging.getLogger(__name__)
+
+#: Default largest plaintext of one frame. Large enough for a 64 KiB shard piece or a chat
+#: attachment chunk with room to spare, small enough that one frame never pins much memory per
+#: connection. Both ends must use the same value (a larger frame is a protocol error).
+DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
+#: Bytes secretstream adds to each frame (1 encrypted tag byte + 16-byte Poly1305 MAC).
+FRAME_OVERHEAD: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_ABYTES
+#: Size of the secretstream header each side sends after the handshake.
+STREAM_HEADER_BYTES: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+#: Largest plaintext a frame length prefix (u32) can describe.
+_MAX_FRAME_LIMIT: Final = min(
+    (1 << 32) - 1 - FRAME_OVERHEAD,
+    nacl.bindings.crypto_secretstream_xchacha20poly1305_MESSAGEBYTES_MAX,
+)
+#: How much to ask the transport for at a time. Several frames' worth per call keeps the number
+#: of receive calls (and trio checkpoints) per 64 KiB frame around one; the buffer never grows
+#: past one whole frame plus one read.
+RECEIVE_CHUNK_BYTES: Final = 256 * 1024
+
+_TAG_MESSAGE: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+_TAG_FINAL: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+_HANDSHAKE_LENGTH: Final = struct.Struct(">H")
+_FRAME_LENGTH: Final = struct.Struct(">I")
+
+
+class _BufferedReader:
+    """Reads exact byte counts from a stream, keeping what arrived beyond them.
+
+    The received chunks are kept as they came, in a queue, rather than appended to one buffer:
+    a frame that lies within one chunk (the common case) is then copied once, by slicing, or
+    not at all when it is the whole chunk; only a frame that straddles chunks is joined.
+
+    Cancellation-safe: :meth:`fill` only queues whole chunks after ``receive_some`` returned,
+    and nothing is consumed until the caller calls :meth:`take`.
+    """
+
+    __slots__ = ("_chunks", "_offset", "_size", "_stream", "receives")
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._offset = 0  # bytes of _chunks[0] already consumed
+        self._size = 0  # bytes buffered and not consumed
+        #: How many times :meth:`fill` awaited the stream (each await was a checkpoint).
+        self.receives = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    async def fill(self, count: int) -> bool:
+        """Wait until at least `count` bytes are buffered; False if EOF comes first."""
+        while self._size < count:
+            self.receives += 1
+            chunk = await self._stream.receive_some(max(count - self._size, RECEIVE_CHUNK_BYTES))
+            if not chunk:
+                return False
+            self._chunks.append(bytes(chunk))
+            self._size += len(chunk)
+        return True
+
+    def peek(self, struct_: struct.Struct) -> int:
+        """Decode an unsigned length at the start of the buffer (which must hold it)."""
+        first = self._chunks[0]
+        if len(first) - self._offset >= struct_.size:
+            value: int = struct_.unpack_from(first, self._offset)[0]
+            return value
+        head = bytearray()
+        for index, chunk in enumerate(self._chunks):  # a length split across chunks: rare
+            head += chunk[self._offset if index == 0 else 0 :]
+            if len(head) >= struct_.size:
+                break
+        value = struct_.unpack_from(head)[0]
+        return value
+
+    def take(self, start: int, end: int) -> bytes:
+        """Return the buffered bytes [start:end] and consume the first `end` bytes."""
+        first = self._chunks[0]
+        offset = self._offset
+        if offset + end > len(first):
+            self._consume_joined(start)
+            return self._consume_joined(end - start)
+        if offset + start == 0 and end == len(first):
+            data = first  # exactly one whole chunk: no copy at all
+        else:
+            data = first[offset + start : offset + end]
+        self._size -= end
+        if offset + end == len(first):
+            self._chunks.popleft()
+            self._offset = 0
+        else:
+            self._offset = offset + end
+        return data
+
+    def _consume_joined(self, count: int) -> bytes:
+        """Consume and return the next `count` buffered bytes, joined across chunks."""
+        pieces = []
+        needed = count
+        while needed:
+            chunk = self._chunks[0]
+            available = len(chunk) - self._offset
+            if available <= needed:
+                pieces.append(memoryview(chunk)[self._offset :])
+                self._chunks.popleft()
+                self._offset = 0
+                needed -= available
+            else:
+                pieces.append(memoryview(chunk)[self._offset : self._offset + needed])
+                self._offset += needed
+                needed = 0
+        self._size -= count
+        return b"".join(pieces)
+
+
+async def _acquire(lock: trio.StrictFIFOLock) -> None:
+    """Take `lock`, without the scheduler round trip of ``lock.acquire()`` when it is free.
+
+    Each frame costs one pass through trio's scheduler anyway (the transport's send or receive,
+    or an explicit checkpoint); a second one per frame for an uncontended lock measurably slows
+    64 KiB frames.
+    """
+    try:
+        lock.acquire_nowait()
+    except trio.WouldBlock:
+        await lock.acquire()
+
+
+async def _read_handshake_message(reader: _BufferedReader, step: str) -> bytes:
+    if not await reader.fill(_HANDSHAKE_LENGTH.size):
+        raise HandshakeError(f"peer closed the connection before {step}")
+    length = reader.peek(_HANDSHAKE_LENGTH)
+    if not 0 < length <= MAX_HANDSHAKE_MESSAGE:
+        raise HandshakeError(f"{step} length {length} is outside 1..{MAX_HANDSHAKE_MESSAGE}")
+    if not await reader.fill(_HANDSHAKE_LENGTH.size + length):
+        raise HandshakeError(f"peer closed the connection in the middle of {step}")
+    return reader.take(_HANDSHAKE_LENGTH.size, _HANDSHAKE_LENGTH.size + length)
+
+
+def _handshake_frame(message: bytes) -> bytes:
+    return _HANDSHAKE_LENGTH.pack(len(message)) + message
+
+
+def _check_max_frame_bytes(max_frame_bytes: int) -> None:
+    if not 0 <= max_frame_bytes <= _MAX_FRAME_LIMIT:
+        raise ValueError(f"max_frame_bytes must be within 0..{_MAX_FRAME_LIMIT}")
+
+
+@contextlib.asynccontextmanager
+async def _closed_on_failure(stream: trio.abc.Stream) -> AsyncIterator[None]:
+    """Close `stream` if the block fails in any way, cancellation included.
+
+    A transport failure (the peer reset the connection) becomes HandshakeError, so that callers
+    of the handshake have one error type for "this peer could not be reached securely".
+    """
+    try:
+        yield
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"connection lost during the handshake: {exc}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
+async def secure_connect(
+    stream: trio.abc.Stream,
+    identity: Identity,
+    *,
+    expected_node_id: NodeId | None = None,
+    prologue: bytes = b"",
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> SecureStream:
+    """Run the initiator's side of the handshake over `stream`.
+
+    Callers bound the time it may take: ``with trio.fail_after(timeout): await
+    secure_connect(...)``.
+
+    Args:
+        stream: A freshly opened stream; this function owns it from now on.
+        identity: This node's identity.
+        expected_node_id: The node we mean to reach; None accepts any node. A mismatch fails
+            before we reveal our identity.
+        prologue: Context both sides must agree on (e.g. the network key id).
+        max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
+
+    Returns:
+        The secure stream, authenticated to the responder's key.
+
+    Raises:
+        HandshakeError: The handshake failed (bad message, wrong peer, the peer closed or
+            reset the connection). `stream` is closed.
+        ValueError: `max_frame_bytes` is out of range. `stream` is closed.
+    """
+    async with _closed_on_failure(stream):
+        _check_max_frame_bytes(max_frame_bytes)
+        initiator = Initiator(identity, expected_node_id, prologue)
+        reader = _BufferedReader(stream)
+        await stream.send_all(_handshake_frame(initiator.start()))
+        msg3 = initiator.receive(await _read_handshake_message(reader, "msg2"))
+        return await _establish(
+            stream, reader, initiator.result, max_frame_bytes, _handshake_frame(msg3)
+        )
+
+
+async def secure_accept(
+    stream: trio.abc.Stream,
+    identity: Identity,
+    *,
+    prologue: bytes = b"",
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> SecureStream:
+    """Run the responder's side of the handshake over `stream`.
+
+    Callers bound the time it may take: ``with trio.fail_after(timeout): await
+    secure_accept(...)``; a peer that stalls would otherwise hold the connection open.
+
+    Args:
+        stream: A freshly accepted stream; this function owns it from now on.
+        identity: This node's identity.
+        prologue: Context both sides must agree on (e.g. the network key id).
+        max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
+
+    Returns:
+        The secure stream, authenticated to the initiator's key.
+
+    Raises:
+        HandshakeError: The handshake failed (bad message, the peer closed or reset the
+            connection). `stream` is closed.
+        ValueError: `max_frame_bytes` is out of range. `stream` is closed.
+    """
+    async with _closed_on_failure(stream):
+        _check_max_frame_bytes(max_frame_bytes)
+        responder = Responder(identity, prologue)
+        reader = _BufferedReader(stream)
+        msg2 = responder.receive(await _read_handshake_message(reader, "msg1"))
+        assert msg2 is not None
+        await stream.send_all(_handshake_frame(msg2))
+        responder.receive(await _read_handshake_message(reader, "msg3"))
+        return await _establish(stream, reader, responder.result, max_frame_bytes, b"")
+
+
+async def _establish(
+    stream: trio.abc.Stream,
+    reader: _BufferedReader,
+    result: HandshakeResult,
+    max_frame_bytes: int,
+    pending: bytes,
+) -> SecureStream:
+    """Exchange secretstream headers (after `pending`, the last handshake bytes, if any)."""
+    push_state = nacl.bindings.crypto_secretstream_xchacha20poly1305_state()
+    header = nacl.bindings.crypto_secretstream_xchacha20poly1305_init_push(
+        push_state, result.send_key
+    )
+    await stream.send_all(pending + header)
+    if not await reader.fill(STREAM_HEADER_BYTES):
+        raise HandshakeError("peer closed the connection at the end of the handshake (rejected?)")
+    pull_state = nacl.bindings.crypto_secretstream_xchacha20poly1305_state()
+    nacl.bindings.crypto_secretstream_xchacha20poly1305_init_pull(
+        pull_state, reader.take(0, STREAM_HEADER_BYTES), result.recv_key
+    )
+    log.debug("secure stream established with %s", result.remote_node_id.short())
+    return SecureStream(
+        stream,
+        reader=reader,
+        result=result,
+        push_state=push_state,
+        pull_state=pull_state,
+        max_frame_bytes=max_frame_bytes,
+    )
+
+
+class SecureStream(trio.abc.Channel[bytes]):
+    """An encrypted, authenticated, ordered channel of byte frames to one authenticated node.
+
+    Made by :func:`secure_connect` or :func:`secure_accept`, never directly. Concurrent calls
+    to :meth:`send` are serialised in FIFO order, and so are calls to :meth:`receive`; sending
+    and receiving can happen at the same time in different tasks. Backpressure comes from the
+    transport: :meth:`send` returns when the transport has taken the frame; there is no queue.
+
+    Attributes:
+        remote_public_key: The peer's Ed25519 public key, proven by the handshake.
+        remote_node_id: The peer's node ID.
+        transcript_hash: The handshake's transcript hash (same on both ends; a session id).
+        max_frame_bytes: Largest plaintext :meth:`send` accepts and :meth:`receive` allows.
+        transport_stream: The underlying stream (do not use it directly).
+    """
+
+    def __init__(
+        self,
+        transport_stream: trio.abc.Stream,
+        *,
+        reader: _BufferedReader,
+        result: HandshakeResult,
+        push_state: nacl.bindings.crypto_secretstream_xchacha20poly1305_state,
+        pull_state: nacl.bindings.crypto_secretstream_xchacha20poly1305_state,
+        max_frame_bytes: int,
+    ) -> None:
+        self.transport_stream = transport_stream
+        self.remote_public_key: bytes = result.remote_public_key
+        self.remote_node_id: NodeId = result.remote_node_id
+        self.transcript_hash: bytes = result.transcript_hash
+        self.max_frame_bytes = max_frame_bytes
+        self._reader = reader
+        self._push_state = push_state
+        self._pull_state = pull_state
+        self._max_ciphertext = max_frame_bytes + FRAME_OVERHEAD
+        self._send_lock = trio.StrictFIFOLock()
+        self._receive_lock = trio.StrictFIFOLock()
+        self._closed = False
+        self._send_broken = False
+        self._receive_broken = False
+        self._end_of_channel = False
+
+    def __repr__(self) -> str:
+        return f"<SecureStream to {self.remote_node_id.short()}>"
+
+    async def send(self, value: bytes) -> None:
+        """Encrypt and send one frame.
+
+        Args:
+            value: The frame's plaintext, up to :attr:`max_frame_bytes` bytes (may be empty).
+
+        Raises:
+            ValueError: `value` is longer than :attr:`max_frame_bytes`.
+            trio.ClosedResourceError: This stream was closed.
+            trio.BrokenResourceError: The transport failed, or an earlier send was cancelled
+                mid-frame.
+        """
+        if len(value) > self.max_frame_bytes:
+            raise ValueError(f"frame of {len(value)} bytes exceeds {self.max_frame_bytes}")
+        if not isinstance(value, bytes):
+            value = bytes(value)  # libsodium's binding takes bytes only
+        await _acquire(self._send_lock)
+        try:
+            self._check_send()
+            ciphertext = nacl.bindings.crypto_secretstream_xchacha20poly1305_push(
+                self._push_state, value, None, _TAG_MESSAGE
+            )
+            # One write of prefix + ciphertext: one copy of the frame, but one syscall and no
+            # tiny segment for the prefix alone. send_all is this method's checkpoint.
+            try:
+                await self.transport_stream.send_all(
+                    _FRAME_LENGTH.pack(len(ciphertext)) + ciphertext
+                )
+            except BaseException:
+                # The push state has advanced and part of the frame may be on the wire; the
+                # only safe thing left is to stop sending.
+                self._send_broken = True
+                raise
+        finally:
+            self._send_lock.release()
+
+    def _check_send(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("secure stream is closed")
+        if self._send_broken:
+            raise trio.BrokenResourceError("secure stream's send side is broken")
+
+    async def receive(self) -> bytes:
+        """Wait for the next frame and return its plaintext (possibly empty).
+
+        Returns:
+            The plaintext of one frame, as the peer passed it to :meth:`send`.
+
+        Raises:
+            trio.EndOfChannel: The peer closed cleanly (sent its final frame); raised again on
+                every later call.
+            RemoteProtocolError: The peer sent a bad frame or closed without a final frame.
+            trio.ClosedResourceError: This stream was closed.
+            trio.BrokenResourceError: The transport failed, or an earlier receive failed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await _acquire(self._receive_lock)
+        try:
+            if self._closed:
+                raise trio.ClosedResourceError("secure stream is closed")
+            if self._end_of_channel:
+                raise trio.EndOfChannel
+            if self._receive_broken:
+                raise trio.BrokenResourceError("secure stream's receive side is broken")
+            receives = self._reader.receives
+            try:
+                frame = await self._receive_frame()
+            except (RemoteProtocolError, trio.BrokenResourceError):
+                self._receive_broken = True
+                raise
+        finally:
+            self._receive_lock.release()
+        if self._reader.receives == receives:
+            # The frame was already buffered: yield once anyway, as every trio receive does,
+            # so that a fast peer cannot starve the other tasks.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return frame
+
+    async def _receive_frame(self) -> bytes:
+        reader = self._reader
+        prefix = _FRAME_LENGTH.size
+        if not await reader.fill(prefix):
+            if len(reader):
+                raise RemoteProtocolError("connection closed in the middle of a frame length")
+            raise RemoteProtocolError("peer closed the connection without a final frame")
+        length = reader.peek(_FRAME_LENGTH)
+        if not FRAME_OVERHEAD <= length <= self._max_ciphertext:
+            raise RemoteProtocolError(
+                f"frame length {length} is outside {FRAME_OVERHEAD}..{self._max_ciphertext}"
+            )
+        if not await reader.fill(prefix + length):
+            raise RemoteProtocolError(
+                f"connection closed in the middle of a frame ({len(reader) - prefix} of "
+                f"{length} bytes)"
+            )
+        ciphertext = reader.take(prefix, prefix + length)
+        try:
+            plaintext, tag = nacl.bindings.crypto_secretstream_xchacha20poly1305_pull(
+                self._pull_state, ciphertext, None
+            )
+        except nacl.exceptions.CryptoError:
+            raise RemoteProtocolError(
+                "frame failed authentication (tampered, replayed or reordered)"
+            ) from None
+        if tag == _TAG_MESSAGE:
+            return bytes(plaintext)
+        if tag == _TAG_FINAL and not plaintext:
+            self._end_of_channel = True
+            log.debug("%r: peer closed cleanly", self)
+            raise trio.EndOfChannel
+        raise RemoteProtocolError(f"unexpected frame tag {tag} with {len(plaintext)} bytes")
+
+    async def aclose(self) -> None:
+        """Send the final frame if the send side is idle and healthy, then close the transport.
+
+        Idempotent. If the final frame cannot be sent (a send is in progress, the transport is
+        broken, or we are cancelled) the transport is closed anyway; the peer then sees an
+        unclean close rather than :class:`trio.EndOfChannel`.
+        """
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        try:
+            if not self._send_broken and not self._send_lock.locked():
+                final = nacl.bindings.crypto_secretstream_xchacha20poly1305_push(
+                    self._push_state, b"", None, _TAG_FINAL
+                )
+                self._send_broken = True  # nothing may follow the final frame
+                await self.transport_stream.send_all(_FRAME_LENGTH.pack(len(final)) + final)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await self.transport_stream.aclose()

@@ -1,0 +1,168 @@
+"""The stream service: accepts secure streams and routes them to protocol handlers.
+
+Every accepted connection first runs the mutual-authentication handshake
+(:mod:`plexinode.net.secure`) under ``stream.handshake_timeout``; a peer that stalls is cut off
+when the timeout expires and its task and socket are freed. At most
+``stream.max_pending_handshakes`` handshakes run at once: connections beyond that are closed at
+once, so a client that opens thousands of idle connections costs the node a bounded amount.
+
+After the handshake the dialer's first frame is a :class:`~plexinode.wire.messages.StreamOpen`
+naming the protocol (``echo/1``, and later ``membership/1``, ``shards/1`` ...). The handler for
+that protocol owns the stream until it returns; the service closes it afterwards.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from plexinode.config import StreamSettings
+from plexinode.errors import HandshakeError, RemoteProtocolError
+from plexinode.identity import Identity, NodeId
+from plexinode.net.address import Address
+from plexinode.net.secure import SecureStream, secure_accept, secure_connect
+from plexinode.net.transport import Transport
+from plexinode.wire import envelope
+from plexinode.wire.codec import FRAME_LIMITS
+from plexinode.wire.messages import StreamOpen
+
+log = logging.getLogger(__name__)
+
+StreamHandler = Callable[[SecureStream], Awaitable[None]]
+
+
+class StreamService:
+    """Secure-stream listener and dialer for one node."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        listener: trio.abc.Listener[trio.abc.Stream],
+        transport: Transport,
+        settings: StreamSettings,
+        *,
+        prologue: bytes = b"",
+    ) -> None:
+        self.identity = identity
+        self.settings = settings
+        self._listener = listener
+        self._transport = transport
+        self._prologue = prologue
+        self._handlers: dict[str, StreamHandler] = {}
+        self._pending = 0
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    @property
+    def pending_handshakes(self) -> int:
+        """Inbound handshakes in progress."""
+        return self._pending
+
+    def on(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve streams that open `protocol` with `handler`."""
+        self._handlers[protocol] = handler
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept connections until cancelled."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            try:
+                while True:
+                    try:
+                        stream = await self._listener.accept()
+                    except OSError as exc:  # e.g. EMFILE: back off instead of spinning
+                        self.stats["accept_error"] += 1
+                        log.warning("accept failed: %s", exc)
+                        await trio.sleep(0.1)
+                        continue
+                    if self._pending >= self.settings.max_pending_handshakes:
+                        self.stats["refused_busy"] += 1
+                        await trio.aclose_forcefully(stream)
+                        continue
+                    self._pending += 1
+                    nursery.start_soon(self._serve, stream)
+            finally:
+                await self._listener.aclose()
+
+    async def _serve(self, raw: trio.abc.Stream) -> None:
+        try:
+            opened = await self._accept(raw)
+        finally:
+            self._pending -= 1
+        if opened is None:
+            await trio.aclose_forcefully(raw)
+            return
+        secure, protocol = opened
+        async with secure:
+            handler = self._handlers.get(protocol)
+            if handler is None:
+                self.stats["unknown_protocol"] += 1
+                log.debug(
+                    "%s asked for unknown protocol %r", secure.remote_node_id.short(), protocol
+                )
+                return
+            self.stats["accepted"] += 1
+            try:
+                await handler(secure)
+            except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
+                self.stats["stream_error"] += 1
+                log.debug(
+                    "stream %s from %s ended: %s", protocol, secure.remote_node_id.short(), exc
+                )
+
+    async def _accept(self, raw: trio.abc.Stream) -> tuple[SecureStream, str] | None:
+        """Handshake and read the StreamOpen frame; None (counted) if either fails."""
+        with trio.move_on_after(self.settings.handshake_timeout):
+            try:
+                secure = await secure_accept(
+                    raw,
+                    self.identity,
+                    prologue=self._prologue,
+                    max_frame_bytes=self.settings.max_frame_bytes,
+                )
+            except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
+                self.stats["handshake_failed"] += 1
+                log.debug("inbound handshake failed: %s", exc)
+                return None
+            try:
+                opening = envelope.decode(await secure.receive(), FRAME_LIMITS).message
+            except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
+                self.stats["bad_open"] += 1
+                log.debug("bad stream opening from %s: %s", secure.remote_node_id.short(), exc)
+                return None
+            if not isinstance(opening, StreamOpen):
+                self.stats["bad_open"] += 1
+                return None
+            return secure, opening.protocol
+        self.stats["handshake_timeout"] += 1
+        return None
+
+    async def open(
+        self, address: Address, protocol: str, *, node_id: NodeId | None = None
+    ) -> SecureStream:
+        """Dial `address`, authenticate (requiring `node_id` if given) and open `protocol`.
+
+        Raises:
+            HandshakeError: the peer failed authentication, is not `node_id`, or timed out.
+            OSError: the address cannot be reached.
+        """
+        raw = await self._transport.connect(address)
+        try:
+            with trio.fail_after(self.settings.handshake_timeout):
+                secure = await secure_connect(
+                    raw,
+                    self.identity,
+                    expected_node_id=node_id,
+                    prologue=self._prologue,
+                    max_frame_bytes=self.settings.max_frame_bytes,
+                )
+        except trio.TooSlowError:
+            await trio.aclose_forcefully(raw)
+            raise HandshakeError(f"handshake with {address} timed out") from None
+        except BaseException:
+            await trio.aclose_forcefully(raw)
+            raise
+        await secure.send(envelope.encode(StreamOpen(protocol)))
+        return secure

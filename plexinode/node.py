@@ -1,0 +1,286 @@
+"""The node: one trio nursery that owns every service.
+
+:meth:`Node.run` binds the endpoint (UDP and TCP on one port), opens the database, and starts
+each service with ``nursery.start`` so that start-up order and readiness are explicit::
+
+    Node.run ── nursery
+                 ├── DatagramService.run   authenticated datagrams, request/response
+                 ├── StreamService.run     secure streams (handshake, protocol routing)
+                 └── AdminServer.run       Unix socket for the CLI (real nodes only)
+
+The node is ready when every service has started: it logs ``node ready``, the admin socket
+exists, and ``READY=1`` goes to systemd when ``NOTIFY_SOCKET`` is set. :meth:`Node.stop` (from
+the admin ``stop`` command or a signal) cancels the nursery; each service closes its sockets
+on the way out and the database is checkpointed and closed last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from plexinode import __version__
+from plexinode.admin.server import AdminServer
+from plexinode.config import Settings
+from plexinode.datadir import DB_NAME, socket_path
+from plexinode.errors import AdminError, DecodeError, RemoteProtocolError
+from plexinode.identity import Identity, NodeId
+from plexinode.net.address import Address
+from plexinode.net.datagram import DatagramService, Inbound
+from plexinode.net.secure import SecureStream
+from plexinode.net.streams import StreamService
+from plexinode.net.transport import Transport
+from plexinode.storage import Database, open_database
+from plexinode.wire import envelope
+from plexinode.wire.codec import FRAME_LIMITS
+from plexinode.wire.messages import Echo, Ping, Pong
+from plexinode.wire.schema import Message
+
+log = logging.getLogger(__name__)
+
+ECHO_PROTOCOL = "echo/1"
+#: An echo stream that stays silent this long is closed (it only serves pings and benchmarks).
+ECHO_IDLE_TIMEOUT = 60.0
+
+
+def notify_ready() -> None:
+    """Tell systemd (``Type=notify``) that the node is ready, if NOTIFY_SOCKET is set."""
+    target = os.environ.get("NOTIFY_SOCKET")
+    if not target:
+        return
+    if target.startswith("@"):
+        target = "\0" + target[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(target)
+            sock.sendall(b"READY=1")
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", target, exc)
+
+
+class Node:
+    """One plexinode node.
+
+    Args:
+        identity: the node's key pair.
+        settings: effective configuration.
+        transport: the real network or an in-memory one.
+        data_dir: where the database and the admin socket live; None runs with an in-memory
+            database and no admin socket (simulations).
+        wall_clock: the clock used for datagram counters (simulations pass trio's clock).
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        settings: Settings,
+        transport: Transport,
+        *,
+        data_dir: Path | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        config_rows: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.settings = settings
+        self.transport = transport
+        self.data_dir = data_dir
+        self._wall_clock = wall_clock
+        self._config_rows = config_rows or []
+        self._stop = trio.Event()
+        self._started_at: float | None = None
+        self.address: Address | None = None
+        self._datagrams: DatagramService | None = None
+        self._streams: StreamService | None = None
+        self._db: Database | None = None
+        self.admin: AdminServer | None = None
+
+    @property
+    def node_id(self) -> NodeId:
+        """This node's ID."""
+        return self.identity.node_id
+
+    @property
+    def datagrams(self) -> DatagramService:
+        """The datagram service (only while running)."""
+        if self._datagrams is None:
+            raise RuntimeError("node is not running")
+        return self._datagrams
+
+    @property
+    def streams(self) -> StreamService:
+        """The stream service (only while running)."""
+        if self._streams is None:
+            raise RuntimeError("node is not running")
+        return self._streams
+
+    def stop(self) -> None:
+        """Ask the node to shut down gracefully; :meth:`run` returns soon after."""
+        self._stop.set()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run every service until :meth:`stop` or cancellation."""
+        db_path = self.data_dir / DB_NAME if self.data_dir is not None else None
+        async with open_database(db_path) as db:
+            self._db = db
+            endpoint = await self.transport.bind(self.settings.listen)
+            self.address = endpoint.address
+            try:
+                async with trio.open_nursery() as nursery:
+                    await self._start_services(nursery, endpoint)
+                    self._started_at = trio.current_time()
+                    log.info(
+                        "node ready: %s on udp+tcp %s%s",
+                        self.node_id,
+                        self.address,
+                        f", admin socket {self.admin.path}" if self.admin else "",
+                    )
+                    notify_ready()
+                    task_status.started(self.address)
+                    await self._stop.wait()
+                    log.info("node stopping")
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await endpoint.aclose()
+                self._datagrams = self._streams = None
+                self._db = None
+        log.info("node stopped")
+
+    async def _start_services(self, nursery: trio.Nursery, endpoint: Any) -> None:
+        self._datagrams = DatagramService(
+            self.identity, endpoint.datagrams, self.settings.datagram, wall_clock=self._wall_clock
+        )
+        self._datagrams.on(Ping, self._on_ping)
+        await nursery.start(self._datagrams.run)
+        self._streams = StreamService(
+            self.identity, endpoint.listener, self.transport, self.settings.stream
+        )
+        self._streams.on(ECHO_PROTOCOL, self._serve_echo)
+        await nursery.start(self._streams.run)
+        if self.data_dir is not None:
+            self.admin = AdminServer(socket_path(self.data_dir))
+            self._register_admin_commands(self.admin)
+            await nursery.start(self.admin.run)
+
+    # -- ping ----------------------------------------------------------------------------------
+
+    async def _on_ping(self, inbound: Inbound) -> Message:
+        return Pong(inbound.address.host, inbound.address.port)
+
+    async def _serve_echo(self, stream: SecureStream) -> None:
+        while True:
+            with trio.move_on_after(ECHO_IDLE_TIMEOUT):
+                frame = await stream.receive()
+            if not frame:
+                return
+            message = envelope.decode(frame, FRAME_LIMITS).message
+            if not isinstance(message, Echo):
+                raise DecodeError(f"echo/1 expects echo frames, got {message.NAME}")
+            await stream.send(frame)
+
+    async def ping(
+        self, address: Address, *, node_id: NodeId | None = None, via: str = "datagram"
+    ) -> dict[str, Any]:
+        """Authenticate the node at `address` and measure the round-trip time.
+
+        Over datagrams, the ping is signed by us and the pong by them (and bound to our ID);
+        over a stream, both sides complete the mutual handshake and then echo one frame.
+        """
+        if via == "datagram":
+            reply = await self.datagrams.request(address, Ping(), node_id=node_id)
+            return {
+                "node_id": str(reply.sender),
+                "address": str(address),
+                "rtt_ms": round(reply.rtt * 1000, 3),
+                "via": via,
+            }
+        if via != "stream":
+            raise ValueError(f"unknown ping transport {via!r}")
+        started = trio.current_time()
+        stream = await self.streams.open(address, ECHO_PROTOCOL, node_id=node_id)
+        async with stream:
+            handshake_done = trio.current_time()
+            payload = envelope.encode(Echo(os.urandom(16)))
+            await stream.send(payload)
+            if await stream.receive() != payload:
+                raise RemoteProtocolError("echo reply does not match")
+        finished = trio.current_time()
+        return {
+            "node_id": str(stream.remote_node_id),
+            "address": str(address),
+            "rtt_ms": round((finished - handshake_done) * 1000, 3),
+            "handshake_ms": round((handshake_done - started) * 1000, 3),
+            "via": via,
+        }
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """The node's status, as `plexinode status --json` prints it."""
+        used = await self._db.size_bytes() if self._db is not None else 0
+        datagrams = self._datagrams.summary() if self._datagrams else {}
+        uptime = trio.current_time() - self._started_at if self._started_at is not None else 0.0
+        return {
+            "node_id": str(self.node_id),
+            "version": __version__,
+            "network": self.settings.network,
+            "address": str(self.address) if self.address else None,
+            "uptime_s": round(uptime, 3),
+            # Until the DHT lands, the nodes this node has exchanged authenticated datagrams with.
+            "peers": datagrams.get("replay_senders", 0),
+            # Until membership lands, the only member a node knows is itself.
+            "members": {"alive": 1, "suspect": 0, "dead": 0},
+            "storage": {"used_bytes": used, "quota_bytes": self.settings.storage.quota_bytes},
+            "pid": os.getpid(),
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "datagrams": datagrams.get("counters", {}),
+            "streams": dict(self._streams.stats) if self._streams else {},
+        }
+
+    def _register_admin_commands(self, admin: AdminServer) -> None:
+        async def status(_args: dict[str, Any]) -> Any:
+            return await self.status()
+
+        async def node_id(_args: dict[str, Any]) -> Any:
+            return {"node_id": str(self.node_id)}
+
+        async def stop(_args: dict[str, Any]) -> Any:
+            self.stop()
+            return {"stopped": True, "pid": os.getpid()}
+
+        async def config(_args: dict[str, Any]) -> Any:
+            return self._config_rows
+
+        async def ping(args: dict[str, Any]) -> Any:
+            target = args.get("address")
+            if not isinstance(target, str):
+                raise AdminError("ping needs an address")
+            wanted = args.get("node_id")
+            expected = NodeId.parse(wanted) if isinstance(wanted, str) else None
+            via = str(args.get("via", "datagram"))
+            try:
+                address = Address.parse(target)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+            try:
+                return await self.ping(address, node_id=expected, via=via)
+            except OSError as exc:
+                raise AdminError(f"cannot reach {address}: {exc.strerror or exc}") from None
+
+        for name, handler in {
+            "status": status,
+            "id": node_id,
+            "stop": stop,
+            "config": config,
+            "ping": ping,
+        }.items():
+            admin.command(name, handler)

@@ -1,0 +1,138 @@
+"""Versioned schema migrations, keyed on SQLite's ``PRAGMA user_version``.
+
+The schema of the local database is the result of applying `MIGRATIONS` in order. A database
+records how many it has seen in ``user_version`` (a field of the file header, changed inside the
+same transaction as the migration's statements), so each migration runs exactly once, all or
+nothing, and a node killed halfway through an upgrade simply redoes that step on the next start.
+
+Rules for adding a migration (a service that needs tables adds one line to `MIGRATIONS`):
+
+* append; never edit or reorder a migration that has shipped, since existing databases have
+  already run it;
+* the version is the next integer; an import-time check refuses gaps and duplicates;
+* the SQL may hold several statements separated by ``;`` and must not contain transaction
+  control (``BEGIN``, ``COMMIT``): the runner wraps each migration in its own transaction.
+
+A database whose ``user_version`` is higher than the newest migration here was written by a newer
+plexinode; it is refused rather than used with a schema this code does not understand.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema.
+
+    Attributes:
+        version: the ``user_version`` the database has once this step is applied (1, 2, ...).
+        sql: the statements of the step, separated by ``;``.
+    """
+
+    version: int
+    sql: str
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    # Small facts about this node's database (e.g. which node created it), keyed by name.
+    Migration(1, "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)"),
+)
+
+
+def check_migrations(migrations: Sequence[Migration]) -> None:
+    """Raise ValueError unless the versions are exactly 1, 2, ..., N in order."""
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migration versions must be 1..N in order, got {versions}")
+
+
+check_migrations(MIGRATIONS)
+
+
+def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """The schema version a database has once every migration is applied."""
+    return len(migrations)
+
+
+def split_statements(sql: str) -> Iterator[str]:
+    """The complete SQL statements of `sql`, in order.
+
+    `sqlite3.Connection.executescript` would do this, but it commits any open transaction first,
+    which would break "one transaction per migration". Splitting on ``;`` and gluing pieces back
+    together until SQLite says the statement is complete keeps semicolons inside strings and
+    trigger bodies intact.
+    """
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        raise ValueError(f"incomplete SQL statement in migration: {pending.strip()!r}")
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
+    """Bring the database up to the newest version, one transaction per migration.
+
+    Runs on the storage thread. The version is read again inside each write transaction, so two
+    processes opening the same new file cannot both apply a step.
+
+    Args:
+        conn: a connection in autocommit mode (``isolation_level=None``).
+        migrations: the migrations, checked with `check_migrations`.
+
+    Returns:
+        The schema version of the database afterwards.
+
+    Raises:
+        NewerSchemaError: the database was created by a newer plexinode.
+        sqlite3.Error: a migration failed (its transaction is rolled back).
+    """
+    latest = latest_version(migrations)
+    for migration in migrations:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = current_version(conn)
+            if version > latest:
+                raise NewerSchemaError(version, latest)
+            if version >= migration.version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in split_statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("database schema migrated to version %d", migration.version)
+    version = current_version(conn)
+    if version > latest:
+        raise NewerSchemaError(version, latest)
+    return version
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The ``user_version`` of the database."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+class NewerSchemaError(Exception):
+    """The database's schema version is newer than this code knows (turned into StorageError)."""
+
+    def __init__(self, found: int, latest: int) -> None:
+        super().__init__(found, latest)
+        self.found = found
+        self.latest = latest

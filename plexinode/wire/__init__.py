@@ -1,0 +1,1 @@
+"""Wire formats: msgpack codec with strict limits, typed message schemas, envelopes."""

@@ -1,0 +1,61 @@
+"""msgpack encoding with strict unpack limits.
+
+Every buffer from the network goes through :func:`unpack`, which never allocates more than the
+limits allow: msgpack's unpacker checks declared string, binary, array and map lengths before it
+allocates, and the buffer size caps the total. Any failure becomes :class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from plexinode.errors import DecodeError
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps applied while unpacking one buffer."""
+
+    max_buffer: int
+    max_str: int = 4096
+    max_bin: int = 1 << 20
+    max_array: int = 256
+    max_map: int = 64
+
+
+#: Limits for one datagram: it is at most 1200 bytes anyway.
+DATAGRAM_LIMITS: Final = Limits(max_buffer=1200, max_str=512, max_bin=1200, max_array=128)
+#: Limits for a stream frame or admin frame (the frame size cap is enforced before this).
+FRAME_LIMITS: Final = Limits(max_buffer=1 << 20, max_str=64 * 1024, max_bin=1 << 20)
+
+
+def pack(obj: Any) -> bytes:
+    """Encode `obj` (ints, bytes, str, bool, None, float, lists, dicts)."""
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes, limits: Limits) -> Any:
+    """Decode one msgpack object that must fill `data` exactly."""
+    if len(data) > limits.max_buffer:
+        raise DecodeError(f"buffer of {len(data)} bytes exceeds {limits.max_buffer}")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limits.max_str,
+            max_bin_len=limits.max_bin,
+            max_array_len=limits.max_array,
+            max_map_len=limits.max_map,
+            max_ext_len=0,
+        )
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise DecodeError("malformed msgpack") from None
+    except Exception as exc:  # msgpack raises a few more on hostile input
+        raise DecodeError(f"malformed msgpack ({type(exc).__name__})") from None

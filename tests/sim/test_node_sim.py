@@ -1,0 +1,276 @@
+"""Nodes on the in-memory network: pings, bad input, stalls and floods, shutdown."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+import trio
+import trio.testing
+
+from plexinode.config import DatagramSettings, StreamSettings
+from plexinode.errors import HandshakeError, PeerTimeout, RemoteProtocolError
+from plexinode.identity import Identity
+from plexinode.net import packet
+from plexinode.net.address import Address
+from plexinode.net.datagram import Inbound
+from plexinode.net.handshake import Initiator
+from plexinode.net.memory import open_memory_network
+from plexinode.net.secure import secure_connect
+from plexinode.node import ECHO_PROTOCOL, Node
+from plexinode.wire import envelope
+from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen
+from plexinode.wire.schema import Message
+from tests.sim.helpers import FAST, running_nodes, seeded_identity
+
+
+async def test_ping_over_datagrams_and_streams(autojump_clock) -> None:
+    async with open_memory_network(seed=1, latency=0.01) as net, running_nodes(net, 2) as (a, b):
+        assert b.address is not None
+        result = await a.ping(b.address)
+        assert result["node_id"] == str(b.node_id)
+        assert result["rtt_ms"] == pytest.approx(20.0, abs=1.0)
+        result = await a.ping(b.address, node_id=b.node_id, via="stream")
+        assert result["node_id"] == str(b.node_id)
+        with pytest.raises(HandshakeError, match="expected"):
+            await a.ping(b.address, node_id=a.node_id, via="stream")
+        with pytest.raises(PeerTimeout):
+            await a.ping(b.address, node_id=a.node_id)  # b ignores pings addressed to a
+        with pytest.raises(ValueError, match="unknown ping transport"):
+            await a.ping(b.address, via="carrier-pigeon")
+        assert b.datagrams.stats["drop_misaddressed"] == 3
+        assert b.streams.stats["accepted"] == 1
+
+
+async def test_retries_get_through_loss(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=7, latency=0.005, loss=0.3) as net,
+        running_nodes(
+            net, 2, replace(FAST, datagram=DatagramSettings(request_timeout=0.1, retries=10))
+        ) as (a, b),
+    ):
+        assert b.address is not None
+        for _ in range(50):
+            await a.ping(b.address)
+        assert a.datagrams.stats["request_retry"] > 0
+
+
+async def test_timeout_when_nobody_answers(autojump_clock) -> None:
+    async with open_memory_network(seed=2) as net, running_nodes(net, 1) as (a,):
+        start = trio.current_time()
+        with pytest.raises(PeerTimeout, match="3 attempts"):
+            await a.ping(Address("10.9.9.9", 1))
+        assert trio.current_time() - start == pytest.approx(1.5)
+
+
+async def send_raw(net, target: Address, datagrams: list[bytes]) -> None:
+    transport = net.transport(net.new_host())
+    endpoint = await transport.bind(Address("0.0.0.0", 0))
+    for data in datagrams:
+        await endpoint.datagrams.sendto(data, target)
+    await trio.sleep(0.1)
+    await endpoint.aclose()
+
+
+async def test_bad_datagrams_are_dropped_and_counted(autojump_clock) -> None:
+    async with open_memory_network(seed=3) as net, running_nodes(net, 2) as (a, b):
+        assert b.address is not None
+        mallory = Identity.generate()
+        sealer = packet.Sealer(mallory, clock=trio.current_time)
+        ping = envelope.encode(Ping(), 5)
+        good = sealer.seal(ping, b.node_id)
+        forged_key = bytearray(sealer.seal(ping, b.node_id))
+        forged_key[1:33] = Identity.generate().public_key
+        wrong_shape = sealer.seal(b"\x93\x01\x02\x03", b.node_id)  # valid msgpack, wrong shape
+        unknown_type = sealer.seal(envelope.encode(Ping(), 5).replace(b"\x01", b"\x7f", 2), None)
+        reply_never_asked = sealer.seal(envelope.encode(Pong("x", 1), 99), b.node_id)
+        anonymous_echo = sealer.seal(envelope.encode(Echo(b""), 6), None)
+        await send_raw(
+            net,
+            b.address,
+            [
+                os.urandom(200),
+                good[:50],
+                good + b"x" * 1200,
+                bytes(forged_key),
+                wrong_shape,
+                unknown_type,
+                reply_never_asked,
+                anonymous_echo,
+                good,
+                good,  # replay
+            ],
+        )
+        stats = b.datagrams.stats
+        assert net.stats.dropped_oversize == 1  # the network itself refuses > 1200 bytes
+        assert stats["drop_malformed"] == 4
+        assert stats["drop_bad_signature"] == 1
+        assert stats["drop_unmatched_reply"] == 1
+        assert stats["drop_anonymous"] == 1
+        assert stats["drop_replay"] == 1
+        assert stats["requests"] == 1
+        # The node keeps serving honest peers.
+        assert (await a.ping(b.address))["node_id"] == str(b.node_id)
+        status = await b.status()
+        assert status["datagrams"]["drop_replay"] == 1
+
+
+async def test_unsupported_and_failing_handlers(autojump_clock) -> None:
+    async with open_memory_network(seed=4) as net, running_nodes(net, 2) as (a, b):
+        assert b.address is not None
+        with pytest.raises(RemoteProtocolError, match="unsupported"):
+            await a.datagrams.request(b.address, Echo(b"x"), node_id=b.node_id)
+
+        async def refuse(inbound: Inbound) -> Message:
+            raise RemoteProtocolError("no thanks")
+
+        async def crash(inbound: Inbound) -> Message:
+            raise RuntimeError("bug")
+
+        b.datagrams.on(Echo, refuse)
+        with pytest.raises(RemoteProtocolError, match="no thanks"):
+            await a.datagrams.request(b.address, Echo(b"x"), node_id=b.node_id)
+        b.datagrams.on(Echo, crash)
+        with pytest.raises(PeerTimeout):
+            await a.datagrams.request(b.address, Echo(b"x"), node_id=b.node_id, retries=0)
+        assert b.datagrams.stats["handler_error"] == 1
+        with pytest.raises(ValueError, match="response type"):
+            b.datagrams.on(Pong, refuse)
+        with pytest.raises(ValueError, match="must name"):
+            await a.datagrams.request(b.address, Echo(b"x"))
+
+
+async def test_handler_concurrency_is_capped(autojump_clock) -> None:
+    settings = replace(FAST, datagram=DatagramSettings(max_inflight_handlers=2, retries=0))
+    async with open_memory_network(seed=5) as net, running_nodes(net, 2, settings) as (a, b):
+        assert b.address is not None
+        release = trio.Event()
+
+        async def slow(inbound: Inbound) -> Message:
+            await release.wait()
+            return ErrorReply(0, "done")
+
+        b.datagrams.on(Echo, slow)
+        outcomes: list[str] = []
+
+        async def call() -> None:
+            try:
+                await a.datagrams.request(
+                    b.address, Echo(b""), node_id=b.node_id, attempt_timeout=5
+                )
+            except RemoteProtocolError as exc:
+                outcomes.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(call)
+            await trio.sleep(1)
+            release.set()
+        assert b.datagrams.stats["drop_busy"] == 2
+        assert sum("busy" in o for o in outcomes) == 2
+
+
+async def test_stalled_handshakes_time_out_and_free_resources(autojump_clock) -> None:
+    async with open_memory_network(seed=6) as net, running_nodes(net, 2) as (a, b):
+        assert b.address is not None
+        client = net.transport(net.new_host())
+        idle = [await client.connect(b.address) for _ in range(10)]
+        # One sends only the first handshake message and stalls halfway.
+        half = await client.connect(b.address)
+        first = Initiator(Identity.generate(), expected_node_id=b.node_id).start()
+        await half.send_all(len(first).to_bytes(2, "big") + first)
+        # One completes the handshake but never says which protocol it wants.
+        silent = await secure_connect(await client.connect(b.address), Identity.generate())
+        await trio.testing.wait_all_tasks_blocked()
+        assert b.streams.pending_handshakes == 12
+        await trio.sleep(FAST.stream.handshake_timeout + 0.1)
+        assert b.streams.pending_handshakes == 0
+        assert b.streams.stats["handshake_timeout"] == 12
+        with pytest.raises((trio.BrokenResourceError, trio.EndOfChannel, RemoteProtocolError)):
+            await silent.receive()
+        assert (await a.ping(b.address, via="stream"))["node_id"] == str(b.node_id)
+        for stream in idle:
+            await stream.aclose()
+
+
+async def test_a_thousand_silent_connections(autojump_clock) -> None:
+    settings = replace(
+        FAST, stream=StreamSettings(handshake_timeout=2.0, max_pending_handshakes=64)
+    )
+    async with open_memory_network(seed=8) as net, running_nodes(net, 2, settings) as (a, b):
+        assert b.address is not None
+        client = net.transport(net.new_host())
+        idle = [await client.connect(b.address) for _ in range(1000)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert b.streams.pending_handshakes <= 64
+        assert b.streams.stats["refused_busy"] >= 1000 - 64
+        # Datagram pings and status keep working during the flood.
+        assert (await a.ping(b.address))["node_id"] == str(b.node_id)
+        assert (await b.status())["node_id"] == str(b.node_id)
+        await trio.sleep(3)
+        assert b.streams.pending_handshakes == 0
+        assert (await a.ping(b.address, via="stream"))["node_id"] == str(b.node_id)
+        for stream in idle:
+            await stream.aclose()
+
+
+async def test_bad_stream_openings(autojump_clock) -> None:
+    async with open_memory_network(seed=9) as net, running_nodes(net, 2) as (a, b):
+        assert b.address is not None
+        stranger = Identity.generate()
+        for first_frame in (
+            envelope.encode(Ping()),
+            envelope.encode(StreamOpen("nope/1")),
+            b"garbage",
+        ):
+            raw = await net.transport(net.new_host()).connect(b.address)
+            secure = await secure_connect(raw, stranger, expected_node_id=b.node_id)
+            await secure.send(first_frame)
+            await trio.sleep(0.1)
+            await secure.aclose()
+        garbage = await net.transport(net.new_host()).connect(b.address)
+        await garbage.send_all(os.urandom(300))
+        await trio.sleep(0.1)
+        stats = b.streams.stats
+        assert stats["bad_open"] == 2  # a Ping instead of StreamOpen, and a garbage frame
+        assert stats["unknown_protocol"] == 1
+        assert stats["handshake_failed"] == 1  # random bytes instead of a handshake
+        # An echo stream that sends a non-echo frame is closed by the node.
+        stream = await a.streams.open(b.address, ECHO_PROTOCOL, node_id=b.node_id)
+        await stream.send(envelope.encode(Ping()))
+        await trio.sleep(0.1)
+        assert b.streams.stats["stream_error"] == 1
+        await stream.aclose()
+
+
+async def test_stop_is_prompt_and_closes_everything(autojump_clock) -> None:
+    async with open_memory_network(seed=10) as net:
+        async with running_nodes(net, 2) as (a, b):
+            assert b.address is not None
+            stream = await a.streams.open(b.address, ECHO_PROTOCOL)
+            address = a.address
+            started = trio.current_time()
+        assert trio.current_time() - started < 0.01  # no grace period is waited out
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = a.datagrams
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = a.streams
+
+        async def echo_once() -> None:
+            await stream.send(envelope.encode(Echo(b"x")))
+            await stream.receive()
+
+        with pytest.raises((trio.BrokenResourceError, trio.EndOfChannel, RemoteProtocolError)):
+            await echo_once()
+        # The port is free again: a node restarted on the same host binds the same address.
+        assert address is not None
+        again = Node(
+            seeded_identity(0),
+            replace(FAST, listen=address),
+            net.transport(address.host),
+            wall_clock=trio.current_time,
+        )
+        async with trio.open_nursery() as nursery:
+            assert await nursery.start(again.run) == address
+            again.stop()

@@ -1,0 +1,85 @@
+"""CLI commands that work without a running node, run in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plexinode.cli.main import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_init_id_and_config_show(tmp_path: Path, capsys) -> None:
+    d = str(tmp_path / "node")
+    code, out, _ = run(capsys, "--data-dir", d, "--json", "init", "--network", "lab")
+    assert code == 0
+    created = json.loads(out)
+    assert created["data_dir"] == d
+    code, out, _ = run(capsys, "--data-dir", d, "--json", "id")
+    assert json.loads(out) == {"node_id": created["node_id"]}
+    code, out, _ = run(capsys, "--data-dir", d, "id")
+    assert out.strip() == created["node_id"]
+    code, out, _ = run(capsys, "--data-dir", d, "--json", "config", "show")
+    shown = json.loads(out)
+    assert shown["network"] == {"value": "lab", "source": "file"}
+    assert shown["datagram.retries"]["source"] == "default"
+    code, out, _ = run(capsys, "--data-dir", d, "config", "show")
+    assert "datagram.retries" in out
+    assert "file" in out
+    code, _, err = run(capsys, "--data-dir", d, "init")
+    assert code == 1
+    assert "refusing to overwrite" in err
+
+
+def test_commands_that_need_a_node_exit_3(tmp_path: Path, capsys) -> None:
+    for argv in (["status"], ["stop"], ["ping", "127.0.0.1:9"]):
+        code, out, err = run(capsys, "--data-dir", str(tmp_path), *argv)
+        assert code == 3
+        assert out == ""
+        assert err.count("\n") == 1
+
+
+def test_ping_argument_errors(tmp_path: Path, capsys) -> None:
+    d = str(tmp_path)
+    code, _, err = run(capsys, "--data-dir", d, "ping", "nonsense")
+    assert code == 2
+    code, _, err = run(capsys, "--data-dir", d, "ping", "--node", "bogus", "127.0.0.1:9")
+    assert code == 1
+    assert "invalid node ID" in err
+    node_id = "a" * 58
+    code, _, err = run(capsys, "--data-dir", d, "ping", node_id)
+    assert code == 2  # not a valid ID either (checksum)
+    run(capsys, "--data-dir", d, "init")
+    code, out, _ = run(capsys, "--data-dir", d, "id")
+    code, _, err = run(capsys, "--data-dir", d, "ping", out.strip())
+    assert code == 1
+    assert "needs the DHT" in err
+
+
+def test_usage_and_version(tmp_path: Path, capsys) -> None:
+    assert run(capsys, "--version")[0] == 0
+    assert run(capsys, "--help")[0] == 0
+    assert run(capsys, "bogus")[0] == 2
+    code, _, err = run(capsys, "--data-dir", str(tmp_path), "start", "--set", "novalue")
+    assert code == 2
+    assert "KEY=VALUE" in err
+    code, _, err = run(capsys, "--data-dir", str(tmp_path), "start", "--set", "nope=1")
+    assert code == 1
+    assert "nope" in err
+
+
+def test_config_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    run(capsys, "--data-dir", str(tmp_path), "init")
+    (tmp_path / "config.toml").write_text("[datagram]\nrequest_timout = '1s'\n")
+    code, _, err = run(capsys, "--data-dir", str(tmp_path), "config", "show")
+    assert code == 1
+    assert "did you mean 'datagram.request_timeout'" in err
+    assert err.count("\n") == 1

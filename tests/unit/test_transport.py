@@ -1,0 +1,58 @@
+import errno
+
+import pytest
+import trio
+
+from plexinode.net.address import Address
+from plexinode.net.transport import MAX_DATAGRAM, SocketTransport
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_bind_port_zero_gives_one_port_for_udp_and_tcp(host: str) -> None:
+    transport = SocketTransport()
+    a = await transport.bind(Address(host, 0))
+    b = await transport.bind(Address(host, 0))
+    try:
+        assert a.address.port != 0
+        await b.datagrams.sendto(b"hello", a.address)
+        data, source = await a.datagrams.recvfrom()
+        assert data == b"hello"
+        assert source.port == b.address.port
+        # Oversized datagrams arrive truncated to MAX_DATAGRAM + 1, so the receiver can tell.
+        await b.datagrams.sendto(b"x" * (MAX_DATAGRAM + 100), a.address)
+        data, _ = await a.datagrams.recvfrom()
+        assert len(data) == MAX_DATAGRAM + 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_accept_one, a)
+            client = await transport.connect(a.address)
+            await client.send_all(b"ping")
+            await client.aclose()
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def _accept_one(endpoint) -> None:
+    stream = await endpoint.listener.accept()
+    assert await stream.receive_some(4) == b"ping"
+    await stream.aclose()
+
+
+async def test_binding_a_taken_port_fails() -> None:
+    transport = SocketTransport()
+    a = await transport.bind(Address("127.0.0.1", 0))
+    try:
+        with pytest.raises(OSError, match="in use") as info:
+            await transport.bind(a.address)
+        assert info.value.errno == errno.EADDRINUSE
+    finally:
+        await a.aclose()
+
+
+async def test_send_errors_are_swallowed_like_udp() -> None:
+    transport = SocketTransport()
+    a = await transport.bind(Address("127.0.0.1", 0))
+    try:
+        await a.datagrams.sendto(b"x", Address("::1", 9))  # wrong family: logged, not raised
+    finally:
+        await a.aclose()

@@ -1,0 +1,162 @@
+import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plexinode.errors import DecodeError
+from plexinode.wire import envelope
+from plexinode.wire.codec import DATAGRAM_LIMITS, FRAME_LIMITS, Limits, pack, unpack
+from plexinode.wire.messages import ErrorReply, Ping, Pong
+from plexinode.wire.schema import (
+    Bool,
+    Bytes,
+    Float,
+    Int,
+    ListOf,
+    Message,
+    Nested,
+    Optional,
+    Registry,
+    Str,
+    Struct,
+    wire,
+)
+
+registry = Registry()
+
+
+@dataclass(frozen=True, slots=True)
+class Point(Struct):
+    x: int = wire(Int(0, 100))
+    label: str = wire(Str(8))
+
+
+@registry.register
+@dataclass(frozen=True, slots=True)
+class Everything(Message):
+    TYPE: ClassVar[int] = 99
+    NAME: ClassVar[str] = "everything"
+    n: int = wire(Int(-5, 5))
+    f: float = wire(Float(0.0, 10.0))
+    b: bool = wire(Bool())
+    data: bytes = wire(Bytes(1, 4))
+    maybe: str | None = wire(Optional(Str(3)))
+    points: tuple[Point, ...] = wire(ListOf(Nested(Point), max_items=2))
+
+
+SAMPLE = Everything(1, 2.5, True, b"ab", None, (Point(3, "p"),))
+
+
+def test_round_trip_through_envelope() -> None:
+    data = envelope.encode(SAMPLE, request_id=7)
+    decoded = envelope.decode(data, FRAME_LIMITS, registry)
+    assert decoded.message == SAMPLE
+    assert decoded.request_id == 7
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [9, 2.5, True, b"ab", None, []],  # int out of range
+        [True, 2.5, True, b"ab", None, []],  # bool is not an int
+        [1, "x", True, b"ab", None, []],  # float expected
+        [1, 20.0, True, b"ab", None, []],  # float out of range
+        [1, 2.5, 1, b"ab", None, []],  # bool expected
+        [1, 2.5, True, b"", None, []],  # bytes too short
+        [1, 2.5, True, "ab", None, []],  # str instead of bytes
+        [1, 2.5, True, b"ab", "long", []],  # optional string too long
+        [1, 2.5, True, b"ab", None, [[1, "a"]] * 3],  # too many items
+        [1, 2.5, True, b"ab", None, [[1]]],  # nested wrong arity
+        [1, 2.5, True, b"ab", None, {}],  # map instead of list
+        [1, 2.5, True, b"ab", None],  # missing field
+        [1, 2.5, True, b"ab", None, [], 5],  # extra field
+    ],
+)
+def test_wrong_shapes_are_decode_errors(fields: list[object]) -> None:
+    data = pack([envelope.PROTOCOL_VERSION, Everything.TYPE, 0, fields])
+    with pytest.raises(DecodeError):
+        envelope.decode(data, FRAME_LIMITS, registry)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"a": 1},
+        [1, 1, 0],
+        [2, Ping.TYPE, 0, []],
+        ["1", Ping.TYPE, 0, []],
+        [1, 12345, 0, []],
+        [1, "ping", 0, []],
+        [1, Ping.TYPE, -1, []],
+        [1, Ping.TYPE, "x", []],
+    ],
+)
+def test_bad_envelopes(obj: object) -> None:
+    with pytest.raises(DecodeError):
+        envelope.decode(pack(obj), DATAGRAM_LIMITS)
+
+
+def test_limits_are_enforced_before_allocation() -> None:
+    limits = Limits(max_buffer=100, max_str=4, max_bin=4, max_array=3, max_map=1)
+    for obj in (["x" * 5], [b"12345"], [1, 2, 3, 4], {"a": 1, "b": 2}):
+        with pytest.raises(DecodeError):
+            unpack(pack(obj), limits)
+    with pytest.raises(DecodeError, match="exceeds"):
+        unpack(b"\x00" * 101, limits)
+    # A header that declares a 4 GiB binary is refused without reading further.
+    with pytest.raises(DecodeError):
+        unpack(b"\xc6\xff\xff\xff\xff", limits)
+
+
+def test_trailing_bytes_and_ext_types_are_rejected() -> None:
+    with pytest.raises(DecodeError):
+        unpack(pack(1) + pack(2), DATAGRAM_LIMITS)
+    with pytest.raises(DecodeError):
+        unpack(msgpack.packb(msgpack.ExtType(1, b"x")), DATAGRAM_LIMITS)
+    with pytest.raises(DecodeError):
+        unpack(msgpack.packb({1: 2}), DATAGRAM_LIMITS)  # non-string map key
+
+
+@given(st.binary(max_size=1300))
+def test_random_bytes_never_raise_anything_but_decode_error(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        envelope.decode(data, DATAGRAM_LIMITS)
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.binary(max_size=20)
+        | st.text(max_size=20),
+        lambda children: (
+            st.lists(children, max_size=5)
+            | st.dictionaries(st.text(max_size=5), children, max_size=5)
+        ),
+        max_leaves=30,
+    )
+)
+def test_valid_msgpack_of_any_shape_is_handled(obj: object) -> None:
+    with contextlib.suppress(DecodeError):
+        envelope.decode(pack(obj), DATAGRAM_LIMITS)
+
+
+def test_spine_messages() -> None:
+    for message in (Ping(), Pong("127.0.0.1", 9), ErrorReply(ErrorReply.BUSY, "busy")):
+        assert envelope.decode(envelope.encode(message, 3), DATAGRAM_LIMITS).message == message
+    assert Pong.RESPONSE
+    assert ErrorReply.RESPONSE
+    assert not Ping.RESPONSE
+    assert Ping.ANONYMOUS_OK
+
+
+def test_registry_rejects_duplicate_type_codes() -> None:
+    with pytest.raises(ValueError, match="already used"):
+        registry.register(Everything)
+    assert Everything in registry
+    assert Ping not in registry
