@@ -3,8 +3,11 @@
 Every accepted connection first runs the mutual-authentication handshake
 (:mod:`plexinode.net.secure`) under ``stream.handshake_timeout``; a peer that stalls is cut off
 when the timeout expires and its task and socket are freed. At most
-``stream.max_pending_handshakes`` handshakes run at once: connections beyond that are closed at
-once, so a client that opens thousands of idle connections costs the node a bounded amount.
+``stream.max_pending_handshakes`` handshakes run at once. When a new connection arrives at that
+limit, the *oldest* pending handshake is cut off to make room, rather than the new one being
+refused: an honest handshake finishes in a round trip or two, so a client that opens thousands
+of silent connections only ever evicts its own, and costs the node a bounded number of sockets
+and tasks. (Refusing new connections instead would let that client lock everyone out.)
 
 After the handshake the dialer's first frame is a :class:`~plexinode.wire.messages.StreamOpen`
 naming the protocol (``echo/1``, and later ``membership/1``, ``shards/1`` ...). The handler for
@@ -52,13 +55,14 @@ class StreamService:
         self._transport = transport
         self._prologue = prologue
         self._handlers: dict[str, StreamHandler] = {}
-        self._pending = 0
+        self._pending: dict[int, trio.CancelScope] = {}
+        self._next_key = 0
         self.stats: collections.Counter[str] = collections.Counter()
 
     @property
     def pending_handshakes(self) -> int:
         """Inbound handshakes in progress."""
-        return self._pending
+        return len(self._pending)
 
     def on(self, protocol: str, handler: StreamHandler) -> None:
         """Serve streams that open `protocol` with `handler`."""
@@ -77,20 +81,24 @@ class StreamService:
                         log.warning("accept failed: %s", exc)
                         await trio.sleep(0.1)
                         continue
-                    if self._pending >= self.settings.max_pending_handshakes:
-                        self.stats["refused_busy"] += 1
-                        await trio.aclose_forcefully(stream)
-                        continue
-                    self._pending += 1
-                    nursery.start_soon(self._serve, stream)
+                    if len(self._pending) >= self.settings.max_pending_handshakes:
+                        oldest = next(iter(self._pending))
+                        self._pending.pop(oldest).cancel()
+                        self.stats["handshake_evicted"] += 1
+                    key, scope = self._next_key, trio.CancelScope()
+                    self._next_key += 1
+                    self._pending[key] = scope
+                    nursery.start_soon(self._serve, stream, key, scope)
             finally:
                 await self._listener.aclose()
 
-    async def _serve(self, raw: trio.abc.Stream) -> None:
+    async def _serve(self, raw: trio.abc.Stream, key: int, scope: trio.CancelScope) -> None:
+        opened = None
         try:
-            opened = await self._accept(raw)
+            with scope:
+                opened = await self._accept(raw)
         finally:
-            self._pending -= 1
+            self._pending.pop(key, None)
         if opened is None:
             await trio.aclose_forcefully(raw)
             return

@@ -312,7 +312,7 @@ def _h(data: bytes, *, key: bytes = b"", person: bytes) -> bytes:
 
 
 def test_messages_follow_the_documented_derivation() -> None:
-    """Recompute every hash, key and payload from docs/protocol-streams.md, independently."""
+    """Recompute every hash, key and payload from docs/protocol.md (Secure streams) anew."""
     e_i, e_r, prologue = b"\x01" * 32, b"\x02" * 32, b"kat"
     mine, theirs, (msg1, msg2, msg3) = run(
         Initiator(ALICE, prologue=prologue, ephemeral_key=e_i),
@@ -352,3 +352,12 @@ def test_messages_follow_the_documented_derivation() -> None:
 
 
 KNOWN_WIRE_DIGEST = "ecdc447f8f35685d6a1d2c383276c71d606d5dbafab707037450eba30039e59c"
+
+
+def test_bad_arguments_are_caller_bugs() -> None:
+    with pytest.raises(TypeError, match="prologue"):
+        Initiator(ALICE, prologue="text")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="32 bytes"):
+        Responder(BOB, ephemeral_key=b"short")
+    with pytest.raises(TypeError, match="msg1"):
+        Responder(BOB).receive(bytearray(Initiator(ALICE).start()))  # type: ignore[arg-type]

@@ -21,7 +21,9 @@ from plexinode.net.secure import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_OVERHEAD,
     STREAM_HEADER_BYTES,
+    UNYIELDED_FRAMES_MAX,
     SecureStream,
+    _BufferedReader,
     secure_accept,
     secure_connect,
 )
@@ -461,6 +463,108 @@ async def _check_chunking(frames: list[bytes], sizes: list[int]) -> None:
         peer.frame(b"", tag=sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL)
     )
     assert [frame async for frame in client] == frames
+
+
+async def test_a_frame_trickled_byte_by_byte_costs_memory_proportional_to_its_size() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    trickle = Trickle(left, [1])
+    peers: list[RawPeer] = []
+
+    async def accept() -> None:
+        peers.append(await raw_accept(right))
+
+    client = await both(lambda: secure_connect(trickle, ALICE), accept)
+    frame = bytes(range(256)) * 64  # 16 KiB, delivered in 16 401 one-byte reads
+    await peers[0].stream.send_all(peers[0].frame(frame))
+    tracemalloc.start()
+    try:
+        assert await client.receive() == frame
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # One small object per byte would be ~50 bytes each (about 800 KiB); gathered, the frame
+    # costs a few copies of itself.
+    assert peak < 8 * len(frame)
+
+
+async def test_a_flood_of_buffered_frames_does_not_starve_other_tasks() -> None:
+    client, peer = await client_and_raw_peer()
+    count = 10 * UNYIELDED_FRAMES_MAX
+    await peer.stream.send_all(b"".join(peer.frame(b"x") for _ in range(count)))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        for _ in range(count):  # one transport read brings them all in
+            assert await client.receive() == b"x"
+        nursery.cancel_scope.cancel()
+    assert ticks >= count // UNYIELDED_FRAMES_MAX
+
+
+async def test_cancelled_receive_of_a_buffered_frame_raises_and_loses_nothing() -> None:
+    client, peer = await client_and_raw_peer()
+    await peer.stream.send_all(peer.frame(b"first") + peer.frame(b"second"))
+    assert await client.receive() == b"first"  # "second" is now buffered
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await client.receive()
+    assert scope.cancelled_caught
+    assert await client.receive() == b"second"
+
+
+class Chunks(trio.abc.ReceiveStream):
+    """Returns the given chunks, one per receive_some call, then EOF."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self.chunks.pop(0) if self.chunks else b""
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def read_frames(reader: _BufferedReader) -> list[bytes]:
+    frames = []
+    while await reader.fill(4):
+        length = reader.peek(struct.Struct(">I"))
+        assert await reader.fill(4 + length)
+        frames.append(reader.take(4, 4 + length))
+    assert len(reader) == 0
+    return frames
+
+
+@pytest.mark.parametrize("cut_in_second_prefix", [1, 2, 3])
+async def test_reader_handles_a_length_split_between_large_chunks(
+    cut_in_second_prefix: int,
+) -> None:
+    big, small = bytes(range(256)) * 40, b"abc"  # the first frame is well above SMALL_CHUNK_BYTES
+    wire = struct.pack(">I", len(big)) + big + struct.pack(">I", len(small)) + small
+    cut = 4 + len(big) + cut_in_second_prefix
+    reader = _BufferedReader(Chunks([wire[:cut], wire[cut:]]))
+    assert await read_frames(reader) == [big, small]
+
+
+async def test_reader_keeps_order_when_small_and_large_chunks_mix() -> None:
+    big = bytes(range(256)) * 40
+    wire = struct.pack(">I", len(big)) + big + struct.pack(">I", 1) + b"z"
+    chunks = [wire[:1], wire[1:3], wire[3:5000], wire[5000:5001], wire[5001:]]
+    assert await read_frames(_BufferedReader(Chunks(chunks))) == [big, b"z"]
+
+
+async def test_reader_returns_a_whole_chunk_without_copying() -> None:
+    chunk = bytes(range(256)) * 40
+    reader = _BufferedReader(Chunks([chunk]))
+    assert await reader.fill(len(chunk))
+    assert reader.take(0, len(chunk)) is chunk
 
 
 # --- hostile or broken peers after the handshake -----------------------------------------------

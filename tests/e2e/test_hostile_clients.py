@@ -1,0 +1,77 @@
+"""A real node under hostile input keeps serving honest peers and its admin socket."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+
+import pytest
+
+from plexinode.identity import Identity
+from plexinode.net import packet
+from plexinode.wire import envelope
+from plexinode.wire.messages import Ping
+from tests.e2e.conftest import cli_json
+
+pytestmark = pytest.mark.e2e
+
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def test_a_thousand_silent_connections(start_node) -> None:
+    target = start_node("target", "--set", "stream.handshake_timeout=3s")
+    honest = start_node("honest")
+    sockets = []
+    try:
+        for _ in range(1000):
+            sock = socket.create_connection(host_port(target.address), timeout=10)
+            sockets.append(sock)
+        status = cli_json(target.data_dir, "status")
+        assert status["node_id"] == target.node_id
+        assert cli_json(honest.data_dir, "ping", target.address)["node_id"] == target.node_id
+        over_stream = cli_json(honest.data_dir, "ping", "--stream", target.address)
+        assert over_stream["node_id"] == target.node_id
+    finally:
+        for sock in sockets:
+            sock.close()
+    streams = cli_json(target.data_dir, "status")["streams"]
+    assert streams["handshake_evicted"] >= 1000 - 256
+
+
+def test_garbage_datagrams(start_node) -> None:
+    target = start_node("target")
+    honest = start_node("honest")
+    rng = random.Random(1234)
+    mallory = Identity.generate()
+    sealer = packet.Sealer(mallory)
+    valid = sealer.seal(envelope.encode(Ping(), 1), None)
+    datagrams: list[bytes] = [valid, valid]  # the second is a replay
+    for _ in range(2000):
+        kind = rng.randrange(4)
+        if kind == 0:
+            datagrams.append(os.urandom(rng.randrange(0, 1300)))
+        elif kind == 1:
+            datagrams.append(valid[: rng.randrange(len(valid))])
+        elif kind == 2:
+            mutated = bytearray(sealer.seal(envelope.encode(Ping(), 2), None))
+            mutated[rng.randrange(len(mutated))] ^= 1 << rng.randrange(8)
+            datagrams.append(bytes(mutated))
+        else:
+            datagrams.append(b"\x01" * 1500)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i, data in enumerate(datagrams):
+            sock.sendto(data, host_port(target.address))
+            if i % 50 == 49:  # pace, so the kernel's receive buffer does not overflow
+                time.sleep(0.02)
+    assert cli_json(honest.data_dir, "ping", target.address)["node_id"] == target.node_id
+    counters = cli_json(target.data_dir, "status")["datagrams"]
+    assert counters["drop_replay"] == 1
+    dropped = sum(v for k, v in counters.items() if k.startswith("drop_"))
+    handled = counters.get("requests", 0) + counters.get("replies", 0)
+    assert dropped + handled == counters["received"]  # every datagram is accounted for
+    assert counters["received"] > 1000
