@@ -75,10 +75,13 @@ class DatagramSettings:
     request_timeout: float = 2.0
     # Two extra attempts ride out ordinary UDP loss (a few percent) at most tripling the wait.
     retries: int = 2
-    # Datagrams older than this (by their timestamp) are dropped; a nonce cache of this width
-    # catches replays inside it. One minute covers clock skew between ordinary hosts.
+    # A datagram whose counter is this far below the newest one from the same sender is refused
+    # as a possible replay; inside the window, a per-sender set of seen counters catches exact
+    # repeats. The window is measured on the sender's own clock, so skew between hosts does not
+    # matter; a minute tolerates any reordering the network produces.
     replay_window: float = 60.0
-    # Bounds the tasks spawned for incoming requests so a flood cannot exhaust memory.
+    # Bounds the tasks spawned for incoming requests so a flood cannot exhaust memory; requests
+    # beyond it are answered with a BUSY error.
     max_inflight_handlers: int = 256
 
 
@@ -92,8 +95,26 @@ class StreamSettings:
     # 1 MiB frames amortise per-frame overhead for shard transfers while bounding the buffer a
     # peer can make us allocate before the frame is authenticated.
     max_frame_bytes: int = 1 << 20
-    # Bounds half-open handshakes (each holds a socket and a little crypto state).
+    # Bounds half-open handshakes (each holds a socket and a little crypto state); at the limit
+    # a new connection evicts the oldest pending handshake.
     max_pending_handshakes: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class DhtSettings:
+    """Kademlia DHT."""
+
+    # Bucket size and replication factor. Kademlia's paper and Mainline use 8; 20 (libp2p,
+    # S/Kademlia) keeps lookups reliable when many nodes leave without notice.
+    k: int = 20
+    # Queries in flight per lookup path: 3 is the paper's value, a balance of latency and load.
+    alpha: int = 3
+    # Disjoint lookup paths (S/Kademlia): a set of colluding liars must capture every path to
+    # defeat a lookup. 4 keeps >99% success at 20% adversaries in S/Kademlia's evaluation.
+    paths: int = 4
+    # A bucket with no lookup or new contact for this long is refreshed with a random lookup
+    # into it (the paper's hour); quiet tables cost almost no traffic.
+    refresh_interval: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +136,7 @@ class Settings:
     log_format: str = "text"
     datagram: DatagramSettings = field(default_factory=DatagramSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
+    dht: DhtSettings = field(default_factory=DhtSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
 
 
@@ -482,12 +504,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "datagram.replay_window",
         _duration(),
-        "Datagrams older than this are dropped as possible replays (covers clock skew).",
+        "How far below a sender's newest datagram (on its own clock) one is still accepted.",
     ),
     Setting(
         "datagram.max_inflight_handlers",
         _integer(1, 10_000),
-        "Most incoming datagram requests handled at once; more are dropped.",
+        "Most incoming datagram requests handled at once; more get a BUSY error.",
     ),
     Setting(
         "stream.handshake_timeout",
@@ -502,7 +524,15 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "stream.max_pending_handshakes",
         _integer(1, 100_000),
-        "Most secure-stream handshakes in progress at once; more connections are refused.",
+        "Most secure-stream handshakes in progress at once; a new one evicts the oldest.",
+    ),
+    Setting("dht.k", _integer(2, 64), "Kademlia bucket size and replication factor."),
+    Setting("dht.alpha", _integer(1, 16), "Queries in flight per lookup path."),
+    Setting("dht.paths", _integer(1, 16), "Disjoint paths per lookup (S/Kademlia)."),
+    Setting(
+        "dht.refresh_interval",
+        _duration(),
+        "A routing-table bucket idle this long is refreshed by a lookup into it.",
     ),
     Setting(
         "storage.quota_bytes",

@@ -6,6 +6,7 @@ each service with ``nursery.start`` so that start-up order and readiness are exp
     Node.run ── nursery
                  ├── DatagramService.run   authenticated datagrams, request/response
                  ├── StreamService.run     secure streams (handshake, protocol routing)
+                 ├── DhtService.run        Kademlia: routing table, lookups, bootstrap
                  └── AdminServer.run       Unix socket for the CLI (real nodes only)
 
 The node is ready when every service has started: it logs ``node ready``, the admin socket
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -30,7 +32,8 @@ from plexinode import __version__
 from plexinode.admin.server import AdminServer
 from plexinode.config import Settings
 from plexinode.datadir import DB_NAME, socket_path
-from plexinode.errors import AdminError, DecodeError, RemoteProtocolError
+from plexinode.dht.service import DhtService
+from plexinode.errors import AdminError, DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
@@ -98,6 +101,7 @@ class Node:
         self.address: Address | None = None
         self._datagrams: DatagramService | None = None
         self._streams: StreamService | None = None
+        self._dht: DhtService | None = None
         self._db: Database | None = None
         self.admin: AdminServer | None = None
 
@@ -119,6 +123,13 @@ class Node:
         if self._streams is None:
             raise RuntimeError("node is not running")
         return self._streams
+
+    @property
+    def dht(self) -> DhtService:
+        """The DHT service (only while running)."""
+        if self._dht is None:
+            raise RuntimeError("node is not running")
+        return self._dht
 
     def stop(self) -> None:
         """Ask the node to shut down gracefully; :meth:`run` returns soon after."""
@@ -151,7 +162,7 @@ class Node:
             finally:
                 with trio.CancelScope(shield=True):
                     await endpoint.aclose()
-                self._datagrams = self._streams = None
+                self._datagrams = self._streams = self._dht = None
                 self._db = None
         log.info("node stopped")
 
@@ -166,6 +177,18 @@ class Node:
         )
         self._streams.on(ECHO_PROTOCOL, self._serve_echo)
         await nursery.start(self._streams.run)
+        assert self._db is not None
+        self._dht = DhtService(
+            self._datagrams,
+            self.settings.dht,
+            request_timeout=self.settings.datagram.request_timeout,
+            bootstrap=self.settings.bootstrap,
+            db=self._db,
+            # Seeded by the node ID so that simulations replay exactly.
+            rng=random.Random(self.node_id.raw),
+            clock=self._wall_clock,
+        )
+        await nursery.start(self._dht.run)
         if self.data_dir is not None:
             self.admin = AdminServer(socket_path(self.data_dir))
             self._register_admin_commands(self.admin)
@@ -188,13 +211,21 @@ class Node:
             await stream.send(frame)
 
     async def ping(
-        self, address: Address, *, node_id: NodeId | None = None, via: str = "datagram"
+        self, address: Address | None, *, node_id: NodeId | None = None, via: str = "datagram"
     ) -> dict[str, Any]:
         """Authenticate the node at `address` and measure the round-trip time.
 
         Over datagrams, the ping is signed by us and the pong by them (and bound to our ID);
         over a stream, both sides complete the mutual handshake and then echo one frame.
+        With no address, `node_id` is found through the DHT first.
         """
+        if address is None:
+            if node_id is None:
+                raise ValueError("ping needs an address or a node ID")
+            contact = await self.dht.resolve(node_id)
+            if contact is None:
+                raise PeerTimeout(f"node {node_id} was not found in the DHT")
+            address = contact.address
         if via == "datagram":
             reply = await self.datagrams.request(address, Ping(), node_id=node_id)
             return {
@@ -235,8 +266,7 @@ class Node:
             "network": self.settings.network,
             "address": str(self.address) if self.address else None,
             "uptime_s": round(uptime, 3),
-            # Until the DHT lands, the nodes this node has exchanged authenticated datagrams with.
-            "peers": datagrams.get("replay_senders", 0),
+            "peers": len(self._dht.routing) if self._dht else 0,
             # Until membership lands, the only member a node knows is itself.
             "members": {"alive": 1, "suspect": 0, "dead": 0},
             "storage": {"used_bytes": used, "quota_bytes": self.settings.storage.quota_bytes},
@@ -260,15 +290,18 @@ class Node:
         async def config(_args: dict[str, Any]) -> Any:
             return self._config_rows
 
+        async def peers(_args: dict[str, Any]) -> Any:
+            return self.dht.peers()
+
         async def ping(args: dict[str, Any]) -> Any:
             target = args.get("address")
-            if not isinstance(target, str):
-                raise AdminError("ping needs an address")
             wanted = args.get("node_id")
             expected = NodeId.parse(wanted) if isinstance(wanted, str) else None
+            if not isinstance(target, str) and expected is None:
+                raise AdminError("ping needs an address or a node ID")
             via = str(args.get("via", "datagram"))
             try:
-                address = Address.parse(target)
+                address = Address.parse(target) if isinstance(target, str) else None
             except ValueError as exc:
                 raise AdminError(str(exc)) from None
             try:
@@ -282,5 +315,6 @@ class Node:
             "stop": stop,
             "config": config,
             "ping": ping,
+            "peers": peers,
         }.items():
             admin.command(name, handler)

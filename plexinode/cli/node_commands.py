@@ -230,24 +230,40 @@ def ping(target: str, via_stream: bool, node_text: str | None) -> None:
     """Authenticate another node and measure the round trip. TARGET is HOST:PORT or a node ID."""
     from plexinode.identity import NodeId
 
+    args: dict[str, Any] = {"via": "stream" if via_stream else "datagram"}
     try:
-        address = Address.parse(target)
+        args["address"] = str(Address.parse(target))
     except ValueError as address_error:
         try:
-            NodeId.parse(target)
-        except IdentityError:
-            raise click.BadParameter(str(address_error), param_hint="TARGET") from None
-        raise PlexinodeError(
-            "finding a node by its ID needs the DHT, which this version does not have yet; "
-            "give HOST:PORT"
-        ) from None
+            args["node_id"] = str(NodeId.parse(target))
+        except IdentityError as id_error:
+            hint = id_error if len("".join(target.split()).replace("-", "")) > 50 else address_error
+            raise click.BadParameter(str(hint), param_hint="TARGET") from None
     if node_text is not None:
-        NodeId.parse(node_text)  # fail early, here, on a mistyped ID
-    args: dict[str, Any] = {"address": str(address), "via": "stream" if via_stream else "datagram"}
-    if node_text is not None:
-        args["node_id"] = node_text
+        wanted = str(NodeId.parse(node_text))  # fail early, here, on a mistyped ID
+        if args.setdefault("node_id", wanted) != wanted:
+            raise click.BadParameter("TARGET is a node ID and --node names another one")
     result = _client(timeout=60.0).call("ping", **args)
     emit(result, lambda d: f"{d['node_id']} at {d['address']}: {d['rtt_ms']:.2f} ms ({d['via']})")
+
+
+@cli.command()
+def peers() -> None:
+    """List the DHT routing table: nodes this node has verified and can route through."""
+    rows: list[dict[str, Any]] = _client().call("peers")
+    now = time.time()
+    emit(
+        rows,
+        table(
+            [
+                [r["node_id"], r["address"], f"{max(0.0, now - r['last_seen']):.0f}s ago"]
+                for r in rows
+            ],
+            ["node_id", "address", "last seen"],
+        )
+        if rows
+        else "no peers yet",
+    )
 
 
 @cli.group()

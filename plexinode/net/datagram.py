@@ -94,6 +94,8 @@ class DatagramService:
         self._pending: dict[int, _Pending] = {}
         self._limiter = trio.CapacityLimiter(settings.max_inflight_handlers)
         self._nursery: trio.Nursery | None = None
+        self._request_observers: list[Callable[[Inbound], None]] = []
+        self._reply_observers: list[Callable[[Reply], None]] = []
         #: Counters of what happened to datagrams, e.g. ``stats["drop_bad_signature"]``.
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -102,6 +104,19 @@ class DatagramService:
         if message_type.RESPONSE:
             raise ValueError(f"{message_type.__name__} is a response type")
         self._handlers[message_type] = handler
+
+    def observe(
+        self,
+        *,
+        requests: Callable[[Inbound], None] | None = None,
+        replies: Callable[[Reply], None] | None = None,
+    ) -> None:
+        """Be told of every authenticated request and every matched reply (e.g. by the DHT,
+        which learns of nodes this way). Observers are synchronous and must not raise."""
+        if requests is not None:
+            self._request_observers.append(requests)
+        if replies is not None:
+            self._reply_observers.append(replies)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Receive and dispatch datagrams until cancelled."""
@@ -246,8 +261,12 @@ class DatagramService:
         pending.reply = Reply(message, sender, address, rtt)
         pending.event.set()
         self.stats["replies"] += 1
+        for observer in self._reply_observers:
+            observer(pending.reply)
 
     def _dispatch(self, inbound: Inbound) -> None:
+        for observer in self._request_observers:
+            observer(inbound)
         handler = self._handlers.get(type(inbound.message))
         if handler is None:
             self._drop("unhandled", inbound.address)

@@ -44,6 +44,12 @@ class Migration:
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     # Small facts about this node's database (e.g. which node created it), keyed by name.
     Migration(1, "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)"),
+    # The DHT routing table, so that a restarted node can rejoin through any known contact.
+    Migration(
+        2,
+        "CREATE TABLE dht_contacts (node_id BLOB PRIMARY KEY, host TEXT NOT NULL,"
+        " port INTEGER NOT NULL, last_seen REAL NOT NULL)",
+    ),
 )
 
 

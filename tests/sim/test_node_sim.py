@@ -168,7 +168,7 @@ async def test_handler_concurrency_is_capped(autojump_clock) -> None:
                 nursery.start_soon(call)
             await trio.sleep(1)
             release.set()
-        assert b.datagrams.stats["drop_busy"] == 2
+        assert b.datagrams.stats["drop_busy"] >= 2  # (+ the DHT checking a back, if it lands then)
         assert sum("busy" in o for o in outcomes) == 2
 
 

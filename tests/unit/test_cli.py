@@ -60,8 +60,10 @@ def test_ping_argument_errors(tmp_path: Path, capsys) -> None:
     run(capsys, "--data-dir", d, "init")
     code, out, _ = run(capsys, "--data-dir", d, "id")
     code, _, err = run(capsys, "--data-dir", d, "ping", out.strip())
+    assert code == 3  # a valid node ID: resolving it needs the running node
+    code, _, err = run(capsys, "--data-dir", d, "ping", "--node", "a" * 58, out.strip())
     assert code == 1
-    assert "needs the DHT" in err
+    assert "invalid node ID" in err
 
 
 def test_usage_and_version(tmp_path: Path, capsys) -> None:

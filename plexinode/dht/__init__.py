@@ -1,0 +1,1 @@
+"""Kademlia DHT: routing table, hardened lookups, signed records, and the trio service."""

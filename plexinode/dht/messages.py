@@ -1,0 +1,100 @@
+"""DHT wire messages (type codes 16-63), carried in authenticated datagrams.
+
+A reply must fit in one datagram (1,200 bytes, 1,087 of envelope): a contact on the wire is
+``[node_id (32 bytes), ip (4 or 16 bytes), port]``, 44 bytes for IPv4 and 56 for IPv6, so 20
+IPv4 contacts (k = 20) fit with room to spare; a responder includes as many of its closest
+contacts as fit (see :func:`fit_contacts`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from plexinode.dht.contact import Contact
+from plexinode.errors import DecodeError
+from plexinode.identity import NODE_ID_BYTES, NodeId
+from plexinode.net.address import Address
+from plexinode.wire.schema import Bytes, Int, ListOf, Message, Nested, Struct, register, wire
+
+#: Most contacts a reply may carry: k = 20 by default, with headroom for a larger k. A reply
+#: that claims more is refused by the decoder before any of them is looked at.
+MAX_CONTACTS: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class WireContact(Struct):
+    """A contact as it travels: node ID, binary IP address, port."""
+
+    node_id: bytes = wire(Bytes(NODE_ID_BYTES, NODE_ID_BYTES))
+    ip: bytes = wire(Bytes(4, 16))
+    port: int = wire(Int(1, 65535))
+
+    @classmethod
+    def from_contact(cls, contact: Contact) -> WireContact:
+        """Encode a contact (its host must be an IP address literal)."""
+        ip = ipaddress.ip_address(contact.address.host)
+        return cls(contact.node_id.raw, ip.packed, contact.address.port)
+
+    def to_contact(self) -> Contact:
+        """Decode; DecodeError if the IP is neither 4 nor 16 bytes."""
+        if len(self.ip) not in (4, 16):
+            raise DecodeError("contact IP must be 4 or 16 bytes")
+        host = str(ipaddress.ip_address(self.ip))
+        return Contact(NodeId(self.node_id), Address(host, self.port))
+
+
+def wire_contacts(contacts: Sequence[Contact]) -> tuple[WireContact, ...]:
+    """Encode contacts, skipping any whose host is not an IP literal."""
+    out = []
+    for contact in contacts:
+        try:
+            out.append(WireContact.from_contact(contact))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class FindNode(Message):
+    """Which nodes do you know closest to `target`? Answered with :class:`Nodes`."""
+
+    TYPE: ClassVar[int] = 16
+    NAME: ClassVar[str] = "find-node"
+    # A bootstrapping node may not know the ID of the node at a bootstrap address yet.
+    ANONYMOUS_OK: ClassVar[bool] = True
+    target: bytes = wire(Bytes(NODE_ID_BYTES, NODE_ID_BYTES))
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Nodes(Message):
+    """Answer to :class:`FindNode`: the responder's closest contacts to the target."""
+
+    TYPE: ClassVar[int] = 17
+    NAME: ClassVar[str] = "nodes"
+    RESPONSE: ClassVar[bool] = True
+    contacts: tuple[WireContact, ...] = wire(ListOf(Nested(WireContact), MAX_CONTACTS))
+
+
+#: Bytes of a `Nodes` envelope besides its contacts: array headers, version, type, a 64-bit
+#: request ID (9 bytes), the list header (up to 3 bytes).
+_NODES_FRAMING: Final = 16
+
+
+def fit_contacts(contacts: Sequence[Contact], budget: int | None = None) -> tuple[WireContact, ...]:
+    """The longest prefix of `contacts` whose `Nodes` reply fits in one datagram."""
+    from plexinode.net.packet import MAX_PAYLOAD
+    from plexinode.wire.codec import pack
+
+    room = (MAX_PAYLOAD if budget is None else budget) - _NODES_FRAMING
+    out: list[WireContact] = []
+    for wire_contact in wire_contacts(contacts)[:MAX_CONTACTS]:
+        room -= len(pack(wire_contact.to_wire()))
+        if room < 0:
+            break
+        out.append(wire_contact)
+    return tuple(out)

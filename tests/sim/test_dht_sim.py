@@ -1,0 +1,212 @@
+"""The DHT on the in-memory network: joining, resolving node IDs, churn, persistence."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+import trio
+
+from plexinode.config import Settings
+from plexinode.dht.contact import Contact
+from plexinode.dht.messages import FindNode, Nodes, WireContact
+from plexinode.errors import PeerTimeout
+from plexinode.identity import NodeId
+from plexinode.net.address import Address
+from plexinode.net.datagram import Inbound
+from plexinode.net.memory import MemoryNetwork, open_memory_network
+from plexinode.node import Node
+from plexinode.wire.schema import Message
+from tests.sim.helpers import FAST, seeded_identity
+
+
+@contextlib.asynccontextmanager
+async def dht_network(
+    net: MemoryNetwork, count: int, settings: Settings = FAST, *, seed: int = 0
+) -> AsyncIterator[list[Node]]:
+    """`count` nodes; the first has no bootstrap, every other bootstraps from the first."""
+    nodes: list[Node] = []
+    async with trio.open_nursery() as nursery:
+        first_address: Address | None = None
+        for i in range(count):
+            host = net.new_host()
+            node_settings = replace(settings, bootstrap=(first_address,) if first_address else ())
+            node = Node(
+                seeded_identity(i, seed),
+                node_settings,
+                net.transport(host),
+                wall_clock=trio.current_time,
+            )
+            address = await nursery.start(node.run)
+            first_address = first_address or address
+            nodes.append(node)
+        for node in nodes:
+            await node.dht.joined.wait()
+        yield nodes
+        for node in nodes:
+            node.stop()
+
+
+async def test_every_node_resolves_every_other(autojump_clock) -> None:
+    async with open_memory_network(seed=1, latency=0.005) as net, dht_network(net, 40) as nodes:
+        for node in nodes:
+            assert len(node.dht.routing) > 0
+        rng = random.Random(1)
+        for _ in range(100):
+            a, b = rng.sample(nodes, 2)
+            contact = await a.dht.resolve(b.node_id)
+            assert contact is not None
+            assert contact.address == b.address
+            pong = await a.ping(None, node_id=b.node_id)
+            assert pong["node_id"] == str(b.node_id)
+        status = await nodes[0].status()
+        assert status["peers"] == len(nodes[0].dht.routing) > 0
+
+
+def small_k(k: int = 20, **dht: object) -> Settings:
+    return replace(FAST, dht=replace(FAST.dht, k=k, **dht))
+
+
+async def test_lookups_survive_30_percent_of_nodes_gone(autojump_clock) -> None:
+    async with open_memory_network(seed=2, latency=0.005) as net, dht_network(net, 60) as nodes:
+        rng = random.Random(2)
+        gone = rng.sample(nodes[1:], 18)
+        alive = [n for n in nodes if n not in gone]
+        assert all(n.address for n in nodes)
+        net.partition([n.address.host for n in alive], [n.address.host for n in gone])
+        found = 0
+        for _ in range(60):
+            a, b = rng.sample(alive, 2)
+            result = await a.dht.find_node(b.node_id)
+            found += result.found_target
+        assert found == 60
+        unknown = await alive[0].dht.resolve(seeded_identity(999, 7).node_id)
+        assert unknown is None
+        with pytest.raises(PeerTimeout, match="not found"):
+            await alive[0].ping(None, node_id=seeded_identity(999, 7).node_id)
+
+
+async def test_small_buckets_ping_their_oldest_entry(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=3, latency=0.002) as net,
+        dht_network(net, 40, small_k(2, refresh_interval=120.0)) as nodes,
+    ):
+        await trio.sleep(600)  # several refresh rounds
+        stats = sum((n.dht.routing.stats for n in nodes), Counter())
+        assert stats["bucket_full"] > 0
+        for node in nodes:
+            assert all(size <= 2 for size in node.dht.routing.bucket_sizes().values())
+        # Kill a third of the nodes; full buckets now evict them when pinged.
+        gone = nodes[1::3]
+        net.partition(
+            [n.address.host for n in nodes if n not in gone], [n.address.host for n in gone]
+        )
+        await trio.sleep(600)
+        stats = sum((n.dht.routing.stats for n in nodes), Counter())
+        assert stats["evicted"] + stats["stale"] > 0
+
+
+async def test_bootstrap_retries_until_a_node_appears(autojump_clock) -> None:
+    async with open_memory_network(seed=4) as net:
+        later_host = net.new_host()
+        settings = replace(FAST, bootstrap=(Address(later_host, FAST.listen.port),))
+        early = Node(
+            seeded_identity(1),
+            settings,
+            net.transport(net.new_host()),
+            wall_clock=trio.current_time,
+        )
+        late = Node(
+            seeded_identity(2), FAST, net.transport(later_host), wall_clock=trio.current_time
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(early.run)
+            await trio.sleep(20)
+            assert not early.dht.joined.is_set()
+            await nursery.start(late.run)
+            with trio.fail_after(120):
+                await early.dht.joined.wait()
+            assert late.node_id in early.dht.routing
+            early.stop()
+            late.stop()
+
+
+async def test_a_restarted_node_rejoins_through_persisted_contacts(
+    autojump_clock, tmp_path
+) -> None:
+    async with open_memory_network(seed=5) as net:
+        hosts = [net.new_host() for _ in range(3)]
+        first, other, restarted = (seeded_identity(i) for i in range(3))
+        first_address = Address(hosts[0], FAST.listen.port)
+        joining = replace(FAST, bootstrap=(first_address,))
+
+        def make(identity, host, settings, data_dir=None) -> Node:
+            return Node(
+                identity,
+                settings,
+                net.transport(host),
+                data_dir=data_dir,
+                wall_clock=trio.current_time,
+            )
+
+        data_dir = tmp_path / "node"
+        data_dir.mkdir(mode=0o700)
+        async with trio.open_nursery() as nursery:
+            a = make(first, hosts[0], FAST)
+            b = make(other, hosts[1], joining)
+            c = make(restarted, hosts[2], joining, data_dir)
+            for node in (a, b, c):
+                await nursery.start(node.run)
+                await node.dht.joined.wait()
+            assert len(c.dht.peers()) == 2
+            c.stop()
+            a.stop()  # the only bootstrap node is gone
+            await trio.sleep(1)
+            again = make(restarted, hosts[2], joining, data_dir)
+            await nursery.start(again.run)
+            with trio.fail_after(60):
+                await again.dht.joined.wait()
+            contact = await again.dht.resolve(other.node_id)
+            assert contact is not None
+            assert contact.address.host == hosts[1]
+            again.stop()
+            b.stop()
+
+
+async def test_liars_and_malformed_replies_do_not_break_lookups(autojump_clock) -> None:
+    async with open_memory_network(seed=6, latency=0.003) as net, dht_network(net, 50) as nodes:
+        rng = random.Random(6)
+        liars = rng.sample(nodes[1:], 10)
+        honest = [n for n in nodes if n not in liars]
+
+        def lie(liar: Node):
+            async def handler(inbound: Inbound) -> Message:
+                assert isinstance(inbound.message, FindNode)
+                # Themselves and their friends, the querier itself, junk IPs and bad lengths.
+                friends = [n for n in liars if n is not liar][:15]
+                contacts = [
+                    WireContact.from_contact(Contact(n.node_id, n.address)) for n in friends
+                ]
+                contacts.append(WireContact(inbound.sender.raw, b"\x0a\x00\x00\x01", 7420))
+                contacts.append(WireContact(bytes(32), b"\x00\x00\x00\x00", 1))
+                contacts.append(WireContact(bytes(range(32)), b"\x01\x02\x03\x04\x05", 9))
+                return Nodes(tuple(contacts))
+
+            return handler
+
+        for liar in liars:
+            liar.datagrams.on(FindNode, lie(liar))
+        for _ in range(40):
+            a, b = rng.sample(honest, 2)
+            result = await a.dht.find_node(b.node_id)
+            assert result.found_target
+        invented = NodeId(bytes(range(32)))
+        for node in honest:
+            # Hearsay never enters a table: the invented node and the zero ID never answered.
+            assert invented not in node.dht.routing
+            assert NodeId(bytes(32)) not in node.dht.routing
+            assert node.node_id not in node.dht.routing
