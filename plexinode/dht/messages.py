@@ -14,10 +14,22 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from plexinode.dht.contact import Contact
+from plexinode.dht.records import Record
 from plexinode.errors import DecodeError
 from plexinode.identity import NODE_ID_BYTES, NodeId
 from plexinode.net.address import Address
-from plexinode.wire.schema import Bytes, Int, ListOf, Message, Nested, Struct, register, wire
+from plexinode.wire.schema import (
+    Bool,
+    Bytes,
+    Int,
+    ListOf,
+    Message,
+    Nested,
+    Str,
+    Struct,
+    register,
+    wire,
+)
 
 #: Most contacts a reply may carry: k = 20 by default, with headroom for a larger k. A reply
 #: that claims more is refused by the decoder before any of them is looked at.
@@ -78,6 +90,68 @@ class Nodes(Message):
     NAME: ClassVar[str] = "nodes"
     RESPONSE: ClassVar[bool] = True
     contacts: tuple[WireContact, ...] = wire(ListOf(Nested(WireContact), MAX_CONTACTS))
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Store(Message):
+    """Keep this signed record. Answered with :class:`StoreResult` or an `error` (INVALID)."""
+
+    TYPE: ClassVar[int] = 18
+    NAME: ClassVar[str] = "store"
+    record: Record = wire(Nested(Record))  # noqa: RUF009 (wire() is dataclasses.field)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class StoreResult(Message):
+    """Answer to :class:`Store`: `stored` is False when we already hold a newer version (its
+    sequence number is `held_seq`) or refused it for a limit (`reason`)."""
+
+    TYPE: ClassVar[int] = 19
+    NAME: ClassVar[str] = "store-result"
+    RESPONSE: ClassVar[bool] = True
+    stored: bool = wire(Bool())
+    held_seq: int = wire(Int())
+    reason: str = wire(Str(64))
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class FindValue(Message):
+    """Which records of type `rtype` do you hold under `key`? Answered with :class:`Value`."""
+
+    TYPE: ClassVar[int] = 20
+    NAME: ClassVar[str] = "find-value"
+    rtype: int = wire(Int(0, 0xFFFF))
+    key: bytes = wire(Bytes(NODE_ID_BYTES, NODE_ID_BYTES))
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Value(Message):
+    """Answer to :class:`FindValue`: records if the responder holds any (as many as fit in one
+    datagram), else its closest contacts to the key."""
+
+    TYPE: ClassVar[int] = 21
+    NAME: ClassVar[str] = "value"
+    RESPONSE: ClassVar[bool] = True
+    records: tuple[Record, ...] = wire(ListOf(Nested(Record), 8))
+    contacts: tuple[WireContact, ...] = wire(ListOf(Nested(WireContact), MAX_CONTACTS))
+
+
+def fit_records(records: Sequence[Record]) -> tuple[Record, ...]:
+    """The longest prefix of `records` whose `Value` reply fits in one datagram."""
+    from plexinode.net.packet import MAX_PAYLOAD
+
+    room = MAX_PAYLOAD - _NODES_FRAMING - 2
+    out: list[Record] = []
+    for record in records[:8]:
+        room -= record.size
+        if room < 0:
+            break
+        out.append(record)
+    return tuple(out)
 
 
 #: Bytes of a `Nodes` envelope besides its contacts: array headers, version, type, a 64-bit

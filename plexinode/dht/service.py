@@ -19,6 +19,7 @@ the next candidate instead of waiting; a late answer is still used.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import random
@@ -30,8 +31,25 @@ import trio
 from plexinode.config import DhtSettings
 from plexinode.dht.contact import Contact, is_routable
 from plexinode.dht.lookup import Lookup, LookupResult
-from plexinode.dht.messages import FindNode, Nodes, fit_contacts
+from plexinode.dht.messages import (
+    FindNode,
+    FindValue,
+    Nodes,
+    Store,
+    StoreResult,
+    Value,
+    fit_contacts,
+    fit_records,
+)
+from plexinode.dht.records import (
+    InvalidRecord,
+    Record,
+    RecordRegistry,
+    default_registry,
+    validate_record,
+)
 from plexinode.dht.routing import BucketFull, RoutingTable
+from plexinode.dht.store import RecordStore, Refused, Stored, Unchanged
 from plexinode.errors import DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
@@ -81,12 +99,18 @@ class DhtService:
         self._pinging_oldest: set[NodeId] = set()
         self._nursery: trio.Nursery | None = None
         self.joined = trio.Event()
+        self.registry: RecordRegistry = default_registry()
+        self.records = RecordStore(self.registry)
+        #: Invalid records received, per sender (the input to reputation, a later issue).
+        self.invalid_from: collections.Counter[NodeId] = collections.Counter()
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve and maintain the DHT until cancelled."""
         self.datagrams.on(FindNode, self._on_find_node)
+        self.datagrams.on(Store, self._on_store)
+        self.datagrams.on(FindValue, self._on_find_value)
         # Every authenticated exchange teaches the table: replies to any of our requests (they
         # prove the node at that address), and requests (after a ping back, see _maybe_verify).
         self.datagrams.observe(requests=self._maybe_verify, replies=self._learn)
@@ -140,6 +164,30 @@ class DhtService:
         closest = self.routing.closest(target, self.settings.k, exclude=(inbound.sender,))
         return Nodes(fit_contacts(closest))
 
+    async def _on_store(self, inbound: Inbound) -> Message:
+        assert isinstance(inbound.message, Store)
+        outcome = self.records.put(inbound.message.record, self._clock())
+        if isinstance(outcome, Stored):
+            return StoreResult(True, outcome.record.seq, "")
+        if isinstance(outcome, Unchanged):
+            return StoreResult(False, outcome.held.seq, "newer version held")
+        assert isinstance(outcome, Refused)
+        if outcome.invalid:
+            self.invalid_from[inbound.sender] += 1
+            raise InvalidRecord(outcome.reason, "refused")  # an `error` INVALID reply
+        return StoreResult(False, 0, outcome.reason[:64])
+
+    async def _on_find_value(self, inbound: Inbound) -> Message:
+        assert isinstance(inbound.message, FindValue)
+        query = inbound.message
+        held = self.records.get(query.rtype, query.key, self._clock())
+        if held:
+            return Value(fit_records(held), ())
+        closest = self.routing.closest(
+            NodeId(query.key), self.settings.k, exclude=(inbound.sender,)
+        )
+        return Value((), fit_contacts(closest))
+
     def _maybe_verify(self, inbound: Inbound) -> None:
         """Ping back a requester we do not know, at the address it wrote from."""
         sender = inbound.sender
@@ -191,6 +239,45 @@ class DhtService:
 
     async def find_node(self, target: NodeId) -> LookupResult:
         """Iterative lookup of `target` over disjoint paths."""
+        return await self._lookup(target, FindNode(target.raw))
+
+    async def get(self, rtype: int, key: bytes) -> list[Record]:
+        """Valid records of `rtype` under `key`, from the nodes closest to it (or ourselves)."""
+        now = self._clock()
+        local = self.records.get(rtype, key, now)
+        result = await self._lookup(NodeId(key), FindValue(rtype, key))
+        found = list(result.value) if isinstance(result.value, tuple) else []
+        return local + [r for r in found if r not in local]
+
+    async def put(self, record: Record) -> int:
+        """Validate `record`, keep it, and store it on the k closest nodes; returns how many
+        of them accepted it (or already held it)."""
+        outcome = self.records.put(record, self._clock())
+        if isinstance(outcome, Refused):
+            raise InvalidRecord(outcome.reason, "refused by this node")
+        result = await self.find_node(NodeId(record.key))
+        accepted = 0
+
+        async def store_on(contact: Contact) -> None:
+            nonlocal accepted
+            try:
+                reply = await self.datagrams.request(
+                    contact.address, Store(record), node_id=contact.node_id
+                )
+            except (PeerTimeout, RemoteProtocolError) as exc:
+                log.debug("store on %s failed: %s", contact.node_id.short(), exc)
+                return
+            if isinstance(reply.message, StoreResult) and (
+                reply.message.stored or reply.message.held_seq >= record.seq
+            ):
+                accepted += 1
+
+        async with trio.open_nursery() as nursery:
+            for contact in result.closest:
+                nursery.start_soon(store_on, contact)
+        return accepted
+
+    async def _lookup(self, target: NodeId, request: Message) -> LookupResult:
         seeds = self.routing.closest(target, self.settings.k)
         lookup = Lookup(
             target,
@@ -199,6 +286,7 @@ class DhtService:
             k=self.settings.k,
             alpha=self.settings.alpha,
             paths=self.settings.paths,
+            find_value=isinstance(request, FindValue),
         )
         send, receive = trio.open_memory_channel[tuple[str, NodeId, Any]](math.inf)
         in_flight = 0
@@ -206,7 +294,7 @@ class DhtService:
             while not lookup.done:
                 for query in lookup.next_queries(self._clock()):
                     in_flight += 1
-                    nursery.start_soon(self._query, query.contact, target, send)
+                    nursery.start_soon(self._query, query.contact, request, send)
                 if in_flight == 0:
                     break
                 kind, node_id, payload = await receive.receive()
@@ -216,7 +304,8 @@ class DhtService:
                     continue
                 in_flight -= 1
                 if kind == "ok":
-                    lookup.on_response(node_id, payload, now)
+                    contacts, records = payload
+                    lookup.on_response(node_id, contacts, now, value=records or None)
                 else:
                     lookup.on_failure(node_id, now)
             nursery.cancel_scope.cancel()
@@ -231,7 +320,7 @@ class DhtService:
     async def _query(
         self,
         contact: Contact,
-        target: NodeId,
+        request: Message,
         events: trio.MemorySendChannel[tuple[str, NodeId, Any]],
     ) -> None:
         finished = False
@@ -247,7 +336,7 @@ class DhtService:
             try:
                 reply = await self.datagrams.request(
                     contact.address,
-                    FindNode(target.raw),
+                    request,
                     node_id=contact.node_id,
                     attempt_timeout=timeout,
                     retries=1,
@@ -261,13 +350,39 @@ class DhtService:
             finished = True
             nursery.cancel_scope.cancel()
         contacts: list[Contact] = []
-        if isinstance(reply.message, Nodes):
-            for wire_contact in reply.message.contacts:
+        records: tuple[Record, ...] = ()
+        message = reply.message
+        if isinstance(message, Nodes | Value):
+            for wire_contact in message.contacts:
                 try:
                     contacts.append(wire_contact.to_contact())
                 except DecodeError:
                     continue
-        events.send_nowait(("ok", contact.node_id, contacts))
+        if isinstance(message, Value) and isinstance(request, FindValue):
+            records = self._valid_records(message.records, request, reply.sender)
+            if message.records and not records:
+                # Only invalid records: this node lied or is broken; do not use its answer.
+                events.send_nowait(("fail", contact.node_id, None))
+                return
+        events.send_nowait(("ok", contact.node_id, (contacts, records)))
+
+    def _valid_records(
+        self, records: Sequence[Record], request: FindValue, sender: NodeId
+    ) -> tuple[Record, ...]:
+        """Records that are valid and answer the question asked; the rest cost the sender."""
+        now = self._clock()
+        valid = []
+        for record in records:
+            try:
+                if record.rtype != request.rtype or record.key != request.key:
+                    raise InvalidRecord("bad value", "not the record asked for")
+                validate_record(record, now, self.registry)
+            except InvalidRecord as exc:
+                self.invalid_from[sender] += 1
+                log.debug("invalid record from %s: %s", sender.short(), exc)
+                continue
+            valid.append(record)
+        return tuple(valid)
 
     async def resolve(self, node_id: NodeId) -> Contact | None:
         """The current address of `node_id`: from the table, else by a lookup."""

@@ -13,8 +13,16 @@ import trio
 
 from plexinode.config import Settings
 from plexinode.dht.contact import Contact
-from plexinode.dht.messages import FindNode, Nodes, WireContact
-from plexinode.errors import PeerTimeout
+from plexinode.dht.messages import FindNode, FindValue, Nodes, Store, Value, WireContact
+from plexinode.dht.records import (
+    PEER,
+    PROVIDER,
+    InvalidRecord,
+    make_peer_record,
+    peer_addresses,
+    sign_record,
+)
+from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
@@ -210,3 +218,62 @@ async def test_liars_and_malformed_replies_do_not_break_lookups(autojump_clock) 
             assert invented not in node.dht.routing
             assert NodeId(bytes(32)) not in node.dht.routing
             assert node.node_id not in node.dht.routing
+
+
+async def test_records_are_stored_on_the_closest_nodes_and_found(autojump_clock) -> None:
+    async with open_memory_network(seed=7, latency=0.003) as net, dht_network(net, 40) as nodes:
+        rng = random.Random(7)
+        publisher, reader = rng.sample(nodes, 2)
+        now = trio.current_time()
+        assert publisher.address is not None
+        record = make_peer_record(publisher.identity, [publisher.address], 1, now, ttl=3600)
+        accepted = await publisher.dht.put(record)
+        assert accepted >= FAST.dht.k // 2
+        found = await reader.dht.get(PEER, publisher.node_id.raw)
+        assert record in found
+        assert peer_addresses(found[0]) == [publisher.address]
+        # A newer version replaces it everywhere it is asked for.
+        newer_record = make_peer_record(publisher.identity, [publisher.address], 2, now, ttl=3600)
+        await publisher.dht.put(newer_record)
+        assert (await reader.dht.get(PEER, publisher.node_id.raw))[0].seq == 2
+        # Provider records: many publishers under one content key.
+        key = bytes(range(32))
+        for provider in nodes[:3]:
+            signed = sign_record(
+                provider.identity, PROVIDER, key, seq=1, expires_at=int(now) + 600, value=b""
+            )
+            await provider.dht.put(signed)
+        providers = await reader.dht.get(PROVIDER, key)
+        assert {r.publisher_id for r in providers} >= {nodes[0].node_id}
+
+
+async def test_invalid_records_are_refused_and_counted(autojump_clock) -> None:
+    async with open_memory_network(seed=8) as net, dht_network(net, 12) as nodes:
+        mallory, victim = nodes[1], nodes[2]
+        assert victim.address is not None
+        await trio.sleep(10_000)  # the mock clock starts near 0; records need a past
+        now = trio.current_time()
+        good = make_peer_record(mallory.identity, [Address("10.9.9.9", 1)], 1, now, ttl=600)
+        forged = replace(good, seq=99)  # signature no longer matches
+        expired = make_peer_record(
+            mallory.identity, [Address("10.9.9.9", 1)], 2, now - 7200, ttl=600
+        )
+        future = replace(good, expires_at=int(now) + 10 * 86_400)
+        for bad in (forged, expired, future):
+            with pytest.raises(RemoteProtocolError):
+                await mallory.datagrams.request(victim.address, Store(bad), node_id=victim.node_id)
+        assert victim.dht.invalid_from[mallory.node_id] == 3
+        assert len(victim.dht.records) == 0
+        with pytest.raises(InvalidRecord):
+            await mallory.dht.put(forged)
+        # A node that answers FIND_VALUE with a forged record is not believed.
+        liar_record = forged
+
+        async def lie(inbound: Inbound) -> Message:
+            return Value((liar_record,), ())
+
+        for node in nodes:
+            if node is not victim:
+                node.datagrams.on(FindValue, lie)
+        assert await victim.dht.get(PEER, mallory.node_id.raw) == []
+        assert sum(victim.dht.invalid_from.values()) > 3
