@@ -8,7 +8,9 @@ Who enters the routing table: only a node that answered one of *our* authenticat
 (its reply is signed by the key its ID is derived from, addressed to us, and matched on request
 ID, address and node ID). A node that sends us a request is not added on that basis alone: the
 source address of a datagram is not covered by anything the sender proves, so we ping it back
-at that address first (at most ``MAX_VERIFICATIONS`` at a time; more are skipped) and add it
+at that address first (``VERIFY_WORKERS`` pings at a time from a queue of at most
+``MAX_PENDING_VERIFICATIONS``; when the queue is full, new requesters wait for a later
+request) and add it
 when the pong arrives. Contacts in other nodes' replies are only ever candidates to query.
 
 Timeouts adapt to measured round trips: each request to a known contact waits
@@ -61,7 +63,11 @@ from plexinode.wire.schema import Message
 log = logging.getLogger(__name__)
 
 #: Requesters being pinged back at once; beyond this, new requesters are not verified (yet).
-MAX_VERIFICATIONS = 32
+VERIFY_WORKERS = 32
+#: Requesters waiting to be pinged back. A burst of joins (every new node asks its neighbours
+#: about its own ID) must not be skipped, or the newcomers stay unknown to exactly the nodes
+#: that lookups for them converge on; the cap bounds memory under a flood of fresh identities.
+MAX_PENDING_VERIFICATIONS = 1024
 #: The routing table is written to SQLite this often (and on shutdown).
 PERSIST_INTERVAL = 60.0
 #: Bootstrap retries back off from 1 s, doubling, to at most this.
@@ -96,6 +102,9 @@ class DhtService:
         self._own_address = own_address
         self._request_timeout = request_timeout
         self._verifying: set[NodeId] = set()
+        self._verify_send, self._verify_receive = trio.open_memory_channel[Contact](
+            MAX_PENDING_VERIFICATIONS
+        )
         self._pinging_oldest: set[NodeId] = set()
         self._nursery: trio.Nursery | None = None
         self.joined = trio.Event()
@@ -118,6 +127,8 @@ class DhtService:
             self._nursery = nursery
             task_status.started()
             nursery.start_soon(self._join)
+            for _ in range(VERIFY_WORKERS):
+                nursery.start_soon(self._verify_worker)
             nursery.start_soon(self._refresh_loop)
             if self._db is not None:
                 nursery.start_soon(self._persist_loop)
@@ -191,26 +202,25 @@ class DhtService:
     def _maybe_verify(self, inbound: Inbound) -> None:
         """Ping back a requester we do not know, at the address it wrote from."""
         sender = inbound.sender
-        if (
-            sender in self.routing
-            or sender in self._verifying
-            or len(self._verifying) >= MAX_VERIFICATIONS
-            or not is_routable(inbound.address)
-            or self._nursery is None
-        ):
+        if sender in self.routing or sender in self._verifying or not is_routable(inbound.address):
+            return
+        try:
+            self._verify_send.send_nowait(Contact(sender, inbound.address))
+        except trio.WouldBlock:
+            self.routing.stats["verify_queue_full"] += 1
             return
         self._verifying.add(sender)
-        self._nursery.start_soon(self._verify, Contact(sender, inbound.address))
 
-    async def _verify(self, contact: Contact) -> None:
-        try:
-            await self.datagrams.request(
-                contact.address, Ping(), node_id=contact.node_id, retries=1
-            )
-        except (PeerTimeout, RemoteProtocolError):
-            pass
-        finally:
-            self._verifying.discard(contact.node_id)
+    async def _verify_worker(self) -> None:
+        async for contact in self._verify_receive:
+            try:
+                await self.datagrams.request(
+                    contact.address, Ping(), node_id=contact.node_id, retries=1
+                )
+            except (PeerTimeout, RemoteProtocolError):
+                pass
+            finally:
+                self._verifying.discard(contact.node_id)
 
     # -- learning ------------------------------------------------------------------------------
 
@@ -398,14 +408,17 @@ class DhtService:
     # -- maintenance ---------------------------------------------------------------------------
 
     async def _refresh_loop(self) -> None:
+        # The first pass runs right after joining: as in the Kademlia paper, a new node refreshes
+        # every bucket farther than its closest neighbour (a never-touched bucket is stale). That
+        # fills its table across the ID space, and every node it asks learns of it in turn.
         await self.joined.wait()
         interval = self.settings.refresh_interval
         while True:
-            await trio.sleep(interval / 4 + self._rng.random() * interval / 4)
             for index in self.routing.stale_buckets(self._clock(), interval):
                 target = self.routing.random_id_in_bucket(index, self._rng)
                 await self.find_node(target)
                 self.routing.touch_bucket(index, self._clock())
+            await trio.sleep(interval / 4 + self._rng.random() * interval / 4)
 
     async def _load_persisted(self) -> list[Contact]:
         if self._db is None:

