@@ -89,7 +89,6 @@ class DhtService:
         db: Database | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = trio.current_time,
-        own_address: Address | None = None,
     ) -> None:
         self.datagrams = datagrams
         self.settings = settings
@@ -99,7 +98,6 @@ class DhtService:
         self._db = db
         self._rng = rng or random.Random()
         self._clock = clock
-        self._own_address = own_address
         self._request_timeout = request_timeout
         self._verifying: set[NodeId] = set()
         self._verify_send, self._verify_receive = trio.open_memory_channel[Contact](

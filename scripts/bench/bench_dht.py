@@ -24,12 +24,10 @@ retransmissions and any background traffic), as an upper bound on messages per l
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,47 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import header, percentile
 
-from plexinode.config import Settings
 from plexinode.dht.contact import Contact
 from plexinode.dht.messages import FindNode, Nodes, WireContact
-from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
-from plexinode.net.memory import MemoryNetwork, open_memory_network
+from plexinode.net.memory import open_memory_network
 from plexinode.node import Node
 from plexinode.wire.schema import Message
-from tests.sim.helpers import FAST, seeded_identity
+from tests.sim.helpers import FAST, dht_network
 
 #: One-way link latency of scenarios (a)-(c): small, so simulated time still moves.
 BASE_LATENCY = 0.005
-
-
-@contextlib.asynccontextmanager
-async def dht_network(
-    net: MemoryNetwork, count: int, settings: Settings, *, seed: int
-) -> AsyncIterator[list[Node]]:
-    """`count` nodes; the first has no bootstrap, every other bootstraps from the first.
-
-    The same pattern as ``tests/sim/test_dht_sim.py::dht_network``.
-    """
-    nodes: list[Node] = []
-    async with trio.open_nursery() as nursery:
-        first_address: Address | None = None
-        for i in range(count):
-            node_settings = replace(settings, bootstrap=(first_address,) if first_address else ())
-            node = Node(
-                seeded_identity(i, seed),
-                node_settings,
-                net.transport(net.new_host()),
-                wall_clock=trio.current_time,
-            )
-            address = await nursery.start(node.run)
-            first_address = first_address or address
-            nodes.append(node)
-        for node in nodes:
-            await node.dht.joined.wait()
-        yield nodes
-        for node in nodes:
-            node.stop()
 
 
 def collude(liar: Node, liars: list[Node], k: int):

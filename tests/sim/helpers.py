@@ -46,3 +46,33 @@ async def running_nodes(
         yield nodes
         for node in nodes:
             node.stop()
+
+
+@contextlib.asynccontextmanager
+async def dht_network(
+    net: MemoryNetwork, count: int, settings: Settings = FAST, *, seed: int = 0
+) -> AsyncIterator[list[Node]]:
+    """`count` nodes; the first has no bootstrap, every other bootstraps from the first.
+
+    Yields once every node has joined the DHT.
+    """
+    nodes: list[Node] = []
+    async with trio.open_nursery() as nursery:
+        first_address: Address | None = None
+        for i in range(count):
+            host = net.new_host()
+            node_settings = replace(settings, bootstrap=(first_address,) if first_address else ())
+            node = Node(
+                seeded_identity(i, seed),
+                node_settings,
+                net.transport(host),
+                wall_clock=trio.current_time,
+            )
+            address = await nursery.start(node.run)
+            first_address = first_address or address
+            nodes.append(node)
+        for node in nodes:
+            await node.dht.joined.wait()
+        yield nodes
+        for node in nodes:
+            node.stop()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -26,37 +24,10 @@ from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
-from plexinode.net.memory import MemoryNetwork, open_memory_network
+from plexinode.net.memory import open_memory_network
 from plexinode.node import Node
 from plexinode.wire.schema import Message
-from tests.sim.helpers import FAST, seeded_identity
-
-
-@contextlib.asynccontextmanager
-async def dht_network(
-    net: MemoryNetwork, count: int, settings: Settings = FAST, *, seed: int = 0
-) -> AsyncIterator[list[Node]]:
-    """`count` nodes; the first has no bootstrap, every other bootstraps from the first."""
-    nodes: list[Node] = []
-    async with trio.open_nursery() as nursery:
-        first_address: Address | None = None
-        for i in range(count):
-            host = net.new_host()
-            node_settings = replace(settings, bootstrap=(first_address,) if first_address else ())
-            node = Node(
-                seeded_identity(i, seed),
-                node_settings,
-                net.transport(host),
-                wall_clock=trio.current_time,
-            )
-            address = await nursery.start(node.run)
-            first_address = first_address or address
-            nodes.append(node)
-        for node in nodes:
-            await node.dht.joined.wait()
-        yield nodes
-        for node in nodes:
-            node.stop()
+from tests.sim.helpers import FAST, dht_network, seeded_identity
 
 
 async def test_every_node_resolves_every_other(autojump_clock) -> None:
