@@ -83,6 +83,15 @@ class DatagramSettings:
     # Bounds the tasks spawned for incoming requests so a flood cannot exhaust memory; requests
     # beyond it are answered with a BUSY error.
     max_inflight_handlers: int = 256
+    # Requests per second one peer may make of each request type (an RPC's COST divides it;
+    # a burst of twice the rate is allowed). Honest nodes stay far below it: a lookup asks a
+    # given peer once, a join about a dozen times. Excess requests are dropped and counted,
+    # with at most one RATE_LIMITED error reply per peer per second so an honest peer learns.
+    peer_request_rate: int = 20
+    # Datagrams per second accepted from one public IP address, checked before the signature
+    # so that one host cannot make us spend all our CPU on verification; off for loopback and
+    # private addresses (tests, LANs), where many nodes legitimately share an address.
+    host_datagram_rate: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,6 +519,16 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "datagram.max_inflight_handlers",
         _integer(1, 10_000),
         "Most incoming datagram requests handled at once; more get a BUSY error.",
+    ),
+    Setting(
+        "datagram.peer_request_rate",
+        _integer(1, 1_000_000),
+        "Requests per second one peer may make of each request type; excess ones are dropped.",
+    ),
+    Setting(
+        "datagram.host_datagram_rate",
+        _integer(1, 10_000_000),
+        "Datagrams per second accepted from one public IP address (not loopback or private).",
     ),
     Setting(
         "stream.handshake_timeout",

@@ -7,12 +7,13 @@ nodes' replies ("hearsay") are only candidates to query.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Final
 
 from plexinode.identity import NODE_ID_BYTES, NodeId
-from plexinode.net.address import Address
+from plexinode.net.address import Address, IPAddress, is_public_host, parse_ip
 
 ID_BITS: Final = NODE_ID_BYTES * 8
 
@@ -39,29 +40,27 @@ def bucket_index(own: NodeId, other: NodeId) -> int:
     return distance(own, other).bit_length() - 1
 
 
-def _ip(address: Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(address.host)
-    except ValueError:
-        return None
+_BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
+
+
+def _ip(address: Address) -> IPAddress | None:
+    return parse_ip(address.host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _routable_host(host: str) -> bool:
+    ip = parse_ip(host)
+    return ip is not None and not ip.is_unspecified and not ip.is_multicast and ip != _BROADCAST
 
 
 def is_routable(address: Address) -> bool:
     """False for addresses no peer can be reached at: unspecified, multicast, port 0, names."""
-    ip = _ip(address)
-    return (
-        ip is not None
-        and 0 < address.port <= 65535
-        and not ip.is_unspecified
-        and not ip.is_multicast
-        and not (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255"))
-    )
+    return 0 < address.port <= 65535 and _routable_host(address.host)
 
 
 def is_public(address: Address) -> bool:
     """True for globally routable addresses (not loopback, private, link-local, reserved)."""
-    ip = _ip(address)
-    return ip is not None and ip.is_global
+    return is_public_host(address.host)
 
 
 def subnet(address: Address) -> str:

@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Distinct hosts whose parsed form is kept. The DHT looks at the same few thousand addresses
+#: over and over (parsing one costs microseconds); a flood of new ones only evicts old entries.
+_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def parse_ip(host: str) -> IPAddress | None:
+    """The IP address `host` spells, or None if it is not an IP literal (cached)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def is_public_host(host: str) -> bool:
+    """True for a globally routable IP literal (not loopback, private, link-local, reserved)."""
+    ip = parse_ip(host)
+    return ip is not None and ip.is_global
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def ip_text(packed: bytes) -> str:
+    """The text form of a 4- or 16-byte packed IP address (cached); ValueError otherwise."""
+    return str(ipaddress.ip_address(packed))
 
 
 class Address(NamedTuple):

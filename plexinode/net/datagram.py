@@ -1,8 +1,11 @@
 """The datagram service: authenticated request/response over UDP (or the in-memory network).
 
 Services register a handler per request type with :meth:`DatagramService.on` and call peers
-with :meth:`DatagramService.request`. Inbound datagrams go through, in order of cost: size and
-version checks, the recipient tag, strict envelope decoding, the signature, the replay guard.
+with :meth:`DatagramService.request`. Inbound datagrams go through, in order of cost: the
+per-host rate limit (public source addresses only), size and version checks, the recipient tag,
+strict envelope decoding, the signature, the replay guard, and for requests the per-peer,
+per-type rate limit (keyed on the authenticated node ID, so nobody can spend another node's
+allowance).
 Whatever fails is dropped and counted in :attr:`DatagramService.stats`; nothing from the
 network can raise out of the receive loop.
 
@@ -29,7 +32,8 @@ from plexinode.config import DatagramSettings
 from plexinode.errors import AuthenticationError, DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
-from plexinode.net.address import Address
+from plexinode.net.address import Address, is_public_host
+from plexinode.net.ratelimit import TokenBuckets
 from plexinode.net.transport import DatagramSocket
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS
@@ -93,6 +97,13 @@ class DatagramService:
         self._handlers: dict[type[Message], Handler] = {}
         self._pending: dict[int, _Pending] = {}
         self._limiter = trio.CapacityLimiter(settings.max_inflight_handlers)
+        rate = settings.peer_request_rate
+        #: (sender, message type) -> tokens; see DatagramSettings.peer_request_rate.
+        self._peer_limits = TokenBuckets[tuple[NodeId, int]](rate, 2 * rate, max_keys=8192)
+        #: At most one RATE_LIMITED reply per sender per second.
+        self._limit_notices = TokenBuckets[NodeId](1.0, 1, max_keys=4096)
+        host_rate = settings.host_datagram_rate
+        self._host_limits = TokenBuckets[str](host_rate, 2 * host_rate, max_keys=4096)
         self._nursery: trio.Nursery | None = None
         self._request_observers: list[Callable[[Inbound], None]] = []
         self._reply_observers: list[Callable[[Reply], None]] = []
@@ -212,6 +223,10 @@ class DatagramService:
 
     def _receive(self, data: bytes, address: Address) -> None:
         self.stats["received"] += 1
+        now = trio.current_time()
+        if is_public_host(address.host) and not self._host_limits.allow(address.host, now):
+            self._drop("host_rate_limited", address)
+            return
         try:
             opened = packet.parse(data)
         except DecodeError:
@@ -242,6 +257,12 @@ class DatagramService:
             return
         if message.RESPONSE:
             self._match_reply(message, env.request_id, sender, address)
+            return
+        if not self._peer_limits.allow((sender, message.TYPE), now, message.COST):
+            self._drop("rate_limited", address)
+            if env.request_id and self._limit_notices.allow(sender, now):
+                inbound = Inbound(message, env.request_id, sender, opened.public_key, address)
+                self._reply_error(inbound, ErrorReply.RATE_LIMITED, "rate limited")
             return
         self._dispatch(Inbound(message, env.request_id, sender, opened.public_key, address))
 

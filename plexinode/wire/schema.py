@@ -168,6 +168,9 @@ class Message(Struct):
     RESPONSE: ClassVar[bool] = False
     #: True for requests that may be sent to "whoever is at this address" (first contact).
     ANONYMOUS_OK: ClassVar[bool] = False
+    #: Tokens one request of this type costs from the sender's per-type rate limit
+    #: (``datagram.peer_request_rate``): expensive requests cost more.
+    COST: ClassVar[int] = 1
 
 
 M = TypeVar("M", bound=type[Message])

@@ -288,3 +288,65 @@ async def test_a_thousand_nodes_in_one_process(autojump_clock) -> None:
             assert b.address is not None
             assert (await a.ping(b.address, node_id=b.node_id))["node_id"] == str(b.node_id)
         assert net.stats.dropped == 0
+
+
+async def test_requests_beyond_a_peers_rate_are_dropped_and_counted(autojump_clock) -> None:
+    settings = replace(FAST, datagram=DatagramSettings(peer_request_rate=5, retries=0))
+    async with open_memory_network(seed=9) as net, running_nodes(net, 3, settings) as (a, b, c):
+        assert b.address is not None
+
+        async def echo(inbound: Inbound) -> Message:
+            return Pong(inbound.address.host, inbound.address.port)
+
+        b.datagrams.on(Echo, echo)
+        outcomes: list[str] = []
+
+        async def call(node: Node) -> None:
+            try:
+                await node.datagrams.request(
+                    b.address, Echo(b""), node_id=b.node_id, attempt_timeout=1
+                )
+                outcomes.append("ok")
+            except RemoteProtocolError as exc:
+                outcomes.append(str(exc))
+            except PeerTimeout:
+                outcomes.append("timeout")
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(15):  # a burst of 10 is allowed at 5/s
+                nursery.start_soon(call, a)
+        assert outcomes.count("ok") == 10
+        assert sum("rate limited" in o for o in outcomes) == 1  # one notice per second
+        assert outcomes.count("timeout") == 4  # the rest are dropped silently
+        assert b.datagrams.stats["drop_rate_limited"] == 5
+        # Another peer, and another request type from the same peer, have their own allowance.
+        await call(c)
+        pong = await a.datagrams.request(b.address, Ping(), node_id=b.node_id)
+        assert isinstance(pong.message, Pong)
+        assert outcomes[-1] == "ok"
+        # The allowance refills with time.
+        await trio.sleep(1)
+        await call(a)
+        assert outcomes[-1] == "ok"
+
+
+async def test_a_public_host_beyond_its_datagram_rate_is_dropped_before_verification(
+    autojump_clock,
+) -> None:
+    settings = replace(FAST, datagram=DatagramSettings(host_datagram_rate=10))
+    async with open_memory_network(seed=10) as net, running_nodes(net, 1, settings) as (b,):
+        assert b.address is not None
+        public = "1.2.3.4"  # a global address (inside the in-memory network only)
+        private = net.new_host()
+        sender = Identity.generate()
+        sealer = packet.Sealer(sender, trio.current_time)
+        datagram = sealer.seal(envelope.encode(Ping(), 0), b.node_id)
+        for host in (public, private):
+            endpoint = await net.transport(host).bind(Address(host, 0))
+            for _ in range(50):
+                await endpoint.datagrams.sendto(datagram, b.address)
+        await trio.sleep(1)
+        # 20 (the burst) from the public host got through to the replay guard; the other 30
+        # were dropped first. The private host is not limited: all 50 reached the replay guard.
+        assert b.datagrams.stats["drop_host_rate_limited"] == 30
+        assert b.datagrams.stats["drop_replay"] == 19 + 50
