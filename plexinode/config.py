@@ -124,6 +124,15 @@ class DhtSettings:
     # A bucket with no lookup or new contact for this long is refreshed with a random lookup
     # into it (the paper's hour); quiet tables cost almost no traffic.
     refresh_interval: float = 3600.0
+    # Records are republished this often: by their owner (re-signed, with a lifetime of three
+    # intervals, so two missed rounds are survivable) and by each node holding them that has
+    # not seen them stored in the meantime (the paper's hour, and its optimisation).
+    republish_interval: float = 3600.0
+    # A contact not heard from for this long is pinged (one at a time, spread over the
+    # interval): one that does not answer is no longer handed to other nodes, so replies stay
+    # useful after many nodes left at once. Mainline's 15 minutes; about 0.2 pings/s per node
+    # with a full table.
+    liveness_interval: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,6 +561,16 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "dht.refresh_interval",
         _duration(),
         "A routing-table bucket idle this long is refreshed by a lookup into it.",
+    ),
+    Setting(
+        "dht.republish_interval",
+        _duration(),
+        "Records are republished this often (by their owner, and by the nodes that hold them).",
+    ),
+    Setting(
+        "dht.liveness_interval",
+        _duration(),
+        "A routing-table contact not heard from for this long is pinged to check it is alive.",
     ),
     Setting(
         "storage.quota_bytes",

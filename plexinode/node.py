@@ -33,7 +33,13 @@ from plexinode.admin.server import AdminServer
 from plexinode.config import Settings
 from plexinode.datadir import DB_NAME, socket_path
 from plexinode.dht.service import DhtService
-from plexinode.errors import AdminError, DecodeError, PeerTimeout, RemoteProtocolError
+from plexinode.errors import (
+    AdminError,
+    DecodeError,
+    HandshakeError,
+    PeerTimeout,
+    RemoteProtocolError,
+)
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
@@ -183,6 +189,7 @@ class Node:
             self.settings.dht,
             request_timeout=self.settings.datagram.request_timeout,
             bootstrap=self.settings.bootstrap,
+            advertise=(endpoint.address,),
             db=self._db,
             # Seeded by the node ID so that simulations replay exactly.
             rng=random.Random(self.node_id.raw),
@@ -222,10 +229,13 @@ class Node:
         if address is None:
             if node_id is None:
                 raise ValueError("ping needs an address or a node ID")
-            contact = await self.dht.resolve(node_id)
-            if contact is None:
-                raise PeerTimeout(f"node {node_id} was not found in the DHT")
-            address = contact.address
+            try:
+                return await self.ping(await self._resolve(node_id), node_id=node_id, via=via)
+            except (PeerTimeout, HandshakeError, OSError):
+                # The table's address may be stale (the node moved or restarted elsewhere):
+                # look its peer record up afresh before giving up.
+                fresh = await self._resolve(node_id, fresh=True)
+                return await self.ping(fresh, node_id=node_id, via=via)
         if via == "datagram":
             reply = await self.datagrams.request(address, Ping(), node_id=node_id)
             return {
@@ -253,6 +263,12 @@ class Node:
             "via": via,
         }
 
+    async def _resolve(self, node_id: NodeId, *, fresh: bool = False) -> Address:
+        contact = await self.dht.resolve(node_id, fresh=fresh)
+        if contact is None:
+            raise PeerTimeout(f"node {node_id} was not found in the DHT")
+        return contact.address
+
     # -- admin ---------------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
@@ -274,6 +290,7 @@ class Node:
             "data_dir": str(self.data_dir) if self.data_dir else None,
             "datagrams": datagrams.get("counters", {}),
             "streams": dict(self._streams.stats) if self._streams else {},
+            "dht": self._dht.records_summary() if self._dht else {},
         }
 
     def _register_admin_commands(self, admin: AdminServer) -> None:

@@ -358,11 +358,18 @@ class RoutingTable:
         return {i: len(b.entries) for i, b in sorted(self._buckets.items()) if b.entries}
 
     def closest(
-        self, target: NodeId, count: int, *, exclude: Collection[NodeId] = ()
+        self,
+        target: NodeId,
+        count: int,
+        *,
+        exclude: Collection[NodeId] = (),
+        live_only: bool = False,
     ) -> list[Contact]:
         """The `count` entries closest to `target` by XOR distance, closest first.
 
-        Stale entries are included; `exclude` lists IDs to leave out (the querier, say).
+        Stale entries are included unless `live_only` (use it when answering other nodes: a
+        contact that stopped answering us is no use to them); `exclude` lists IDs to leave out
+        (the querier, say).
 
         Only as many buckets are read and sorted as the answer needs. With ``t = own ^ target``,
         every ID in bucket ``j`` has a distance to the target whose bits above ``j`` are those of
@@ -388,6 +395,7 @@ class RoutingTable:
                 record.contact
                 for node_id, record in self._buckets[index].entries.items()
                 if node_id not in excluded
+                and not (live_only and record.failures >= self.max_failures)
             ]
             if len(candidates) > 1:
                 candidates.sort(key=lambda c: int.from_bytes(c.node_id.raw, "big") ^ target_int)

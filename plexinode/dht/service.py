@@ -22,6 +22,7 @@ the next candidate instead of waiting; a late answer is still used.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import random
@@ -31,7 +32,7 @@ from typing import Any
 import trio
 
 from plexinode.config import DhtSettings
-from plexinode.dht.contact import Contact, is_routable
+from plexinode.dht.contact import Contact, distance, is_routable
 from plexinode.dht.lookup import Lookup, LookupResult
 from plexinode.dht.messages import (
     FindNode,
@@ -44,20 +45,25 @@ from plexinode.dht.messages import (
     fit_records,
 )
 from plexinode.dht.records import (
+    PEER,
+    PEER_MAX_ADDRESSES,
+    PEER_MAX_TTL,
     InvalidRecord,
     Record,
     RecordRegistry,
     default_registry,
+    make_peer_record,
+    peer_addresses,
     validate_record,
 )
-from plexinode.dht.routing import BucketFull, RoutingTable
+from plexinode.dht.routing import Added, BucketFull, RoutingTable
 from plexinode.dht.store import RecordStore, Refused, Stored, Unchanged
 from plexinode.errors import DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound, Reply
 from plexinode.storage import Database
-from plexinode.wire.messages import Ping
+from plexinode.wire.messages import Ping, Pong
 from plexinode.wire.schema import Message
 
 log = logging.getLogger(__name__)
@@ -74,6 +80,30 @@ PERSIST_INTERVAL = 60.0
 BOOTSTRAP_BACKOFF_MAX = 60.0
 #: Contacts loaded from the database at start (the most recently seen first).
 MAX_PERSISTED = 500
+#: An address others see us at is advertised once this many distinct nodes reported it: one
+#: node alone cannot make us publish an address of its choosing.
+OBSERVED_QUORUM = 2
+#: Reported addresses remembered (those with the fewest reporters are forgotten first), and
+#: reporters remembered per address.
+MAX_OBSERVED = 16
+MAX_REPORTERS = 8
+#: Contacts pinged right after joining, to learn the address the network sees us at.
+ADDRESS_PROBES = 4
+#: Records handed to one newly added contact at most, and new contacts waiting for a handoff.
+MAX_HANDOFF_RECORDS = 64
+MAX_PENDING_HANDOFFS = 256
+#: Senders of invalid records remembered (see DhtService.invalid_from).
+MAX_INVALID_SENDERS = 4096
+#: Least time between two liveness pings (see _liveness_loop), whatever the table size.
+MIN_LIVENESS_TICK = 1.0
+#: How long the "k-th closest distance" of a record's key is reused (see _records_for).
+RADIUS_MAX_AGE = 60.0
+#: A change of advertised addresses is published after this delay, so that a burst of reports
+#: makes one new record rather than several.
+ADDRESS_CHANGE_DELAY = 1.0
+
+RecordMaker = Callable[[int, float], Record]
+RecordId = tuple[int, bytes, bytes]  # (rtype, key, publisher)
 
 
 class DhtService:
@@ -86,6 +116,7 @@ class DhtService:
         *,
         request_timeout: float = 2.0,
         bootstrap: Sequence[Address] = (),
+        advertise: Sequence[Address] = (),
         db: Database | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = trio.current_time,
@@ -108,8 +139,27 @@ class DhtService:
         self.joined = trio.Event()
         self.registry: RecordRegistry = default_registry()
         self.records = RecordStore(self.registry)
-        #: Invalid records received, per sender (the input to reputation, a later issue).
+        #: Invalid records received, per sender (the input to reputation, a later issue);
+        #: at most MAX_INVALID_SENDERS, the least recently offending forgotten first.
         self.invalid_from: collections.Counter[NodeId] = collections.Counter()
+        #: Counters of record maintenance (published, republished, handed off, expired).
+        self.record_stats: collections.Counter[str] = collections.Counter()
+        # Addresses we are reachable at: the bound ones that are routable (not 0.0.0.0), and
+        # those other nodes report in their pongs (with their reporters, for the quorum).
+        self._bound = tuple(a for a in advertise if is_routable(a))
+        self._observed: collections.OrderedDict[Address, set[NodeId]] = collections.OrderedDict()
+        self._published_addresses: tuple[Address, ...] = ()
+        self._addresses_changed = trio.Event()
+        # Records this node owns and keeps alive, by (rtype, key): how to make a fresh one.
+        self._owned: dict[tuple[int, bytes], RecordMaker] = {}
+        self._last_seq = 0
+        # When each held record was last stored here or republished by us (the paper's
+        # optimisation: a record someone else just republished need not be republished).
+        self._touched: dict[RecordId, float] = {}
+        self._radius: dict[RecordId, tuple[int, float]] = {}
+        self._handoff_send, self._handoff_receive = trio.open_memory_channel[Contact](
+            MAX_PENDING_HANDOFFS
+        )
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -128,6 +178,10 @@ class DhtService:
             for _ in range(VERIFY_WORKERS):
                 nursery.start_soon(self._verify_worker)
             nursery.start_soon(self._refresh_loop)
+            nursery.start_soon(self._liveness_loop)
+            nursery.start_soon(self._publish_loop)
+            nursery.start_soon(self._republish_loop)
+            nursery.start_soon(self._handoff_worker)
             if self._db is not None:
                 nursery.start_soon(self._persist_loop)
 
@@ -170,19 +224,26 @@ class DhtService:
     async def _on_find_node(self, inbound: Inbound) -> Message:
         assert isinstance(inbound.message, FindNode)
         target = NodeId(inbound.message.target)
-        closest = self.routing.closest(target, self.settings.k, exclude=(inbound.sender,))
+        closest = self.routing.closest(
+            target, self.settings.k, exclude=(inbound.sender,), live_only=True
+        )
         return Nodes(fit_contacts(closest))
 
     async def _on_store(self, inbound: Inbound) -> Message:
         assert isinstance(inbound.message, Store)
-        outcome = self.records.put(inbound.message.record, self._clock())
+        record = inbound.message.record
+        now = self._clock()
+        outcome = self.records.put(record, now)
         if isinstance(outcome, Stored):
+            self._touched[_record_id(record)] = now
             return StoreResult(True, outcome.record.seq, "")
         if isinstance(outcome, Unchanged):
+            if outcome.held.seq == record.seq:
+                self._touched[_record_id(record)] = now  # someone else republished it
             return StoreResult(False, outcome.held.seq, "newer version held")
         assert isinstance(outcome, Refused)
         if outcome.invalid:
-            self.invalid_from[inbound.sender] += 1
+            self._note_invalid(inbound.sender)
             raise InvalidRecord(outcome.reason, "refused")  # an `error` INVALID reply
         return StoreResult(False, 0, outcome.reason[:64])
 
@@ -193,7 +254,7 @@ class DhtService:
         if held:
             return Value(fit_records(held), ())
         closest = self.routing.closest(
-            NodeId(query.key), self.settings.k, exclude=(inbound.sender,)
+            NodeId(query.key), self.settings.k, exclude=(inbound.sender,), live_only=True
         )
         return Value((), fit_contacts(closest))
 
@@ -226,6 +287,13 @@ class DhtService:
         """A node answered our request: it may enter the routing table."""
         contact = Contact(reply.sender, reply.address)
         outcome = self.routing.observe(contact, self._clock(), rtt=reply.rtt)
+        if isinstance(reply.message, Pong):
+            self.note_observed(reply.message, reply.sender)
+        if isinstance(outcome, Added) and len(self.records):
+            try:
+                self._handoff_send.send_nowait(contact)
+            except trio.WouldBlock:
+                self.record_stats["handoff_queue_full"] += 1
         if isinstance(outcome, BucketFull) and self._nursery is not None:
             oldest = outcome.oldest
             if oldest.node_id not in self._pinging_oldest:
@@ -260,9 +328,14 @@ class DhtService:
     async def put(self, record: Record) -> int:
         """Validate `record`, keep it, and store it on the k closest nodes; returns how many
         of them accepted it (or already held it)."""
-        outcome = self.records.put(record, self._clock())
+        now = self._clock()
+        outcome = self.records.put(record, now)
         if isinstance(outcome, Refused):
             raise InvalidRecord(outcome.reason, "refused by this node")
+        self._touched[_record_id(record)] = now
+        return await self._store_on_closest(record)
+
+    async def _store_on_closest(self, record: Record) -> int:
         result = await self.find_node(NodeId(record.key))
         accepted = 0
 
@@ -376,6 +449,14 @@ class DhtService:
                 return
         events.send_nowait(("ok", contact.node_id, (contacts, records)))
 
+    def _note_invalid(self, sender: NodeId) -> None:
+        """Count an invalid record from `sender`, keeping at most MAX_INVALID_SENDERS (the
+        least recently offending forgotten first): fresh identities are cheap to make."""
+        count = self.invalid_from.pop(sender, 0) + 1
+        self.invalid_from[sender] = count
+        if len(self.invalid_from) > MAX_INVALID_SENDERS:
+            del self.invalid_from[next(iter(self.invalid_from))]
+
     def _valid_records(
         self, records: Sequence[Record], request: FindValue, sender: NodeId
     ) -> tuple[Record, ...]:
@@ -388,22 +469,36 @@ class DhtService:
                     raise InvalidRecord("bad value", "not the record asked for")
                 validate_record(record, now, self.registry)
             except InvalidRecord as exc:
-                self.invalid_from[sender] += 1
+                self._note_invalid(sender)
                 log.debug("invalid record from %s: %s", sender.short(), exc)
                 continue
             valid.append(record)
         return tuple(valid)
 
-    async def resolve(self, node_id: NodeId) -> Contact | None:
-        """The current address of `node_id`: from the table, else by a lookup."""
-        entry = self.routing.get(node_id)
-        if entry is not None:
-            return entry.contact
-        result = await self.find_node(node_id)
+    async def resolve(self, node_id: NodeId, *, fresh: bool = False) -> Contact | None:
+        """The current address of `node_id`, or None if the DHT does not know it.
+
+        From the routing table unless `fresh`; else one FIND_VALUE lookup for the node's peer
+        record, which converges on the nodes closest to its ID: if the node itself answers,
+        the address it answered from; otherwise the first address of the newest valid peer
+        record the lookup found (callers still authenticate the node when they contact it).
+        """
+        if not fresh:
+            entry = self.routing.get(node_id)
+            if entry is not None:
+                return entry.contact
+        result = await self._lookup(node_id, FindValue(PEER, node_id.raw))
         for contact in result.closest:
             if contact.node_id == node_id:
                 return contact
-        return None
+        if result.value_from is not None and result.value_from.node_id == node_id:
+            return result.value_from
+        records = list(result.value) if isinstance(result.value, tuple) else []
+        records += self.records.get(PEER, node_id.raw, self._clock())
+        if not records:
+            return None
+        newest = max(records, key=lambda r: r.seq)
+        return Contact(node_id, peer_addresses(newest)[0])
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -422,6 +517,215 @@ class DhtService:
                 await self.find_node(target, paths=1)
                 self.routing.touch_bucket(index, self._clock())
             await trio.sleep(interval / 4 + self._rng.random() * interval / 4)
+
+    # -- records we own: our peer record, and any a service asks us to keep published --------
+
+    def advertised_addresses(self) -> list[Address]:
+        """The addresses our peer record announces: routable bound addresses, then those at
+        least OBSERVED_QUORUM nodes reported seeing us at (most reported first)."""
+        addresses = list(self._bound)
+        reported = sorted(
+            (a for a, who in self._observed.items() if len(who) >= OBSERVED_QUORUM),
+            key=lambda a: -len(self._observed[a]),
+        )
+        for address in reported:
+            if address not in addresses:
+                addresses.append(address)
+        return addresses[:PEER_MAX_ADDRESSES]
+
+    def note_observed(self, pong: Pong, reporter: NodeId) -> None:
+        """A node (`reporter`) told us, in a pong, the address our datagram came from."""
+        address = Address(pong.observed_host, pong.observed_port)
+        if not is_routable(address):
+            return
+        reporters = self._observed.get(address)
+        if reporters is None:
+            if len(self._observed) >= MAX_OBSERVED:
+                # Forget the address with the fewest reporters (the oldest of those), so that
+                # one node inventing addresses cannot flush those that others confirmed.
+                fewest = min(self._observed, key=lambda a: len(self._observed[a]))
+                del self._observed[fewest]
+            reporters = self._observed[address] = set()
+        else:
+            self._observed.move_to_end(address)
+        if len(reporters) < MAX_REPORTERS:
+            reporters.add(reporter)
+        if tuple(self.advertised_addresses()) != self._published_addresses:
+            self._addresses_changed.set()
+
+    def keep_published(self, rtype: int, key: bytes, make: RecordMaker) -> None:
+        """Publish a record this node owns now and keep it alive: ``make(seq, now)`` must return
+        a freshly signed record of `rtype` under `key` (seq and now are supplied)."""
+        self._owned[(rtype, key)] = make
+
+    def next_seq(self) -> int:
+        """A sequence number above every one this node used: Unix milliseconds, or more."""
+        self._last_seq = max(self._last_seq + 1, int(self._clock() * 1000))
+        return self._last_seq
+
+    def record_ttl(self) -> int:
+        """Lifetime of the records we sign: three republish intervals, within the type caps."""
+        return max(1, min(PEER_MAX_TTL, int(3 * self.settings.republish_interval)))
+
+    def _make_peer_record(self, seq: int, now: float) -> Record:
+        return make_peer_record(
+            self.datagrams.identity, self._published_addresses, seq, now, self.record_ttl()
+        )
+
+    async def _probe_addresses(self) -> None:
+        """Ping a few contacts: their pongs tell us the address the network sees us at."""
+
+        async def probe(contact: Contact) -> None:
+            with contextlib.suppress(PeerTimeout, RemoteProtocolError):
+                await self.datagrams.request(
+                    contact.address, Ping(), node_id=contact.node_id, retries=1
+                )
+
+        async with trio.open_nursery() as nursery:
+            for contact in self.routing.closest(self.node_id, ADDRESS_PROBES):
+                nursery.start_soon(probe, contact)
+
+    async def _publish_loop(self) -> None:
+        """Publish our own records after joining, every republish interval, and (for the peer
+        record) soon after our advertised addresses change."""
+        await self.joined.wait()
+        if not self._bound:
+            await self._probe_addresses()
+        interval = self.settings.republish_interval
+        while True:
+            self._addresses_changed = trio.Event()
+            addresses = tuple(self.advertised_addresses())
+            if addresses:
+                self._published_addresses = addresses
+                self._owned[(PEER, self.node_id.raw)] = self._make_peer_record
+            else:
+                log.info("no address to publish yet (no node has reported seeing us)")
+            for make in list(self._owned.values()):
+                record = make(self.next_seq(), self._clock())
+                try:
+                    stored_on = await self.put(record)
+                except InvalidRecord as exc:  # a maker's bug: keep the others going
+                    log.warning("own record of type %d refused: %s", record.rtype, exc)
+                    continue
+                self.record_stats["published"] += 1
+                log.debug("published record type %d on %d nodes", record.rtype, stored_on)
+            with trio.move_on_after(interval * (0.9 + 0.2 * self._rng.random())):
+                await self._addresses_changed.wait()
+                await trio.sleep(ADDRESS_CHANGE_DELAY)
+
+    # -- records others own: expiry, republishing, handing over to closer nodes ---------------
+
+    async def _republish_loop(self) -> None:
+        """Drop expired records; store the others again on the k closest nodes (which change
+        as nodes come and go) unless somebody did so within the last interval."""
+        interval = self.settings.republish_interval
+        own = self.datagrams.identity.public_key
+        while True:
+            await trio.sleep(interval * (0.25 + 0.1 * self._rng.random()))
+            now = self._clock()
+            self.record_stats["expired"] += self.records.expire(now)
+            live = {_record_id(r) for r in self.records.all_records()}
+            for gone in [i for i in self._touched if i not in live]:
+                del self._touched[gone]
+            for gone in [i for i in self._radius if i not in live]:
+                del self._radius[gone]
+            for record in self.records.all_records():
+                rid = _record_id(record)
+                if record.publisher == own or self._touched.get(rid, 0.0) > now - interval:
+                    continue
+                if record.expires_at <= self._clock():
+                    continue
+                self._touched[rid] = self._clock()
+                await self._store_on_closest(record)
+                self.record_stats["republished"] += 1
+
+    async def _handoff_worker(self) -> None:
+        """Give a newly added contact the records it is now among the k closest nodes to
+        (and we are too): the Kademlia paper's rule, so records follow their keys as nodes
+        join, without waiting for the next republish."""
+        async for contact in self._handoff_receive:
+            records = self._records_for(contact)
+            for record in records[:MAX_HANDOFF_RECORDS]:
+                try:
+                    await self.datagrams.request(
+                        contact.address, Store(record), node_id=contact.node_id, retries=1
+                    )
+                except (PeerTimeout, RemoteProtocolError):
+                    break
+                self.record_stats["handed_off"] += 1
+
+    def _records_for(self, contact: Contact) -> list[Record]:
+        """Held records whose k closest nodes (as far as we know) include `contact` and us.
+
+        "The k closest" is the distance of the k-th closest contact to the key in our table,
+        cached per record for RADIUS_MAX_AGE: this runs for every contact added to the table,
+        and a sort of the table per record each time would dominate a busy node's CPU.
+        """
+        now = self._clock()
+        out = []
+        for record in self.records.all_records():
+            if record.expires_at <= now or record.publisher_id == contact.node_id:
+                continue
+            key = int.from_bytes(record.key, "big")
+            radius = self._radius_of(record, now)
+            own = key ^ int.from_bytes(self.node_id.raw, "big")
+            theirs = key ^ int.from_bytes(contact.node_id.raw, "big")
+            if theirs < radius and own < radius:
+                out.append(record)
+        return out
+
+    def _radius_of(self, record: Record, now: float) -> int:
+        """The distance to `record`'s key of the k-th closest contact we know (cached)."""
+        rid = _record_id(record)
+        cached = self._radius.get(rid)
+        if cached is not None and cached[1] > now - RADIUS_MAX_AGE:
+            return cached[0]
+        key = NodeId(record.key)
+        closest = self.routing.closest(key, self.settings.k)
+        radius = distance(closest[-1].node_id, key) if len(closest) >= self.settings.k else 1 << 256
+        self._radius[rid] = (radius, now)
+        return radius
+
+    async def _liveness_loop(self) -> None:
+        """Ping, one at a time, the contacts not heard from for a liveness interval.
+
+        The pace spreads a full table over the interval. A contact that answers is seen again
+        (the reply observer updates it); one that does not is marked stale at once (three
+        attempts were made), which takes it out of our answers to other nodes and lets a
+        cached replacement take its place.
+        """
+        await self.joined.wait()
+        interval = self.settings.liveness_interval
+        checked: dict[NodeId, float] = {}
+        while True:
+            pace = max(MIN_LIVENESS_TICK, interval / max(1, len(self.routing)))
+            await trio.sleep(pace * (0.5 + self._rng.random()))
+            now = self._clock()
+            entries = self.routing.entries()
+            if len(checked) > 2 * len(entries):
+                present = {e.contact.node_id for e in entries}
+                checked = {i: t for i, t in checked.items() if i in present}
+            due = [
+                e
+                for e in entries
+                if not e.stale
+                and e.last_seen < now - interval
+                and checked.get(e.contact.node_id, -math.inf) < now - interval
+            ]
+            if not due:
+                continue
+            entry = min(due, key=lambda e: e.last_seen)
+            contact = entry.contact
+            checked[contact.node_id] = now
+            self.record_stats["liveness_pings"] += 1
+            try:
+                await self.datagrams.request(
+                    contact.address, Ping(), node_id=contact.node_id, retries=2
+                )
+            except (PeerTimeout, RemoteProtocolError):
+                self.record_stats["liveness_failures"] += 1
+                for _ in range(self.routing.max_failures):
+                    self.routing.failed(contact.node_id, self._clock())
 
     async def _load_persisted(self) -> list[Contact]:
         if self._db is None:
@@ -470,6 +774,15 @@ class DhtService:
             with trio.CancelScope(shield=True):
                 await self.persist()
 
+    def records_summary(self) -> dict[str, Any]:
+        """Record counters for `status`."""
+        return {
+            "held": len(self.records),
+            "own": len(self._owned),
+            "addresses": [str(a) for a in self._published_addresses],
+            "counters": dict(self.record_stats),
+        }
+
     def peers(self) -> list[dict[str, Any]]:
         """The routing table for `plexinode peers`."""
         return [
@@ -480,3 +793,7 @@ class DhtService:
             }
             for entry in self.routing.entries()
         ]
+
+
+def _record_id(record: Record) -> RecordId:
+    return (record.rtype, record.key, record.publisher)

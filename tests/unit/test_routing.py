@@ -511,11 +511,13 @@ def test_failures_without_replacement_keep_a_stale_entry() -> None:
     assert (entry.failures, entry.stale) == (3, True)
     assert table.stats["stale"] == 1
     assert table.closest(a.node_id, 1) == [a], "stale entries are still returned"
+    assert table.closest(a.node_id, 1, live_only=True) == [], "... unless only live ones are"
 
     assert table.observe(a, 4.0) == Updated()
     entry = table.get(a.node_id)
     assert entry is not None
     assert (entry.failures, entry.stale) == (0, False)
+    assert table.closest(a.node_id, 1, live_only=True) == [a]
 
 
 def test_success_resets_the_failure_count() -> None:

@@ -1,0 +1,201 @@
+"""DHT records over time: peer records published by their owners, moved nodes found at their
+new address, records handed to closer nodes as they join, republished by their holders when
+the owner is gone, and dropped when they expire."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import trio
+
+from plexinode.dht.contact import distance
+from plexinode.dht.records import PEER, PROVIDER, peer_addresses, sign_record
+from plexinode.identity import Identity, NodeId
+from plexinode.net.address import Address
+from plexinode.net.memory import MemoryNetwork, open_memory_network
+from plexinode.node import Node
+from plexinode.wire.messages import Pong
+from tests.sim.helpers import FAST, dht_network, seeded_identity
+
+#: Ten simulated minutes between republishing rounds, so tests cover several of them.
+REPUBLISH = replace(FAST, dht=replace(FAST.dht, republish_interval=600.0))
+
+
+@contextlib.asynccontextmanager
+async def extra_node(
+    net: MemoryNetwork, identity: Identity, bootstrap: Address
+) -> AsyncIterator[Node]:
+    """One more node, on a fresh host, joining through `bootstrap`."""
+    node = Node(
+        identity,
+        replace(REPUBLISH, bootstrap=(bootstrap,)),
+        net.transport(net.new_host()),
+        wall_clock=trio.current_time,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.dht.joined.wait()
+        yield node
+        node.stop()
+
+
+def holders(nodes: list[Node], rtype: int, key: bytes) -> list[Node]:
+    now = trio.current_time()
+    return [n for n in nodes if n.dht.records.get(rtype, key, now)]
+
+
+async def test_every_node_publishes_its_peer_record(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=21, latency=0.005) as net,
+        dht_network(net, 30, REPUBLISH, seed=21) as nodes,
+    ):
+        await trio.sleep(5)  # the first publication follows the join
+        rng = random.Random(21)
+        for node in nodes:
+            summary = node.dht.records_summary()
+            assert summary["addresses"] == [str(node.address)]
+            assert summary["counters"]["published"] == 1
+        for _ in range(20):
+            a, b = rng.sample(nodes, 2)
+            records = await a.dht.get(PEER, b.node_id.raw)
+            assert records, f"no peer record of {b.node_id.short()}"
+            assert peer_addresses(max(records, key=lambda r: r.seq)) == [b.address]
+        # Each is held by about k nodes (here: nearly everyone, as N is close to k).
+        key = nodes[5].node_id.raw
+        assert len(holders(nodes, PEER, key)) >= FAST.dht.k // 2
+        # Owners publish again every interval (with jitter), with a higher sequence number.
+        before = nodes[5].dht.records.get(PEER, key, trio.current_time())[0].seq
+        await trio.sleep(700)
+        after = nodes[5].dht.records.get(PEER, key, trio.current_time())[0].seq
+        assert after > before
+        assert nodes[5].dht.records_summary()["counters"]["published"] == 2
+
+
+async def test_a_node_that_moved_is_found_at_its_new_address(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=22, latency=0.005) as net,
+        dht_network(net, 25, REPUBLISH, seed=22) as nodes,
+    ):
+        mover, asker = nodes[7], nodes[3]
+        assert mover.address is not None
+        assert nodes[1].address is not None
+        old_address = mover.address
+        await trio.sleep(5)
+        assert (await asker.dht.resolve(mover.node_id)) is not None
+        # The mover goes away without notice and comes back on another host, same identity.
+        net.partition(
+            [n.address.host for n in nodes if n is not mover and n.address], [old_address.host]
+        )
+        async with extra_node(net, mover.identity, nodes[1].address) as moved:
+            assert moved.address is not None
+            assert moved.address != old_address
+            await trio.sleep(5)  # it publishes its new peer record (a higher seq)
+            # The asker's table still has the old address: ping falls back to a fresh lookup.
+            result = await asker.ping(None, node_id=mover.node_id)
+            assert result["address"] == str(moved.address)
+            contact = await asker.dht.resolve(mover.node_id, fresh=True)
+            assert contact is not None
+            assert contact.address == moved.address
+
+
+async def test_records_move_to_a_node_that_joins_closer_to_their_key(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=23, latency=0.005) as net,
+        dht_network(net, 60, REPUBLISH, seed=23) as nodes,
+    ):
+        newcomer_identity = seeded_identity(10_000, seed=23)
+        # A key right next to the newcomer's ID: once it joins, it is the closest node to it.
+        key = bytearray(newcomer_identity.node_id.raw)
+        key[-1] ^= 1
+        key = bytes(key)
+        publisher = nodes[4]
+        expires = int(trio.current_time()) + 7200
+        record = sign_record(
+            publisher.identity, PROVIDER, key, seq=1, expires_at=expires, value=b""
+        )
+        assert await publisher.dht.put(record) >= FAST.dht.k // 2
+        assert nodes[1].address is not None
+        async with extra_node(net, newcomer_identity, nodes[1].address) as newcomer:
+            await trio.sleep(30)  # holders ping it back, add it, and hand the record over
+            assert newcomer.dht.records.get(PROVIDER, key, trio.current_time()) == [record]
+            handed = sum(n.dht.record_stats["handed_off"] for n in nodes)
+            assert handed >= 1
+
+
+async def test_holders_republish_when_the_owner_and_most_holders_are_gone(
+    autojump_clock,
+) -> None:
+    async with (
+        open_memory_network(seed=24, latency=0.005) as net,
+        dht_network(net, 80, REPUBLISH, seed=24) as nodes,
+    ):
+        publisher = nodes[9]
+        key = bytes(range(32))
+        expires = int(trio.current_time()) + 7200
+        record = sign_record(
+            publisher.identity, PROVIDER, key, seq=1, expires_at=expires, value=b""
+        )
+        await publisher.dht.put(record)
+        first = holders(nodes, PROVIDER, key)
+        assert len(first) >= FAST.dht.k // 2
+        # The publisher and three quarters of the holders vanish without notice.
+        gone = {id(publisher)} | {id(n) for n in first[: 3 * len(first) // 4] if n is not nodes[0]}
+        alive = [n for n in nodes if id(n) not in gone]
+        net.partition(
+            [n.address.host for n in alive if n.address],
+            [n.address.host for n in nodes if id(n) in gone and n.address],
+        )
+        await trio.sleep(3 * 600)  # a few republishing rounds
+        target = NodeId(key)
+        closest_alive = sorted(alive, key=lambda n: distance(n.node_id, target))[: FAST.dht.k]
+        held = holders(closest_alive, PROVIDER, key)
+        assert len(held) >= 3 * FAST.dht.k // 4, f"only {len(held)} of the k closest hold it"
+        assert sum(n.dht.record_stats["republished"] for n in alive) >= 1
+        # And it can still be found from anywhere.
+        found = await alive[-1].dht.get(PROVIDER, key)
+        assert record in found
+
+
+async def test_expired_records_are_dropped(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=25, latency=0.005) as net,
+        dht_network(net, 20, REPUBLISH, seed=25) as nodes,
+    ):
+        now = trio.current_time()
+        key = bytes(32)
+        record = sign_record(
+            nodes[2].identity, PROVIDER, key, seq=1, expires_at=int(now) + 300, value=b""
+        )
+        await nodes[2].dht.put(record)
+        assert len(holders(nodes, PROVIDER, key)) >= FAST.dht.k // 2
+        await trio.sleep(600)  # past expiry, and past a maintenance round everywhere
+        assert all(all(r.rtype != PROVIDER for r in n.dht.records.all_records()) for n in nodes)
+        assert sum(n.dht.record_stats["expired"] for n in nodes) >= FAST.dht.k // 2
+
+
+async def test_reported_addresses_need_a_quorum_and_must_be_routable(autojump_clock) -> None:
+    async with open_memory_network(seed=26) as net, dht_network(net, 4, REPUBLISH) as nodes:
+        dht = nodes[0].dht
+        bound = dht.advertised_addresses()
+        reporters = [seeded_identity(500 + i).node_id for i in range(3)]
+        dht.note_observed(Pong("198.51.100.7", 4000), reporters[0])
+        assert dht.advertised_addresses() == bound  # one report is not enough
+        dht.note_observed(Pong("198.51.100.7", 4000), reporters[0])
+        assert dht.advertised_addresses() == bound  # nor the same reporter twice
+        dht.note_observed(Pong("198.51.100.7", 4000), reporters[1])
+        assert dht.advertised_addresses() == [*bound, Address("198.51.100.7", 4000)]
+        for bad in (Pong("0.0.0.0", 4000), Pong("224.0.0.1", 4000), Pong("not-an-ip", 1)):
+            for reporter in reporters:
+                dht.note_observed(bad, reporter)
+        assert dht.advertised_addresses() == [*bound, Address("198.51.100.7", 4000)]
+        # A burst of invented addresses cannot grow memory without bound.
+        for i in range(1000):
+            dht.note_observed(Pong(f"10.{i // 250}.{i % 250}.1", 7000), reporters[2])
+        assert len(dht.advertised_addresses()) <= 8
+        # The change is published: the owner's record now lists the reported address.
+        await trio.sleep(5)
+        own = dht.records.get(PEER, nodes[0].node_id.raw, trio.current_time())
+        assert Address("198.51.100.7", 4000) in peer_addresses(own[0])
