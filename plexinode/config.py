@@ -133,6 +133,11 @@ class DhtSettings:
     # useful after many nodes left at once. Mainline's 15 minutes; about 0.2 pings/s per node
     # with a full table.
     liveness_interval: float = 900.0
+    # A network parameter, the same on every node of a network: node IDs must solve a puzzle of
+    # this many bits (S/Kademlia's static puzzle), so that making many identities, to surround
+    # a key or flood routing tables, costs about 2**bits key pairs each. 16 bits is a few
+    # seconds once per node; datagrams and contacts with IDs that fail it are dropped.
+    id_difficulty: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,6 +576,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "dht.liveness_interval",
         _duration(),
         "A routing-table contact not heard from for this long is pinged to check it is alive.",
+    ),
+    Setting(
+        "dht.id_difficulty",
+        _integer(0, 32),
+        "Network parameter: leading zero bits node IDs must solve (S/Kademlia puzzle).",
     ),
     Setting(
         "storage.quota_bytes",

@@ -34,6 +34,9 @@ SIGNATURE_BYTES: Final = 64
 _CHECKSUM_BYTES: Final = 4
 _CHECKSUM_PERSON: Final = b"plexinode-id-cs"
 _ID_PERSON: Final = b"plexinode-nodeid"
+_PUZZLE_PERSON: Final = b"plexinode-idpuz"
+#: Largest ID puzzle difficulty a network may set: 2**32 key pairs is days of work already.
+MAX_ID_DIFFICULTY: Final = 32
 TEXT_LENGTH: Final = 58
 SEED_BYTES: Final = 32
 KEY_FILE_NAME: Final = "identity.key"
@@ -95,6 +98,18 @@ class NodeId:
         """The first 12 characters of the text form, for logs."""
         return str(self)[:12]
 
+    def meets(self, difficulty: int) -> bool:
+        """Whether this ID solves the network's ID puzzle (S/Kademlia's static puzzle).
+
+        The puzzle: BLAKE2b-256 of the node ID (itself the hash of the public key) starts with
+        `difficulty` zero bits. Anyone checks it from the ID alone with one hash, while making
+        an ID that solves it takes about 2**difficulty key pairs, so identities cost work.
+        """
+        if difficulty <= 0:
+            return True
+        digest = hashlib.blake2b(self.raw, digest_size=NODE_ID_BYTES, person=_PUZZLE_PERSON)
+        return int.from_bytes(digest.digest(), "big") >> (NODE_ID_BYTES * 8 - difficulty) == 0
+
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Check an Ed25519 signature; raises AuthenticationError when it is not valid."""
@@ -115,9 +130,17 @@ class Identity:
         self.node_id = NodeId.from_public_key(self.public_key)
 
     @classmethod
-    def generate(cls) -> Identity:
-        """A fresh random identity."""
-        return cls(nacl.signing.SigningKey.generate())
+    def generate(cls, difficulty: int = 0) -> Identity:
+        """A fresh random identity whose node ID solves the ID puzzle of `difficulty` bits.
+
+        Takes about 2**difficulty key pairs (some 50 µs each): 16 bits is a few seconds.
+        """
+        if not 0 <= difficulty <= MAX_ID_DIFFICULTY:
+            raise ValueError(f"ID difficulty must be within 0..{MAX_ID_DIFFICULTY}")
+        while True:
+            identity = cls(nacl.signing.SigningKey.generate())
+            if identity.node_id.meets(difficulty):
+                return identity
 
     @classmethod
     def from_seed(cls, seed: bytes) -> Identity:
@@ -174,12 +197,13 @@ def key_path(data_dir: Path) -> Path:
     return data_dir / KEY_FILE_NAME
 
 
-def create_identity_file(data_dir: Path) -> Identity:
-    """Generate an identity and write it to the data dir; refuses to overwrite one."""
+def create_identity_file(data_dir: Path, difficulty: int = 0) -> Identity:
+    """Generate an identity (solving an ID puzzle of `difficulty` bits) and write it to the
+    data dir; refuses to overwrite one."""
     path = key_path(data_dir)
     if path.exists():
         raise IdentityError(f"{path} already exists: refusing to overwrite this node's identity")
-    identity = Identity.generate()
+    identity = Identity.generate(difficulty)
     try:
         atomic_write(path, identity.to_file_bytes(), mode=0o600, overwrite=False)
     except FileExistsError:

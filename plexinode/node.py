@@ -37,6 +37,7 @@ from plexinode.errors import (
     AdminError,
     DecodeError,
     HandshakeError,
+    IdentityError,
     PeerTimeout,
     RemoteProtocolError,
 )
@@ -96,6 +97,12 @@ class Node:
         wall_clock: Callable[[], float] = time.time,
         config_rows: list[dict[str, Any]] | None = None,
     ) -> None:
+        difficulty = settings.dht.id_difficulty
+        if not identity.node_id.meets(difficulty):
+            raise IdentityError(
+                f"this node's ID does not solve the network's {difficulty}-bit ID puzzle "
+                "(dht.id_difficulty): the identity was made for a network with a lower setting"
+            )
         self.identity = identity
         self.settings = settings
         self.transport = transport
@@ -173,13 +180,22 @@ class Node:
         log.info("node stopped")
 
     async def _start_services(self, nursery: trio.Nursery, endpoint: Any) -> None:
+        difficulty = self.settings.dht.id_difficulty
         self._datagrams = DatagramService(
-            self.identity, endpoint.datagrams, self.settings.datagram, wall_clock=self._wall_clock
+            self.identity,
+            endpoint.datagrams,
+            self.settings.datagram,
+            wall_clock=self._wall_clock,
+            id_difficulty=difficulty,
         )
         self._datagrams.on(Ping, self._on_ping)
         await nursery.start(self._datagrams.run)
         self._streams = StreamService(
-            self.identity, endpoint.listener, self.transport, self.settings.stream
+            self.identity,
+            endpoint.listener,
+            self.transport,
+            self.settings.stream,
+            id_difficulty=difficulty,
         )
         self._streams.on(ECHO_PROTOCOL, self._serve_echo)
         await nursery.start(self._streams.run)

@@ -33,14 +33,18 @@ def _globals() -> Globals:
     return obj
 
 
-def _initialise(data_dir: Path, network: str | None) -> Identity:
-    from plexinode.config import write_default_config
+def _initialise(data_dir: Path, network: str | None, flags: dict[str, Any]) -> Identity:
+    """Write the default config (if none) and make an identity that solves the configured ID
+    puzzle (the config is read first: the difficulty is a network parameter)."""
+    from plexinode.config import load_config, write_default_config
     from plexinode.identity import create_identity_file
 
     datadir.prepare(data_dir)
-    identity = create_identity_file(data_dir)
-    write_default_config(data_dir, network=network)
-    return identity
+    write_default_config(data_dir, network=network)  # keeps an existing one
+    difficulty = load_config(data_dir, flags=flags).settings.dht.id_difficulty
+    if difficulty >= 12:
+        note(f"making an identity: solving the {difficulty}-bit ID puzzle (a few seconds)...")
+    return create_identity_file(data_dir, difficulty)
 
 
 @cli.command()
@@ -54,7 +58,7 @@ def init(network: str | None) -> None:
         raise IdentityError(
             f"{key_path(g.data_dir)} already exists: refusing to overwrite this node's identity"
         )
-    identity = _initialise(g.data_dir, network)
+    identity = _initialise(g.data_dir, network, {})
     emit(
         {"node_id": str(identity.node_id), "data_dir": str(g.data_dir)},
         lambda d: f"created node {d['node_id']} in {d['data_dir']}",
@@ -88,10 +92,6 @@ def start(listen: str | None, bootstrap: tuple[str, ...], overrides: tuple[str, 
     lock = datadir.DataDirLock(g.data_dir)
     lock.acquire()
     try:
-        if not key_path(g.data_dir).exists():
-            identity = _initialise(g.data_dir, None)
-            note(f"initialised {g.data_dir} for new node {identity.node_id}")
-        identity = load_identity_file(g.data_dir)
         flags: dict[str, Any] = {}
         for item in overrides:
             key, sep, value = item.partition("=")
@@ -106,6 +106,10 @@ def start(listen: str | None, bootstrap: tuple[str, ...], overrides: tuple[str, 
                 "log_format": g.log_format,
             }
         )
+        if not key_path(g.data_dir).exists():
+            identity = _initialise(g.data_dir, None, flags)
+            note(f"initialised {g.data_dir} for new node {identity.node_id}")
+        identity = load_identity_file(g.data_dir)
         config = load_config(g.data_dir, flags=flags)
         settings = config.settings
         setup_logging(settings.log_level, settings.log_format)

@@ -436,11 +436,16 @@ class DhtService:
         records: tuple[Record, ...] = ()
         message = reply.message
         if isinstance(message, Nodes | Value):
+            difficulty = self.settings.id_difficulty
             for wire_contact in message.contacts:
                 try:
-                    contacts.append(wire_contact.to_contact())
+                    candidate = wire_contact.to_contact()
                 except DecodeError:
                     continue
+                if difficulty and not candidate.node_id.meets(difficulty):
+                    self.routing.stats["ignored_id_puzzle"] += 1
+                    continue
+                contacts.append(candidate)
         if isinstance(message, Value) and isinstance(request, FindValue):
             records = self._valid_records(message.records, request, reply.sender)
             if message.records and not records:

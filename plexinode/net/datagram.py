@@ -88,8 +88,12 @@ class DatagramService:
         settings: DatagramSettings,
         *,
         wall_clock: Callable[[], float] = time.time,
+        id_difficulty: int = 0,
     ) -> None:
         self.identity = identity
+        #: The network's ID puzzle (see NodeId.meets): datagrams from IDs that fail it are
+        #: dropped before their signature is checked.
+        self.id_difficulty = id_difficulty
         self.settings = settings
         self._sock = sock
         self._sealer = packet.Sealer(identity, wall_clock)
@@ -234,6 +238,11 @@ class DatagramService:
             return
         if not packet.check_recipient(opened, self.identity.node_id):
             self._drop("misaddressed", address)
+            return
+        if self.id_difficulty and not NodeId.from_public_key(opened.public_key).meets(
+            self.id_difficulty
+        ):
+            self._drop("id_puzzle", address)
             return
         try:
             env = envelope.decode(opened.payload, DATAGRAM_LIMITS)

@@ -48,8 +48,10 @@ class StreamService:
         settings: StreamSettings,
         *,
         prologue: bytes = b"",
+        id_difficulty: int = 0,
     ) -> None:
         self.identity = identity
+        self.id_difficulty = id_difficulty
         self.settings = settings
         self._listener = listener
         self._transport = transport
@@ -133,6 +135,10 @@ class StreamService:
             except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
                 self.stats["handshake_failed"] += 1
                 log.debug("inbound handshake failed: %s", exc)
+                return None
+            if not secure.remote_node_id.meets(self.id_difficulty):
+                self.stats["id_puzzle_failed"] += 1
+                await trio.aclose_forcefully(secure)
                 return None
             try:
                 opening = envelope.decode(await secure.receive(), FRAME_LIMITS).message

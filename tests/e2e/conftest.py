@@ -16,6 +16,16 @@ import pytest
 
 #: Generous: CI machines are small and shared; nothing here is a performance assertion.
 START_TIMEOUT = 30.0
+#: The ID puzzle of the processes' network: real, but small (256 key pairs) so that the many
+#: nodes these tests start do not each spend seconds on it. Tests may override it via `env`.
+ID_DIFFICULTY = "8"
+
+
+def node_env(env: dict[str, str] | None) -> dict[str, str]:
+    """`env` (default: ours) with the tests' ID difficulty, unless it sets one itself."""
+    merged = dict(os.environ if env is None else env)
+    merged.setdefault("PLEXINODE_DHT_ID_DIFFICULTY", ID_DIFFICULTY)
+    return merged
 
 
 def cli(
@@ -27,7 +37,7 @@ def cli(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=node_env(env),
         check=False,
     )
 
@@ -61,7 +71,7 @@ class NodeProcess:
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=env,
+            env=node_env(env),
         )
         self.address = ""
         self.node_id = ""

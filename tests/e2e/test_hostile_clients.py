@@ -13,7 +13,7 @@ from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.wire import envelope
 from plexinode.wire.messages import Ping
-from tests.e2e.conftest import cli_json
+from tests.e2e.conftest import ID_DIFFICULTY, cli_json
 
 pytestmark = pytest.mark.e2e
 
@@ -47,10 +47,14 @@ def test_garbage_datagrams(start_node) -> None:
     target = start_node("target")
     honest = start_node("honest")
     rng = random.Random(1234)
-    mallory = Identity.generate()
+    mallory = Identity.generate(difficulty=int(ID_DIFFICULTY))  # solves the network's puzzle
     sealer = packet.Sealer(mallory)
     valid = sealer.seal(envelope.encode(Ping(), 1), None)
-    datagrams: list[bytes] = [valid, valid]  # the second is a replay
+    unsolved = Identity.generate()
+    while unsolved.node_id.meets(int(ID_DIFFICULTY)):
+        unsolved = Identity.generate()
+    cheap = packet.Sealer(unsolved).seal(envelope.encode(Ping(), 1), None)
+    datagrams: list[bytes] = [valid, valid, cheap]  # a replay; an ID that fails the puzzle
     for _ in range(2000):
         kind = rng.randrange(4)
         if kind == 0:
@@ -71,6 +75,7 @@ def test_garbage_datagrams(start_node) -> None:
     assert cli_json(honest.data_dir, "ping", target.address)["node_id"] == target.node_id
     counters = cli_json(target.data_dir, "status")["datagrams"]
     assert counters["drop_replay"] == 1
+    assert counters["drop_id_puzzle"] >= 1  # (bit flips in a public key count here too)
     dropped = sum(v for k, v in counters.items() if k.startswith("drop_"))
     handled = counters.get("requests", 0) + counters.get("replies", 0)
     assert dropped + handled == counters["received"]  # every datagram is accounted for

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import trio
 
-from plexinode.config import DatagramSettings, Settings, StreamSettings
+from plexinode.config import DatagramSettings, DhtSettings, Settings, StreamSettings
 from plexinode.identity import Identity
 from plexinode.net.address import Address
 from plexinode.net.memory import MemoryNetwork
@@ -18,6 +18,8 @@ FAST = Settings(
     listen=Address("0.0.0.0", 7420),
     datagram=DatagramSettings(request_timeout=0.5, retries=2),
     stream=StreamSettings(handshake_timeout=2.0),
+    # Simulations use seeded identities; the ID puzzle has its own tests.
+    dht=DhtSettings(id_difficulty=0),
 )
 
 

@@ -11,7 +11,9 @@ import trio
 import trio.testing
 
 from plexinode.config import DatagramSettings, StreamSettings
-from plexinode.errors import HandshakeError, PeerTimeout, RemoteProtocolError
+from plexinode.dht.contact import Contact
+from plexinode.dht.messages import FindNode, Nodes, WireContact
+from plexinode.errors import HandshakeError, IdentityError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
@@ -350,3 +352,51 @@ async def test_a_public_host_beyond_its_datagram_rate_is_dropped_before_verifica
         # were dropped first. The private host is not limited: all 50 reached the replay guard.
         assert b.datagrams.stats["drop_host_rate_limited"] == 30
         assert b.datagrams.stats["drop_replay"] == 19 + 50
+
+
+async def test_the_id_puzzle_is_enforced_on_datagrams_streams_and_contacts(
+    autojump_clock,
+) -> None:
+    puzzle = replace(FAST, dht=replace(FAST.dht, id_difficulty=8))
+    async with open_memory_network(seed=11) as net, trio.open_nursery() as nursery:
+        nodes = []
+        for _ in range(2):
+            node = Node(
+                Identity.generate(difficulty=8),
+                puzzle,
+                net.transport(net.new_host()),
+                wall_clock=trio.current_time,
+            )
+            await nursery.start(node.run)
+            nodes.append(node)
+        a, b = nodes
+        assert b.address is not None
+        # Solvers talk as usual.
+        await a.ping(b.address, node_id=b.node_id)
+        await a.ping(b.address, node_id=b.node_id, via="stream")
+        # A node with an unsolved ID cannot even start on this network ...
+        cheap = Identity.generate()
+        while cheap.node_id.meets(8):
+            cheap = Identity.generate()
+        with pytest.raises(IdentityError, match="8-bit ID puzzle"):
+            Node(cheap, puzzle, net.transport(net.new_host()))
+        # ... and what it sends is dropped before any signature check, on both transports.
+        outsider = Node(cheap, FAST, net.transport(net.new_host()), wall_clock=trio.current_time)
+        await nursery.start(outsider.run)
+        with pytest.raises(PeerTimeout):
+            await outsider.datagrams.request(b.address, Ping(), node_id=b.node_id, retries=0)
+        assert b.datagrams.stats["drop_id_puzzle"] == 1
+        with pytest.raises((HandshakeError, trio.BrokenResourceError, trio.EndOfChannel)):
+            await outsider.ping(b.address, node_id=b.node_id, via="stream")
+        assert b.streams.stats["id_puzzle_failed"] == 1
+        # Contacts with unsolved IDs in a reply are not even queried.
+        fake = Contact(cheap.node_id, Address("10.9.9.9", 7420))
+
+        async def offer_fake(inbound: Inbound) -> Message:
+            return Nodes((WireContact.from_contact(fake),))
+
+        b.datagrams.on(FindNode, offer_fake)
+        await a.dht.find_node(cheap.node_id)
+        assert a.dht.routing.stats["ignored_id_puzzle"] >= 1
+        for node in (*nodes, outsider):
+            node.stop()

@@ -10,6 +10,12 @@ import pytest
 from plexinode.cli.main import main
 
 
+@pytest.fixture(autouse=True)
+def small_id_puzzle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init` solves the configured ID puzzle; keep it small (the default takes seconds)."""
+    monkeypatch.setenv("PLEXINODE_DHT_ID_DIFFICULTY", "8")
+
+
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as info:
         main(list(argv))
@@ -85,3 +91,21 @@ def test_config_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert code == 1
     assert "did you mean 'datagram.request_timeout'" in err
     assert err.count("\n") == 1
+
+
+def test_init_solves_the_configured_id_puzzle_and_start_checks_it(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plexinode.identity import NodeId
+
+    d = str(tmp_path / "node")
+    code, out, _ = run(capsys, "--data-dir", d, "--json", "init")
+    assert code == 0
+    node_id = NodeId.parse(json.loads(out)["node_id"])
+    assert node_id.meets(8)
+    # A network with a harder puzzle refuses this identity, with the reason.
+    hard = next(bits for bits in range(9, 33) if not node_id.meets(bits))
+    monkeypatch.setenv("PLEXINODE_DHT_ID_DIFFICULTY", str(hard))
+    code, _, err = run(capsys, "--data-dir", d, "start", "--listen", "127.0.0.1:0")
+    assert code == 1
+    assert f"{hard}-bit ID puzzle" in err

@@ -132,3 +132,20 @@ def test_unwritable_data_dir(tmp_path) -> None:
     blocker.write_text("x")
     with pytest.raises((IdentityError, OSError)):
         create_identity_file(blocker)
+
+
+def test_id_puzzle() -> None:
+    solved = Identity.generate(difficulty=8)
+    assert solved.node_id.meets(8)
+    assert solved.node_id.meets(0)
+    assert all(Identity.generate().node_id.meets(0) for _ in range(3))
+    # About one random ID in 256 solves 8 bits: among 64, most fail.
+    assert sum(Identity.generate().node_id.meets(8) for _ in range(64)) < 16
+    # The check is the puzzle hash's leading bits: an ID solving d bits solves fewer too.
+    assert all(solved.node_id.meets(d) for d in range(9))
+
+
+@pytest.mark.parametrize("difficulty", [-1, 33])
+def test_id_puzzle_difficulty_is_bounded(difficulty: int) -> None:
+    with pytest.raises(ValueError, match="difficulty"):
+        Identity.generate(difficulty=difficulty)
