@@ -16,7 +16,7 @@ from plexinode.dht.contact import Contact
 from plexinode.dht.records import Record
 from plexinode.errors import DecodeError
 from plexinode.identity import NODE_ID_BYTES, NodeId
-from plexinode.net.address import Address, ip_text, parse_ip
+from plexinode.net.address import Address, ip_text, packed_ip
 from plexinode.wire.schema import (
     Bool,
     Bytes,
@@ -46,10 +46,10 @@ class WireContact(Struct):
     @classmethod
     def from_contact(cls, contact: Contact) -> WireContact:
         """Encode a contact (its host must be an IP address literal)."""
-        ip = parse_ip(contact.address.host)
-        if ip is None:
+        packed = packed_ip(contact.address.host)
+        if packed is None:
             raise ValueError(f"{contact.address.host!r} is not an IP address literal")
-        return cls(contact.node_id.raw, ip.packed, contact.address.port)
+        return cls(contact.node_id.raw, packed, contact.address.port)
 
     def to_contact(self) -> Contact:
         """Decode; DecodeError if the IP is neither 4 nor 16 bytes."""

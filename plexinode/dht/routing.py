@@ -335,6 +335,20 @@ class RoutingTable:
         """Whether `node_id` is an entry (replacements are not)."""
         return isinstance(node_id, NodeId) and self._find(node_id) is not None
 
+    def has_room_for(self, node_id: NodeId) -> bool:
+        """Whether :meth:`observe` could keep `node_id` if it answered us: it is already known
+        (entry or replacement), or its bucket has a free slot, a stale entry, or a free place in
+        its replacement cache. Lets the caller skip verifying a node the table would refuse.
+        """
+        bucket = self._buckets.get(self._index(node_id))
+        if bucket is None or len(bucket.entries) < self.k:
+            return True
+        if node_id in bucket.entries or node_id in bucket.replacements:
+            return True
+        if len(bucket.replacements) < self.replacement_size:
+            return True
+        return any(r.failures >= self.max_failures for r in bucket.entries.values())
+
     def get(self, node_id: NodeId) -> Entry | None:
         """A snapshot of the entry for `node_id`, or None if it is not in the table."""
         record = self._find(node_id)

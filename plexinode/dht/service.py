@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -33,7 +34,7 @@ import trio
 
 from plexinode.config import DhtSettings
 from plexinode.dht.contact import Contact, distance, is_routable
-from plexinode.dht.lookup import Lookup, LookupResult
+from plexinode.dht.lookup import Lookup, LookupResult, LookupStats
 from plexinode.dht.messages import (
     FindNode,
     FindValue,
@@ -156,7 +157,7 @@ class DhtService:
         # When each held record was last stored here or republished by us (the paper's
         # optimisation: a record someone else just republished need not be republished).
         self._touched: dict[RecordId, float] = {}
-        self._radius: dict[RecordId, tuple[int, float]] = {}
+        self._radius: dict[RecordId, tuple[int, int, float]] = {}
         self._handoff_send, self._handoff_receive = trio.open_memory_channel[Contact](
             MAX_PENDING_HANDOFFS
         )
@@ -263,6 +264,9 @@ class DhtService:
         sender = inbound.sender
         if sender in self.routing or sender in self._verifying or not is_routable(inbound.address):
             return
+        if not self.routing.has_room_for(sender):
+            self.routing.stats["verify_skipped_full"] += 1  # the table would not keep it
+            return
         try:
             self._verify_send.send_nowait(Contact(sender, inbound.address))
         except trio.WouldBlock:
@@ -336,7 +340,7 @@ class DhtService:
         return await self._store_on_closest(record)
 
     async def _store_on_closest(self, record: Record) -> int:
-        result = await self.find_node(NodeId(record.key))
+        closest = (await self.find_node(NodeId(record.key))).closest
         accepted = 0
 
         async def store_on(contact: Contact) -> None:
@@ -354,14 +358,49 @@ class DhtService:
                 accepted += 1
 
         async with trio.open_nursery() as nursery:
-            for contact in result.closest:
+            for contact in closest:
                 nursery.start_soon(store_on, contact)
         return accepted
 
+    async def locate(self, node_id: NodeId, *, paths: int | None = None) -> LookupResult:
+        """Find the node `node_id` itself (its signed answer is the proof), as cheaply as the
+        network allows, in up to three stages whose costs are summed in the result's stats:
+
+        1. if it is a live contact of our routing table, ask it directly (one FIND_NODE);
+        2. else, or if it did not answer, a lookup over one path;
+        3. if that did not reach it, a lookup over `paths` disjoint paths (default: the
+           setting), so that S/Kademlia's protection against liars is paid for only when a
+           single path failed.
+
+        A liar cannot make a stage succeed (only the target's own reply counts), only make it
+        fail, which moves on to the next stage.
+        """
+        paths = paths or self.settings.paths
+        request = FindNode(node_id.raw)
+        # Every stage starts from the table as it was: the nodes that answered an earlier
+        # stage enter the table, and if they are liars close to the target, seeding the
+        # disjoint paths with them would hand the liars paths they did not have to capture.
+        seeds = self.routing.closest(node_id, self.settings.k)
+        stages: list[LookupResult] = []
+        entry = self.routing.get(node_id)
+        if entry is not None and not entry.stale:
+            stages.append(await self._lookup(node_id, request, paths=1, seeds=[entry.contact]))
+        if not (stages and stages[-1].found_target):
+            stages.append(await self._lookup(node_id, request, paths=1, seeds=seeds))
+        if not stages[-1].found_target and paths > 1:
+            stages.append(await self._lookup(node_id, request, paths=paths, seeds=seeds))
+        return _merged(stages)
+
     async def _lookup(
-        self, target: NodeId, request: Message, *, paths: int | None = None
+        self,
+        target: NodeId,
+        request: Message,
+        *,
+        paths: int | None = None,
+        seeds: Sequence[Contact] | None = None,
     ) -> LookupResult:
-        seeds = self.routing.closest(target, self.settings.k)
+        if seeds is None:
+            seeds = self.routing.closest(target, self.settings.k)
         lookup = Lookup(
             target,
             seeds,
@@ -483,15 +522,19 @@ class DhtService:
     async def resolve(self, node_id: NodeId, *, fresh: bool = False) -> Contact | None:
         """The current address of `node_id`, or None if the DHT does not know it.
 
-        From the routing table unless `fresh`; else one FIND_VALUE lookup for the node's peer
-        record, which converges on the nodes closest to its ID: if the node itself answers,
-        the address it answered from; otherwise the first address of the newest valid peer
-        record the lookup found (callers still authenticate the node when they contact it).
+        From the routing table unless `fresh`; else :meth:`locate` (the node itself answers:
+        directly if the table knows it, else through one lookup path, then through all); else
+        one FIND_VALUE lookup for the node's signed peer record, whose newest valid version
+        gives the address (callers still authenticate the node when they contact it).
         """
         if not fresh:
             entry = self.routing.get(node_id)
             if entry is not None:
                 return entry.contact
+        result = await self.locate(node_id)
+        for contact in result.closest:
+            if contact.node_id == node_id:
+                return contact
         result = await self._lookup(node_id, FindValue(PEER, node_id.raw))
         for contact in result.closest:
             if contact.node_id == node_id:
@@ -660,36 +703,43 @@ class DhtService:
                 self.record_stats["handed_off"] += 1
 
     def _records_for(self, contact: Contact) -> list[Record]:
-        """Held records whose k closest nodes (as far as we know) include `contact` and us.
+        """Held records to hand to `contact`: it is among the k closest nodes to their key
+        that we know, and we are the closest of all we know (the paper's rule, so that only
+        one holder sends each record instead of all k).
 
-        "The k closest" is the distance of the k-th closest contact to the key in our table,
-        cached per record for RADIUS_MAX_AGE: this runs for every contact added to the table,
-        and a sort of the table per record each time would dominate a busy node's CPU.
+        The distances of the closest and the k-th closest contacts to a key are cached per
+        record for RADIUS_MAX_AGE: this runs for every contact added to the table, and a sort
+        of the table per record each time would dominate a busy node's CPU.
         """
         now = self._clock()
+        own_id = int.from_bytes(self.node_id.raw, "big")
+        their_id = int.from_bytes(contact.node_id.raw, "big")
         out = []
         for record in self.records.all_records():
-            if record.expires_at <= now or record.publisher_id == contact.node_id:
+            if record.expires_at <= now:
                 continue
             key = int.from_bytes(record.key, "big")
-            radius = self._radius_of(record, now)
-            own = key ^ int.from_bytes(self.node_id.raw, "big")
-            theirs = key ^ int.from_bytes(contact.node_id.raw, "big")
-            if theirs < radius and own < radius:
+            nearest, radius = self._radius_of(record, contact.node_id, now)
+            qualifies = (key ^ own_id) < nearest and (key ^ their_id) < radius
+            # (publisher_id is a hash: checked last, only for records that qualify)
+            if qualifies and record.publisher_id != contact.node_id:
                 out.append(record)
         return out
 
-    def _radius_of(self, record: Record, now: float) -> int:
-        """The distance to `record`'s key of the k-th closest contact we know (cached)."""
+    def _radius_of(self, record: Record, newcomer: NodeId, now: float) -> tuple[int, int]:
+        """The distances to `record`'s key of the closest and of the k-th closest contacts we
+        know besides `newcomer` (cached; "infinite" while we know fewer than k)."""
         rid = _record_id(record)
         cached = self._radius.get(rid)
-        if cached is not None and cached[1] > now - RADIUS_MAX_AGE:
-            return cached[0]
+        if cached is not None and cached[2] > now - RADIUS_MAX_AGE:
+            return cached[0], cached[1]
         key = NodeId(record.key)
-        closest = self.routing.closest(key, self.settings.k)
-        radius = distance(closest[-1].node_id, key) if len(closest) >= self.settings.k else 1 << 256
-        self._radius[rid] = (radius, now)
-        return radius
+        closest = self.routing.closest(key, self.settings.k, exclude=(newcomer,))
+        infinite = 1 << 256
+        nearest = distance(closest[0].node_id, key) if closest else infinite
+        radius = distance(closest[-1].node_id, key) if len(closest) >= self.settings.k else infinite
+        self._radius[rid] = (nearest, radius, now)
+        return nearest, radius
 
     async def _liveness_loop(self) -> None:
         """Ping, one at a time, the contacts not heard from for a liveness interval.
@@ -802,3 +852,21 @@ class DhtService:
 
 def _record_id(record: Record) -> RecordId:
     return (record.rtype, record.key, record.publisher)
+
+
+def _merged(stages: Sequence[LookupResult]) -> LookupResult:
+    """One result for lookups run one after another: the last one's findings, every one's
+    costs (queries, failures, time and the like summed; hops are those of the last stage)."""
+    last = stages[-1]
+    if len(stages) == 1:
+        return last
+    totals: dict[str, Any] = {}
+    for name in (f.name for f in dataclasses.fields(LookupStats)):
+        values = [getattr(stage.stats, name) for stage in stages]
+        if name in ("target_hops", "value_hops", "max_hops"):
+            totals[name] = values[-1]
+        elif name == "budget_exhausted":
+            totals[name] = any(values)
+        else:
+            totals[name] = sum(values)
+    return dataclasses.replace(last, stats=LookupStats(**totals))

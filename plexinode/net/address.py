@@ -23,6 +23,13 @@ def parse_ip(host: str) -> IPAddress | None:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
+def packed_ip(host: str) -> bytes | None:
+    """The 4- or 16-byte packed form of the IP address `host` spells, or None (cached)."""
+    ip = parse_ip(host)
+    return None if ip is None else ip.packed
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def is_public_host(host: str) -> bool:
     """True for a globally routable IP literal (not loopback, private, link-local, reserved)."""
     ip = parse_ip(host)

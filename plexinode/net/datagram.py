@@ -43,9 +43,13 @@ from plexinode.wire.schema import Message
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Inbound:
-    """An authenticated request, as handed to a handler."""
+    """An authenticated request, as handed to a handler.
+
+    Compared by identity: two copies of one request (a retransmission) are two inbounds, each
+    its own borrower of the handler limit.
+    """
 
     message: Message
     request_id: int
@@ -100,6 +104,9 @@ class DatagramService:
         self._guard = packet.ReplayGuard(int(settings.replay_window * 1_000_000))
         self._handlers: dict[type[Message], Handler] = {}
         self._pending: dict[int, _Pending] = {}
+        # (sender, request ID) of the requests whose handler is running (at most
+        # max_inflight_handlers of them).
+        self._handling: set[tuple[NodeId, int]] = set()
         self._limiter = trio.CapacityLimiter(settings.max_inflight_handlers)
         rate = settings.peer_request_rate
         #: (sender, message type) -> tokens; see DatagramSettings.peer_request_rate.
@@ -119,6 +126,10 @@ class DatagramService:
         if message_type.RESPONSE:
             raise ValueError(f"{message_type.__name__} is a response type")
         self._handlers[message_type] = handler
+
+    def handler(self, message_type: type[Message]) -> Handler | None:
+        """The handler serving `message_type`, if any."""
+        return self._handlers.get(message_type)
 
     def observe(
         self,
@@ -302,6 +313,12 @@ class DatagramService:
             self._drop("unhandled", inbound.address)
             self._reply_error(inbound, ErrorReply.UNSUPPORTED, "unsupported request")
             return
+        key = (inbound.sender, inbound.request_id)
+        if inbound.request_id and key in self._handling:
+            # A retransmission of a request still being handled: the first copy's reply
+            # answers both (the requester accepts the first reply to its request ID).
+            self._drop("duplicate", inbound.address)
+            return
         try:
             self._limiter.acquire_on_behalf_of_nowait(inbound)
         except trio.WouldBlock:
@@ -310,6 +327,8 @@ class DatagramService:
             return
         assert self._nursery is not None
         self.stats["requests"] += 1
+        if inbound.request_id:
+            self._handling.add(key)
         self._nursery.start_soon(self._handle, handler, inbound)
 
     def _reply_error(self, inbound: Inbound, code: int, text: str) -> None:
@@ -335,6 +354,7 @@ class DatagramService:
             if reply is not None and inbound.request_id:
                 await self._send_reply(inbound, reply)
         finally:
+            self._handling.discard((inbound.sender, inbound.request_id))
             self._limiter.release_on_behalf_of(inbound)
 
     def summary(self) -> dict[str, Any]:

@@ -144,18 +144,38 @@ class ReplayGuard:
             (reordering tolerance), in the sender's microseconds.
         max_senders: senders remembered at once (least recently heard forgotten first).
         max_per_sender: counters remembered per sender within the window.
+        max_counters: counters remembered in all (about 90 bytes each): when a new one would
+            exceed it, the least recently heard senders are forgotten first. Without it, many
+            identities each sending many datagrams could pin max_senders * max_per_sender
+            counters (gigabytes); with it, the state is bounded whatever they do.
     """
 
     def __init__(
-        self, window_us: int, *, max_senders: int = 65_536, max_per_sender: int = 4096
+        self,
+        window_us: int,
+        *,
+        max_senders: int = 65_536,
+        max_per_sender: int = 4096,
+        max_counters: int = 262_144,
     ) -> None:
         self.window_us = window_us
         self.max_senders = max_senders
         self.max_per_sender = max_per_sender
+        self.max_counters = max_counters
         self._senders: collections.OrderedDict[bytes, _SenderWindow] = collections.OrderedDict()
+        self._counters = 0
 
     def __len__(self) -> int:
         return len(self._senders)
+
+    @property
+    def counters(self) -> int:
+        """Counters remembered across all senders."""
+        return self._counters
+
+    def _forget_oldest(self) -> None:
+        _, oldest = self._senders.popitem(last=False)
+        self._counters -= len(oldest.order)
 
     def accept(self, sender: bytes, counter: int) -> bool:
         """Record `counter` from `sender`; False if it is a replay (or too old)."""
@@ -164,7 +184,7 @@ class ReplayGuard:
             state = _SenderWindow()
             self._senders[sender] = state
             if len(self._senders) > self.max_senders:
-                self._senders.popitem(last=False)
+                self._forget_oldest()
         else:
             self._senders.move_to_end(sender)
         if counter <= state.floor or counter <= state.highest - self.window_us:
@@ -173,13 +193,17 @@ class ReplayGuard:
             return False
         state.seen.add(counter)
         state.order.append(counter)
+        self._counters += 1
         state.highest = max(state.highest, counter)
         horizon = state.highest - self.window_us
         while state.order and (state.order[0] <= horizon or len(state.order) > self.max_per_sender):
             old = state.order.popleft()
+            self._counters -= 1
             state.seen.discard(old)
             if old > horizon:
                 state.floor = max(state.floor, old)
+        while self._counters > self.max_counters and len(self._senders) > 1:
+            self._forget_oldest()  # never `sender` itself: it was just moved to the end
         return True
 
 

@@ -400,3 +400,46 @@ async def test_the_id_puzzle_is_enforced_on_datagrams_streams_and_contacts(
         assert a.dht.routing.stats["ignored_id_puzzle"] >= 1
         for node in (*nodes, outsider):
             node.stop()
+
+
+async def test_a_retransmitted_request_while_its_first_copy_is_handled(autojump_clock) -> None:
+    """Two copies of one request (a retransmission, or an attacker's duplicate with a fresh
+    counter) while the first is still being handled: the copy is dropped and counted, the
+    node keeps serving, and the first copy's reply answers the requester."""
+    async with open_memory_network(seed=12) as net, running_nodes(net, 2) as (a, b):
+        assert b.address is not None
+        release = trio.Event()
+
+        async def slow(inbound: Inbound) -> Message:
+            await release.wait()
+            return Pong(inbound.address.host, inbound.address.port)
+
+        b.datagrams.on(Echo, slow)
+        async with trio.open_nursery() as nursery:
+            replies: list[Message] = []
+
+            async def call() -> None:
+                reply = await a.datagrams.request(
+                    b.address, Echo(b""), node_id=b.node_id, attempt_timeout=0.1, retries=3
+                )
+                replies.append(reply.message)
+
+            nursery.start_soon(call)
+            await trio.sleep(0.35)  # the request went out 4 times by now
+            assert b.datagrams.stats["drop_duplicate"] >= 2
+            release.set()
+        assert len(replies) == 1
+        # An attacker's exact duplicates with fresh counters: same outcome, no crash.
+        mallory = Identity.generate()
+        sealer = packet.Sealer(mallory, trio.current_time)
+        release = trio.Event()
+        endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 0))
+        for _ in range(3):
+            payload = envelope.encode(Echo(b"x"), 77)
+            await endpoint.datagrams.sendto(sealer.seal(payload, b.node_id), b.address)
+        await trio.sleep(0.1)
+        assert b.datagrams.stats["drop_duplicate"] >= 4
+        release.set()
+        await trio.sleep(0.1)
+        pong = await a.datagrams.request(b.address, Ping(), node_id=b.node_id)
+        assert isinstance(pong.message, Pong)

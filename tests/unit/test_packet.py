@@ -105,3 +105,24 @@ def test_replay_guard_forgets_least_recent_sender_first() -> None:
     assert len(guard) == 2
     assert not guard.accept(b"a", 100)
     assert guard.accept(b"b", 100)  # b was forgotten: first contact again
+
+
+def test_replay_state_is_bounded_in_total() -> None:
+    guard = packet.ReplayGuard(window_us=10**9, max_per_sender=100, max_counters=250)
+    for sender in (b"a", b"b", b"c"):
+        for counter in range(1, 101):
+            assert guard.accept(sender, counter)
+    # 300 counters would be remembered; the least recently heard sender was forgotten.
+    assert guard.counters <= 250
+    assert len(guard) == 2
+    assert not guard.accept(b"c", 50)  # still remembered: a replay
+    assert guard.accept(b"a", 50)  # forgotten: accepted once (the documented gap)
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c", b"d"]), st.integers(1, 60))))
+def test_replay_counter_total_matches_the_state(events: list[tuple[bytes, int]]) -> None:
+    guard = packet.ReplayGuard(window_us=20, max_senders=3, max_per_sender=8, max_counters=12)
+    for sender, counter in events:
+        guard.accept(sender, counter)
+        assert guard.counters <= 12
+        assert guard.counters == sum(len(w.order) for w in guard._senders.values())

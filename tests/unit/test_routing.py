@@ -849,3 +849,24 @@ RoutingTableMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_routing_table_machine = RoutingTableMachine.TestCase
+
+
+def test_has_room_for() -> None:
+    table = RoutingTable(OWN, k=2, replacement_size=1, max_failures=1)
+    a, _b = fill(table, 200, 2)
+    newcomer, other = in_bucket(200, 10), in_bucket(200, 11)
+    assert table.has_room_for(in_bucket(100))  # another, empty bucket
+    assert table.has_room_for(a.node_id)  # known
+    assert table.has_room_for(newcomer)  # the replacement cache has room
+    table.observe(contact(newcomer), 1.0)  # bucket full: it goes to the cache
+    assert table.has_room_for(newcomer)  # known (as a replacement)
+    assert not table.has_room_for(other)  # entries and cache full
+    table.failed(a.node_id, 2.0)  # `a` is stale: its replacement takes its place ...
+    assert newcomer in table
+    assert table.has_room_for(other)  # ... which frees the cache
+    full = RoutingTable(OWN, k=1, replacement_size=1, max_failures=2)
+    (c,) = fill(full, 10, 1)
+    full.observe(contact(in_bucket(10, 1)), 1.0)
+    assert not full.has_room_for(in_bucket(10, 2))
+    full.failed(c.node_id, 2.0)  # one failure: not stale yet
+    assert not full.has_room_for(in_bucket(10, 2))
