@@ -32,6 +32,7 @@ from plexinode import __version__
 from plexinode.admin.server import AdminServer
 from plexinode.config import Settings
 from plexinode.datadir import DB_NAME, socket_path
+from plexinode.dht.records import PEER
 from plexinode.dht.service import DhtService
 from plexinode.errors import (
     AdminError,
@@ -41,7 +42,7 @@ from plexinode.errors import (
     PeerTimeout,
     RemoteProtocolError,
 )
-from plexinode.identity import Identity, NodeId
+from plexinode.identity import NODE_ID_BYTES, Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.secure import SecureStream
@@ -279,6 +280,30 @@ class Node:
             "via": via,
         }
 
+    async def dht_get(self, type_name: str, key_text: str) -> dict[str, Any]:
+        """The valid records of a type under a key, from this node and the network.
+
+        `key_text` is a node ID for peer records, 64 hex digits (32 bytes) for others.
+        """
+        rtype = next((t for t in self.dht.registry.types() if t.name == type_name), None)
+        if rtype is None:
+            names = ", ".join(t.name for t in self.dht.registry.types())
+            raise AdminError(f"unknown record type {type_name!r} (known: {names})")
+        if rtype.code == PEER:
+            try:
+                key = NodeId.parse(key_text).raw
+            except IdentityError as exc:
+                raise AdminError(str(exc)) from None
+        else:
+            try:
+                key = bytes.fromhex(key_text)
+            except ValueError:
+                key = b""
+            if len(key) != NODE_ID_BYTES:
+                raise AdminError(f"a {rtype.name} key is {NODE_ID_BYTES} bytes: 64 hex digits")
+        records = await self.dht.get(rtype.code, key)
+        return {"records": [self.dht.describe(r) for r in sorted(records, key=lambda r: -r.seq)]}
+
     async def _resolve(self, node_id: NodeId, *, fresh: bool = False) -> Address:
         contact = await self.dht.resolve(node_id, fresh=fresh)
         if contact is None:
@@ -326,6 +351,9 @@ class Node:
         async def peers(_args: dict[str, Any]) -> Any:
             return self.dht.peers()
 
+        async def dht_get(args: dict[str, Any]) -> Any:
+            return await self.dht_get(str(args.get("type", "")), str(args.get("key", "")))
+
         async def ping(args: dict[str, Any]) -> Any:
             target = args.get("address")
             wanted = args.get("node_id")
@@ -349,5 +377,6 @@ class Node:
             "config": config,
             "ping": ping,
             "peers": peers,
+            "dht_get": dht_get,
         }.items():
             admin.command(name, handler)

@@ -829,6 +829,23 @@ class DhtService:
             with trio.CancelScope(shield=True):
                 await self.persist()
 
+    def describe(self, record: Record) -> dict[str, Any]:
+        """A record as `plexinode dht get` shows it."""
+        rtype = self.registry.get(record.rtype)
+        doc: dict[str, Any] = {
+            "type": rtype.name if rtype is not None else str(record.rtype),
+            "key": record.key.hex(),
+            "publisher": str(record.publisher_id),
+            "seq": record.seq,
+            "expires_at": record.expires_at,
+            "expires_in_s": round(record.expires_at - self._clock(), 1),
+        }
+        if record.rtype == PEER:
+            doc["addresses"] = [str(a) for a in peer_addresses(record)]
+        else:
+            doc["value"] = record.value.hex()
+        return doc
+
     def records_summary(self) -> dict[str, Any]:
         """Record counters for `status`."""
         return {

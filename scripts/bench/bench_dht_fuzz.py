@@ -223,21 +223,6 @@ def kernel_drops(port: int) -> int:
     return udp_socket(port)[1]
 
 
-def work_around_borrower_bug() -> None:
-    """Make ``Inbound`` compare by identity, in this process only.
-
-    ``DatagramService._dispatch`` takes a handler slot with
-    ``CapacityLimiter.acquire_on_behalf_of_nowait(inbound)``; ``Inbound`` is a frozen dataclass
-    (equal by value), so a retransmitted request arriving while the first one's handler runs
-    raises RuntimeError out of the receive loop and kills the node (see
-    tests/sim/test_dht_fuzz.py::test_a_retransmitted_request_while_its_handler_runs_does_not_crash).
-    """
-    from plexinode.net import datagram
-
-    datagram.Inbound.__eq__ = object.__eq__  # type: ignore[method-assign,assignment]
-    datagram.Inbound.__hash__ = object.__hash__  # type: ignore[method-assign,assignment]
-
-
 def census() -> collections.Counter[str]:
     """Live objects tracked by the garbage collector (containers, instances), by type."""
     return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
@@ -677,12 +662,6 @@ def main() -> None:
         default=8,
         help="the network's ID puzzle (bits); every identity here is searched to solve it",
     )
-    parser.add_argument(
-        "--work-around-borrower-bug",
-        action="store_true",
-        help="make Inbound compare by identity in this process, to measure the rest on a tree "
-        "that still has the node-killing bug of work_around_borrower_bug's docstring",
-    )
     parser.add_argument("--samples", type=int, default=20, help="RSS samples over the flood")
     parser.add_argument("--rss-bound", type=float, default=10.0, help="MiB after warm-up")
     args = parser.parse_args()
@@ -696,9 +675,6 @@ def main() -> None:
         f"dense counters {args.dense_counters}; "
         f"ID puzzle {args.id_difficulty} bits"
     )
-    if args.work_around_borrower_bug:
-        work_around_borrower_bug()
-        print("# WORKAROUND: Inbound compares by identity (the borrower bug is patched here)")
     begun = time.perf_counter()
     ok = trio.run(run, args)
     print(f"# total wall time {time.perf_counter() - begun:.1f} s")
