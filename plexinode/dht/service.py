@@ -33,7 +33,7 @@ from typing import Any
 import trio
 
 from plexinode.config import DhtSettings
-from plexinode.dht.contact import Contact, distance, is_routable
+from plexinode.dht.contact import Contact, distance, is_public, is_routable, subnet
 from plexinode.dht.lookup import Lookup, LookupResult, LookupStats
 from plexinode.dht.messages import (
     FindNode,
@@ -148,7 +148,7 @@ class DhtService:
         # Addresses we are reachable at: the bound ones that are routable (not 0.0.0.0), and
         # those other nodes report in their pongs (with their reporters, for the quorum).
         self._bound = tuple(a for a in advertise if is_routable(a))
-        self._observed: collections.OrderedDict[Address, set[NodeId]] = collections.OrderedDict()
+        self._observed: collections.OrderedDict[Address, set[str]] = collections.OrderedDict()
         self._published_addresses: tuple[Address, ...] = ()
         self._addresses_changed = trio.Event()
         # Records this node owns and keeps alive, by (rtype, key): how to make a fresh one.
@@ -292,7 +292,7 @@ class DhtService:
         contact = Contact(reply.sender, reply.address)
         outcome = self.routing.observe(contact, self._clock(), rtt=reply.rtt)
         if isinstance(reply.message, Pong):
-            self.note_observed(reply.message, reply.sender)
+            self.note_observed(reply.message, reply.address)
         if isinstance(outcome, Added) and len(self.records):
             try:
                 self._handoff_send.send_nowait(contact)
@@ -581,8 +581,14 @@ class DhtService:
                 addresses.append(address)
         return addresses[:PEER_MAX_ADDRESSES]
 
-    def note_observed(self, pong: Pong, reporter: NodeId) -> None:
-        """A node (`reporter`) told us, in a pong, the address our datagram came from."""
+    def note_observed(self, pong: Pong, reporter: Address) -> None:
+        """The node at `reporter` told us, in a pong, the address our datagram came from.
+
+        Reports count per *witness*: the reporter's /24 (IPv4) or /48 (IPv6) for a public
+        address, its address and port otherwise (loopback and LANs). Identities are cheap, so
+        OBSERVED_QUORUM reports must come from that many networks, not just that many keys.
+        """
+        witness = subnet(reporter) if is_public(reporter) else str(reporter)
         address = Address(pong.observed_host, pong.observed_port)
         if not is_routable(address):
             return
@@ -597,7 +603,7 @@ class DhtService:
         else:
             self._observed.move_to_end(address)
         if len(reporters) < MAX_REPORTERS:
-            reporters.add(reporter)
+            reporters.add(witness)
         if tuple(self.advertised_addresses()) != self._published_addresses:
             self._addresses_changed.set()
 

@@ -12,12 +12,14 @@ from dataclasses import replace
 import trio
 
 from plexinode.dht.contact import distance
+from plexinode.dht.messages import Store
 from plexinode.dht.records import PEER, PROVIDER, peer_addresses, sign_record
+from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.memory import MemoryNetwork, open_memory_network
 from plexinode.node import Node
-from plexinode.wire.messages import Pong
+from plexinode.wire.messages import Ping, Pong
 from tests.sim.helpers import FAST, dht_network, seeded_identity
 
 #: Ten simulated minutes between republishing rounds, so tests cover several of them.
@@ -180,11 +182,16 @@ async def test_reported_addresses_need_a_quorum_and_must_be_routable(autojump_cl
     async with open_memory_network(seed=26) as net, dht_network(net, 4, REPUBLISH) as nodes:
         dht = nodes[0].dht
         bound = dht.advertised_addresses()
-        reporters = [seeded_identity(500 + i).node_id for i in range(3)]
+        reporters = [Address(f"10.0.9.{i}", 7420) for i in range(1, 4)]
         dht.note_observed(Pong("198.51.100.7", 4000), reporters[0])
         assert dht.advertised_addresses() == bound  # one report is not enough
         dht.note_observed(Pong("198.51.100.7", 4000), reporters[0])
         assert dht.advertised_addresses() == bound  # nor the same reporter twice
+        # Public reporters count once per /24, whatever their keys: sybils on one network
+        # cannot make up a quorum.
+        dht.note_observed(Pong("198.51.100.9", 4000), Address("1.2.3.4", 7420))
+        dht.note_observed(Pong("198.51.100.9", 4000), Address("1.2.3.5", 7421))
+        assert dht.advertised_addresses() == bound
         dht.note_observed(Pong("198.51.100.7", 4000), reporters[1])
         assert dht.advertised_addresses() == [*bound, Address("198.51.100.7", 4000)]
         for bad in (Pong("0.0.0.0", 4000), Pong("224.0.0.1", 4000), Pong("not-an-ip", 1)):
@@ -199,3 +206,44 @@ async def test_reported_addresses_need_a_quorum_and_must_be_routable(autojump_cl
         await trio.sleep(5)
         own = dht.records.get(PEER, nodes[0].node_id.raw, trio.current_time())
         assert Address("198.51.100.7", 4000) in peer_addresses(own[0])
+
+
+async def test_a_store_flood_from_one_peer_is_rate_limited(autojump_clock) -> None:
+    async with open_memory_network(seed=27) as net, dht_network(net, 3, REPUBLISH) as nodes:
+        flooder, victim = nodes[1], nodes[2]
+        assert victim.address is not None
+        now = int(trio.current_time())
+        accepted = refused = 0
+
+        async def store(i: int) -> None:
+            nonlocal accepted, refused
+            record = sign_record(
+                flooder.identity,
+                PROVIDER,
+                i.to_bytes(32, "big"),
+                seq=1,
+                expires_at=now + 600,
+                value=b"",
+            )
+            try:
+                await flooder.datagrams.request(
+                    victim.address, Store(record), node_id=victim.node_id, retries=0
+                )
+                accepted += 1
+            except (PeerTimeout, RemoteProtocolError):
+                refused += 1
+
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(store, i)
+        # A burst of 2 x 20 tokens at 2 tokens a STORE: at most 20 go through (fewer if the
+        # flooder's own peer record or handoffs spent some), the rest are dropped (the first
+        # answered RATE_LIMITED) and counted; the victim holds only those.
+        assert 15 <= accepted <= 20
+        assert refused == 200 - accepted
+        assert victim.datagrams.stats["drop_rate_limited"] >= refused
+        held = [r for r in victim.dht.records.all_records() if r.rtype == PROVIDER]
+        assert len(held) == accepted
+        # The flooder's other requests, and other peers, are not affected.
+        assert (await flooder.dht.locate(victim.node_id)).found_target
+        assert await nodes[0].datagrams.request(victim.address, Ping(), node_id=victim.node_id)
