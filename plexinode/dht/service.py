@@ -366,7 +366,7 @@ class DhtService:
         """Find the node `node_id` itself (its signed answer is the proof), as cheaply as the
         network allows, in up to three stages whose costs are summed in the result's stats:
 
-        1. if it is a live contact of our routing table, ask it directly (one FIND_NODE);
+        1. if it is a live contact of our routing table, ask it directly (one ping);
         2. else, or if it did not answer, a lookup over one path;
         3. if that did not reach it, a lookup over `paths` disjoint paths (default: the
            setting), so that S/Kademlia's protection against liars is paid for only when a
@@ -384,12 +384,51 @@ class DhtService:
         stages: list[LookupResult] = []
         entry = self.routing.get(node_id)
         if entry is not None and not entry.stale:
-            stages.append(await self._lookup(node_id, request, paths=1, seeds=[entry.contact]))
+            stages.append(await self._ask_directly(entry.contact))
         if not (stages and stages[-1].found_target):
             stages.append(await self._lookup(node_id, request, paths=1, seeds=seeds))
         if not stages[-1].found_target and paths > 1:
             stages.append(await self._lookup(node_id, request, paths=paths, seeds=seeds))
         return _merged(stages)
+
+    async def _ask_directly(self, contact: Contact) -> LookupResult:
+        """Stage 1 of :meth:`locate`: one ping to a known contact (its signed pong, matched on
+        its node ID and address, proves it is there; no contact list is needed)."""
+        started = trio.current_time()
+        found = True
+        try:
+            await self.datagrams.request(
+                contact.address,
+                Ping(),
+                node_id=contact.node_id,
+                attempt_timeout=self.routing.timeout_for(
+                    contact.node_id, default=self._request_timeout
+                ),
+                retries=0,
+            )
+        except (PeerTimeout, RemoteProtocolError):
+            found = False
+            self.routing.failed(contact.node_id, self._clock())
+        stats = LookupStats(
+            queries=1,
+            responses=int(found),
+            failures=int(not found),
+            slow=0,
+            max_hops=int(found),
+            target_hops=1 if found else None,
+            value_hops=None,
+            ignored_own_id=0,
+            ignored_duplicates=0,
+            ignored_unroutable=0,
+            ignored_excess=0,
+            unsolicited=0,
+            repeated=0,
+            late=0,
+            budget_exhausted=False,
+            duration=trio.current_time() - started,
+        )
+        closest = (contact,) if found else ()
+        return LookupResult(contact.node_id, closest, found, None, None, stats)
 
     async def _lookup(
         self,

@@ -27,6 +27,7 @@ background traffic), an upper bound on messages per lookup. The seed of each run
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import time
@@ -168,6 +169,8 @@ def main() -> None:
     parser.add_argument("--growth", default="", help="comma-separated N, e.g. 1000,10000")
     parser.add_argument("--idle", type=float, default=3600.0, help="simulated idle seconds")
     args = parser.parse_args()
+    # Only errors: a flash crowd of joins makes every node log its bootstrap retries.
+    logging.basicConfig(level=logging.ERROR)
     header("DHT lookups in simulation")
     print(f"# {' '.join(sys.argv)}")
     clock = dict(clock=trio.testing.MockClock(autojump_threshold=0))
