@@ -257,3 +257,26 @@ async def test_invalid_records_are_refused_and_counted(autojump_clock) -> None:
         assert forged not in found
         assert all(r in held for r in found)  # only mallory's genuine record, held already
         assert sum(victim.dht.invalid_from.values()) > 3
+
+
+async def test_a_contact_whose_id_does_not_match_the_key_at_its_address(autojump_clock) -> None:
+    """A liar names an invented ID at an honest node's address: the request to it is tagged for
+    the invented ID, so the honest node drops it as misaddressed and nothing answers for that
+    ID; the lookup fails for it, and the invented ID never enters any table."""
+    async with open_memory_network(seed=13, latency=0.003) as net, dht_network(net, 12) as nodes:
+        liar, honest, asker = nodes[1], nodes[2], nodes[3]
+        assert honest.address is not None
+        invented = NodeId(bytes(reversed(honest.node_id.raw)))
+
+        async def lie(inbound: Inbound) -> Message:
+            return Nodes((WireContact.from_contact(Contact(invented, honest.address)),))
+
+        liar.datagrams.on(FindNode, lie)
+        misaddressed = honest.datagrams.stats["drop_misaddressed"]
+        result = await asker.dht.find_node(invented)
+        assert not result.found_target
+        assert honest.datagrams.stats["drop_misaddressed"] > misaddressed
+        for node in nodes:
+            assert invented not in node.dht.routing
+        # The honest node itself is still known and reachable under its real ID.
+        assert (await asker.dht.locate(honest.node_id)).found_target
