@@ -136,6 +136,7 @@ class _State(enum.Enum):
 
 
 _OUTSTANDING: Final = frozenset({_State.IN_FLIGHT, _State.SLOW})
+_IN_FLIGHT: Final = frozenset({_State.IN_FLIGHT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,28 @@ class LookupStats:
     late: int
     budget_exhausted: bool
     duration: float
+
+    @classmethod
+    def direct(cls, answered: bool, duration: float) -> LookupStats:
+        """The cost of asking the target itself, once, with no lookup around it."""
+        return cls(
+            queries=1,
+            responses=int(answered),
+            failures=int(not answered),
+            slow=0,
+            max_hops=int(answered),
+            target_hops=1 if answered else None,
+            value_hops=None,
+            ignored_own_id=0,
+            ignored_duplicates=0,
+            ignored_unroutable=0,
+            ignored_excess=0,
+            unsolicited=0,
+            repeated=0,
+            late=0,
+            budget_exhausted=False,
+            duration=duration,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +451,18 @@ class Lookup:
             self._learn(returned, entry)
         self._update_done(now)
 
+    def _event_entry(self, node_id: NodeId, now: float, states: frozenset[_State]) -> _Entry | None:
+        """The entry a failure or slow event is about, if it is in one of `states` and the
+        lookup still runs (events after the end are counted as late)."""
+        self._tick(now)
+        if self._done:
+            self._late += 1
+            return None
+        entry = self._seen.get(node_id)
+        if entry is None or entry.state not in states:
+            return None
+        return entry
+
     def on_failure(self, node_id: NodeId, now: float) -> None:
         """A query failed (hard timeout or error); the node is dropped from consideration.
 
@@ -438,12 +473,8 @@ class Lookup:
             node_id: The node whose query failed.
             now: The driver's clock.
         """
-        self._tick(now)
-        if self._done:
-            self._late += 1
-            return
-        entry = self._seen.get(node_id)
-        if entry is None or entry.state not in _OUTSTANDING:
+        entry = self._event_entry(node_id, now, _OUTSTANDING)
+        if entry is None:
             return
         path = self._paths[entry.path]
         self._settle(entry, path)
@@ -463,12 +494,8 @@ class Lookup:
             node_id: The node that is slow to answer.
             now: The driver's clock.
         """
-        self._tick(now)
-        if self._done:
-            self._late += 1
-            return
-        entry = self._seen.get(node_id)
-        if entry is None or entry.state is not _State.IN_FLIGHT:
+        entry = self._event_entry(node_id, now, _IN_FLIGHT)
+        if entry is None:
             return
         self._paths[entry.path].in_flight -= 1
         entry.state = _State.SLOW

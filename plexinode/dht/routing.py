@@ -80,7 +80,7 @@ import math
 import random
 import statistics
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Container, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -361,6 +361,24 @@ class RoutingTable:
     def entries(self) -> list[Entry]:
         """Snapshots of every entry, in the order of :meth:`contacts`."""
         return [self._snapshot(index, record) for index, record in self._records()]
+
+    def least_recently_seen(
+        self, before: float, skip: Container[NodeId] = frozenset()
+    ) -> Entry | None:
+        """The live entry seen longest ago, if it was last seen before `before`; entries for
+        in `skip` are passed over. Walks each bucket from its oldest entry, so the
+        cost is the number of buckets plus the entries passed over, not the table's size."""
+        best: tuple[int, _Record] | None = None
+        for index, bucket in self._buckets.items():
+            for record in bucket.entries.values():
+                if record.last_seen >= before:
+                    break  # in last_seen order: the rest of the bucket is newer
+                if record.failures >= self.max_failures or record.contact.node_id in skip:
+                    continue
+                if best is None or record.last_seen < best[1].last_seen:
+                    best = (index, record)
+                break
+        return None if best is None else self._snapshot(*best)
 
     def replacements(self, index: int) -> list[Contact]:
         """The replacement cache of bucket `index`, oldest first."""

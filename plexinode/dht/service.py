@@ -33,7 +33,7 @@ from typing import Any
 import trio
 
 from plexinode.config import DhtSettings
-from plexinode.dht.contact import Contact, distance, is_public, is_routable, subnet
+from plexinode.dht.contact import Contact, bucket_index, distance, is_public, is_routable, subnet
 from plexinode.dht.lookup import Lookup, LookupResult, LookupStats
 from plexinode.dht.messages import (
     FindNode,
@@ -102,6 +102,15 @@ RADIUS_MAX_AGE = 60.0
 #: A change of advertised addresses is published after this delay, so that a burst of reports
 #: makes one new record rather than several.
 ADDRESS_CHANGE_DELAY = 1.0
+#: A store right after a full (d-path) lookup of the same key reuses its k closest for this
+#: long: publishing our peer record right after joining would otherwise repeat the join's own
+#: lookup of our ID, the largest part of what joining costs the network.
+CLOSEST_REUSE = 30.0
+#: A bucket left empty by its refresh, with no farther contact to ask, is refreshed again
+#: after this many seconds, then after twice as long each time, up to the refresh interval.
+EMPTY_BUCKET_RETRY = 30.0
+#: How many recent lookups' closest sets are kept for that reuse.
+MAX_RECENT_CLOSEST = 64
 
 RecordMaker = Callable[[int, float], Record]
 RecordId = tuple[int, bytes, bytes]  # (rtype, key, publisher)
@@ -137,7 +146,12 @@ class DhtService:
         )
         self._pinging_oldest: set[NodeId] = set()
         self._nursery: trio.Nursery | None = None
+        #: Set once the node has joined: it knows at least one other node and has looked
+        #: up its own ID (or, with no bootstrap address, found nobody to ask).
         self.joined = trio.Event()
+        #: Set once the first bucket refresh after joining is over: the table then covers the
+        #: ID space (each part of it that has nodes), not only our own neighbourhood.
+        self.refreshed = trio.Event()
         self.registry: RecordRegistry = default_registry()
         self.records = RecordStore(self.registry)
         #: Invalid records received, per sender (the input to reputation, a later issue);
@@ -158,6 +172,8 @@ class DhtService:
         # optimisation: a record someone else just republished need not be republished).
         self._touched: dict[RecordId, float] = {}
         self._radius: dict[RecordId, tuple[int, int, float]] = {}
+        self._recent_closest: collections.OrderedDict[NodeId, tuple[float, tuple[Contact, ...]]]
+        self._recent_closest = collections.OrderedDict()
         self._handoff_send, self._handoff_receive = trio.open_memory_channel[Contact](
             MAX_PENDING_HANDOFFS
         )
@@ -319,7 +335,23 @@ class DhtService:
 
     async def find_node(self, target: NodeId, *, paths: int | None = None) -> LookupResult:
         """Iterative lookup of `target` over `paths` disjoint paths (default: the setting)."""
-        return await self._lookup(target, FindNode(target.raw), paths=paths)
+        paths = paths or self.settings.paths
+        result = await self._lookup(target, FindNode(target.raw), paths=paths)
+        if paths >= self.settings.paths and result.closest:
+            self._recent_closest[target] = (self._clock(), result.closest)
+            self._recent_closest.move_to_end(target)
+            while len(self._recent_closest) > MAX_RECENT_CLOSEST:
+                self._recent_closest.popitem(last=False)
+        return result
+
+    async def closest_to(self, target: NodeId) -> tuple[Contact, ...]:
+        """The k closest nodes to `target`: from a full lookup of it in the last CLOSEST_REUSE
+        seconds, else from a new one."""
+        recent = self._recent_closest.get(target)
+        if recent is not None and self._clock() - recent[0] <= CLOSEST_REUSE:
+            self.record_stats["closest_reused"] += 1
+            return recent[1]
+        return (await self.find_node(target)).closest
 
     async def get(self, rtype: int, key: bytes) -> list[Record]:
         """Valid records of `rtype` under `key`, from the nodes closest to it (or ourselves)."""
@@ -340,7 +372,7 @@ class DhtService:
         return await self._store_on_closest(record)
 
     async def _store_on_closest(self, record: Record) -> int:
-        closest = (await self.find_node(NodeId(record.key))).closest
+        closest = await self.closest_to(NodeId(record.key))
         accepted = 0
 
         async def store_on(contact: Contact) -> None:
@@ -409,24 +441,7 @@ class DhtService:
         except (PeerTimeout, RemoteProtocolError):
             found = False
             self.routing.failed(contact.node_id, self._clock())
-        stats = LookupStats(
-            queries=1,
-            responses=int(found),
-            failures=int(not found),
-            slow=0,
-            max_hops=int(found),
-            target_hops=1 if found else None,
-            value_hops=None,
-            ignored_own_id=0,
-            ignored_duplicates=0,
-            ignored_unroutable=0,
-            ignored_excess=0,
-            unsolicited=0,
-            repeated=0,
-            late=0,
-            budget_exhausted=False,
-            duration=trio.current_time() - started,
-        )
+        stats = LookupStats.direct(found, trio.current_time() - started)
         closest = (contact,) if found else ()
         return LookupResult(contact.node_id, closest, found, None, None, stats)
 
@@ -450,20 +465,28 @@ class DhtService:
             find_value=isinstance(request, FindValue),
         )
         send, receive = trio.open_memory_channel[tuple[str, NodeId, Any]](math.inf)
-        in_flight = 0
+        # When each query in flight counts as slow (on trio's clock): the lookup then stops
+        # waiting for it and asks someone else, but still takes its answer if it comes.
+        slow_at: dict[NodeId, float] = {}
         async with trio.open_nursery() as nursery:
             while not lookup.done:
                 for query in lookup.next_queries(self._clock()):
-                    in_flight += 1
+                    slow_at[query.contact.node_id] = trio.current_time() + self._soft_timeout()
                     nursery.start_soon(self._query, query.contact, request, send)
-                if in_flight == 0:
+                if not slow_at:
                     break
-                kind, node_id, payload = await receive.receive()
+                event = None
+                with trio.move_on_at(min(slow_at.values())):
+                    event = await receive.receive()
                 now = self._clock()
-                if kind == "slow":
-                    lookup.on_slow(node_id, now)
+                if event is None:
+                    late = trio.current_time()
+                    for node_id in [n for n, at in slow_at.items() if at <= late]:
+                        slow_at[node_id] = math.inf
+                        lookup.on_slow(node_id, now)
                     continue
-                in_flight -= 1
+                kind, node_id, payload = event
+                slow_at.pop(node_id, None)
                 if kind == "ok":
                     contacts, records = payload
                     lookup.on_response(node_id, contacts, now, value=records or None)
@@ -484,32 +507,19 @@ class DhtService:
         request: Message,
         events: trio.MemorySendChannel[tuple[str, NodeId, Any]],
     ) -> None:
-        finished = False
-
-        async def mark_slow() -> None:
-            await trio.sleep(self._soft_timeout())
-            if not finished:
-                events.send_nowait(("slow", contact.node_id, None))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(mark_slow)
-            timeout = self.routing.timeout_for(contact.node_id, default=self._request_timeout)
-            try:
-                reply = await self.datagrams.request(
-                    contact.address,
-                    request,
-                    node_id=contact.node_id,
-                    attempt_timeout=timeout,
-                    retries=1,
-                )
-            except (PeerTimeout, RemoteProtocolError):
-                finished = True
-                self.routing.failed(contact.node_id, self._clock())
-                events.send_nowait(("fail", contact.node_id, None))
-                nursery.cancel_scope.cancel()
-                return
-            finished = True
-            nursery.cancel_scope.cancel()
+        timeout = self.routing.timeout_for(contact.node_id, default=self._request_timeout)
+        try:
+            reply = await self.datagrams.request(
+                contact.address,
+                request,
+                node_id=contact.node_id,
+                attempt_timeout=timeout,
+                retries=1,
+            )
+        except (PeerTimeout, RemoteProtocolError):
+            self.routing.failed(contact.node_id, self._clock())
+            events.send_nowait(("fail", contact.node_id, None))
+            return
         contacts: list[Contact] = []
         records: tuple[Record, ...] = ()
         message = reply.message
@@ -593,17 +603,72 @@ class DhtService:
         # The first pass runs right after joining: as in the Kademlia paper, a new node refreshes
         # every bucket farther than its closest neighbour (a never-touched bucket is stale). That
         # fills its table across the ID space, and every node it asks learns of it in turn.
+        # A bucket that stayed empty with nobody farther to ask is tried again after
+        # EMPTY_BUCKET_RETRY seconds, then twice as long each time up to the interval: its nodes
+        # may only have been joining at the same time as we did.
         await self.joined.wait()
         interval = self.settings.refresh_interval
+        empty: dict[int, tuple[int, float]] = {}  # bucket -> (tries, when to try again)
+        next_pass = self._clock()
         while True:
-            for index in self.routing.stale_buckets(self._clock(), interval):
-                target = self.routing.random_id_in_bucket(index, self._rng)
-                # One path: a refresh only needs to meet the nodes in that part of the ID space
-                # (every node that answers may enter the table); nothing trusts its result, so
-                # the protection of disjoint paths would cost four times the traffic for nothing.
-                await self.find_node(target, paths=1)
-                self.routing.touch_bucket(index, self._clock())
-            await trio.sleep(interval / 4 + self._rng.random() * interval / 4)
+            now = self._clock()
+            due = {i for i, (_, at) in empty.items() if at <= now}
+            if now >= next_pass:
+                due.update(self.routing.stale_buckets(now, interval))
+                next_pass = now + interval / 4 + self._rng.random() * interval / 4
+            for index in sorted(due):
+                if not await self.refresh_bucket(index):
+                    empty.pop(index, None)
+                    continue
+                tries = empty.get(index, (0, 0.0))[0] + 1
+                delay = min(interval, EMPTY_BUCKET_RETRY * 2 ** (tries - 1))
+                empty[index] = (tries, self._clock() + delay)
+            self.refreshed.set()
+            wake = min([next_pass, *(at for _, at in empty.values())])
+            await trio.sleep(max(0.0, wake - self._clock()))
+
+    async def refresh_bucket(self, index: int) -> bool:
+        """Look up a random ID in bucket `index`, so that the nodes in that part of the ID
+        space (whoever answers) can enter the table. Returns True if the bucket is still empty
+        and nobody farther could be asked (worth trying again soon).
+
+        One path: a refresh only needs to meet nodes; nothing trusts its result, so the
+        protection of disjoint paths would cost four times the traffic for nothing.
+
+        If the bucket is still empty, ``alpha`` contacts of the farther buckets are asked too,
+        and a lookup follows from any node they name in the bucket's range. That closes a hole
+        a lookup alone cannot: when many nodes join at once through one bootstrap node, a group
+        of nodes close to each other can end up knowing nobody in a neighbouring part of the ID
+        space, and a lookup into it, which asks the closest nodes known first, then only ever
+        meets the same group. Nodes of the farther buckets lie in other parts of the ID space,
+        whose tables cover both. A bucket that is empty because its range has no node costs
+        only those few extra queries.
+        """
+        target = self.routing.random_id_in_bucket(index, self._rng)
+        await self.find_node(target, paths=1)
+        self.routing.touch_bucket(index, self._clock())
+        if self.routing.bucket_sizes().get(index):
+            return False
+        farther = [e.contact for e in self.routing.entries() if e.bucket > index and not e.stale]
+        if not farther:
+            return True
+        self.routing.stats["refresh_from_farther"] += 1
+        asked = self._rng.sample(farther, min(len(farther), self.settings.alpha))
+        inside: dict[NodeId, Contact] = {}
+        send, receive = trio.open_memory_channel[tuple[str, NodeId, Any]](len(asked))
+        async with trio.open_nursery() as nursery:
+            for contact in asked:
+                nursery.start_soon(self._query, contact, FindNode(target.raw), send)
+            for _ in asked:
+                kind, _, payload = await receive.receive()
+                if kind == "ok":
+                    for contact in payload[0]:
+                        if bucket_index(self.node_id, contact.node_id) == index:
+                            inside[contact.node_id] = contact
+        if inside:
+            seeds = list(inside.values())[: self.settings.k]
+            await self._lookup(target, FindNode(target.raw), paths=1, seeds=seeds)
+        return False
 
     # -- records we own: our peer record, and any a service asks us to keep published --------
 
@@ -796,27 +861,20 @@ class DhtService:
         """
         await self.joined.wait()
         interval = self.settings.liveness_interval
-        checked: dict[NodeId, float] = {}
+        # The contacts pinged within the last interval, oldest first.
+        checked: collections.OrderedDict[NodeId, float] = collections.OrderedDict()
         while True:
             pace = max(MIN_LIVENESS_TICK, interval / max(1, len(self.routing)))
             await trio.sleep(pace * (0.5 + self._rng.random()))
             now = self._clock()
-            entries = self.routing.entries()
-            if len(checked) > 2 * len(entries):
-                present = {e.contact.node_id for e in entries}
-                checked = {i: t for i, t in checked.items() if i in present}
-            due = [
-                e
-                for e in entries
-                if not e.stale
-                and e.last_seen < now - interval
-                and checked.get(e.contact.node_id, -math.inf) < now - interval
-            ]
-            if not due:
+            while checked and next(iter(checked.values())) < now - interval:
+                checked.popitem(last=False)
+            entry = self.routing.least_recently_seen(now - interval, skip=checked)
+            if entry is None:
                 continue
-            entry = min(due, key=lambda e: e.last_seen)
             contact = entry.contact
             checked[contact.node_id] = now
+            checked.move_to_end(contact.node_id)
             self.record_stats["liveness_pings"] += 1
             try:
                 await self.datagrams.request(

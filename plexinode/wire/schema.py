@@ -150,13 +150,16 @@ class Struct:
         checks = cls._field_checks()
         if type(value) is not list or len(value) != len(checks):
             raise DecodeError(f"{cls.__name__}: expected an array of {len(checks)} fields")
-        kwargs = {}
-        for (name, check), item in zip(checks, value, strict=True):
-            try:
-                kwargs[name] = check(item)
-            except DecodeError as exc:
-                raise DecodeError(f"{cls.__name__}.{name}: {exc}") from None
-        return cls(**kwargs)
+        try:
+            args = [check(item) for (_, check), item in zip(checks, value, strict=True)]
+        except DecodeError:
+            for (name, check), item in zip(checks, value, strict=True):
+                try:
+                    check(item)
+                except DecodeError as exc:
+                    raise DecodeError(f"{cls.__name__}.{name}: {exc}") from None
+            raise  # pragma: no cover  (a check that fails only once cannot be named)
+        return cls(*args)
 
 
 class Message(Struct):

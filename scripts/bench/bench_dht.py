@@ -38,7 +38,7 @@ import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import header, percentile
+from common import header, percentile, rss_bytes
 
 from plexinode.net.memory import open_memory_network
 from tests.sim.dht_scenarios import Outcome, Scenarios
@@ -103,9 +103,14 @@ async def run_abc(count: int, lookups: int, seed: int) -> list[Outcome]:
     started = time.perf_counter()
     async with (
         open_memory_network(seed=seed, latency=BASE_LATENCY) as net,
-        dht_network(net, count, FAST, seed=seed) as nodes,
+        dht_network(net, count, FAST, seed=seed, refreshed=True) as nodes,
     ):
-        print(f"# seed {seed}: {count} nodes formed in {time.perf_counter() - started:.0f} s")
+        print(
+            f"# seed {seed}: {count} nodes formed in {time.perf_counter() - started:.0f} s, "
+            f"{trio.current_time():.1f} simulated s; RSS {rss_bytes() / 2**20:,.0f} MiB "
+            f"({rss_bytes() / count / 1024:,.0f} KiB per node)",
+            flush=True,
+        )
         scenarios = Scenarios(net, nodes, seed, FAST.dht.k)
         a = await scenarios.healthy(lookups)
         report(a, 1.0)
@@ -121,7 +126,7 @@ async def run_abc(count: int, lookups: int, seed: int) -> list[Outcome]:
 async def run_latency(count: int, lookups: int, seed: int) -> Outcome:
     async with (
         open_memory_network(seed=seed, latency=0.05, loss=0.02) as net,
-        dht_network(net, count, FAST, seed=seed) as nodes,
+        dht_network(net, count, FAST, seed=seed, refreshed=True) as nodes,
     ):
         out = await Scenarios(net, nodes, seed, FAST.dht.k).healthy(lookups)
         out.label = "latency"
@@ -135,7 +140,7 @@ async def run_idle(count: int, seed: int, idle: float) -> tuple[float, float]:
     """Datagrams and bytes sent per node per second while the network is idle."""
     async with (
         open_memory_network(seed=seed, latency=BASE_LATENCY) as net,
-        dht_network(net, count, FAST, seed=seed) as nodes,
+        dht_network(net, count, FAST, seed=seed, refreshed=True) as nodes,
     ):
         await trio.sleep(SETTLE)
         sent = sum(n.datagrams.stats["sent"] for n in nodes)
@@ -191,7 +196,7 @@ def main() -> None:
             async def healthy(n: int = n, seed: int = seed) -> Outcome:
                 async with (
                     open_memory_network(seed=seed, latency=BASE_LATENCY) as net,
-                    dht_network(net, n, FAST, seed=seed) as nodes,
+                    dht_network(net, n, FAST, seed=seed, refreshed=True) as nodes,
                 ):
                     out = await Scenarios(net, nodes, seed, FAST.dht.k).healthy(args.lookups)
                     report(out, 1.0)

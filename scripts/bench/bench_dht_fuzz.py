@@ -50,7 +50,6 @@ import gc
 import multiprocessing
 import multiprocessing.sharedctypes
 import multiprocessing.synchronize
-import os
 import random
 import socket
 import statistics
@@ -65,7 +64,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import header, percentile
+from common import header, percentile, rss_bytes
 
 from plexinode.config import DhtSettings, Settings
 from plexinode.dht.records import Reason
@@ -197,9 +196,7 @@ def _answer(sock: socket.socket, fuzzer: Fuzzer) -> int:
 
 def rss_mib() -> float:
     """Resident set size of this process, in MiB."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    return rss_bytes() / (1 << 20)
 
 
 def udp_socket(port: int) -> tuple[int, int]:

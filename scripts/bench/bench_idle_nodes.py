@@ -21,15 +21,10 @@ import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import header
+from common import header, rss_bytes
 
 from plexinode.net.memory import open_memory_network
 from tests.sim.helpers import running_nodes
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
 
 
 async def run(count: int, idle: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 import sys
 import time
@@ -26,6 +27,13 @@ def per_op(fn: Callable[[], object], n: int) -> float:
             fn()
         best = min(best, (time.perf_counter() - start) / n)
     return best
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def header(title: str) -> None:

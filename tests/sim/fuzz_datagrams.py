@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from plexinode.config import DatagramSettings
 from plexinode.dht.messages import (
     MAX_CONTACTS,
     FindNode,
@@ -95,8 +96,8 @@ OUTCOMES: Final = (
     "replies",
 )
 
-#: The default replay window (``datagram.replay_window``, 60 s) in microseconds.
-DEFAULT_WINDOW_US: Final = 60_000_000
+#: The default replay window (``datagram.replay_window``) in microseconds.
+DEFAULT_WINDOW_US: Final = round(DatagramSettings().replay_window * 1_000_000)
 
 _REQUEST: Final = frozenset({"requests", "drop_busy", "drop_rate_limited"})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import trio
@@ -12,6 +12,7 @@ from plexinode.config import DatagramSettings, DhtSettings, Settings, StreamSett
 from plexinode.identity import Identity
 from plexinode.net.address import Address
 from plexinode.net.memory import MemoryNetwork
+from plexinode.net.transport import Transport
 from plexinode.node import Node
 
 FAST = Settings(
@@ -52,22 +53,32 @@ async def running_nodes(
 
 @contextlib.asynccontextmanager
 async def dht_network(
-    net: MemoryNetwork, count: int, settings: Settings = FAST, *, seed: int = 0
+    net: MemoryNetwork,
+    count: int,
+    settings: Settings = FAST,
+    *,
+    seed: int = 0,
+    identity: Callable[[int], Identity] | None = None,
+    wrap: Callable[[Transport], Transport] | None = None,
+    refreshed: bool = False,
 ) -> AsyncIterator[list[Node]]:
     """`count` nodes; the first has no bootstrap, every other bootstraps from the first.
 
-    Yields once every node has joined the DHT.
+    Node `i` has ``identity(i)`` (default: ``seeded_identity(i, seed)``) and its host's
+    transport passed through `wrap`, if given. Yields once every node has joined the DHT, and
+    with `refreshed` once every node has also finished its first bucket refresh (the network
+    has then formed: each table covers the whole ID space, not only its owner's neighbours).
     """
     nodes: list[Node] = []
     async with trio.open_nursery() as nursery:
         first_address: Address | None = None
         for i in range(count):
-            host = net.new_host()
+            transport: Transport = net.transport(net.new_host())
             node_settings = replace(settings, bootstrap=(first_address,) if first_address else ())
             node = Node(
-                seeded_identity(i, seed),
+                identity(i) if identity else seeded_identity(i, seed),
                 node_settings,
-                net.transport(host),
+                wrap(transport) if wrap else transport,
                 wall_clock=trio.current_time,
             )
             address = await nursery.start(node.run)
@@ -75,6 +86,9 @@ async def dht_network(
             nodes.append(node)
         for node in nodes:
             await node.dht.joined.wait()
+        if refreshed:
+            for node in nodes:
+                await node.dht.refreshed.wait()
         yield nodes
         for node in nodes:
             node.stop()

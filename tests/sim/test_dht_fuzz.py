@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -59,30 +58,18 @@ DIFFICULTY = 4
 SETTINGS = replace(FAST, dht=replace(FAST.dht, id_difficulty=DIFFICULTY))
 
 
-@contextlib.asynccontextmanager
-async def puzzle_network(
+def puzzle_network(
     net: MemoryNetwork, count: int, capture: Capture
-) -> AsyncIterator[list[Node]]:
-    """Like ``tests.sim.helpers.dht_network``, with identities that solve the ID puzzle and
-    every datagram the nodes send offered to `capture`."""
-    nodes: list[Node] = []
-    async with trio.open_nursery() as nursery:
-        first: Address | None = None
-        for i in range(count):
-            node = Node(
-                solving_identity(b"honest", SEED * 1000 + i, DIFFICULTY),
-                replace(SETTINGS, bootstrap=(first,) if first else ()),
-                CapturingTransport(net.transport(net.new_host()), capture),
-                wall_clock=trio.current_time,
-            )
-            address = await nursery.start(node.run)
-            first = first or address
-            nodes.append(node)
-        for node in nodes:
-            await node.dht.joined.wait()
-        yield nodes
-        for node in nodes:
-            node.stop()
+) -> contextlib.AbstractAsyncContextManager[list[Node]]:
+    """``tests.sim.helpers.dht_network`` with identities that solve the ID puzzle and every
+    datagram the nodes send offered to `capture`."""
+    return dht_network(
+        net,
+        count,
+        SETTINGS,
+        identity=lambda i: solving_identity(b"honest", SEED * 1000 + i, DIFFICULTY),
+        wrap=lambda transport: CapturingTransport(transport, capture),
+    )
 
 
 def outcomes(node: Node) -> collections.Counter[str]:

@@ -29,7 +29,7 @@ async def test_lookup_targets_at_a_thousand_nodes(autojump_clock) -> None:
     started = time.perf_counter()
     async with (
         open_memory_network(seed=SEED, latency=0.005) as net,
-        dht_network(net, NODES, FAST, seed=SEED) as nodes,
+        dht_network(net, NODES, FAST, seed=SEED, refreshed=True) as nodes,
     ):
         formed = time.perf_counter() - started
         print(f"\nseed {SEED}: {NODES} nodes formed in {formed:.0f} s (wall)")

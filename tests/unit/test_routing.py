@@ -841,6 +841,26 @@ class RoutingTableMachine(RuleBasedStateMachine):
         if hasattr(self, "table"):
             check_invariants(self.table)
 
+    @invariant()
+    def least_recently_seen_matches_brute_force(self) -> None:
+        if not hasattr(self, "table"):
+            return
+        skipped = {i for i in _IDS if i.raw[-1] % 2 == 0}
+        for before in (self.now / 2, self.now + 1):
+            live = [
+                e
+                for e in self.table.entries()
+                if not e.stale and e.last_seen < before and e.contact.node_id not in skipped
+            ]
+            got = self.table.least_recently_seen(before, skip=skipped)
+            if not live:
+                assert got is None
+            else:
+                assert got is not None
+                assert got.contact.node_id not in skipped
+                assert not got.stale
+                assert got.last_seen == min(e.last_seen for e in live)
+
 
 RoutingTableMachine.TestCase.settings = settings(
     max_examples=200,
@@ -849,6 +869,19 @@ RoutingTableMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_routing_table_machine = RoutingTableMachine.TestCase
+
+
+def test_least_recently_seen() -> None:
+    table = RoutingTable(OWN, k=3, max_failures=1)
+    a, b, c = fill(table, 200, 3, now=10.0)  # seen at 10, 11, 12
+    (d,) = fill(table, 100, 1, now=5.0)
+    assert table.least_recently_seen(100.0) == table.get(d.node_id)
+    assert table.least_recently_seen(5.0) is None  # nobody seen before 5
+    skip = {d.node_id, a.node_id}
+    assert table.least_recently_seen(100.0, skip=skip) == table.get(b.node_id)
+    table.failed(b.node_id, 20.0)  # stale: passed over
+    assert table.least_recently_seen(100.0, skip=skip) == table.get(c.node_id)
+    assert table.least_recently_seen(12.0, skip=skip) is None
 
 
 def test_has_room_for() -> None:
