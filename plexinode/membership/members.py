@@ -1,0 +1,476 @@
+"""The member table: what this node believes about each member of its network, and the rules
+that merge what it hears (SWIM's states, memberlist's precedence, Lifeguard's suspicion).
+
+Sans-I/O, like the DHT's routing table: every method takes ``now`` and returns what happened;
+nothing here sends, sleeps or checks a signature. The driver (the membership service) verifies
+each claim's signature first, applies it here, gossips the claims this table accepted, and
+hands the events to subscribers.
+
+Invariants this module keeps:
+
+1. **Beliefs are ordered, and merging is taking the maximum.** A claim about a member is an
+   ``(incarnation, state)`` pair, and at one incarnation ``alive < suspect < dead < left``. A
+   claim replaces the current belief only if it is greater. Once two nodes know the same alive
+   claims (a member signs one alive claim per incarnation), hearing the same other claims in
+   any order and any number of times leaves them with the same beliefs (the tests check this
+   with hypothesis); gossip repeats every claim, so the ones that arrived too early (an
+   accusation before the alive claim it refers to) are heard again later.
+2. **Only a member raises its own incarnation.** Its ``alive`` and ``left`` claims carry its
+   signature (checked by the driver before :meth:`MemberTable.apply`). Accusations
+   (``suspect``, ``dead``) come from others, so an accusation of an incarnation above the one we
+   know the member reached is ignored (and counted): otherwise anyone could accuse incarnation
+   2**64 - 1, which the member could never refute.
+3. **We refute accusations against ourselves.** A ``suspect`` or ``dead`` claim about this node
+   raises our incarnation above it and returns our new ``alive`` claim to broadcast. At the
+   largest incarnation the wire allows (2**64 - 1) there is nothing above; the accusation then
+   stands (reaching it takes 2**64 refutations, so it only happens to a member that signed such
+   an incarnation itself).
+4. **The dead are remembered.** A dead or left member stays in the table, as a tombstone, for
+   ``retention`` seconds, so that an older claim arriving late cannot bring it back; then it is
+   reaped. A member that really restarted comes back with a higher incarnation.
+5. **Suspicion times out, faster when others agree** (Lifeguard, section 4.2). A suspect member
+   is declared dead after ``timeout(C) = max(min, max - (max - min) * log(C + 1) / log(K + 1))``
+   seconds, where C is the number of distinct other members that suspected it too (up to K).
+   ``min = suspicion_mult * log10(max(N, 1)) * probe_interval`` grows with the network size N
+   because gossip takes longer to reach everyone (and the accused longer to hear and refute),
+   and ``max = suspicion_max_mult * min``: a lone accuser, who may be the one in trouble, waits
+   the longest.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from plexinode.identity import NodeId
+from plexinode.net.address import Address
+from plexinode.wire.schema import U64_MAX
+
+#: Highest incarnation number (the wire carries it as an unsigned 64-bit integer).
+MAX_INCARNATION: Final = U64_MAX
+
+
+class State(enum.IntEnum):
+    """What we believe of a member. At one incarnation a greater state overrides a lesser."""
+
+    ALIVE = 0
+    SUSPECT = 1
+    DEAD = 2
+    LEFT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One statement about a member, as gossip carries it.
+
+    Attributes:
+        node_id: The member the claim is about.
+        incarnation: The member's incarnation the claim refers to.
+        state: What the claim says.
+        accuser: For ``suspect`` and ``dead``: the node that says so (it signed the claim).
+            None for ``alive`` and ``left``, which the member itself signed.
+        address: For ``alive``: where the member listens.
+        tags: For ``alive``: the member's tags (version, roles, capacity...).
+    """
+
+    node_id: NodeId
+    incarnation: int
+    state: State
+    accuser: NodeId | None = None
+    address: Address | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.incarnation <= MAX_INCARNATION:
+            raise ValueError(f"incarnation {self.incarnation} outside 0..2**64-1")
+        accusation = self.state in (State.SUSPECT, State.DEAD)
+        if accusation != (self.accuser is not None):
+            raise ValueError("suspect and dead claims have an accuser; alive and left do not")
+        if self.state is State.ALIVE and self.address is None:
+            raise ValueError("an alive claim carries the member's address")
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """The claim's place in the order of beliefs (invariant 1)."""
+        return (self.incarnation, int(self.state))
+
+
+@dataclass(slots=True)
+class Member:
+    """What we believe about one member (a mutable record; events carry snapshots).
+
+    Attributes:
+        node_id: The member.
+        address: Its address, from its latest alive claim.
+        incarnation: The incarnation our belief refers to.
+        state: Our belief.
+        since: When the belief last changed state (the caller's clock).
+        tags: Its tags, from its latest alive claim.
+    """
+
+    node_id: NodeId
+    address: Address
+    incarnation: int
+    state: State
+    since: float
+    tags: Mapping[str, str]
+
+    def snapshot(self) -> MemberView:
+        return MemberView(
+            self.node_id, self.address, self.incarnation, self.state, self.since, self.tags
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """An immutable copy of a :class:`Member`, as events and queries return it."""
+
+    node_id: NodeId
+    address: Address
+    incarnation: int
+    state: State
+    since: float
+    tags: Mapping[str, str]
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A member we did not know, or knew as dead or left, is alive."""
+
+    member: MemberView
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    """A live member changed its address or tags, or refuted a suspicion."""
+
+    member: MemberView
+
+
+@dataclass(frozen=True, slots=True)
+class Suspected:
+    """A member is suspected of having failed."""
+
+    member: MemberView
+
+
+@dataclass(frozen=True, slots=True)
+class Died:
+    """A member was declared dead."""
+
+    member: MemberView
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """A member left the network gracefully (it said so itself)."""
+
+    member: MemberView
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """A dead or left member's tombstone expired; it is forgotten."""
+
+    member: MemberView
+
+
+Event = Joined | Updated | Suspected | Died | Left | Reaped
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of :meth:`MemberTable.apply`.
+
+    Attributes:
+        accepted: The claim changed our belief (or confirmed a suspicion): gossip it on.
+        events: What subscribers should hear.
+        refutation: Our own new alive claim, when the claim accused us: broadcast it.
+    """
+
+    accepted: bool
+    events: tuple[Event, ...] = ()
+    refutation: Claim | None = None
+
+
+_IGNORED: Final = Applied(False)
+
+
+# -- suspicion ---------------------------------------------------------------------------------
+
+
+def suspicion_timeout(confirmations: int, minimum: float, maximum: float, expected: int) -> float:
+    """Lifeguard's suspicion timeout after `confirmations` independent suspicions (invariant 5).
+
+    Args:
+        confirmations: Distinct members other than the first accuser that suspected it too.
+        minimum: The floor, reached with `expected` confirmations.
+        maximum: The timeout with no confirmation.
+        expected: K, the confirmations after which the floor applies (0: always the floor).
+    """
+    if expected <= 0 or confirmations >= expected:
+        return minimum
+    fraction = math.log(confirmations + 1) / math.log(expected + 1)
+    return max(minimum, maximum - (maximum - minimum) * fraction)
+
+
+@dataclass(slots=True)
+class _Suspicion:
+    started: float
+    minimum: float
+    maximum: float
+    expected: int
+    accusers: set[NodeId]
+
+    def deadline(self) -> float:
+        confirmations = len(self.accusers) - 1
+        return self.started + suspicion_timeout(
+            confirmations, self.minimum, self.maximum, self.expected
+        )
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+class MemberTable:
+    """Every member of the network we know of, ourselves included.
+
+    Args:
+        own_id: This node's ID.
+        address: This node's address, for its alive claims.
+        now: The caller's clock at creation.
+        incarnation: This node's starting incarnation (a restarted node starts above the one
+            it last used, which the service keeps in its database).
+        tags: This node's tags.
+        probe_interval: The protocol period, seconds (it scales the suspicion timeouts).
+        suspicion_mult: Scales the suspicion floor (see invariant 5).
+        suspicion_max_mult: The lone-accuser timeout, as a multiple of the floor.
+        suspicion_confirmations: K, the independent suspicions that bring the timeout down to
+            its floor (fewer when the network has fewer other members to give them).
+        retention: How long dead and left members are remembered, seconds.
+    """
+
+    def __init__(
+        self,
+        own_id: NodeId,
+        address: Address,
+        now: float,
+        *,
+        incarnation: int = 0,
+        tags: Mapping[str, str] | None = None,
+        probe_interval: float = 1.0,
+        suspicion_mult: float = 2.0,
+        suspicion_max_mult: float = 6.0,
+        suspicion_confirmations: int = 3,
+        retention: float = 3600.0,
+    ) -> None:
+        if probe_interval <= 0 or suspicion_mult <= 0 or suspicion_max_mult < 1 or retention < 0:
+            raise ValueError("intervals and multipliers must be positive (max multiplier >= 1)")
+        if suspicion_confirmations < 0:
+            raise ValueError("suspicion_confirmations must be >= 0")
+        self.suspicion_confirmations = suspicion_confirmations
+        self.own_id = own_id
+        self.probe_interval = probe_interval
+        self.suspicion_mult = suspicion_mult
+        self.suspicion_max_mult = suspicion_max_mult
+        self.retention = retention
+        self._members: dict[NodeId, Member] = {
+            own_id: Member(own_id, address, incarnation, State.ALIVE, now, dict(tags or {}))
+        }
+        self._suspicions: dict[NodeId, _Suspicion] = {}
+        # Dead and left members, in the order they died (so oldest first: reaping stops early).
+        self._tombstones: dict[NodeId, float] = {}
+        self._live = 1  # members alive or suspect, ourselves included
+        #: Claims ignored, by reason (stale, unknown member, accusation of a future incarnation).
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._members
+
+    def get(self, node_id: NodeId) -> MemberView | None:
+        member = self._members.get(node_id)
+        return None if member is None else member.snapshot()
+
+    def members(self) -> Iterator[MemberView]:
+        """Every member we know of (tombstones included), ourselves too."""
+        return (member.snapshot() for member in self._members.values())
+
+    @property
+    def live_count(self) -> int:
+        """Members alive or suspect, ourselves included: the N of the timeouts."""
+        return self._live
+
+    @property
+    def incarnation(self) -> int:
+        return self._members[self.own_id].incarnation
+
+    def own_claim(self) -> Claim:
+        """Our current alive claim (the driver signs it)."""
+        me = self._members[self.own_id]
+        return Claim(me.node_id, me.incarnation, State.ALIVE, address=me.address, tags=me.tags)
+
+    def suspicion_bounds(self) -> tuple[float, float, int]:
+        """(floor, lone-accuser timeout, K) for a suspicion starting now (invariant 5)."""
+        minimum = self.suspicion_mult * max(1.0, math.log10(max(self._live, 1)))
+        minimum *= self.probe_interval
+        expected = max(0, min(self.suspicion_confirmations, self._live - 2))
+        return minimum, minimum * self.suspicion_max_mult, expected
+
+    def suspicion_deadline(self, node_id: NodeId) -> float | None:
+        """When a suspect member will be declared dead, if nothing changes."""
+        suspicion = self._suspicions.get(node_id)
+        return None if suspicion is None else suspicion.deadline()
+
+    # -- our own changes -----------------------------------------------------------------------
+
+    def update_self(
+        self, now: float, *, address: Address | None = None, tags: Mapping[str, str] | None = None
+    ) -> Claim:
+        """Change our address or tags: a new incarnation, whose alive claim is returned."""
+        me = self._members[self.own_id]
+        if me.incarnation >= MAX_INCARNATION:
+            raise OverflowError("this node's incarnation is at its limit")
+        me.incarnation += 1
+        if address is not None:
+            me.address = address
+        if tags is not None:
+            me.tags = dict(tags)
+        return self.own_claim()
+
+    def leave(self, now: float) -> Claim:
+        """We leave: our left claim (at our current incarnation) to broadcast."""
+        me = self._members[self.own_id]
+        return Claim(me.node_id, me.incarnation, State.LEFT)
+
+    # -- what we hear --------------------------------------------------------------------------
+
+    def apply(self, claim: Claim, now: float) -> Applied:
+        """Merge one claim whose signature the caller checked (invariants 1-3)."""
+        if claim.node_id == self.own_id:
+            return self._about_us(claim)
+        member = self._members.get(claim.node_id)
+        if member is None:
+            if claim.state is not State.ALIVE:
+                self.stats["ignored_unknown"] += 1  # we never saw it alive: nothing to check
+                return _IGNORED
+            assert claim.address is not None
+            member = Member(
+                claim.node_id, claim.address, claim.incarnation, State.ALIVE, now, claim.tags
+            )
+            self._members[claim.node_id] = member
+            self._live += 1
+            return Applied(True, (Joined(member.snapshot()),))
+        accuser = claim.accuser
+        if accuser is not None:
+            if claim.incarnation > member.incarnation:
+                # Invariant 2: not an incarnation we know the member reached.
+                self.stats["ignored_future_accusation"] += 1
+                return _IGNORED
+            if (claim.state, member.state) == (State.SUSPECT, State.SUSPECT) and (
+                claim.incarnation == member.incarnation
+            ):
+                return self._confirm(member, accuser)
+        if claim.rank <= (member.incarnation, int(member.state)):
+            self.stats["ignored_stale"] += 1
+            return _IGNORED
+        return self._change(member, claim, now)
+
+    def _about_us(self, claim: Claim) -> Applied:
+        me = self._members[self.own_id]
+        if claim.state in (State.ALIVE, State.LEFT):
+            return _IGNORED  # our own claims coming back to us, or forged ones
+        if claim.incarnation < me.incarnation:
+            return _IGNORED  # an accusation of an incarnation we already left behind
+        if me.incarnation >= MAX_INCARNATION:
+            return _IGNORED  # invariant 3: nothing to refute with
+        me.incarnation += 1
+        return Applied(False, (), self.own_claim())
+
+    def _confirm(self, member: Member, accuser: NodeId) -> Applied:
+        suspicion = self._suspicions.get(member.node_id)
+        if suspicion is None or accuser in suspicion.accusers:
+            return _IGNORED
+        suspicion.accusers.add(accuser)
+        return Applied(True)  # gossip it on: others count it too
+
+    def _change(self, member: Member, claim: Claim, now: float) -> Applied:
+        was = member.state
+        live_before = was <= State.SUSPECT
+        details_changed = claim.state is State.ALIVE and (
+            member.address != claim.address or dict(member.tags) != dict(claim.tags)
+        )
+        member.incarnation = claim.incarnation
+        member.state = claim.state
+        if claim.address is not None:
+            member.address = claim.address
+            member.tags = claim.tags
+        if claim.state is not was:
+            member.since = now
+        self._suspicions.pop(member.node_id, None)
+        self._tombstones.pop(member.node_id, None)
+        if claim.state is State.SUSPECT:
+            assert claim.accuser is not None
+            minimum, maximum, expected = self.suspicion_bounds()
+            self._suspicions[member.node_id] = _Suspicion(
+                now, minimum, maximum, expected, {claim.accuser}
+            )
+        elif claim.state >= State.DEAD:
+            self._tombstones[member.node_id] = now
+        live_after = claim.state <= State.SUSPECT
+        self._live += int(live_after) - int(live_before)
+        view = member.snapshot()
+        event: Event | None = None
+        if claim.state is State.ALIVE:
+            if not live_before:
+                event = Joined(view)
+            elif details_changed or was is State.SUSPECT:
+                event = Updated(view)
+        elif claim.state is State.SUSPECT:
+            event = Suspected(view) if was is not State.SUSPECT else None
+        elif claim.state is State.DEAD:
+            event = Died(view)
+        else:
+            event = Left(view)
+        return Applied(True, () if event is None else (event,))
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`expire` has something to do (suspicions only)."""
+        deadlines = [s.deadline() for s in self._suspicions.values()]
+        return min(deadlines, default=None)
+
+    def expire(self, now: float) -> tuple[list[Claim], list[Event]]:
+        """Declare dead the suspects whose time ran out, and reap old tombstones.
+
+        Returns:
+            The dead claims to broadcast (accused by us) and the events.
+        """
+        claims: list[Claim] = []
+        events: list[Event] = []
+        for node_id, suspicion in list(self._suspicions.items()):
+            if suspicion.deadline() <= now:
+                member = self._members[node_id]
+                claim = Claim(node_id, member.incarnation, State.DEAD, accuser=self.own_id)
+                outcome = self._change(member, claim, now)
+                claims.append(claim)
+                events.extend(outcome.events)
+        while self._tombstones:
+            node_id, since = next(iter(self._tombstones.items()))
+            if now - since < self.retention:
+                break
+            del self._tombstones[node_id]
+            events.append(Reaped(self._members.pop(node_id).snapshot()))
+        return claims, events

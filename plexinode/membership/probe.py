@@ -1,0 +1,305 @@
+"""SWIM's failure detector with Lifeguard's local health, as a sans-I/O state machine.
+
+Each protocol period this node probes one member, picked by a shuffled round robin (every live
+member once per round, in a new random order each round, so every member is probed within two
+rounds of any moment, SWIM section 4.3):
+
+1. **Direct probe.** A ``ping`` with a sequence number; an ``ack`` within the probe timeout ends
+   the probe.
+2. **Indirect probes.** Otherwise ``ping-req`` asks k other members (chosen at random) to ping
+   the target on our behalf. Each relays the target's ``ack`` to us, or answers ``nack`` if the
+   target did not ack within 80% of the probe timeout (Lifeguard, section 4.1): a nack tells us
+   the relay itself is alive and reachable, so a missing one hints that *we* are the problem.
+3. **Suspicion.** No ack by the end of the period: the target is suspected (the driver makes the
+   claim, applies it to the :class:`~plexinode.membership.members.MemberTable` and gossips it).
+
+**Local health** (Lifeguard's "local health multiplier", section 4.1). A score from 0 to
+``max_awareness`` rises by one for each failed probe, each probe with missing nacks, and each
+accusation against us that we had to refute; it falls by one for each successful probe. The
+probe interval and the probe timeout are both multiplied by ``score + 1``: a node that is itself
+slow (overloaded, starved of CPU, losing packets) probes less often and waits longer before it
+suspects anyone, instead of accusing healthy members of its own failure.
+
+Everything here takes ``now`` and returns actions; the membership service sends the messages,
+keeps the timers (``next_deadline``) and feeds back what arrives. A ``seq`` names one exchange
+from this node's point of view; the driver matches replies to the node they came from (the
+datagram layer authenticates senders), so a reply from anyone else is ignored.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from plexinode.identity import NodeId
+
+#: A relay answers ``nack`` after this fraction of the probe timeout without the target's ack.
+NACK_FRACTION = 0.8
+#: Most pings we make for relay requests at once; more are refused (each lives one period, and
+#: honest members send at most k per period between them, so only a flood reaches this).
+MAX_RELAYED = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SendPing:
+    """Ping `target` with sequence number `seq` (a direct probe, or one made for a relay)."""
+
+    target: NodeId
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendPingReq:
+    """Ask `relay` to ping `target`, answering us under `seq`."""
+
+    relay: NodeId
+    target: NodeId
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendAck:
+    """Tell `to` that the ping it asked us to make (its `seq`) was answered."""
+
+    to: NodeId
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendNack:
+    """Tell `to` that the ping it asked us to make (its `seq`) was not answered in time."""
+
+    to: NodeId
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SuspectMember:
+    """The probe of `target` failed: suspect it."""
+
+    target: NodeId
+
+
+Action = SendPing | SendPingReq | SendAck | SendNack | SuspectMember
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: NodeId
+    seq: int
+    started: float
+    direct_deadline: float
+    period_end: float
+    acked: bool = False
+    indirect_sent: bool = False
+    relays: tuple[NodeId, ...] = ()
+    nacks: set[NodeId] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Relayed:
+    """A ping we make for a relay request: answer `requester` under its `seq`."""
+
+    requester: NodeId
+    seq: int
+    target: NodeId
+    nack_at: float
+    expires: float
+    nacked: bool = False
+
+
+class Prober:
+    """Probes one member per protocol period; relays probes for others.
+
+    Args:
+        own_id: This node's ID.
+        now: The caller's clock at creation (the first probe is due at once).
+        rng: Picks the round-robin order and the relays.
+        probe_interval: The protocol period at full health, seconds.
+        probe_timeout: How long a direct probe waits for its ack at full health (less than the
+            interval: the rest of the period is for the indirect probes).
+        indirect_probes: k, how many relays an indirect probe asks.
+        max_awareness: The local health score's ceiling (timeouts grow up to ``max + 1`` times).
+    """
+
+    def __init__(
+        self,
+        own_id: NodeId,
+        now: float,
+        rng: random.Random,
+        *,
+        probe_interval: float = 1.0,
+        probe_timeout: float = 0.5,
+        indirect_probes: int = 3,
+        max_awareness: int = 8,
+    ) -> None:
+        if not 0 < probe_timeout < probe_interval:
+            raise ValueError("need 0 < probe_timeout < probe_interval")
+        if indirect_probes < 0 or max_awareness < 0:
+            raise ValueError("indirect_probes and max_awareness must be >= 0")
+        self.own_id = own_id
+        self.probe_interval = probe_interval
+        self.probe_timeout = probe_timeout
+        self.indirect_probes = indirect_probes
+        self.max_awareness = max_awareness
+        self.awareness = 0
+        self._rng = rng
+        self._seq = 0
+        self._order: list[NodeId] = []
+        self._probe: _Probe | None = None
+        self._next_probe = now
+        self._relayed: dict[int, _Relayed] = {}
+        #: What happened to probes (acked, failed, indirect, missed nacks...), for status.
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # -- local health ----------------------------------------------------------------------------
+
+    @property
+    def multiplier(self) -> int:
+        """How many times longer than at full health our periods and timeouts are."""
+        return self.awareness + 1
+
+    def _adjust(self, delta: int) -> None:
+        self.awareness = min(self.max_awareness, max(0, self.awareness + delta))
+
+    def refuted(self) -> None:
+        """We had to refute an accusation against us: a sign of our own ill health."""
+        self._adjust(+1)
+
+    # -- the protocol period ---------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        return self._seq
+
+    def _pick(self, live: Callable[[NodeId], bool], members: Sequence[NodeId]) -> NodeId | None:
+        """The next target of the shuffled round robin, skipping members no longer live."""
+        while True:
+            if not self._order:
+                self._order = [m for m in members if m != self.own_id]
+                self._rng.shuffle(self._order)
+                if not self._order:
+                    return None
+            candidate = self._order.pop()
+            if candidate != self.own_id and live(candidate):
+                return candidate
+
+    def tick(self, now: float, members: Sequence[NodeId]) -> list[Action]:
+        """Advance to `now`. `members` are the live members (alive or suspect), in any order.
+
+        Returns the actions due: a new probe, indirect probes, a suspicion, relay nacks.
+        """
+        actions: list[Action] = []
+        live = set(members).__contains__
+        for seq, relayed in list(self._relayed.items()):
+            if not relayed.nacked and now >= relayed.nack_at:
+                relayed.nacked = True
+                actions.append(SendNack(relayed.requester, relayed.seq))
+            if now >= relayed.expires:
+                del self._relayed[seq]
+        probe = self._probe
+        if probe is not None and not probe.acked:
+            if not probe.indirect_sent and now >= probe.direct_deadline:
+                probe.indirect_sent = True
+                others = [m for m in members if m not in (self.own_id, probe.target)]
+                relays = self._rng.sample(others, min(self.indirect_probes, len(others)))
+                probe.relays = tuple(relays)
+                self.stats["indirect"] += bool(relays)
+                actions.extend(SendPingReq(r, probe.target, probe.seq) for r in relays)
+            if now >= probe.period_end:
+                self._finish(probe, actions)
+        if self._probe is None and now >= self._next_probe:
+            target = self._pick(live, members)
+            if target is None:
+                self._next_probe = now + self.probe_interval * self.multiplier
+            else:
+                self._start(target, now, actions)
+        return actions
+
+    def _start(self, target: NodeId, now: float, actions: list[Action]) -> None:
+        m = self.multiplier
+        period_end = now + self.probe_interval * m
+        self._probe = _Probe(
+            target,
+            self._next_seq(),
+            now,
+            direct_deadline=now + self.probe_timeout * m,
+            period_end=period_end,
+        )
+        self._next_probe = period_end
+        self.stats["probes"] += 1
+        actions.append(SendPing(target, self._probe.seq))
+
+    def _finish(self, probe: _Probe, actions: list[Action]) -> None:
+        """The period ended without an ack: the probe failed."""
+        self._probe = None
+        self.stats["failed"] += 1
+        delta = 1
+        if probe.relays and len(probe.nacks) < len(probe.relays):
+            # Relays that neither relayed an ack nor sent a nack: we may be the one cut off.
+            self.stats["missed_nacks"] += 1
+            delta += 1
+        self._adjust(delta)
+        actions.append(SuspectMember(probe.target))
+
+    def next_deadline(self) -> float:
+        """When :meth:`tick` next has something to do."""
+        times = [self._next_probe]
+        probe = self._probe
+        if probe is not None and not probe.acked:
+            times.append(probe.period_end)
+            if not probe.indirect_sent:
+                times.append(probe.direct_deadline)
+        for relayed in self._relayed.values():
+            times.append(relayed.expires if relayed.nacked else relayed.nack_at)
+        return min(times)
+
+    # -- what arrives ----------------------------------------------------------------------------
+
+    def on_ack(self, sender: NodeId, seq: int, now: float) -> list[Action]:
+        """An ack from `sender` for our `seq`: our own probe (direct, or relayed by a relay we
+        asked), or the target of a ping we made for a relay."""
+        relayed = self._relayed.get(seq)
+        if relayed is not None and sender == relayed.target:
+            del self._relayed[seq]
+            return [SendAck(relayed.requester, relayed.seq)]
+        probe = self._probe
+        if probe is None or probe.seq != seq or probe.acked:
+            self.stats["ack_unexpected"] += 1
+            return []
+        if sender != probe.target and sender not in probe.relays:
+            self.stats["ack_unexpected"] += 1
+            return []
+        probe.acked = True
+        self._probe = None
+        self.stats["acked"] += 1
+        self.stats["acked_indirect"] += sender != probe.target
+        self._adjust(-1)
+        # The rest of the period stays quiet: the next probe starts when the period ends.
+        return []
+
+    def on_nack(self, sender: NodeId, seq: int) -> None:
+        """A relay we asked could not reach the target in time."""
+        probe = self._probe
+        if probe is None or probe.seq != seq or sender not in probe.relays:
+            self.stats["nack_unexpected"] += 1
+            return
+        probe.nacks.add(sender)
+
+    def on_ping_req(self, requester: NodeId, target: NodeId, seq: int, now: float) -> list[Action]:
+        """`requester` asks us to ping `target` and answer it under its `seq`."""
+        if target in (self.own_id, requester) or len(self._relayed) >= MAX_RELAYED:
+            self.stats["ping_req_refused"] += 1
+            return []
+        ours = self._next_seq()
+        self._relayed[ours] = _Relayed(
+            requester,
+            seq,
+            target,
+            nack_at=now + self.probe_timeout * NACK_FRACTION,
+            expires=now + self.probe_interval * self.multiplier,
+        )
+        self.stats["relayed"] += 1
+        return [SendPing(target, ours)]

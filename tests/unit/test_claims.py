@@ -1,0 +1,159 @@
+"""Signed membership claims: round trips, forgeries, tampering, malformed fields, sizes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from plexinode.errors import AuthenticationError, DecodeError
+from plexinode.identity import Identity
+from plexinode.membership.claims import (
+    MAX_TAG_BYTES,
+    MAX_TAG_KEY,
+    MAX_TAG_VALUE,
+    MAX_TAGS,
+    SignedClaim,
+    Tag,
+    sign_claim,
+)
+from plexinode.membership.members import MAX_INCARNATION, Claim, State
+from plexinode.net.address import Address
+from plexinode.wire.codec import pack
+
+MEMBER = Identity.from_seed(bytes(31) + b"\x01")
+OTHER = Identity.from_seed(bytes(31) + b"\x02")
+HERE = Address("192.0.2.7", 7420)
+
+
+def round_trip(signed: SignedClaim) -> Claim:
+    return SignedClaim.from_wire(signed.to_wire()).verify()
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        Claim(MEMBER.node_id, 3, State.ALIVE, address=HERE, tags={"v": "0.1", "role": "relay"}),
+        Claim(MEMBER.node_id, 0, State.ALIVE, address=Address("2001:db8::1", 1)),
+        Claim(MEMBER.node_id, MAX_INCARNATION, State.LEFT),
+    ],
+)
+def test_claims_of_the_member_itself_round_trip(claim: Claim) -> None:
+    assert round_trip(sign_claim(MEMBER, claim)) == claim
+
+
+@pytest.mark.parametrize("state", [State.SUSPECT, State.DEAD])
+def test_accusations_round_trip(state: State) -> None:
+    claim = Claim(MEMBER.node_id, 9, state, accuser=OTHER.node_id)
+    assert round_trip(sign_claim(OTHER, claim)) == claim
+
+
+def test_only_the_member_signs_alive_and_left_and_only_the_accuser_accuses() -> None:
+    with pytest.raises(ValueError, match="member itself"):
+        sign_claim(OTHER, Claim(MEMBER.node_id, 1, State.LEFT))
+    with pytest.raises(ValueError, match="accuser"):
+        sign_claim(MEMBER, Claim(MEMBER.node_id, 1, State.DEAD, accuser=OTHER.node_id))
+
+
+def forge(identity: Identity, **fields: object) -> SignedClaim:
+    """A claim with any fields, validly signed by `identity` (the forger's own key)."""
+    base = SignedClaim(0, MEMBER.node_id.raw, 1, identity.public_key, HERE_IP, 7420, (), b"")
+    unsigned = dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+    return dataclasses.replace(unsigned, signature=identity.sign(unsigned.signed_bytes()))
+
+
+HERE_IP = bytes([192, 0, 2, 7])
+
+
+def test_a_forged_left_or_alive_about_another_member_is_refused() -> None:
+    with pytest.raises(AuthenticationError, match="member itself"):
+        forge(OTHER, state=int(State.LEFT), ip=b"", port=0).verify()
+    with pytest.raises(AuthenticationError, match="member itself"):
+        forge(OTHER).verify()  # "MEMBER is alive at an address of my choosing"
+
+
+def test_a_member_cannot_accuse_itself() -> None:
+    with pytest.raises(AuthenticationError, match="another member"):
+        forge(MEMBER, state=int(State.DEAD), ip=b"", port=0).verify()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"incarnation": 2},
+        {"port": 7421},
+        {"ip": bytes([192, 0, 2, 8])},
+        {"tags": (Tag("v", "2"),)},
+    ],
+)
+def test_any_tampered_field_breaks_the_signature(change: dict[str, object]) -> None:
+    signed = forge(MEMBER)
+    assert signed.verify().incarnation == 1
+    with pytest.raises(AuthenticationError, match="bad signature"):
+        dataclasses.replace(signed, **change).verify()  # type: ignore[arg-type]
+
+
+def test_a_signature_from_another_domain_does_not_verify() -> None:
+    signed = forge(MEMBER)
+    fields = pack([signed.state, signed.subject, signed.incarnation, signed.signer])
+    other_domain = MEMBER.sign(b"plexinode-record-v1\x00" + fields)
+    with pytest.raises(AuthenticationError):
+        dataclasses.replace(signed, signature=other_domain).verify()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"ip": b""}, "alive claim needs"),
+        ({"ip": b"\x01\x02\x03"}, "alive claim needs"),
+        ({"port": 0}, "alive claim needs"),
+        ({"state": int(State.LEFT)}, "only alive claims"),
+        ({"state": int(State.LEFT), "ip": b"", "port": 0, "tags": (Tag("a", "b"),)}, "only alive"),
+        ({"tags": (Tag("a", "1"), Tag("a", "2"))}, "duplicate tag"),
+        ({"tags": tuple(Tag(f"k{i}", "x" * 63) for i in range(5))}, "tags exceed"),
+    ],
+)
+def test_malformed_claims_are_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        forge(MEMBER, **fields).verify()
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        [4, bytes(32), 1, bytes(32), b"", 0, [], bytes(64)],  # no such state
+        [0, bytes(31), 1, bytes(32), b"", 0, [], bytes(64)],  # short subject
+        [0, bytes(32), 1 << 64, bytes(32), b"", 0, [], bytes(64)],  # incarnation overflow
+        [0, bytes(32), 1, bytes(32), bytes(17), 0, [], bytes(64)],  # IP too long
+        [0, bytes(32), 1, bytes(32), b"", 0, [["a", "b"]] * (MAX_TAGS + 1), bytes(64)],
+        [0, bytes(32), 1, bytes(32), b"", 0, [["k" * (MAX_TAG_KEY + 1), ""]], bytes(64)],
+    ],
+)
+def test_wire_forms_out_of_range_are_refused_by_the_decoder(wire: list[object]) -> None:
+    with pytest.raises(DecodeError):
+        SignedClaim.from_wire(wire)
+
+
+def test_tags_beyond_the_caps_cannot_be_signed() -> None:
+    too_many = {f"k{i}": "v" for i in range(MAX_TAGS + 1)}
+    too_long = {"k": "v" * (MAX_TAG_VALUE + 1)}
+    too_big = {f"k{i}": "v" * 60 for i in range(5)}
+    for tags in (too_many, too_long, too_big):
+        with pytest.raises(ValueError, match="tags"):
+            sign_claim(MEMBER, Claim(MEMBER.node_id, 1, State.ALIVE, address=HERE, tags=tags))
+    with pytest.raises(ValueError, match="IP address literal"):
+        sign_claim(MEMBER, Claim(MEMBER.node_id, 1, State.ALIVE, address=Address("host", 1)))
+
+
+def test_the_largest_claim_leaves_room_in_a_datagram() -> None:
+    key = "k" * 24
+    tags = {f"{key}{i}": "v" * (MAX_TAG_BYTES // 4 - 26) for i in range(4)}
+    claim = Claim(
+        MEMBER.node_id,
+        MAX_INCARNATION,
+        State.ALIVE,
+        address=Address("2001:db8::1", 65535),
+        tags=tags,
+    )
+    size = len(pack(sign_claim(MEMBER, claim).to_wire()))
+    assert size <= 480  # two fit in a datagram's 1,087 bytes of payload with room to spare

@@ -1,0 +1,310 @@
+"""The sans-I/O member table: precedence of claims, refutation, suspicion, tombstones, and
+convergence of merges whatever the order (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plexinode.identity import NodeId
+from plexinode.membership.members import (
+    MAX_INCARNATION,
+    Applied,
+    Claim,
+    Died,
+    Joined,
+    Left,
+    MemberTable,
+    Reaped,
+    State,
+    Suspected,
+    Updated,
+    suspicion_timeout,
+)
+from plexinode.net.address import Address
+
+
+def nid(n: int) -> NodeId:
+    return NodeId(n.to_bytes(32, "big"))
+
+
+OWN = nid(1)
+X, Y, Z = nid(2), nid(3), nid(4)
+
+
+def addr(n: int) -> Address:
+    return Address(f"10.0.0.{n}", 7420)
+
+
+def alive(node: NodeId, inc: int, at: int = 9, **tags: str) -> Claim:
+    return Claim(node, inc, State.ALIVE, address=addr(at), tags=tags)
+
+
+def suspect(node: NodeId, inc: int, by: NodeId = Y) -> Claim:
+    return Claim(node, inc, State.SUSPECT, accuser=by)
+
+
+def dead(node: NodeId, inc: int, by: NodeId = Y) -> Claim:
+    return Claim(node, inc, State.DEAD, accuser=by)
+
+
+def table(**kwargs: object) -> MemberTable:
+    return MemberTable(OWN, addr(1), 0.0, **kwargs)  # type: ignore[arg-type]
+
+
+def belief(t: MemberTable, node: NodeId) -> tuple[int, State]:
+    view = t.get(node)
+    assert view is not None
+    return view.incarnation, view.state
+
+
+def test_a_new_member_joins_once() -> None:
+    t = table()
+    outcome = t.apply(alive(X, 0), 1.0)
+    assert outcome.accepted
+    assert [type(e) for e in outcome.events] == [Joined]
+    assert t.apply(alive(X, 0), 2.0) == Applied(False)  # heard again: nothing new
+    assert t.live_count == 2
+    assert len(t) == 2
+    assert X in t
+
+
+def test_accusations_about_unknown_members_are_ignored_and_counted() -> None:
+    t = table()
+    assert not t.apply(suspect(X, 0), 1.0).accepted
+    assert not t.apply(dead(X, 0), 1.0).accepted
+    assert X not in t
+    assert t.stats["ignored_unknown"] == 2
+
+
+def test_suspicion_then_refutation_with_a_higher_incarnation() -> None:
+    t = table()
+    t.apply(alive(X, 3), 0.0)
+    outcome = t.apply(suspect(X, 3), 1.0)
+    assert outcome.accepted
+    assert [type(e) for e in outcome.events] == [Suspected]
+    assert belief(t, X) == (3, State.SUSPECT)
+    assert not t.apply(alive(X, 3), 2.0).accepted  # the same incarnation cannot refute
+    refuted = t.apply(alive(X, 4), 2.0)
+    assert [type(e) for e in refuted.events] == [Updated]
+    assert belief(t, X) == (4, State.ALIVE)
+    assert t.suspicion_deadline(X) is None
+    assert not t.apply(suspect(X, 3), 3.0).accepted  # an accusation of the old incarnation
+    assert t.stats["ignored_stale"] == 2
+
+
+def test_an_accusation_of_an_incarnation_not_yet_seen_is_ignored() -> None:
+    t = table()
+    t.apply(alive(X, 3), 0.0)
+    assert not t.apply(suspect(X, MAX_INCARNATION), 1.0).accepted
+    assert not t.apply(dead(X, 4), 1.0).accepted
+    assert belief(t, X) == (3, State.ALIVE)
+    assert t.stats["ignored_future_accusation"] == 2
+
+
+def test_alive_updates_report_changed_address_or_tags_only() -> None:
+    t = table()
+    t.apply(alive(X, 0, role="relay"), 0.0)
+    assert t.apply(alive(X, 1, role="relay"), 1.0) == Applied(True)  # nothing visible changed
+    moved = t.apply(alive(X, 2, at=7, role="relay"), 2.0)
+    assert [type(e) for e in moved.events] == [Updated]
+    assert moved.events[0].member.address == addr(7)
+    retagged = t.apply(alive(X, 3, at=7, role="store"), 3.0)
+    assert retagged.events[0].member.tags == {"role": "store"}
+
+
+def test_we_refute_accusations_against_ourselves() -> None:
+    t = table(incarnation=5)
+    assert not t.apply(suspect(OWN, 4), 1.0).refutation  # about an incarnation we left behind
+    outcome = t.apply(suspect(OWN, 5), 1.0)
+    assert outcome.refutation == alive(OWN, 6, at=1)
+    assert t.incarnation == 6
+    assert t.apply(dead(OWN, 6), 2.0).refutation == alive(OWN, 7, at=1)
+    # Claims in our name that we did not make change nothing.
+    assert t.apply(alive(OWN, 100), 3.0) == Applied(False)
+    assert t.apply(Claim(OWN, 100, State.LEFT), 3.0) == Applied(False)
+    assert belief(t, OWN) == (7, State.ALIVE)
+
+
+def test_at_the_incarnation_limit_there_is_nothing_to_refute_with() -> None:
+    t = table(incarnation=MAX_INCARNATION - 1)
+    assert t.apply(suspect(OWN, MAX_INCARNATION - 1), 1.0).refutation is not None
+    assert t.incarnation == MAX_INCARNATION
+    assert t.apply(suspect(OWN, MAX_INCARNATION), 2.0) == Applied(False)
+    assert t.incarnation == MAX_INCARNATION
+    with pytest.raises(OverflowError):
+        t.update_self(3.0, tags={"v": "2"})
+
+
+def test_update_self_and_leave() -> None:
+    t = table()
+    claim = t.update_self(1.0, address=addr(5), tags={"v": "2"})
+    assert claim == alive(OWN, 1, at=5, v="2")
+    assert t.own_claim() == claim
+    assert t.leave(2.0) == Claim(OWN, 1, State.LEFT)
+
+
+def test_suspicion_timeout_shrinks_with_independent_confirmations() -> None:
+    t = table(probe_interval=1.0, suspicion_mult=2.0, suspicion_max_mult=6.0)
+    for i in range(10, 110):  # 100 live members besides us: floor = 2 * log10(101)
+        t.apply(alive(nid(i), 0), 0.0)
+    floor, ceiling, k = t.suspicion_bounds()
+    assert floor == pytest.approx(2 * math.log10(101))
+    assert ceiling == pytest.approx(6 * floor)
+    assert k == 3
+    t.apply(suspect(nid(10), 0, by=nid(11)), 10.0)
+    deadlines = [t.suspicion_deadline(nid(10))]
+    for accuser in (nid(12), nid(12), nid(13), nid(14), nid(15)):
+        t.apply(suspect(nid(10), 0, by=accuser), 11.0)
+        deadlines.append(t.suspicion_deadline(nid(10)))
+    assert deadlines[0] == pytest.approx(10.0 + ceiling)
+    assert deadlines[1] < deadlines[0]
+    assert deadlines[2] == deadlines[1]  # the same accuser twice counts once
+    assert deadlines[4] == pytest.approx(10.0 + floor)  # K confirmations: the floor
+    assert deadlines[5] == deadlines[4]
+
+
+def test_suspicion_timeout_formula() -> None:
+    assert suspicion_timeout(0, 2.0, 12.0, 3) == 12.0
+    assert suspicion_timeout(3, 2.0, 12.0, 3) == 2.0
+    assert suspicion_timeout(9, 2.0, 12.0, 3) == 2.0
+    assert suspicion_timeout(0, 2.0, 12.0, 0) == 2.0
+    values = [suspicion_timeout(c, 2.0, 12.0, 3) for c in range(4)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_small_networks_expect_fewer_confirmations() -> None:
+    t = table()
+    t.apply(alive(X, 0), 0.0)
+    t.apply(alive(Y, 0), 0.0)
+    assert t.suspicion_bounds()[2] == 1  # three live members: one other can confirm
+    floor, _, _ = t.suspicion_bounds()
+    assert floor == 2.0  # log10 of a tiny network is floored at 1
+
+
+def test_expired_suspicion_is_declared_dead_by_us_then_reaped() -> None:
+    t = table(retention=100.0)
+    t.apply(alive(X, 2), 0.0)
+    t.apply(suspect(X, 2), 1.0)
+    deadline = t.next_deadline()
+    assert deadline is not None
+    assert t.expire(deadline - 0.01) == ([], [])
+    claims, events = t.expire(deadline)
+    assert claims == [Claim(X, 2, State.DEAD, accuser=OWN)]
+    assert [type(e) for e in events] == [Died]
+    assert t.live_count == 1
+    assert t.next_deadline() is None
+    assert not t.apply(alive(X, 2), deadline + 1).accepted  # a late, older claim: no resurrection
+    claims, events = t.expire(deadline + 100.0)
+    assert claims == []
+    assert [type(e) for e in events] == [Reaped]
+    assert X not in t
+
+
+def test_a_restarted_member_rejoins_with_a_higher_incarnation() -> None:
+    t = table()
+    t.apply(alive(X, 2), 0.0)
+    assert [type(e) for e in t.apply(dead(X, 2), 1.0).events] == [Died]
+    back = t.apply(alive(X, 3, at=8), 2.0)
+    assert [type(e) for e in back.events] == [Joined]
+    assert belief(t, X) == (3, State.ALIVE)
+    assert t.live_count == 2
+    assert t.expire(10_000.0) == ([], [])  # no longer a tombstone
+
+
+def test_left_outranks_dead_at_one_incarnation() -> None:
+    t = table()
+    t.apply(alive(X, 2), 0.0)
+    t.apply(dead(X, 2), 1.0)
+    outcome = t.apply(Claim(X, 2, State.LEFT), 2.0)
+    assert [type(e) for e in outcome.events] == [Left]
+    assert not t.apply(dead(X, 2, by=Z), 3.0).accepted
+    assert belief(t, X) == (2, State.LEFT)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"incarnation": -1, "state": State.ALIVE}, "incarnation"),
+        ({"incarnation": 1 << 64, "state": State.ALIVE}, "incarnation"),
+        ({"incarnation": 0, "state": State.SUSPECT}, "accuser"),
+        ({"incarnation": 0, "state": State.LEFT, "accuser": Y}, "accuser"),
+        ({"incarnation": 0, "state": State.ALIVE}, "address"),
+    ],
+)
+def test_malformed_claims_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Claim(X, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        table(probe_interval=0.0)
+    with pytest.raises(ValueError, match="suspicion_confirmations"):
+        table(suspicion_confirmations=-1)
+
+
+# -- convergence ---------------------------------------------------------------------------------
+
+MEMBERS = [nid(10), nid(11), nid(12)]
+ACCUSERS = [nid(20), nid(21)]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[Claim], list[Claim]]:
+    """Alive claims (what every node heard first), then any claims about those incarnations."""
+    alives = []
+    for member in MEMBERS:
+        for inc in draw(st.sets(st.integers(0, 4), min_size=1, max_size=3)):
+            at = draw(st.integers(2, 4))
+            alives.append(alive(member, inc, at=at, v=str(draw(st.integers(0, 1)))))
+    announced = [(c.node_id, c.incarnation) for c in alives]
+    others = []
+    for _ in range(draw(st.integers(0, 12))):
+        member, inc = draw(st.sampled_from(announced))
+        kind = draw(st.sampled_from([State.SUSPECT, State.DEAD, State.LEFT]))
+        if kind is State.LEFT:
+            others.append(Claim(member, inc + draw(st.integers(0, 1)), State.LEFT))
+        else:
+            others.append(Claim(member, inc, kind, accuser=draw(st.sampled_from(ACCUSERS))))
+    return alives, others
+
+
+def heard(
+    alives: list[Claim], others: list[Claim], rng: random.Random, repeats: int
+) -> MemberTable:
+    t = table()
+    first = alives[:]
+    rng.shuffle(first)
+    rest = (alives + others) * repeats
+    rng.shuffle(rest)
+    for claim in first + rest:
+        t.apply(claim, 0.0)
+    return t
+
+
+def beliefs(t: MemberTable) -> dict[NodeId, tuple[int, State, Address, dict[str, str]]]:
+    return {m.node_id: (m.incarnation, m.state, m.address, dict(m.tags)) for m in t.members()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 2**32), st.integers(0, 2**32))
+def test_merges_converge_whatever_the_order_and_repetition(
+    history: tuple[list[Claim], list[Claim]], seed_a: int, seed_b: int
+) -> None:
+    """Commutative (any order), idempotent (repeats change nothing), associative (merging in
+    two batches equals merging in one: a table that heard part of the claims, then the rest,
+    agrees with one that heard them all at once)."""
+    alives, others = history
+    a = heard(alives, others, random.Random(seed_a), repeats=1)
+    b = heard(alives, others, random.Random(seed_b), repeats=3)
+    assert beliefs(a) == beliefs(b)
+    split = len(others) // 2
+    c = heard(alives, others[:split], random.Random(seed_a), repeats=1)
+    for claim in others[split:]:
+        c.apply(claim, 0.0)
+    assert beliefs(c) == beliefs(a)

@@ -1,0 +1,210 @@
+"""The sans-I/O SWIM prober: round robin, direct and indirect probes, nacks, local health."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plexinode.identity import NodeId
+from plexinode.membership.probe import (
+    MAX_RELAYED,
+    Prober,
+    SendAck,
+    SendNack,
+    SendPing,
+    SendPingReq,
+    SuspectMember,
+)
+
+
+def nid(n: int) -> NodeId:
+    return NodeId(n.to_bytes(32, "big"))
+
+
+OWN = nid(1)
+MEMBERS = [OWN] + [nid(n) for n in range(2, 8)]
+
+
+def prober(**kwargs: object) -> Prober:
+    return Prober(OWN, 0.0, random.Random(7), **kwargs)  # type: ignore[arg-type]
+
+
+def start(p: Prober, now: float = 0.0) -> SendPing:
+    (ping,) = p.tick(now, MEMBERS)
+    assert isinstance(ping, SendPing)
+    return ping
+
+
+def test_a_direct_ack_ends_the_probe_and_the_next_waits_for_the_period() -> None:
+    p = prober()
+    ping = start(p)
+    assert ping.target != OWN
+    assert p.on_ack(ping.target, ping.seq, 0.1) == []
+    assert p.stats["acked"] == 1
+    assert p.tick(0.5, MEMBERS) == []  # no indirect probe, no suspicion
+    assert p.next_deadline() == 1.0
+    (following,) = p.tick(1.0, MEMBERS)
+    assert isinstance(following, SendPing)
+    assert following.seq != ping.seq
+
+
+def test_every_member_is_probed_once_per_round_in_a_new_order_each_round() -> None:
+    p = prober()
+    rounds = []
+    now = 0.0
+    for _ in range(3):
+        targets = []
+        for _ in range(len(MEMBERS) - 1):
+            ping = start(p, now)
+            p.on_ack(ping.target, ping.seq, now + 0.01)
+            targets.append(ping.target)
+            now += 1.0
+        assert sorted(targets) == sorted(MEMBERS[1:])
+        rounds.append(targets)
+    assert rounds[0] != rounds[1] or rounds[1] != rounds[2]
+
+
+def test_members_that_left_the_live_set_are_skipped() -> None:
+    p = prober()
+    ping = start(p)
+    p.on_ack(ping.target, ping.seq, 0.01)
+    remaining = [OWN, ping.target]  # everyone else died since the round was drawn
+    (following,) = p.tick(1.0, remaining)
+    assert following == SendPing(ping.target, following.seq)
+
+
+def test_alone_nothing_to_probe() -> None:
+    p = prober()
+    assert p.tick(0.0, [OWN]) == []
+    assert p.next_deadline() == 1.0
+
+
+def test_no_ack_then_indirect_probes_then_suspicion() -> None:
+    p = prober(indirect_probes=3)
+    ping = start(p)
+    actions = p.tick(0.5, MEMBERS)
+    assert len(actions) == 3
+    assert all(isinstance(a, SendPingReq) and a.target == ping.target for a in actions)
+    relays = {a.relay for a in actions if isinstance(a, SendPingReq)}
+    assert OWN not in relays
+    assert ping.target not in relays
+    for relay in relays:
+        p.on_nack(relay, ping.seq)
+    assert p.tick(0.9, MEMBERS) == []
+    actions = p.tick(1.0, MEMBERS)
+    assert actions[0] == SuspectMember(ping.target)
+    assert isinstance(actions[1], SendPing)  # the next period's probe
+    assert p.awareness == 1  # a failed probe; every relay answered, so no extra point
+
+
+def test_an_ack_relayed_by_a_relay_saves_the_target() -> None:
+    p = prober()
+    ping = start(p)
+    req = p.tick(0.5, MEMBERS)[0]
+    assert isinstance(req, SendPingReq)
+    assert p.on_ack(req.relay, ping.seq, 0.7) == []
+    assert p.stats["acked_indirect"] == 1
+    assert not any(isinstance(a, SuspectMember) for a in p.tick(1.0, MEMBERS))
+
+
+def test_missing_nacks_count_against_our_own_health() -> None:
+    p = prober()
+    ping = start(p)
+    p.tick(0.5, MEMBERS)
+    actions = p.tick(1.0, MEMBERS)
+    assert SuspectMember(ping.target) in actions
+    assert p.awareness == 2
+    assert p.stats["missed_nacks"] == 1
+
+
+def test_health_stretches_the_period_and_recovers_with_successes() -> None:
+    p = prober(max_awareness=3)
+    ping = start(p)
+    now = 0.0
+    for expected in (2, 3, 3):  # failed probes with missing nacks: +2 each, up to the cap
+        m = p.multiplier
+        p.tick(now + 0.5 * m, MEMBERS)  # the indirect probes go out; no nack comes back
+        assert p.tick(now + 1.0 * m - 1e-6, MEMBERS) == []  # the period is stretched m times
+        actions = p.tick(now + 1.0 * m, MEMBERS)
+        assert actions[0] == SuspectMember(ping.target)
+        assert isinstance(actions[1], SendPing)
+        ping = actions[1]
+        now += 1.0 * m
+        assert p.awareness == expected
+    assert p.next_deadline() == pytest.approx(now + 0.5 * 4)  # the direct timeout, 4 times
+    p.on_ack(ping.target, ping.seq, now + 0.1)
+    assert p.awareness == 2
+    p.refuted()
+    assert p.awareness == 3
+
+
+def test_unexpected_acks_and_nacks_are_ignored_and_counted() -> None:
+    p = prober()
+    ping = start(p)
+    stranger = nid(99)
+    assert p.on_ack(stranger, ping.seq, 0.1) == []  # right seq, wrong node
+    assert p.on_ack(ping.target, ping.seq + 1000, 0.1) == []  # a seq we never used
+    p.on_nack(ping.target, ping.seq)  # the target is not a relay
+    p.on_nack(stranger, 12345)
+    assert p.stats["ack_unexpected"] == 2
+    assert p.stats["nack_unexpected"] == 2
+    p.on_ack(ping.target, ping.seq, 0.2)
+    assert p.on_ack(ping.target, ping.seq, 0.3) == []  # a duplicate
+    assert p.stats["acked"] == 1
+
+
+def test_relaying_a_probe_answers_ack_or_nack() -> None:
+    p = prober()
+    requester, target = nid(5), nid(6)
+    (ping,) = p.on_ping_req(requester, target, 77, 10.0)
+    assert ping.target == target
+    assert p.on_ack(nid(4), ping.seq, 10.1) == []  # only the target's ack counts
+    assert p.on_ack(target, ping.seq, 10.1) == [SendAck(requester, 77)]
+    (late,) = p.on_ping_req(requester, target, 78, 20.0)
+    assert p.tick(20.0 + 0.5 * 0.8 - 0.01, MEMBERS[:1]) == []
+    assert p.tick(20.0 + 0.5 * 0.8, MEMBERS[:1]) == [SendNack(requester, 78)]
+    assert p.on_ack(target, late.seq, 20.9) == [SendAck(requester, 78)]  # late, still relayed
+
+
+def test_relay_requests_about_ourselves_or_the_requester_or_beyond_the_cap_are_refused() -> None:
+    p = prober()
+    assert p.on_ping_req(nid(5), OWN, 1, 0.0) == []
+    assert p.on_ping_req(nid(5), nid(5), 1, 0.0) == []
+    for i in range(MAX_RELAYED):
+        assert p.on_ping_req(nid(5), nid(6), i, 0.0)
+    assert p.on_ping_req(nid(5), nid(6), 9999, 0.0) == []
+    assert p.stats["ping_req_refused"] == 3
+    p.tick(10.0, MEMBERS[:1])  # they expire after a period
+    assert p.on_ping_req(nid(5), nid(6), 1, 10.0)
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="probe_timeout"):
+        prober(probe_timeout=1.0, probe_interval=1.0)
+    with pytest.raises(ValueError, match="indirect_probes"):
+        prober(indirect_probes=-1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["ack", "nack", "silence"]), min_size=1, max_size=40))
+def test_health_stays_within_its_bounds(outcomes: list[str]) -> None:
+    p = prober(max_awareness=4)
+    now = 0.0
+    for outcome in outcomes:
+        actions = p.tick(now, MEMBERS)
+        ping = next((a for a in actions if isinstance(a, SendPing)), None)
+        if ping is None:
+            now = p.next_deadline()
+            continue
+        if outcome == "ack":
+            p.on_ack(ping.target, ping.seq, now)
+        else:
+            for action in p.tick(now + p.probe_timeout * p.multiplier, MEMBERS):
+                if isinstance(action, SendPingReq) and outcome == "nack":
+                    p.on_nack(action.relay, action.seq)
+        now = p.next_deadline()
+        assert 0 <= p.awareness <= 4
+        assert p.multiplier == p.awareness + 1
