@@ -1,0 +1,103 @@
+"""The gossip queue: which claims to piggyback on the next message, and how often.
+
+SWIM disseminates membership changes by piggybacking them on the probe traffic that flows
+anyway (section 4.1 of the paper), each one a limited number of times: enough that, with every
+member passing it to a random member each period, it reaches everyone with high probability,
+and no more, so the bandwidth stays flat. As in memberlist, the limit is
+``retransmit_mult * ceil(log10(N + 1))`` transmissions per claim, with N the number of live
+members.
+
+Rules, in order:
+
+1. **Newest first, least sent first.** Each message carries the claims sent the fewest times,
+   newest first among equals: a fresh change overtakes old news.
+2. **One claim per member.** A claim about a member replaces any queued claim about the same
+   member (the table already decided which one wins; the queue only carries the winner).
+3. **Bounded.** At most ``max_queued`` claims wait; beyond, the most-sent are dropped first
+   (they have travelled the most), and the count of drops is kept. A flood of claims about
+   invented members therefore costs a fixed amount of memory.
+4. **Sized to fit.** :meth:`GossipQueue.take` fills a byte budget (what is left of a datagram)
+   and never splits a claim.
+
+The queue holds encoded claims (``bytes``): what travels is exactly what the member or the
+accuser signed.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import math
+from dataclasses import dataclass
+
+from plexinode.identity import NodeId
+
+
+def retransmit_limit(retransmit_mult: int, live_members: int) -> int:
+    """How many times each claim is sent: ``mult * ceil(log10(N + 1))``, at least once."""
+    return max(1, retransmit_mult * math.ceil(math.log10(max(live_members, 0) + 1)))
+
+
+@dataclass(slots=True)
+class _Queued:
+    subject: NodeId
+    encoded: bytes
+    sent: int
+    order: int  # higher is newer
+
+
+class GossipQueue:
+    """Claims waiting to be piggybacked, each at most ``retransmit_limit`` times.
+
+    Args:
+        retransmit_mult: Lambda, the multiplier of the retransmission limit.
+        max_queued: Most claims held at once.
+    """
+
+    def __init__(self, retransmit_mult: int = 4, max_queued: int = 1024) -> None:
+        if retransmit_mult < 1 or max_queued < 1:
+            raise ValueError("retransmit_mult and max_queued must be >= 1")
+        self.retransmit_mult = retransmit_mult
+        self.max_queued = max_queued
+        self._by_subject: dict[NodeId, _Queued] = {}
+        self._order = itertools.count()
+        #: Claims replaced by newer ones, dropped for room, or retired after their last send.
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    def __len__(self) -> int:
+        return len(self._by_subject)
+
+    def add(self, subject: NodeId, encoded: bytes) -> None:
+        """Queue the encoded claim about `subject`, replacing any queued one about it."""
+        if subject in self._by_subject:
+            self.stats["replaced"] += 1
+        self._by_subject[subject] = _Queued(subject, encoded, 0, next(self._order))
+        if len(self._by_subject) > self.max_queued:
+            worst = max(self._by_subject.values(), key=lambda q: (q.sent, -q.order))
+            del self._by_subject[worst.subject]
+            self.stats["dropped_full"] += 1
+
+    def take(self, budget: int, live_members: int, *, overhead: int = 0) -> list[bytes]:
+        """The claims for one message: least sent first, newest first among equals, as many
+        as fit in `budget` bytes counting `overhead` extra bytes per claim (its framing).
+
+        Every claim taken counts one transmission; a claim that reached the retransmission
+        limit leaves the queue.
+        """
+        limit = retransmit_limit(self.retransmit_mult, live_members)
+        candidates = sorted(self._by_subject.values(), key=lambda q: (q.sent, -q.order))
+        taken: list[bytes] = []
+        left = budget
+        for queued in candidates:
+            size = len(queued.encoded) + overhead
+            if size > left:
+                continue
+            left -= size
+            taken.append(queued.encoded)
+            queued.sent += 1
+            if queued.sent >= limit:
+                del self._by_subject[queued.subject]
+                self.stats["retired"] += 1
+            if left <= overhead:
+                break
+        return taken
