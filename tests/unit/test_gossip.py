@@ -6,12 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plexinode.identity import NodeId
 from plexinode.membership.gossip import GossipQueue, retransmit_limit
-
-
-def nid(n: int) -> NodeId:
-    return NodeId(n.to_bytes(32, "big"))
+from tests.unit.ids import nid
 
 
 @pytest.mark.parametrize(

@@ -26,11 +26,7 @@ from plexinode.membership.members import (
     suspicion_timeout,
 )
 from plexinode.net.address import Address
-
-
-def nid(n: int) -> NodeId:
-    return NodeId(n.to_bytes(32, "big"))
-
+from tests.unit.ids import nid
 
 OWN = nid(1)
 X, Y, Z = nid(2), nid(3), nid(4)

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plexinode.identity import NodeId
 from plexinode.membership.probe import (
     MAX_RELAYED,
     Prober,
@@ -18,11 +17,7 @@ from plexinode.membership.probe import (
     SendPingReq,
     SuspectMember,
 )
-
-
-def nid(n: int) -> NodeId:
-    return NodeId(n.to_bytes(32, "big"))
-
+from tests.unit.ids import nid
 
 OWN = nid(1)
 MEMBERS = [OWN] + [nid(n) for n in range(2, 8)]

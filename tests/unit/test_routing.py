@@ -33,12 +33,9 @@ from plexinode.dht.routing import (
 )
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
+from tests.unit.ids import nid
 
 OWN = NodeId(bytes(32))
-
-
-def nid(value: int) -> NodeId:
-    return NodeId(value.to_bytes(32, "big"))
 
 
 def in_bucket(index: int, n: int = 0) -> NodeId:
