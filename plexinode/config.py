@@ -141,6 +141,46 @@ class DhtSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MembershipSettings:
+    """SWIM/Lifeguard membership (the defaults are memberlist's LAN profile, except where
+    noted)."""
+
+    # The protocol period: one member probed per period. memberlist's LAN value; a failure is
+    # first suspected about 1.5 periods after it happens.
+    probe_interval: float = 1.0
+    # How long a direct probe waits for its ack before asking relays; the rest of the period
+    # is for the indirect probes. Far above a LAN round trip, below a period.
+    probe_timeout: float = 0.5
+    # k, the relays an indirect probe asks: enough that one bad path does not condemn a member.
+    indirect_probes: int = 3
+    # The suspicion floor is suspicion_mult * log10(N) periods. memberlist uses 4 (12 s at
+    # N = 1,000); Lifeguard's confirmations make 2 safe (6 s), and dead members are then known
+    # within 10 s.
+    suspicion_mult: int = 2
+    # A lone accuser's suspicion lasts this many times the floor (Lifeguard): the accuser may
+    # be the one in trouble, and the accused has time to hear of it and refute.
+    suspicion_max_mult: int = 6
+    # Each claim is piggybacked retransmit_mult * ceil(log10(N + 1)) times (memberlist's 4).
+    retransmit_mult: int = 4
+    # While there is news, it is also sent on its own to gossip_nodes random members this
+    # often, besides riding on probes: a death is known everywhere about a second after it
+    # is declared. memberlist sends every 200 ms to 3; every 500 ms keeps a busy node under
+    # 10 packets a second with its probes.
+    gossip_interval: float = 0.5
+    gossip_nodes: int = 3
+    # Full-state exchange with one random member this often: partitions heal and missed
+    # updates arrive within one interval. Digests keep it cheap, so it need not grow with N.
+    push_pull_interval: float = 20.0
+    # Dead and left members are remembered this long, so that old news cannot revive them.
+    retention: float = 3600.0
+    # Most members a node keeps; claims about new members beyond it are refused and counted.
+    max_members: int = 10_000
+    # The ceiling of Lifeguard's local health score: a degraded node's periods and timeouts
+    # stretch up to max_awareness + 1 times (memberlist's 8).
+    max_awareness: int = 8
+
+
+@dataclass(frozen=True, slots=True)
 class StorageSettings:
     """Local storage."""
 
@@ -160,6 +200,7 @@ class Settings:
     datagram: DatagramSettings = field(default_factory=DatagramSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     dht: DhtSettings = field(default_factory=DhtSettings)
+    membership: MembershipSettings = field(default_factory=MembershipSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
 
 
@@ -583,6 +624,62 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Network parameter: leading zero bits node IDs must solve (S/Kademlia puzzle).",
     ),
     Setting(
+        "membership.probe_interval",
+        _duration(),
+        "The protocol period: each node probes one member per period.",
+    ),
+    Setting(
+        "membership.probe_timeout",
+        _duration(),
+        "How long a direct probe waits before relays are asked (less than the period).",
+    ),
+    Setting("membership.indirect_probes", _integer(0, 16), "Relays asked by an indirect probe."),
+    Setting(
+        "membership.suspicion_mult",
+        _integer(1, 100),
+        "Suspicion floor, in periods times log10 of the member count.",
+    ),
+    Setting(
+        "membership.suspicion_max_mult",
+        _integer(1, 100),
+        "A lone accuser's suspicion timeout, as a multiple of the floor.",
+    ),
+    Setting(
+        "membership.retransmit_mult",
+        _integer(1, 100),
+        "Each membership change is piggybacked this many times log10 of the member count.",
+    ),
+    Setting(
+        "membership.gossip_interval",
+        _duration(),
+        "While there is news, it is sent to a few random members this often, besides probes.",
+    ),
+    Setting(
+        "membership.gossip_nodes",
+        _integer(0, 16),
+        "Members each gossip round sends news to (0: news rides on probes only).",
+    ),
+    Setting(
+        "membership.push_pull_interval",
+        _duration(),
+        "How often the full membership state is compared with one random member.",
+    ),
+    Setting(
+        "membership.retention",
+        _duration(),
+        "How long dead and left members are remembered (old news cannot revive them).",
+    ),
+    Setting(
+        "membership.max_members",
+        _integer(2, 1_000_000),
+        "Most members a node keeps; claims about further new members are refused.",
+    ),
+    Setting(
+        "membership.max_awareness",
+        _integer(0, 64),
+        "Ceiling of the local health score that stretches a degraded node's timeouts.",
+    ),
+    Setting(
         "storage.quota_bytes",
         _size(0),
         "Disk space offered to other nodes' encrypted backup shares.",
@@ -817,8 +914,17 @@ def load_config(
 
     overridden = {k: s for k, s in sources.items() if s != "default"}
     log.debug("configuration from %s: %s", path, overridden or "all defaults")
+    settings = _build(values)
+    membership = settings.membership
+    if not 0 < membership.probe_timeout < membership.probe_interval:
+        raise ConfigError(
+            f"membership.probe_timeout ({format_duration(membership.probe_timeout)}, "
+            f"{sources['membership.probe_timeout']}) must be above zero and below "
+            f"membership.probe_interval ({format_duration(membership.probe_interval)}, "
+            f"{sources['membership.probe_interval']})"
+        )
     return Config(
-        settings=_build(values),
+        settings=settings,
         path=path,
         values=MappingProxyType(values),
         sources=MappingProxyType(sources),

@@ -7,6 +7,7 @@ each service with ``nursery.start`` so that start-up order and readiness are exp
                  ├── DatagramService.run   authenticated datagrams, request/response
                  ├── StreamService.run     secure streams (handshake, protocol routing)
                  ├── DhtService.run        Kademlia: routing table, lookups, bootstrap
+                 ├── MembershipService.run SWIM/Lifeguard: members, failure detection, gossip
                  └── AdminServer.run       Unix socket for the CLI (real nodes only)
 
 The node is ready when every service has started: it logs ``node ready``, the admin socket
@@ -43,6 +44,7 @@ from plexinode.errors import (
     RemoteProtocolError,
 )
 from plexinode.identity import NODE_ID_BYTES, Identity, NodeId
+from plexinode.membership.service import MembershipService, Seed
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.secure import SecureStream
@@ -86,6 +88,8 @@ class Node:
         data_dir: where the database and the admin socket live; None runs with an in-memory
             database and no admin socket (simulations).
         wall_clock: the clock used for datagram counters (simulations pass trio's clock).
+        membership: False runs the node without the membership service (simulations of the
+            DHT alone, where it would only add cost).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Node:
         data_dir: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
         config_rows: list[dict[str, Any]] | None = None,
+        membership: bool = True,
     ) -> None:
         difficulty = settings.dht.id_difficulty
         if not identity.node_id.meets(difficulty):
@@ -110,12 +115,14 @@ class Node:
         self.data_dir = data_dir
         self._wall_clock = wall_clock
         self._config_rows = config_rows or []
+        self._with_membership = membership
         self._stop = trio.Event()
         self._started_at: float | None = None
         self.address: Address | None = None
         self._datagrams: DatagramService | None = None
         self._streams: StreamService | None = None
         self._dht: DhtService | None = None
+        self._membership: MembershipService | None = None
         self._db: Database | None = None
         self.admin: AdminServer | None = None
 
@@ -144,6 +151,13 @@ class Node:
         if self._dht is None:
             raise RuntimeError("node is not running")
         return self._dht
+
+    @property
+    def membership(self) -> MembershipService:
+        """The membership service (only while running)."""
+        if self._membership is None:
+            raise RuntimeError("node is not running")
+        return self._membership
 
     def stop(self) -> None:
         """Ask the node to shut down gracefully; :meth:`run` returns soon after."""
@@ -176,7 +190,7 @@ class Node:
             finally:
                 with trio.CancelScope(shield=True):
                     await endpoint.aclose()
-                self._datagrams = self._streams = self._dht = None
+                self._datagrams = self._streams = self._dht = self._membership = None
                 self._db = None
         log.info("node stopped")
 
@@ -213,10 +227,42 @@ class Node:
             clock=self._wall_clock,
         )
         await nursery.start(self._dht.run)
+        if self._with_membership:
+            await self._start_membership(nursery, difficulty)
         if self.data_dir is not None:
             self.admin = AdminServer(socket_path(self.data_dir))
             self._register_admin_commands(self.admin)
             await nursery.start(self.admin.run)
+
+    async def _start_membership(self, nursery: trio.Nursery, difficulty: int) -> None:
+        self._membership = MembershipService(
+            self.datagrams,
+            self.streams,
+            self.settings.membership,
+            advertise=self._member_address,
+            seeds=self._member_seeds,
+            db=self._db,
+            rng=random.Random(self.node_id.raw + b"/membership"),
+            tags={"version": __version__},
+            id_difficulty=difficulty,
+        )
+        await nursery.start(self._membership.run)
+
+    def _member_address(self) -> Address | None:
+        """Our address for membership: the first the DHT advertises (bound, or observed)."""
+        addresses = self.dht.advertised_addresses()
+        return addresses[0] if addresses else None
+
+    def _member_seeds(self) -> list[Seed]:
+        """Nodes to join membership through: the DHT's contacts, then the bootstrap list."""
+        seeds = [Seed(e.contact.address, e.contact.node_id) for e in self.dht.routing.entries()]
+        return seeds + [Seed(address) for address in self.settings.bootstrap]
+
+    async def leave(self) -> dict[str, Any]:
+        """Leave the network gracefully (members see ``left``), then stop."""
+        told = await self.membership.leave()
+        self.stop()
+        return {"left": True, "acknowledged_by": told}
 
     # -- ping ----------------------------------------------------------------------------------
 
@@ -324,14 +370,18 @@ class Node:
             "address": str(self.address) if self.address else None,
             "uptime_s": round(uptime, 3),
             "peers": len(self._dht.routing) if self._dht else 0,
-            # Until membership lands, the only member a node knows is itself.
-            "members": {"alive": 1, "suspect": 0, "dead": 0},
+            "members": (
+                self._membership.counts()
+                if self._membership
+                else {"alive": 1, "suspect": 0, "dead": 0, "left": 0}
+            ),
             "storage": {"used_bytes": used, "quota_bytes": self.settings.storage.quota_bytes},
             "pid": os.getpid(),
             "data_dir": str(self.data_dir) if self.data_dir else None,
             "datagrams": datagrams.get("counters", {}),
             "streams": dict(self._streams.stats) if self._streams else {},
             "dht": self._dht.records_summary() if self._dht else {},
+            "membership": self._membership.summary() if self._membership else {},
         }
 
     def _register_admin_commands(self, admin: AdminServer) -> None:
@@ -370,6 +420,13 @@ class Node:
             except OSError as exc:
                 raise AdminError(f"cannot reach {address}: {exc.strerror or exc}") from None
 
+        async def members(_args: dict[str, Any]) -> Any:
+            service = self.membership
+            return [service.describe(m) for m in service.members()]
+
+        async def leave(_args: dict[str, Any]) -> Any:
+            return await self.leave()
+
         for name, handler in {
             "status": status,
             "id": node_id,
@@ -378,5 +435,7 @@ class Node:
             "ping": ping,
             "peers": peers,
             "dht_get": dht_get,
+            "members": members,
+            "leave": leave,
         }.items():
             admin.command(name, handler)

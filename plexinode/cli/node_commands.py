@@ -192,7 +192,7 @@ def _render_status(d: dict[str, Any]) -> str:
             f"uptime    {d['uptime_s']:.0f}s",
             f"peers     {d['peers']}",
             f"members   {members['alive']} alive, {members['suspect']} suspect, "
-            f"{members['dead']} dead",
+            f"{members['dead']} dead, {members.get('left', 0)} left",
             f"storage   {storage['used_bytes']} of {storage['quota_bytes']} bytes",
         ]
     )
@@ -267,6 +267,45 @@ def peers() -> None:
         )
         if rows
         else "no peers yet",
+    )
+
+
+@cli.command()
+def members() -> None:
+    """List the members of this node's network and what this node believes of each."""
+    rows: list[dict[str, Any]] = _client().call("members")
+
+    def text(rows: list[dict[str, Any]]) -> str:
+        return table(
+            [
+                [
+                    r["node_id"] + (" (this node)" if r.get("self") else ""),
+                    r["address"],
+                    r["state"],
+                    str(r["incarnation"]),
+                    ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())),
+                ]
+                for r in rows
+            ],
+            ["node_id", "address", "state", "incarnation", "tags"],
+        )
+
+    emit(rows, text(rows) if rows else "membership is not ready yet (no address known)")
+
+
+@cli.command()
+def leave() -> None:
+    """Leave the network gracefully (other members see `left`, not `dead`), then stop."""
+    g = _globals()
+    result = _client(timeout=60.0).call("leave")
+    deadline = time.monotonic() + STOP_WAIT
+    while datadir.is_locked(g.data_dir):
+        if time.monotonic() > deadline:
+            raise PlexinodeError(f"the node did not exit within {STOP_WAIT:.0f}s")
+        time.sleep(0.02)
+    emit(
+        result,
+        f"left the network ({result.get('acknowledged_by', 0)} members acknowledged); node stopped",
     )
 
 

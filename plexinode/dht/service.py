@@ -215,6 +215,9 @@ class DhtService:
             if len(self.routing) > 0:
                 log.info("joined the DHT: %d contacts", len(self.routing))
                 self.joined.set()
+                # Written now, not at the first persist interval: a node killed in its first
+                # minute can then still rejoin without its bootstrap addresses.
+                await self.persist()
                 return
             log.warning("bootstrap found nobody; retrying in %.0fs", delay)
             await trio.sleep(delay)

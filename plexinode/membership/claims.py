@@ -93,6 +93,18 @@ class SignedClaim(Struct):
             DecodeError: The fields do not fit the claim's state.
             AuthenticationError: The signer may not make this claim, or the signature is bad.
         """
+        claim = self.unverified()
+        verify_signature(self.signer, self.signed_bytes(), self.signature)
+        return claim
+
+    def unverified(self) -> Claim:
+        """The claim, its shape checked but *not* its signature: only to decide whether it
+        would be news (a claim the table would ignore need not cost a signature check).
+
+        Raises:
+            DecodeError: The fields do not fit the claim's state.
+            AuthenticationError: The signer may not make this claim.
+        """
         state = State(self.state)
         subject = NodeId(self.subject)
         signer = NodeId.from_public_key(self.signer)
@@ -108,7 +120,6 @@ class SignedClaim(Struct):
         if accusation == (signer == subject):
             who = "another member" if accusation else "the member itself"
             raise AuthenticationError(f"a {state.name.lower()} claim is signed by {who}")
-        verify_signature(self.signer, self.signed_bytes(), self.signature)
         return Claim(
             subject,
             self.incarnation,

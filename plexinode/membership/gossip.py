@@ -19,8 +19,8 @@ Rules, in order:
 4. **Sized to fit.** :meth:`GossipQueue.take` fills a byte budget (what is left of a datagram)
    and never splits a claim.
 
-The queue holds encoded claims (``bytes``): what travels is exactly what the member or the
-accuser signed.
+The queue holds claims as they travel (signed wire structures, or their encodings in tests),
+each with its encoded size: what travels is exactly what the member or the accuser signed.
 """
 
 from __future__ import annotations
@@ -28,9 +28,13 @@ from __future__ import annotations
 import collections
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from plexinode.identity import NodeId
+
+T = TypeVar("T")
 
 
 def retransmit_limit(retransmit_mult: int, live_members: int) -> int:
@@ -39,27 +43,32 @@ def retransmit_limit(retransmit_mult: int, live_members: int) -> int:
 
 
 @dataclass(slots=True)
-class _Queued:
+class _Queued(Generic[T]):
     subject: NodeId
-    encoded: bytes
+    item: T
+    size: int
     sent: int
     order: int  # higher is newer
 
 
-class GossipQueue:
+class GossipQueue(Generic[T]):
     """Claims waiting to be piggybacked, each at most ``retransmit_limit`` times.
 
     Args:
+        size: The encoded size of a claim, in bytes.
         retransmit_mult: Lambda, the multiplier of the retransmission limit.
         max_queued: Most claims held at once.
     """
 
-    def __init__(self, retransmit_mult: int = 4, max_queued: int = 1024) -> None:
+    def __init__(
+        self, size: Callable[[T], int], retransmit_mult: int = 4, max_queued: int = 1024
+    ) -> None:
         if retransmit_mult < 1 or max_queued < 1:
             raise ValueError("retransmit_mult and max_queued must be >= 1")
+        self._size = size
         self.retransmit_mult = retransmit_mult
         self.max_queued = max_queued
-        self._by_subject: dict[NodeId, _Queued] = {}
+        self._by_subject: dict[NodeId, _Queued[T]] = {}
         self._order = itertools.count()
         #: Claims replaced by newer ones, dropped for room, or retired after their last send.
         self.stats: collections.Counter[str] = collections.Counter()
@@ -67,17 +76,17 @@ class GossipQueue:
     def __len__(self) -> int:
         return len(self._by_subject)
 
-    def add(self, subject: NodeId, encoded: bytes) -> None:
-        """Queue the encoded claim about `subject`, replacing any queued one about it."""
+    def add(self, subject: NodeId, item: T) -> None:
+        """Queue the claim about `subject`, replacing any queued one about it."""
         if subject in self._by_subject:
             self.stats["replaced"] += 1
-        self._by_subject[subject] = _Queued(subject, encoded, 0, next(self._order))
+        self._by_subject[subject] = _Queued(subject, item, self._size(item), 0, next(self._order))
         if len(self._by_subject) > self.max_queued:
             worst = max(self._by_subject.values(), key=lambda q: (q.sent, -q.order))
             del self._by_subject[worst.subject]
             self.stats["dropped_full"] += 1
 
-    def take(self, budget: int, live_members: int, *, overhead: int = 0) -> list[bytes]:
+    def take(self, budget: int, live_members: int, *, overhead: int = 0) -> list[T]:
         """The claims for one message: least sent first, newest first among equals, as many
         as fit in `budget` bytes counting `overhead` extra bytes per claim (its framing).
 
@@ -86,14 +95,14 @@ class GossipQueue:
         """
         limit = retransmit_limit(self.retransmit_mult, live_members)
         candidates = sorted(self._by_subject.values(), key=lambda q: (q.sent, -q.order))
-        taken: list[bytes] = []
+        taken: list[T] = []
         left = budget
         for queued in candidates:
-            size = len(queued.encoded) + overhead
+            size = queued.size + overhead
             if size > left:
                 continue
             left -= size
-            taken.append(queued.encoded)
+            taken.append(queued.item)
             queued.sent += 1
             if queued.sent >= limit:
                 del self._by_subject[queued.subject]

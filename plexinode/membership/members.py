@@ -42,7 +42,7 @@ from __future__ import annotations
 import collections
 import enum
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -287,7 +287,8 @@ class MemberTable:
         self._suspicions: dict[NodeId, _Suspicion] = {}
         # Dead and left members, in the order they died (so oldest first: reaping stops early).
         self._tombstones: dict[NodeId, float] = {}
-        self._live = 1  # members alive or suspect, ourselves included
+        # The other members alive or suspect (an ordered set: iteration follows joining).
+        self._live: dict[NodeId, None] = {}
         #: Claims ignored, by reason (stale, unknown member, accusation of a future incarnation).
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -310,7 +311,12 @@ class MemberTable:
     @property
     def live_count(self) -> int:
         """Members alive or suspect, ourselves included: the N of the timeouts."""
-        return self._live
+        return len(self._live) + 1
+
+    @property
+    def others_live(self) -> Collection[NodeId]:
+        """The other members alive or suspect (a live view: do not keep it across changes)."""
+        return self._live.keys()
 
     @property
     def incarnation(self) -> int:
@@ -323,9 +329,9 @@ class MemberTable:
 
     def suspicion_bounds(self) -> tuple[float, float, int]:
         """(floor, lone-accuser timeout, K) for a suspicion starting now (invariant 5)."""
-        minimum = self.suspicion_mult * max(1.0, math.log10(max(self._live, 1)))
+        minimum = self.suspicion_mult * max(1.0, math.log10(self.live_count))
         minimum *= self.probe_interval
-        expected = max(0, min(self.suspicion_confirmations, self._live - 2))
+        expected = max(0, min(self.suspicion_confirmations, self.live_count - 2))
         return minimum, minimum * self.suspicion_max_mult, expected
 
     def suspicion_deadline(self, node_id: NodeId) -> float | None:
@@ -370,7 +376,7 @@ class MemberTable:
                 claim.node_id, claim.address, claim.incarnation, State.ALIVE, now, claim.tags
             )
             self._members[claim.node_id] = member
-            self._live += 1
+            self._live[claim.node_id] = None
             return Applied(True, (Joined(member.snapshot()),))
         accuser = claim.accuser
         if accuser is not None:
@@ -386,6 +392,28 @@ class MemberTable:
             self.stats["ignored_stale"] += 1
             return _IGNORED
         return self._change(member, claim, now)
+
+    def is_news(self, claim: Claim) -> bool:
+        """Whether :meth:`apply` could act on `claim` (before its signature is checked: a
+        claim that would be ignored anyway need not cost a verification)."""
+        if claim.node_id == self.own_id:
+            incarnation = self._members[self.own_id].incarnation
+            return (
+                claim.state in (State.SUSPECT, State.DEAD)
+                and incarnation <= claim.incarnation
+                and incarnation < MAX_INCARNATION
+            )
+        member = self._members.get(claim.node_id)
+        if member is None:
+            return claim.state is State.ALIVE
+        if claim.accuser is not None and claim.incarnation > member.incarnation:
+            return False
+        if (claim.state, member.state) == (State.SUSPECT, State.SUSPECT) and (
+            claim.incarnation == member.incarnation
+        ):
+            suspicion = self._suspicions.get(member.node_id)
+            return suspicion is not None and claim.accuser not in suspicion.accusers
+        return claim.rank > (member.incarnation, int(member.state))
 
     def _about_us(self, claim: Claim) -> Applied:
         me = self._members[self.own_id]
@@ -429,7 +457,10 @@ class MemberTable:
         elif claim.state >= State.DEAD:
             self._tombstones[member.node_id] = now
         live_after = claim.state <= State.SUSPECT
-        self._live += int(live_after) - int(live_before)
+        if live_after and not live_before:
+            self._live[member.node_id] = None
+        elif live_before and not live_after:
+            del self._live[member.node_id]
         view = member.snapshot()
         event: Event | None = None
         if claim.state is State.ALIVE:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import collections
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from plexinode.identity import NodeId
@@ -174,7 +174,7 @@ class Prober:
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         return self._seq
 
-    def _pick(self, live: Callable[[NodeId], bool], members: Sequence[NodeId]) -> NodeId | None:
+    def _pick(self, live: Callable[[NodeId], bool], members: Collection[NodeId]) -> NodeId | None:
         """The next target of the shuffled round robin, skipping members no longer live."""
         while True:
             if not self._order:
@@ -186,13 +186,14 @@ class Prober:
             if candidate != self.own_id and live(candidate):
                 return candidate
 
-    def tick(self, now: float, members: Sequence[NodeId]) -> list[Action]:
-        """Advance to `now`. `members` are the live members (alive or suspect), in any order.
+    def tick(self, now: float, members: Collection[NodeId]) -> list[Action]:
+        """Advance to `now`. `members` are the live members (alive or suspect), in any order:
+        a set or a dict's keys, as membership tests on it should be cheap.
 
         Returns the actions due: a new probe, indirect probes, a suspicion, relay nacks.
         """
         actions: list[Action] = []
-        live = set(members).__contains__
+        live = members.__contains__
         for seq, relayed in list(self._relayed.items()):
             if not relayed.nacked and now >= relayed.nack_at:
                 relayed.nacked = True
@@ -279,6 +280,18 @@ class Prober:
         self._adjust(-1)
         # The rest of the period stays quiet: the next probe starts when the period ends.
         return []
+
+    def on_refused(self, target: NodeId, seq: int) -> list[Action]:
+        """Nothing listens at `target`'s address any more (its stream port refused us: the
+        process is gone, or moved): the probe fails now, without waiting out the period, and
+        without counting against our own health (the target answered, with a refusal)."""
+        probe = self._probe
+        if probe is None or probe.seq != seq or probe.target != target or probe.acked:
+            return []
+        self._probe = None
+        self.stats["failed"] += 1
+        self.stats["refused"] += 1
+        return [SuspectMember(target)]
 
     def on_nack(self, sender: NodeId, seq: int) -> None:
         """A relay we asked could not reach the target in time."""

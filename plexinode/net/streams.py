@@ -114,6 +114,7 @@ class StreamService:
                 )
                 return
             self.stats["accepted"] += 1
+            self.stats["accepted:" + protocol] += 1
             try:
                 await handler(secure)
             except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:

@@ -146,4 +146,14 @@ class SocketTransport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def connect(self, address: Address) -> trio.abc.Stream:
-        return await trio.open_tcp_stream(address.host, address.port)
+        try:
+            return await trio.open_tcp_stream(address.host, address.port)
+        except OSError as exc:
+            # trio reports "all attempts failed" as a plain OSError; when every attempt was
+            # refused, say so (membership treats "nothing listens there" as a crashed process).
+            causes = getattr(exc.__cause__, "exceptions", ())
+            if causes and all(isinstance(c, ConnectionRefusedError) for c in causes):
+                raise ConnectionRefusedError(
+                    errno.ECONNREFUSED, f"connection refused by {address}"
+                ) from exc
+            raise

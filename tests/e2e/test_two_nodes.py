@@ -29,7 +29,7 @@ def test_two_nodes_ping_status_stop(start_node) -> None:
         "members",
         "storage",
     }
-    assert set(status["members"]) == {"alive", "suspect", "dead"}
+    assert set(status["members"]) >= {"alive", "suspect", "dead"}
     assert set(status["storage"]) == {"used_bytes", "quota_bytes"}
     assert status["node_id"] == cli_json(bob.data_dir, "id")["node_id"]
 

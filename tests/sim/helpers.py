@@ -61,8 +61,12 @@ async def dht_network(
     identity: Callable[[int], Identity] | None = None,
     wrap: Callable[[Transport], Transport] | None = None,
     refreshed: bool = False,
+    membership: bool = False,
 ) -> AsyncIterator[list[Node]]:
     """`count` nodes; the first has no bootstrap, every other bootstraps from the first.
+
+    The nodes run without membership unless `membership` is true: DHT simulations measure the
+    DHT, and membership would multiply their cost.
 
     Node `i` has ``identity(i)`` (default: ``seeded_identity(i, seed)``) and its host's
     transport passed through `wrap`, if given. Yields once every node has joined the DHT, and
@@ -80,6 +84,7 @@ async def dht_network(
                 node_settings,
                 wrap(transport) if wrap else transport,
                 wall_clock=trio.current_time,
+                membership=membership,
             )
             address = await nursery.start(node.run)
             first_address = first_address or address

@@ -43,7 +43,7 @@ async def test_ping_over_datagrams_and_streams(autojump_clock) -> None:
         with pytest.raises(ValueError, match="unknown ping transport"):
             await a.ping(b.address, via="carrier-pigeon")
         assert b.datagrams.stats["drop_misaddressed"] == 3
-        assert b.streams.stats["accepted"] == 1
+        assert b.streams.stats["accepted:echo/1"] == 1
 
 
 async def test_retries_get_through_loss(autojump_clock) -> None:

@@ -561,3 +561,14 @@ def test_default_file_without_write_permission_is_a_data_dir_error(
     monkeypatch.setattr(config_module, "atomic_write", refuse)
     with pytest.raises(DataDirError, match=r"cannot write .*config.toml: Permission denied"):
         write_default_config(tmp_path)
+
+
+def test_a_probe_timeout_not_below_the_period_is_refused_with_both_sources(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, '[membership]\nprobe_interval = "500ms"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, env={"PLEXINODE_MEMBERSHIP_PROBE_TIMEOUT": "1s"})
+    text = str(caught.value)
+    assert "membership.probe_timeout (1s, env PLEXINODE_MEMBERSHIP_PROBE_TIMEOUT)" in text
+    assert "membership.probe_interval (500ms, file)" in text

@@ -18,7 +18,7 @@ def test_retransmit_limit_grows_with_log_n(members: int, limit: int) -> None:
 
 
 def test_least_sent_first_then_newest_first() -> None:
-    q = GossipQueue()
+    q = GossipQueue(len)
     q.add(nid(1), b"a")
     q.add(nid(2), b"b")
     assert q.take(1, 100) == [b"b"]  # both unsent: the newest
@@ -28,7 +28,7 @@ def test_least_sent_first_then_newest_first() -> None:
 
 
 def test_a_newer_claim_about_a_member_replaces_the_queued_one() -> None:
-    q = GossipQueue()
+    q = GossipQueue(len)
     q.add(nid(1), b"old")
     q.take(10, 100)
     q.add(nid(1), b"new")
@@ -38,7 +38,7 @@ def test_a_newer_claim_about_a_member_replaces_the_queued_one() -> None:
 
 
 def test_claims_leave_after_their_retransmission_limit() -> None:
-    q = GossipQueue(retransmit_mult=2)
+    q = GossipQueue(len, retransmit_mult=2)
     q.add(nid(1), b"x")
     sends = 0
     while q.take(100, 9):  # limit 2 * ceil(log10(10)) = 2
@@ -48,7 +48,7 @@ def test_claims_leave_after_their_retransmission_limit() -> None:
 
 
 def test_the_budget_is_filled_without_splitting_a_claim() -> None:
-    q = GossipQueue()
+    q = GossipQueue(len)
     q.add(nid(1), b"s" * 10)
     q.add(nid(2), b"L" * 100)  # newest, but too big for the budget
     q.add(nid(3), b"m" * 20)
@@ -58,7 +58,7 @@ def test_the_budget_is_filled_without_splitting_a_claim() -> None:
 
 
 def test_a_flood_of_invented_members_costs_bounded_memory() -> None:
-    q = GossipQueue(max_queued=64)
+    q = GossipQueue(len, max_queued=64)
     q.add(nid(0), b"real news")
     q.take(100, 10)  # sent once: the first to go when room is needed
     for i in range(1, 10_001):
@@ -70,7 +70,7 @@ def test_a_flood_of_invented_members_costs_bounded_memory() -> None:
 
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match=">= 1"):
-        GossipQueue(retransmit_mult=0)
+        GossipQueue(len, retransmit_mult=0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -81,7 +81,7 @@ def test_bad_settings_are_refused() -> None:
 def test_take_never_exceeds_the_budget_nor_repeats_a_claim(
     claims: list[tuple[int, int]], budget: int
 ) -> None:
-    q = GossipQueue(max_queued=16)
+    q = GossipQueue(len, max_queued=16)
     for subject, size in claims:
         q.add(nid(subject), bytes([subject]) * size)
     taken = q.take(budget, 50, overhead=3)

@@ -11,6 +11,7 @@ from plexinode.membership.members import MAX_INCARNATION, Claim, State
 from plexinode.membership.messages import (
     CLAIMS_BUDGET,
     MAX_PIGGYBACK,
+    PIGGYBACK_ROOM,
     MemberAck,
     MemberNack,
     MemberPing,
@@ -63,17 +64,21 @@ def test_more_claims_than_the_cap_are_refused_by_the_decoder() -> None:
         MemberPing.from_wire(body)
 
 
-def test_a_full_claims_budget_fits_in_one_datagram() -> None:
-    """The largest ping-req whose claims fill CLAIMS_BUDGET is a legal datagram."""
+def test_membership_takes_half_the_piggyback_room() -> None:
+    assert CLAIMS_BUDGET * 2 <= PIGGYBACK_ROOM
+
+
+def test_a_full_piggyback_room_fits_in_one_datagram() -> None:
+    """The largest ping-req whose piggyback fills PIGGYBACK_ROOM is a legal datagram."""
     packed: list = []
     size = 0
     for claim in claims(MAX_PIGGYBACK, tag_bytes=60):
         encoded = len(pack(claim.to_wire()))
-        if size + encoded > CLAIMS_BUDGET:
+        if size + encoded > PIGGYBACK_ROOM:
             break
         packed.append(claim)
         size += encoded
-    assert size > CLAIMS_BUDGET - 300  # the budget is really used
+    assert size > PIGGYBACK_ROOM - 300  # the room is really used
     message = MemberPingReq(bytes(32), bytes(16), 65535, tuple(packed))
     payload = envelope.encode(message, (1 << 64) - 1)
     datagram = packet.Sealer(ME).seal(payload, ME.node_id)

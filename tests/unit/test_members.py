@@ -304,3 +304,29 @@ def test_merges_converge_whatever_the_order_and_repetition(
     for claim in others[split:]:
         c.apply(claim, 0.0)
     assert beliefs(c) == beliefs(a)
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 2**32))
+def test_is_news_predicts_exactly_what_apply_acts_on(
+    history: tuple[list[Claim], list[Claim]], seed: int
+) -> None:
+    """The service skips the signature check of claims that are not news, so `is_news` must
+    never call news what `apply` ignores, nor the reverse (accusations of us included)."""
+    alives, others = history
+    rng = random.Random(seed)
+    claims = alives + others
+    claims += [Claim(OWN, rng.randrange(3), rng.choice([State.SUSPECT, State.DEAD]), accuser=X)]
+    rng.shuffle(claims)
+    t = table()
+    for claim in claims:
+        predicted = t.is_news(claim)
+        outcome = t.apply(claim, 0.0)
+        assert predicted == (outcome.accepted or outcome.refutation is not None), claim
+
+
+def test_is_news_at_the_incarnation_limit() -> None:
+    t = MemberTable(OWN, addr(1), 0.0, incarnation=MAX_INCARNATION)
+    accusation = suspect(OWN, MAX_INCARNATION)
+    assert not t.is_news(accusation)
+    assert t.apply(accusation, 0.0) == Applied(False)

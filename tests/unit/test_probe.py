@@ -203,3 +203,13 @@ def test_health_stays_within_its_bounds(outcomes: list[str]) -> None:
         now = p.next_deadline()
         assert 0 <= p.awareness <= 4
         assert p.multiplier == p.awareness + 1
+
+
+def test_a_refused_probe_fails_at_once_without_hurting_our_health() -> None:
+    p = prober()
+    ping = start(p)
+    assert p.on_refused(ping.target, ping.seq + 1) == []  # not this probe
+    assert p.on_refused(ping.target, ping.seq) == [SuspectMember(ping.target)]
+    assert p.awareness == 0
+    assert p.stats["refused"] == 1
+    assert p.on_refused(ping.target, ping.seq) == []  # already over

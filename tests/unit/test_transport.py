@@ -56,3 +56,12 @@ async def test_send_errors_are_swallowed_like_udp() -> None:
         await a.datagrams.sendto(b"x", Address("::1", 9))  # wrong family: logged, not raised
     finally:
         await a.aclose()
+
+
+async def test_a_refused_connection_is_reported_as_refused() -> None:
+    transport = SocketTransport()
+    endpoint = await transport.bind(Address("127.0.0.1", 0))
+    port = endpoint.address.port
+    await endpoint.aclose()  # nothing listens on the port now
+    with pytest.raises(ConnectionRefusedError):
+        await transport.connect(Address("127.0.0.1", port))

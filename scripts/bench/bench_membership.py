@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Membership in simulation: detection, false positives, dissemination, idle cost.
+
+Runs membership-only nodes (tests/sim/members.py: datagrams, streams, membership; no DHT) on
+the in-memory network under trio's MockClock, so every figure is in simulated seconds and
+replays from the printed seed (up to trio's scheduling order). Scenarios:
+
+  detect     N nodes, 1% loss; one node after another is killed (no goodbye); prints the
+             time to the first suspicion and until every other node lists it dead.
+  falsepos   N nodes, 5% loss, 10% of them starved (their datagrams stall for up to 2 s at
+             random) for a 120 s run per seed: healthy nodes declared dead, with Lifeguard and,
+             from the same seeds, with plain SWIM (no local health, fixed suspicion timeout).
+  dissem     a node joins networks of 64 ... N nodes under 5% loss: protocol periods until
+             every member lists it alive, beside 2 * log2(N).
+  idle       a formed network with nothing happening: datagrams and bytes sent per node per
+             second (its own baseline: the same network's traffic while the join burst was
+             still being gossiped).
+
+Usage: scripts/bench/bench_membership.py --scenario detect --nodes 1000 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import trio
+import trio.testing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from common import header, percentile, rss_bytes
+
+from plexinode.identity import NodeId
+from plexinode.membership.members import Died, Suspected
+from plexinode.net.memory import MemoryNetwork, open_memory_network
+from plexinode.net.transport import Transport
+from tests.sim.members import (
+    LAN,
+    Cluster,
+    MemberNode,
+    Starvation,
+    StarvedTransport,
+    wait_for,
+)
+from tests.sim.members import member_cluster as cluster_of
+
+LATENCY = 0.002
+
+
+def dist(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return (
+        f"min {min(values):.2f}  median {statistics.median(values):.2f}  "
+        f"p99 {percentile(values, 99):.2f}  max {max(values):.2f}"
+    )
+
+
+class Watch:
+    """Records, for every live node, when it first suspected and when it declared each member
+    dead (from its event channel)."""
+
+    def __init__(self, cluster: Cluster, nursery: trio.Nursery) -> None:
+        self.suspected: dict[NodeId, list[float]] = {}
+        self.died: dict[NodeId, dict[int, float]] = {}
+        for node in cluster.live():
+            nursery.start_soon(self._follow, node)
+
+    async def _follow(self, node: MemberNode) -> None:
+        async for event in node.membership.subscribe(100_000):
+            subject = event.member.node_id
+            if isinstance(event, Suspected):
+                self.suspected.setdefault(subject, []).append(trio.current_time())
+            elif isinstance(event, Died):
+                self.died.setdefault(subject, {})[node.index] = trio.current_time()
+
+
+async def detect(net: MemoryNetwork, nodes: int, seed: int, kills: int) -> dict[str, list[float]]:
+    first: list[float] = []
+    everyone: list[float] = []
+    per_node: list[float] = []
+    async with cluster_of(net, nodes, seed=seed) as c, trio.open_nursery() as nursery:
+        await trio.sleep(30)
+        watch = Watch(c, nursery)
+        rng = random.Random(seed)
+        for _ in range(kills):
+            victim = rng.choice(c.live()[1:])
+            await trio.sleep(rng.uniform(0, LAN.probe_interval))  # a random phase
+            killed = trio.current_time()
+            c.kill(victim)
+            deaths_due = len(c.live()) - 1
+            died = watch.died.setdefault(victim.node_id, {})
+            with trio.fail_after(120):
+                await wait_for(lambda: len(died) >= deaths_due)  # noqa: B023 (awaited here)
+            suspicions = watch.suspected.get(victim.node_id, [])
+            first.append(min(suspicions) - killed)
+            deaths = [t - killed for t in watch.died[victim.node_id].values()]
+            per_node.extend(deaths)
+            everyone.append(max(deaths))
+            await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    return {"first": first, "all": everyone, "each": per_node}
+
+
+async def false_positives(
+    net: MemoryNetwork, nodes: int, seed: int, lifeguard: bool, duration: float
+) -> tuple[int, int]:
+    settings = LAN if lifeguard else dataclasses.replace(LAN, max_awareness=0, suspicion_max_mult=1)
+    starved = set(random.Random(seed).sample(range(nodes), nodes // 10))
+    starvations: list[Starvation] = []
+
+    def wrap(index: int, transport: Transport) -> Transport:
+        if index not in starved:
+            return transport
+        starvation = Starvation(random.Random(seed * 10_000 + index))
+        starvations.append(starvation)
+        return StarvedTransport(transport, starvation)
+
+    async with (
+        cluster_of(net, nodes, settings, seed=seed, wrap=wrap) as c,
+        trio.open_nursery() as nursery,
+    ):
+        watch = Watch(c, nursery)
+        await trio.sleep(duration)
+        nursery.cancel_scope.cancel()
+    declared = sum(len(by) for by in watch.died.values())
+    return declared, sum(s.stalls for s in starvations)
+
+
+async def dissemination(net: MemoryNetwork, nodes: int, seed: int) -> float:
+    async with cluster_of(net, nodes, seed=seed) as c:
+        await trio.sleep(60)
+        newcomer = await c.add()
+        started = trio.current_time()
+        others = [n for n in c.nodes if n is not newcomer]
+        with trio.fail_after(600):
+            await wait_for(lambda: all(n.state_of(newcomer) is not None for n in others))
+        return (trio.current_time() - started) / LAN.probe_interval
+
+
+async def idle(
+    net: MemoryNetwork, nodes: int, seed: int, window: float
+) -> tuple[float, float, float]:
+    async with cluster_of(net, nodes, seed=seed) as c:
+        sent, sent_bytes = 0, 0
+
+        def totals() -> tuple[int, int]:
+            packets = sum(n.membership.datagrams.stats["sent"] for n in c.live())
+            volume = sum(n.membership.datagrams.stats["sent_bytes"] for n in c.live())
+            return packets, volume
+
+        sent, sent_bytes = totals()
+        await trio.sleep(window)
+        busy_packets, _ = totals()
+        busy = (busy_packets - sent) / nodes / window
+        await wait_for(lambda: not any(n.membership.summary()["gossip_queued"] for n in c.live()))
+        sent, sent_bytes = totals()
+        await trio.sleep(window)
+        packets, volume = totals()
+        return busy, (packets - sent) / nodes / window, (volume - sent_bytes) / nodes / window
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--scenario", choices=["detect", "falsepos", "dissem", "idle"], required=True
+    )
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--kills", type=int, default=5, help="detect: nodes killed per seed")
+    parser.add_argument("--duration", type=float, default=120.0, help="falsepos: seconds per run")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    header("membership in simulation")
+    print(f"# {' '.join(sys.argv)}")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    cpu = time.process_time()
+
+    async def run() -> None:
+        if args.scenario == "detect":
+            results: dict[str, list[float]] = {"first": [], "all": [], "each": []}
+            for seed in seeds:
+                async with open_memory_network(seed=seed, latency=LATENCY, loss=0.01) as net:
+                    got = await detect(net, args.nodes, seed, args.kills)
+                print(
+                    f"seed {seed}: first suspicion {[round(x, 2) for x in got['first']]}, "
+                    f"all dead after {[round(x, 2) for x in got['all']]}",
+                    flush=True,
+                )
+                for key, values in results.items():
+                    values.extend(got[key])
+            period = LAN.probe_interval
+            print(f"N={args.nodes}, 1% loss, {len(results['first'])} kills")
+            print(
+                f"first suspicion, periods:        {dist([x / period for x in results['first']])}"
+            )
+            print(f"dead at each node, s:            {dist(results['each'])}")
+            print(f"dead at every node, s:           {dist(results['all'])}")
+            ok_first = statistics.median(results["first"]) / period <= 1.6
+            ok_all = percentile(results["each"], 99) <= 10
+            print(
+                f"targets: first median <= 1.6 periods {'ok' if ok_first else 'MISSED'}; "
+                f"p99 dead everywhere <= 10 s {'ok' if ok_all else 'MISSED'}"
+            )
+        elif args.scenario == "falsepos":
+            totals = {True: 0, False: 0}
+            for seed in seeds:
+                line = [f"seed {seed}:"]
+                for lifeguard in (True, False):
+                    async with open_memory_network(seed=seed, latency=LATENCY, loss=0.05) as net:
+                        declared, stalls = await false_positives(
+                            net, args.nodes, seed, lifeguard, args.duration
+                        )
+                    totals[lifeguard] += declared
+                    line.append(f"{'lifeguard' if lifeguard else 'swim'} {declared}")
+                line.append(f"(stalls {stalls})")
+                print(" ".join(line), flush=True)
+            print(
+                f"N={args.nodes}, 5% loss, 10% starved, {args.seeds} runs of {args.duration:.0f} s"
+            )
+            print(
+                f"healthy nodes declared dead (node x member): lifeguard {totals[True]}, "
+                f"plain SWIM {totals[False]}"
+            )
+        elif args.scenario == "dissem":
+            size = 64
+            while size <= args.nodes:
+                rounds = []
+                for seed in seeds:
+                    async with open_memory_network(seed=seed, latency=LATENCY, loss=0.05) as net:
+                        rounds.append(await dissemination(net, size, seed))
+                bound = 2 * math.log2(size)
+                print(
+                    f"N={size:5d}: periods until everyone lists the newcomer {dist(rounds)} "
+                    f"(2*log2 N = {bound:.1f}) {'ok' if max(rounds) <= bound else 'MISSED'}",
+                    flush=True,
+                )
+                size *= 2
+        else:
+            for seed in seeds:
+                async with open_memory_network(seed=seed, latency=LATENCY) as net:
+                    busy, packets, volume = await idle(net, args.nodes, seed, 60.0)
+                print(
+                    f"seed {seed}: N={args.nodes} idle: {packets:.2f} datagrams/s, "
+                    f"{volume / 1000:.2f} KB/s sent per node (while the joins were gossiped: "
+                    f"{busy:.2f} datagrams/s; idle/busy {packets / busy:.2f})",
+                    flush=True,
+                )
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    print(f"# cpu {time.process_time() - cpu:.0f} s, max rss {rss_bytes() / 2**20:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

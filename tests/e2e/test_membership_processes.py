@@ -1,0 +1,75 @@
+"""Real processes on loopback: members see each other, a killed node is declared dead, a
+restarted one is alive again, a node that leaves is seen as left."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import NodeProcess, cli, cli_json
+
+pytestmark = pytest.mark.e2e
+
+
+def states(node: NodeProcess) -> dict[str, tuple[str, int]]:
+    return {
+        m["node_id"]: (m["state"], m["incarnation"]) for m in cli_json(node.data_dir, "members")
+    }
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> float:
+    """Poll a real cluster (wall-clock time) until `condition()`; returns the seconds taken."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def test_five_nodes_detect_a_killed_node_and_see_it_again_after_a_restart(start_node) -> None:
+    first = start_node("m0")
+    nodes = [first] + [start_node(f"m{i}", "--bootstrap", first.address) for i in range(1, 5)]
+    ids = {n.node_id for n in nodes}
+
+    def everyone_alive(group: list[NodeProcess]) -> bool:
+        return all(
+            {i for i, (state, _) in states(n).items() if state == "alive"} >= ids for n in group
+        )
+
+    wait_until(lambda: everyone_alive(nodes), 30, "all five list each other alive")
+    members = cli_json(first.data_dir, "members")
+    assert all(set(m) >= {"node_id", "address", "state", "incarnation", "tags"} for m in members)
+    assert cli_json(first.data_dir, "status")["members"]["alive"] == 5
+
+    victim = nodes[2]
+    before = states(first)[victim.node_id][1]
+    victim.kill()
+    others = [n for n in nodes if n is not victim]
+    took = wait_until(
+        lambda: all(states(n).get(victim.node_id, ("", 0))[0] == "dead" for n in others),
+        15,
+        "every other node lists the killed node dead",
+    )
+    print(f"killed node listed dead everywhere after {took:.1f}s")
+    assert cli_json(first.data_dir, "status")["members"]["dead"] == 1
+
+    # The same command line (as a service manager would): same identity, a new port.
+    again = start_node("m2", "--bootstrap", first.address)
+    assert again.node_id == victim.node_id
+    wait_until(lambda: everyone_alive([*others, again]), 30, "the restarted node is alive again")
+    assert states(first)[victim.node_id][1] > before
+
+    # A graceful leave: the others see `left`, not `dead`.
+    leaver = others[-1]
+    result = cli(leaver.data_dir, "--json", "leave", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert leaver.wait_exit() == 0
+    wait_until(
+        lambda: all(states(n)[leaver.node_id][0] == "left" for n in (first, again)),
+        15,
+        "the others list the leaver as left",
+    )

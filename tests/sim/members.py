@@ -1,0 +1,277 @@
+"""Membership-only nodes on the in-memory network: datagrams, streams and membership, no DHT.
+
+Failure detection and dissemination do not depend on the DHT, and a node without one costs a
+fraction of a full :class:`~plexinode.node.Node` to simulate, so the membership simulations run
+hundreds of these. Each node runs in its own cancel scope: :meth:`Cluster.kill` stops it at
+once and crashes its host (no goodbye, streams reset), as ``kill -9`` would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from plexinode.config import DatagramSettings, MembershipSettings, StreamSettings
+from plexinode.identity import Identity, NodeId
+from plexinode.membership.members import State
+from plexinode.membership.service import MembershipService, Seed
+from plexinode.net.address import Address
+from plexinode.net.datagram import DatagramService
+from plexinode.net.memory import MemoryNetwork
+from plexinode.net.streams import StreamService
+from plexinode.net.transport import DatagramSocket, Endpoint, Transport
+from tests.sim.helpers import seeded_identity
+
+LAN = MembershipSettings()
+DATAGRAM = DatagramSettings(request_timeout=0.5, retries=2)
+STREAM = StreamSettings(handshake_timeout=2.0)
+
+
+@dataclass(eq=False)
+class MemberNode:
+    """One simulated member; `membership` is set once it runs."""
+
+    index: int
+    identity: Identity
+    host: str
+    seeds: list[Seed]
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    membership: MembershipService = field(init=False)
+    streams: StreamService = field(init=False)
+    address: Address = field(init=False)
+    stopped: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.identity.node_id
+
+    def state_of(self, other: MemberNode) -> State | None:
+        """What this node believes of `other` (None: not known)."""
+        assert self.membership.table is not None
+        view = self.membership.table.get(other.node_id)
+        return None if view is None else view.state
+
+
+class Cluster:
+    """Member nodes on `net`, started in `nursery`."""
+
+    def __init__(
+        self,
+        net: MemoryNetwork,
+        nursery: trio.Nursery,
+        settings: MembershipSettings,
+        seed: int,
+        wrap: Callable[[int, Transport], Transport] | None,
+        skew: dict[int, float] | None = None,
+    ) -> None:
+        self.net = net
+        self.skew = skew or {}
+        self.nursery = nursery
+        self.settings = settings
+        self.seed = seed
+        self.wrap = wrap
+        self.nodes: list[MemberNode] = []
+
+    async def add(
+        self,
+        seeds: list[Seed] | None = None,
+        *,
+        index: int | None = None,
+        host: str | None = None,
+        settings: MembershipSettings | None = None,
+    ) -> MemberNode:
+        """Start a node (by default a new identity on a new host, seeded with the first node)."""
+        index = len(self.nodes) if index is None else index
+        if seeds is None:
+            seeds = [Seed(self.nodes[0].address, self.nodes[0].node_id)] if self.nodes else []
+        identity = seeded_identity(index, self.seed)
+        node = MemberNode(index, identity, host or self.net.new_host(), seeds)
+        await self.nursery.start(self._run, node, settings or self.settings)
+        self.nodes.append(node)
+        return node
+
+    async def restart(self, old: MemberNode) -> MemberNode:
+        """Start `old`'s identity again on its host (after :meth:`kill`)."""
+        await old.stopped.wait()
+        others = [n for n in self.live() if n is not old]
+        seeds = [Seed(n.address, n.node_id) for n in others[:3]]
+        node = await self.add(seeds, index=old.index, host=old.host)
+        self.nodes.remove(old)
+        return node
+
+    async def _run(
+        self,
+        node: MemberNode,
+        settings: MembershipSettings,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        transport: Transport = self.net.transport(node.host)
+        if self.wrap is not None:
+            transport = self.wrap(node.index, transport)
+        try:
+            with node.scope:
+                endpoint = await transport.bind(Address("0.0.0.0", 7420))
+                node.address = endpoint.address
+                offset = self.skew.get(node.index, 0.0)
+                datagrams = DatagramService(
+                    node.identity,
+                    endpoint.datagrams,
+                    DATAGRAM,
+                    wall_clock=lambda: trio.current_time() + offset,
+                )
+                streams = StreamService(node.identity, endpoint.listener, transport, STREAM)
+                node.streams = streams
+                node.membership = MembershipService(
+                    datagrams,
+                    streams,
+                    settings,
+                    advertise=lambda: endpoint.address,
+                    seeds=lambda: node.seeds,
+                    rng=random.Random(f"{self.seed}/{node.index}/{trio.current_time()}"),
+                    tags={"role": "sim"},
+                )
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(datagrams.run)
+                    await nursery.start(streams.run)
+                    await nursery.start(node.membership.run)
+                    await node.membership.ready.wait()
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            self.net.crash(node.host)
+            node.stopped.set()
+
+    def kill(self, node: MemberNode) -> None:
+        """Stop `node` at once, with no goodbye (its host crashes)."""
+        node.scope.cancel()
+
+    def live(self) -> list[MemberNode]:
+        """The nodes not killed."""
+        return [n for n in self.nodes if not n.scope.cancel_called]
+
+    def converged(self, nodes: list[MemberNode] | None = None) -> bool:
+        """Whether every one of `nodes` (default: the live ones) sees all of them alive."""
+        nodes = self.live() if nodes is None else nodes
+        return all(a.state_of(b) is State.ALIVE for a in nodes for b in nodes)
+
+    async def wait_converged(self, nodes: list[MemberNode] | None = None) -> float:
+        """Sleep until :meth:`converged`; returns the simulated seconds it took."""
+        return await wait_for(lambda: self.converged(nodes))
+
+
+async def wait_for(condition: Callable[[], bool], step: float = 0.1) -> float:
+    """Sleep (simulated time) until `condition()` holds; returns how long that took.
+
+    The simulation has no event for "every node believes X", so it is sampled every `step`
+    seconds: measurements are exact to `step`.
+    """
+    started = trio.current_time()
+    while not condition():  # noqa: ASYNC110 (sampling the simulation's state)
+        await trio.sleep(step)
+    return trio.current_time() - started
+
+
+@contextlib.asynccontextmanager
+async def member_cluster(
+    net: MemoryNetwork,
+    count: int,
+    settings: MembershipSettings = LAN,
+    *,
+    seed: int = 0,
+    wrap: Callable[[int, Transport], Transport] | None = None,
+    skew: dict[int, float] | None = None,
+    converge: bool = True,
+) -> AsyncIterator[Cluster]:
+    """`count` member nodes, each seeded with the first; yields once all see all alive (unless
+    `converge` is false). Node `i`'s transport goes through ``wrap(i, transport)`` and its
+    wall clock is ``skew[i]`` seconds off. Every node is stopped on exit."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(net, nursery, settings, seed, wrap, skew)
+        for _ in range(count):
+            await cluster.add()
+        if converge:
+            await cluster.wait_converged()
+        yield cluster
+        nursery.cancel_scope.cancel()
+
+
+class Starvation:
+    """When a node's event loop stalls (CPU starvation, a long GC pause, a swapped-out
+    process): stalls of up to `longest` seconds at random, every `every` seconds on average,
+    drawn from `rng`. During a stall nothing the node sends leaves and nothing sent to it is
+    read; both happen when the stall ends, as with a real stalled process."""
+
+    def __init__(self, rng: random.Random, longest: float = 2.0, every: float = 15.0) -> None:
+        self.rng = rng
+        self.longest = longest
+        self.every = every
+        self.stalls = 0
+        self._start = rng.expovariate(1 / every)
+        self._end = self._start + rng.uniform(0.1, longest)
+
+    async def wait(self) -> None:
+        now = trio.current_time()
+        while now >= self._end:
+            self._start = self._end + self.rng.expovariate(1 / self.every)
+            self._end = self._start + self.rng.uniform(0.1, self.longest)
+        if now >= self._start:
+            self.stalls += 1
+            await trio.sleep_until(self._end)
+
+
+class _StarvedSocket:
+    def __init__(self, inner: DatagramSocket, starvation: Starvation) -> None:
+        self._inner = inner
+        self._starvation = starvation
+
+    async def sendto(self, data: bytes, address: Address) -> None:
+        await self._starvation.wait()
+        await self._inner.sendto(data, address)
+
+    async def recvfrom(self) -> tuple[bytes, Address]:
+        received = await self._inner.recvfrom()
+        await self._starvation.wait()
+        return received
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _StarvedEndpoint:
+    def __init__(self, inner: Endpoint, starvation: Starvation) -> None:
+        self._inner = inner
+        self._datagrams = _StarvedSocket(inner.datagrams, starvation)
+
+    @property
+    def address(self) -> Address:
+        return self._inner.address
+
+    @property
+    def datagrams(self) -> DatagramSocket:
+        return self._datagrams
+
+    @property
+    def listener(self) -> trio.abc.Listener[trio.abc.Stream]:
+        return self._inner.listener
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class StarvedTransport:
+    """A transport whose datagrams wait out the stalls of a :class:`Starvation`."""
+
+    def __init__(self, inner: Transport, starvation: Starvation) -> None:
+        self._inner = inner
+        self.starvation = starvation
+
+    async def bind(self, address: Address) -> Endpoint:
+        return _StarvedEndpoint(await self._inner.bind(address), self.starvation)
+
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        return await self._inner.connect(address)

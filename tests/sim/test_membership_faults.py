@@ -1,0 +1,152 @@
+"""Membership under faults: partitions that heal, a node cut off, heavy inbound loss, blocked
+inbound UDP, a missed update, dissemination under loss, and no zombies throughout."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import trio
+
+from plexinode.membership.members import Died, Event, Joined, Left, State
+from plexinode.net.memory import open_memory_network
+from plexinode.net.transport import Transport
+from tests.sim.members import (
+    Cluster,
+    Starvation,
+    StarvedTransport,
+    member_cluster,
+    wait_for,
+)
+
+
+class ZombieWatch:
+    """Records every node's events and checks that no dead or left member came back except
+    through a higher incarnation of its own."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.channels = [(n, n.membership.subscribe(10_000)) for n in cluster.live()]
+
+    def check(self) -> int:
+        """The number of deaths seen (each node, each member); fails on any resurrection."""
+        deaths = 0
+        for node, channel in self.channels:
+            ended: dict[object, int] = {}
+            while True:
+                try:
+                    event: Event = channel.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                member = event.member
+                if isinstance(event, Died | Left):
+                    deaths += 1
+                    ended[member.node_id] = member.incarnation
+                elif isinstance(event, Joined) and member.node_id in ended:
+                    assert member.incarnation > ended[member.node_id], (node.index, member)
+                    del ended[member.node_id]
+        return deaths
+
+
+async def test_a_ten_minute_partition_heals_within_a_minute(autojump_clock) -> None:
+    async with open_memory_network(seed=11, latency=0.002) as net, member_cluster(net, 12) as c:
+        watch = ZombieWatch(c)
+        left, right = c.nodes[:6], c.nodes[6:]
+        net.partition([n.host for n in left], [n.host for n in right])
+        await trio.sleep(600)
+        assert all(a.state_of(b) is State.DEAD for a in left for b in right)
+        assert c.converged(left)
+        assert c.converged(right)
+        net.heal()
+        healed = await wait_for(c.converged)
+        assert healed <= 60, healed
+        assert watch.check() >= 2 * 6 * 6  # each side saw the other die, and nothing came back
+
+
+async def test_a_node_cut_off_from_all_others_rejoins_by_itself(autojump_clock) -> None:
+    async with open_memory_network(seed=12, latency=0.002) as net, member_cluster(net, 8) as c:
+        watch = ZombieWatch(c)
+        alone = c.nodes[5]
+        net.partition([alone.host], [n.host for n in c.nodes if n is not alone])
+        await trio.sleep(120)
+        assert all(alone.state_of(n) is State.DEAD for n in c.nodes if n is not alone)
+        assert all(n.state_of(alone) is State.DEAD for n in c.nodes if n is not alone)
+        net.heal()
+        healed = await wait_for(c.converged)
+        assert healed <= 60, healed
+        watch.check()
+
+
+async def test_heavy_inbound_loss_or_blocked_inbound_udp_kill_nobody(autojump_clock) -> None:
+    """One node loses 80% of what is sent to it, another gets no datagram at all (its streams
+    still work): neither is declared dead, and nobody cycles between dead and alive."""
+    async with (
+        open_memory_network(seed=13, latency=0.002, loss=0.01) as net,
+        member_cluster(net, 10) as c,
+    ):
+        watch = ZombieWatch(c)
+        lossy, deaf = c.nodes[3], c.nodes[7]
+        for other in c.nodes:
+            if other is not lossy:
+                net.set_link(other.host, lossy.host, loss=0.8)
+            if other is not deaf:
+                net.set_link(other.host, deaf.host, loss=1.0)
+        await trio.sleep(300)
+        assert watch.check() == 0
+        assert c.converged()
+        stream_acks = sum(n.membership.stats["stream_pings_acked"] for n in c.nodes)
+        assert stream_acks > 0  # the fallback is what kept the deaf node alive
+
+
+async def test_a_node_that_missed_an_update_catches_up_within_30_s(autojump_clock) -> None:
+    async with open_memory_network(seed=14, latency=0.002) as net, member_cluster(net, 10) as c:
+        changer, missing = c.nodes[2], c.nodes[6]
+        # `missing` hears no datagram while the change is gossiped, then only push-pull is left.
+        for other in c.nodes:
+            if other is not missing:
+                net.set_link(other.host, missing.host, loss=1.0)
+        changer.membership.set_tags({"role": "sim", "capacity": "big"})
+        await trio.sleep(10)
+        for other in c.nodes:
+            net.clear_link(other.host, missing.host)
+
+        def caught_up() -> bool:
+            view = missing.membership.table.get(changer.node_id)
+            return view is not None and view.tags.get("capacity") == "big"
+
+        assert await wait_for(caught_up) <= 30
+
+
+async def test_a_join_reaches_everyone_within_2_log2_n_periods_under_loss(autojump_clock) -> None:
+    count = 64
+    async with (
+        open_memory_network(seed=15, latency=0.002, loss=0.05) as net,
+        member_cluster(net, count) as c,
+    ):
+        await trio.sleep(60)  # the join burst of the first 64 has settled
+        newcomer = await c.add()
+        took = await wait_for(lambda: all(n.state_of(newcomer) is State.ALIVE for n in c.nodes))
+        assert took <= 2 * math.log2(count + 1) * c.settings.probe_interval, took
+
+
+async def test_starved_nodes_under_loss_are_never_declared_dead(autojump_clock) -> None:
+    """Lifeguard's promise, at CI size (the benchmark runs it at N = 200 over many seeds): 5%
+    loss, 10% of the nodes stalling for up to 2 s at random, and no healthy node dies."""
+    count = 30
+    starved = {3, 11, 24}
+    starvations: dict[int, Starvation] = {}
+
+    def wrap(index: int, transport: Transport) -> Transport:
+        if index not in starved:
+            return transport
+        starvations[index] = Starvation(random.Random(1000 + index))
+        return StarvedTransport(transport, starvations[index])
+
+    for seed in (16, 17):
+        async with (
+            open_memory_network(seed=seed, latency=0.002, loss=0.05) as net,
+            member_cluster(net, count, wrap=wrap, seed=seed) as c,
+        ):
+            watch = ZombieWatch(c)
+            await trio.sleep(120)
+            assert watch.check() == 0, f"seed {seed}: a healthy node was declared dead"
+            assert sum(s.stalls for s in starvations.values()) > 0

@@ -1,0 +1,97 @@
+"""Membership inside the full node: status counts, the members listing, tags, leaving, and an
+incarnation kept in the database across restarts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import trio
+
+from plexinode.membership.members import State
+from plexinode.net.address import Address
+from plexinode.net.memory import open_memory_network
+from plexinode.node import Node
+from tests.sim.helpers import FAST, seeded_identity
+
+
+async def wait_until(condition) -> None:
+    with trio.fail_after(30):
+        while not condition():  # noqa: ASYNC110 (sampling the nodes' state)
+            await trio.sleep(0.05)
+
+
+async def test_members_status_tags_leave_and_a_persisted_incarnation(tmp_path) -> None:
+    # Real clock on purpose: one node keeps its database in a file, used from a worker thread.
+    async with open_memory_network(seed=21) as net:
+        hosts = [net.new_host() for _ in range(3)]
+        first_address = Address(hosts[0], FAST.listen.port)
+        joining = replace(FAST, bootstrap=(first_address,))
+        data_dir = tmp_path / "node"
+        data_dir.mkdir(mode=0o700)
+
+        def make(index: int, settings=joining, path=None) -> Node:
+            return Node(
+                seeded_identity(index),
+                settings,
+                net.transport(hosts[index]),
+                data_dir=path,
+                wall_clock=trio.current_time,
+            )
+
+        async with trio.open_nursery() as nursery:
+            a, b, c = make(0, FAST), make(1), make(2, path=data_dir)
+            for node in (a, b, c):
+                await nursery.start(node.run)
+
+            def everyone_sees(nodes, state: State = State.ALIVE) -> bool:
+                return all(
+                    n.membership.table is not None
+                    and all(
+                        (m := n.membership.table.get(o.node_id)) is not None and m.state is state
+                        for o in nodes
+                    )
+                    for n in nodes
+                )
+
+            await wait_until(lambda: everyone_sees([a, b, c]))
+            status = await a.status()
+            assert status["members"] == {"alive": 3, "suspect": 0, "dead": 0, "left": 0}
+            assert set(status["membership"]) == {"claims", "probes", "awareness", "gossip_queued"}
+            listed = [a.membership.describe(m) for m in a.membership.members()]
+            assert listed[0]["self"] is True
+            assert listed[0]["node_id"] == str(a.node_id)
+            assert {m["state"] for m in listed} == {"alive"}
+            assert all(m["tags"]["version"] for m in listed)
+            first_incarnation = c.membership.table.incarnation
+
+            b.membership.set_tags({"version": "x", "role": "relay"})
+
+            def tagged() -> bool:
+                view = a.membership.table.get(b.node_id)
+                return view is not None and view.tags.get("role") == "relay"
+
+            await wait_until(tagged)
+
+            # c restarts from its data dir: its incarnation was kept, and it comes back above it.
+            c.stop()
+            await trio.sleep(0.5)
+            again = make(2, path=data_dir)
+            await nursery.start(again.run)
+            await wait_until(lambda: everyone_sees([a, b, again]))
+            assert again.membership.table.incarnation > first_incarnation
+            view = a.membership.table.get(again.node_id)
+            assert view is not None
+            assert view.incarnation == again.membership.table.incarnation
+
+            result = await b.leave()
+            assert result["left"] is True
+            assert result["acknowledged_by"] >= 1
+            await wait_until(
+                lambda: all(
+                    (v := n.membership.table.get(b.node_id)) is not None and v.state is State.LEFT
+                    for n in (a, again)
+                )
+            )
+            assert (await a.status())["members"]["left"] == 1
+            a.stop()
+            again.stop()

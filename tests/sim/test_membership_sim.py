@@ -1,0 +1,350 @@
+"""Membership on the in-memory network: joining, failure detection, leaving, refutation,
+restarts, push-pull, partitions, forged claims and events."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from plexinode.errors import RemoteProtocolError
+from plexinode.identity import Identity
+from plexinode.membership.claims import SignedClaim, sign_claim
+from plexinode.membership.members import Claim, Died, Event, Joined, Left, State, Suspected
+from plexinode.membership.messages import (
+    SYNC_PROTOCOL,
+    MemberAck,
+    MemberPing,
+    MemberPingReq,
+    MemberSyncBuckets,
+    MemberSyncClaims,
+    MemberSyncDigest,
+)
+from plexinode.net.address import Address
+from plexinode.net.datagram import DatagramService
+from plexinode.net.memory import MemoryNetwork, open_memory_network
+from plexinode.net.streams import StreamService
+from plexinode.wire import envelope
+from plexinode.wire.codec import FRAME_LIMITS
+from tests.sim.helpers import seeded_identity
+from tests.sim.members import DATAGRAM, LAN, STREAM, MemberNode, member_cluster, wait_for
+
+
+def drain(channel: trio.MemoryReceiveChannel[Event]) -> list[Event]:
+    events = []
+    while True:
+        try:
+            events.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return events
+
+
+async def test_members_find_each_other_through_one_seed(autojump_clock) -> None:
+    async with open_memory_network(seed=1, latency=0.002) as net, member_cluster(net, 12) as c:
+        for node in c.nodes:
+            assert node.membership.counts()["alive"] == 12
+            member = node.membership.table.get(c.nodes[0].node_id)
+            assert member is not None
+            assert member.tags == {"role": "sim"}
+
+
+async def test_a_crashed_member_is_declared_dead_everywhere(autojump_clock) -> None:
+    async with open_memory_network(seed=2, latency=0.002) as net, member_cluster(net, 16) as c:
+        events = c.nodes[1].membership.subscribe()
+        victim = c.nodes[5]
+        c.kill(victim)
+        others = c.live()
+        elapsed = await wait_for(lambda: all(n.state_of(victim) is State.DEAD for n in others))
+        assert elapsed < 30
+        kinds = [type(e) for e in drain(events) if e.member.node_id == victim.node_id]
+        assert kinds == [Suspected, Died]
+        assert c.converged(others)  # nobody else was harmed
+
+
+async def test_a_member_that_leaves_is_seen_as_left(autojump_clock) -> None:
+    async with open_memory_network(seed=3, latency=0.002) as net, member_cluster(net, 8) as c:
+        leaver = c.nodes[3]
+        events = c.nodes[0].membership.subscribe()
+        assert await leaver.membership.leave() >= 1
+        c.kill(leaver)
+        await trio.sleep(30)
+        assert all(node.state_of(leaver) is State.LEFT for node in c.live())
+        assert [type(e) for e in drain(events)] == [Left]
+
+
+async def test_a_restarted_member_comes_back_alive_with_a_higher_incarnation(
+    autojump_clock,
+) -> None:
+    async with open_memory_network(seed=4, latency=0.002) as net, member_cluster(net, 8) as c:
+        victim = c.nodes[2]
+        c.kill(victim)
+        await wait_for(lambda: all(n.state_of(victim) is State.DEAD for n in c.live()))
+        watcher = c.nodes[0].membership.subscribe()
+        back = await c.restart(victim)
+        await c.wait_converged()
+        for node in c.live():
+            view = node.membership.table.get(back.node_id)
+            assert view is not None
+            assert view.incarnation >= 1
+        assert [type(e) for e in drain(watcher)] == [Joined]
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def adversary(net: MemoryNetwork, index: int = 999) -> AsyncIterator[DatagramService]:
+    """A node that speaks the datagram protocol but not membership: it sends what it likes."""
+    identity = seeded_identity(index, seed=77)
+    endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 7420))
+    service = DatagramService(identity, endpoint.datagrams, DATAGRAM, wall_clock=trio.current_time)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        yield service
+        nursery.cancel_scope.cancel()
+
+
+async def send_claims(attacker: DatagramService, to: MemberNode, claims: list[SignedClaim]) -> None:
+    for start in range(0, len(claims), 4):
+        await trio.sleep(0.1)  # below the datagram layer's per-peer rate limit
+        await attacker.request(
+            to.address, MemberPing(tuple(claims[start : start + 4])), node_id=to.node_id
+        )
+
+
+def forged(identity: Identity, **changes: object) -> SignedClaim:
+    """A claim with `changes` applied after signing (so its signature no longer matches)."""
+    claim = Claim(identity.node_id, 0, State.ALIVE, address=Address("10.9.9.9", 7420))
+    return dataclasses.replace(sign_claim(identity, claim), **changes)  # type: ignore[arg-type]
+
+
+async def test_forged_and_replayed_claims_change_nothing(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=5, latency=0.002) as net,
+        member_cluster(net, 6) as c,
+        adversary(net) as attacker,
+    ):
+        target, victim = c.nodes[0], c.nodes[3]
+        me = seeded_identity(999, seed=77)
+        view = target.membership.table.get(victim.node_id)
+        assert view is not None
+        inc = view.incarnation
+        mine = sign_claim(me, Claim(me.node_id, 0, State.ALIVE, address=Address("10.9.9.9", 1)))
+        claims = [
+            # "victim left", signed by the attacker: only the member may say it left.
+            dataclasses.replace(
+                mine, state=int(State.LEFT), subject=victim.node_id.raw, ip=b"", port=0
+            ),
+            # "victim is alive at my address, incarnation + 5", with the victim's key named as
+            # the signer but the attacker's signature.
+            dataclasses.replace(
+                forged(me, subject=victim.node_id.raw, incarnation=inc + 5),
+                signer=victim.identity.public_key,
+            ),
+            # A dead claim of an incarnation the victim never reached (the integer-limit attack).
+            sign_claim(me, Claim(victim.node_id, 2**64 - 1, State.DEAD, accuser=me.node_id)),
+            # The victim's own alive claim, replayed: old news.
+            target.membership._alive[victim.node_id],
+        ]
+        await send_claims(attacker, target, claims)
+        stats = target.membership.stats
+        assert stats["claims_forged"] == 1
+        assert stats["claims_bad_signature"] == 1
+        assert target.membership.table.stats["ignored_future_accusation"] == 0  # not even verified
+        assert stats["claims_known"] >= 2
+        view = target.membership.table.get(victim.node_id)
+        assert view is not None
+        assert (view.incarnation, view.state) == (inc, State.ALIVE)
+
+
+async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
+    autojump_clock,
+) -> None:
+    async with (
+        open_memory_network(seed=6, latency=0.002) as net,
+        member_cluster(net, 6) as c,
+        adversary(net) as attacker,
+    ):
+        me = seeded_identity(999, seed=77)
+        target = c.nodes[0]
+        accusations = []
+        for victim in c.nodes[1:]:
+            view = target.membership.table.get(victim.node_id)
+            assert view is not None
+            for _ in range(8):  # the same accusation, again and again, and its confirmations
+                accusations.append(
+                    sign_claim(
+                        me,
+                        Claim(victim.node_id, view.incarnation, State.SUSPECT, accuser=me.node_id),
+                    )
+                )
+        await send_claims(attacker, target, accusations)
+        # Every victim hears of it (gossip, and the buddy system), refutes, and stays alive.
+        await trio.sleep(30)
+        assert c.converged()
+        for victim in c.nodes[1:]:
+            view = target.membership.table.get(victim.node_id)
+            assert view is not None
+            assert view.incarnation >= 1
+        # Each accusation counted once; repeats were old news, not signature checks.
+        assert target.membership.stats["claims_known"] >= 5 * 7
+        # Now a flood: every member accused again as soon as it refuted, round after round.
+        for _ in range(30):
+            await trio.sleep(2)  # time for the victims to refute: each accusation is news
+            flood = []
+            for victim in c.nodes[1:]:
+                view = target.membership.table.get(victim.node_id)
+                assert view is not None
+                claim = Claim(victim.node_id, view.incarnation, State.SUSPECT, accuser=me.node_id)
+                flood.append(sign_claim(me, claim))
+            await send_claims(attacker, target, flood)
+        assert target.membership.stats["claims_accuser_limited"] > 0
+        await trio.sleep(30)
+        assert c.converged()
+
+
+async def test_claims_about_many_invented_members_stop_at_the_table_cap(autojump_clock) -> None:
+    settings = dataclasses.replace(LAN, max_members=40)
+    async with (
+        open_memory_network(seed=8, latency=0.002) as net,
+        member_cluster(net, 4, settings) as c,
+        adversary(net) as attacker,
+    ):
+        invented = []
+        for i in range(300):
+            identity = seeded_identity(10_000 + i, seed=78)
+            claim = Claim(identity.node_id, 0, State.ALIVE, address=Address("10.200.0.1", 7420))
+            invented.append(sign_claim(identity, claim))
+        await send_claims(attacker, c.nodes[0], invented)
+        table = c.nodes[0].membership.table
+        assert len(table) == 40
+        assert c.nodes[0].membership.stats["claims_table_full"] == 300 - 36
+        # The real members are still known and probed as usual.
+        assert all(c.nodes[0].state_of(n) is State.ALIVE for n in c.nodes)
+
+
+async def test_hostile_push_pull_streams_are_refused_and_counted(autojump_clock) -> None:
+    async with open_memory_network(seed=9, latency=0.002) as net, member_cluster(net, 4) as c:
+        target = c.nodes[0]
+        liar = seeded_identity(998, seed=77)
+        host = net.new_host()
+        endpoint = await net.transport(host).bind(Address("0.0.0.0", 7420))
+        streams = StreamService(liar, endpoint.listener, net.transport(host), STREAM)
+
+        async def session(frames: list[bytes]) -> None:
+            stream = await streams.open(target.address, SYNC_PROTOCOL, node_id=target.node_id)
+            async with stream:
+                with trio.move_on_after(5):
+                    for frame in frames:
+                        await stream.send(frame)
+                        if frame is not frames[-1] and not await stream.receive():
+                            return
+                    while await stream.receive():
+                        pass
+
+        digest = envelope.encode(MemberSyncDigest(bytes(16), 1))
+        buckets = envelope.encode(MemberSyncBuckets(bytes(2048)))
+        huge = envelope.encode(
+            MemberSyncClaims(tuple([target.membership._alive[target.node_id]] * 64), False)
+        )
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel
+        ):
+            await session([b"\x93garbage"])
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel
+        ):
+            await session([envelope.encode(MemberPing(()))])  # the wrong frame
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel
+        ):
+            await session([digest, buckets] + [huge] * 400)  # 25,600 claims: over the cap
+        assert target.membership.stats["sync_too_large"] == 1
+        assert target.streams.stats["stream_error"] >= 3
+        await endpoint.aclose()
+        # The node is unharmed.
+        await trio.sleep(5)
+        assert c.converged()
+
+
+async def test_hours_of_clock_skew_do_not_matter(autojump_clock) -> None:
+    """Membership never compares wall clocks between nodes: nodes five hours ahead and three
+    behind (their datagram counters and all) are members like any other."""
+    skew = {2: 5 * 3600.0, 4: -3 * 3600.0}
+    async with (
+        open_memory_network(seed=10, latency=0.002) as net,
+        member_cluster(net, 6, skew=skew) as c,
+    ):
+        c.kill(c.nodes[5])
+        others = c.live()
+        await wait_for(lambda: all(n.state_of(c.nodes[5]) is State.DEAD for n in others))
+        assert c.converged(others)
+        assert all(n.membership.prober.stats["failed"] <= 3 for n in others)
+
+
+async def test_bad_relay_requests_are_refused(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=18, latency=0.002) as net,
+        member_cluster(net, 3) as c,
+        adversary(net) as attacker,
+    ):
+        relay = c.nodes[0]
+        me = seeded_identity(999, seed=77)
+        odd_ip = MemberPingReq(c.nodes[1].node_id.raw, bytes(5), 7420, ())
+        with pytest.raises(RemoteProtocolError, match="4 or 16 bytes"):
+            await attacker.request(relay.address, odd_ip, node_id=relay.node_id)
+        # "Ping me for me": a relay never pings the requester or itself on its behalf.
+        for target in (me.node_id, relay.node_id):
+            loop = MemberPingReq(target.raw, bytes([10, 0, 0, 9]), 7420, ())
+            with pytest.raises(RemoteProtocolError, match="refused"):
+                await attacker.request(relay.address, loop, node_id=relay.node_id)
+        assert relay.membership.prober.stats["ping_req_refused"] == 2
+        # An honest relay request is served: the target's ack comes back relayed.
+        target = c.nodes[2]
+        ip = bytes(int(part) for part in target.address.host.split("."))
+        ok = MemberPingReq(target.node_id.raw, ip, target.address.port, ())
+        reply = await attacker.request(relay.address, ok, node_id=relay.node_id)
+        assert isinstance(reply.message, MemberAck)
+
+
+async def test_slow_or_gone_subscribers_never_block_membership(autojump_clock) -> None:
+    async with open_memory_network(seed=19, latency=0.002) as net, member_cluster(net, 4) as c:
+        service = c.nodes[0].membership
+        slow = service.subscribe(buffer=1)
+        gone = service.subscribe()
+        gone.close()
+        for victim in c.nodes[1:3]:
+            c.kill(victim)
+        await wait_for(lambda: service.counts()["dead"] == 2)
+        assert service.stats["events_dropped"] >= 3  # suspected and died, twice; one fitted
+        assert len(slow.receive_nowait().member.node_id.raw) == 32
+        assert service.counts()["alive"] == 2
+
+
+async def test_push_pull_does_not_bring_back_a_member_it_never_saw_alive(autojump_clock) -> None:
+    async with open_memory_network(seed=20, latency=0.002) as net, member_cluster(net, 3) as c:
+        target = c.nodes[0]
+        liar = seeded_identity(998, seed=77)
+        ghost = seeded_identity(997, seed=77)
+        host = net.new_host()
+        endpoint = await net.transport(host).bind(Address("0.0.0.0", 7420))
+        streams = StreamService(liar, endpoint.listener, net.transport(host), STREAM)
+        ghost_alive = sign_claim(
+            ghost, Claim(ghost.node_id, 3, State.ALIVE, address=Address("10.9.9.9", 7420))
+        )
+        ghost_dead = sign_claim(liar, Claim(ghost.node_id, 3, State.DEAD, accuser=liar.node_id))
+        stream = await streams.open(target.address, SYNC_PROTOCOL, node_id=target.node_id)
+        async with stream:
+            await stream.send(envelope.encode(MemberSyncDigest(bytes(16), 1)))
+            await stream.receive()
+            await stream.send(envelope.encode(MemberSyncBuckets(bytes(2048))))
+            await stream.receive()
+            await stream.send(envelope.encode(MemberSyncClaims((ghost_alive, ghost_dead), True)))
+            while not envelope.decode(await stream.receive(), FRAME_LIMITS).message.last:
+                pass  # the target's own claims
+        await endpoint.aclose()
+        assert ghost.node_id not in target.membership.table
+        assert target.membership.stats["sync_tombstones_skipped"] == 1
