@@ -33,6 +33,7 @@ from plexinode import __version__
 from plexinode.admin.server import AdminServer
 from plexinode.config import Settings
 from plexinode.datadir import DB_NAME, socket_path
+from plexinode.dht.contact import Contact
 from plexinode.dht.records import PEER
 from plexinode.dht.service import DhtService
 from plexinode.errors import (
@@ -44,6 +45,7 @@ from plexinode.errors import (
     RemoteProtocolError,
 )
 from plexinode.identity import NODE_ID_BYTES, Identity, NodeId
+from plexinode.membership.invite import InviteError, make_invite, parse_invite
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
@@ -245,6 +247,7 @@ class Node:
             rng=random.Random(self.node_id.raw + b"/membership"),
             tags={"version": __version__},
             id_difficulty=difficulty,
+            wall_clock=self._wall_clock,
         )
         await nursery.start(self._membership.run)
 
@@ -257,6 +260,52 @@ class Node:
         """Nodes to join membership through: the DHT's contacts, then the bootstrap list."""
         seeds = [Seed(e.contact.address, e.contact.node_id) for e in self.dht.routing.entries()]
         return seeds + [Seed(address) for address in self.settings.bootstrap]
+
+    def invite(self, expires: float) -> dict[str, Any]:
+        """A signed invite token to this node's network, valid for `expires` seconds."""
+        addresses = self.dht.advertised_addresses()
+        try:
+            invite = make_invite(
+                self.identity,
+                self.settings.network,
+                b"",
+                addresses,
+                int(self._wall_clock() + expires),
+            )
+        except InviteError as exc:
+            raise AdminError(str(exc)) from None
+        return {
+            "token": invite.encode(),
+            "network": invite.network,
+            "expires_at": invite.expires_at,
+            "addresses": [str(a) for a in invite.bootstrap()],
+        }
+
+    async def join(self, token: str) -> dict[str, Any]:
+        """Join the network of an invite token: through the inviter only (its node ID is in the
+        token), for the DHT and membership; the DHT then keeps the contacts it made."""
+        try:
+            invite = parse_invite(token, self._wall_clock())
+        except InviteError as exc:
+            raise AdminError(str(exc)) from None
+        if invite.network != self.settings.network:
+            raise AdminError(
+                f"this node belongs to network {self.settings.network!r} and the invite is for "
+                f"{invite.network!r}: use a new data dir (`start --join TOKEN`) to join it"
+            )
+        inviter = invite.inviter_id
+        addresses = invite.bootstrap()
+        known = [Contact(inviter, address) for address in addresses]
+        contacts = await self.dht.bootstrap(addresses, known)
+        if contacts == 0:
+            raise AdminError(f"the inviter ({inviter.short()}) did not answer at {addresses}")
+        await self.dht.persist()
+        await self.membership.join([Seed(address, inviter) for address in addresses])
+        return {
+            "network": invite.network,
+            "bootstrapped": contacts,
+            "members": self.membership.counts()["alive"],
+        }
 
     async def leave(self) -> dict[str, Any]:
         """Leave the network gracefully (members see ``left``), then stop."""
@@ -427,6 +476,29 @@ class Node:
         async def leave(_args: dict[str, Any]) -> Any:
             return await self.leave()
 
+        async def invite(args: dict[str, Any]) -> Any:
+            expires = args.get("expires", 86_400.0)
+            if not isinstance(expires, int | float) or not 0 < expires <= 30 * 86_400:
+                raise AdminError("expires must be above 0 and at most 30 days")
+            return self.invite(float(expires))
+
+        async def join(args: dict[str, Any]) -> Any:
+            return await self.join(str(args.get("token", "")))
+
+        async def state_set(args: dict[str, Any]) -> Any:
+            key, value = str(args.get("key", "")), args.get("value")
+            if value is not None and not isinstance(value, str):
+                raise AdminError("a state value is text")
+            try:
+                entry = self.membership.set_state(key, None if value is None else value.encode())
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+            return self.membership.describe_entry(entry)
+
+        async def state_list(_args: dict[str, Any]) -> Any:
+            service = self.membership
+            return [service.describe_entry(e) for e in service.state.entries()]
+
         for name, handler in {
             "status": status,
             "id": node_id,
@@ -437,5 +509,9 @@ class Node:
             "dht_get": dht_get,
             "members": members,
             "leave": leave,
+            "state_set": state_set,
+            "invite": invite,
+            "join": join,
+            "state_list": state_list,
         }.items():
             admin.command(name, handler)

@@ -77,13 +77,20 @@ def init(network: str | None) -> None:
     metavar="KEY=VALUE",
     help="Override any setting for this run, e.g. --set datagram.retries=4.",
 )
-def start(listen: str | None, bootstrap: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+@click.option("--join", "join_token", default=None, metavar="TOKEN", help="An invite token.")
+def start(
+    listen: str | None,
+    bootstrap: tuple[str, ...],
+    overrides: tuple[str, ...],
+    join_token: str | None,
+) -> None:
     """Run the node in the foreground until SIGINT/SIGTERM or `plexinode stop`."""
     import trio
 
     from plexinode.config import load_config
     from plexinode.identity import key_path, load_identity_file
     from plexinode.logs import setup_logging
+    from plexinode.membership.invite import InviteError, parse_invite
     from plexinode.net.transport import SocketTransport
     from plexinode.node import Node
 
@@ -98,6 +105,13 @@ def start(listen: str | None, bootstrap: tuple[str, ...], overrides: tuple[str, 
             if not sep:
                 raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
             flags[key.strip()] = value.strip()
+        invite = None
+        if join_token is not None:
+            try:
+                invite = parse_invite(join_token, time.time())
+            except InviteError as exc:
+                raise click.BadParameter(str(exc), param_hint="--join") from None
+            bootstrap = (*bootstrap, *(str(a) for a in invite.bootstrap()))
         flags.update(
             {
                 "listen": listen,
@@ -107,11 +121,16 @@ def start(listen: str | None, bootstrap: tuple[str, ...], overrides: tuple[str, 
             }
         )
         if not key_path(g.data_dir).exists():
-            identity = _initialise(g.data_dir, None, flags)
+            identity = _initialise(g.data_dir, invite.network if invite else None, flags)
             note(f"initialised {g.data_dir} for new node {identity.node_id}")
         identity = load_identity_file(g.data_dir)
         config = load_config(g.data_dir, flags=flags)
         settings = config.settings
+        if invite is not None and invite.network != settings.network:
+            raise PlexinodeError(
+                f"this node belongs to network {settings.network!r} and the invite is for "
+                f"{invite.network!r}: use a new data dir to join that network"
+            )
         setup_logging(settings.log_level, settings.log_format)
         node = Node(
             identity,
@@ -271,6 +290,42 @@ def peers() -> None:
 
 
 @cli.command()
+@click.option(
+    "--expires",
+    default="24h",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the token stays valid (30s, 15m, 24h, 7d; at most 30d).",
+)
+def invite(expires: str) -> None:
+    """Print a one-line token that lets another node join this node's network."""
+    from plexinode.config import parse_duration
+
+    try:
+        seconds = parse_duration(expires)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
+    if not 0 < seconds <= 30 * 86_400:
+        raise click.BadParameter("must be above 0 and at most 30d", param_hint="--expires")
+    result = _client().call("invite", expires=seconds)
+    emit(result, lambda d: str(d["token"]))
+
+
+@cli.command()
+@click.argument("token")
+def join(token: str) -> None:
+    """Join the network of an invite TOKEN now, through the inviter, and remember it."""
+    result = _client(timeout=120.0).call("join", token=token)
+    emit(
+        result,
+        lambda d: (
+            f"joined network {d['network']}: {d['bootstrapped']} DHT contacts, "
+            f"{d['members']} members known"
+        ),
+    )
+
+
+@cli.command()
 def members() -> None:
     """List the members of this node's network and what this node believes of each."""
     rows: list[dict[str, Any]] = _client().call("members")
@@ -307,6 +362,48 @@ def leave() -> None:
         result,
         f"left the network ({result.get('acknowledged_by', 0)} members acknowledged); node stopped",
     )
+
+
+@cli.group()
+def state() -> None:
+    """The network's replicated cluster state: small settings every member holds a copy of."""
+
+
+def _render_entries(rows: list[dict[str, Any]]) -> str:
+    live = [r for r in rows if not r["deleted"]]
+    if not live:
+        return "the cluster state is empty"
+    return table(
+        [[r["key"], r["value"], r["writer"][:12], f"{r['written_at']:.0f}"] for r in live],
+        ["key", "value", "writer", "written (unix s)"],
+    )
+
+
+@state.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include deleted keys (tombstones).")
+def state_list(show_all: bool) -> None:
+    """List the keys of the cluster state and their values."""
+    rows: list[dict[str, Any]] = _client().call("state_list")
+    if not show_all:
+        rows = [r for r in rows if not r["deleted"]]
+    emit(rows, _render_entries(rows))
+
+
+@state.command("set")
+@click.argument("key")
+@click.argument("value")
+def state_set(key: str, value: str) -> None:
+    """Set KEY to VALUE (text, at most 256 bytes) on every member of the network."""
+    row = _client().call("state_set", key=key, value=value)
+    emit(row, f"{row['key']} = {row['value']} (spreading to every member)")
+
+
+@state.command("rm")
+@click.argument("key")
+def state_rm(key: str) -> None:
+    """Delete KEY on every member of the network."""
+    row = _client().call("state_set", key=key, value=None)
+    emit(row, f"{row['key']} deleted (spreading to every member)")
 
 
 @cli.group()

@@ -28,11 +28,9 @@ from __future__ import annotations
 import collections
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-from plexinode.identity import NodeId
 
 T = TypeVar("T")
 
@@ -44,7 +42,7 @@ def retransmit_limit(retransmit_mult: int, live_members: int) -> int:
 
 @dataclass(slots=True)
 class _Queued(Generic[T]):
-    subject: NodeId
+    subject: Hashable
     item: T
     size: int
     sent: int
@@ -68,7 +66,7 @@ class GossipQueue(Generic[T]):
         self._size = size
         self.retransmit_mult = retransmit_mult
         self.max_queued = max_queued
-        self._by_subject: dict[NodeId, _Queued[T]] = {}
+        self._by_subject: dict[Hashable, _Queued[T]] = {}
         self._order = itertools.count()
         #: Claims replaced by newer ones, dropped for room, or retired after their last send.
         self.stats: collections.Counter[str] = collections.Counter()
@@ -76,8 +74,9 @@ class GossipQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._by_subject)
 
-    def add(self, subject: NodeId, item: T) -> None:
-        """Queue the claim about `subject`, replacing any queued one about it."""
+    def add(self, subject: Hashable, item: T) -> None:
+        """Queue the claim about `subject` (a member, a state key), replacing any queued one
+        about it."""
         if subject in self._by_subject:
             self.stats["replaced"] += 1
         self._by_subject[subject] = _Queued(subject, item, self._size(item), 0, next(self._order))

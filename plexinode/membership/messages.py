@@ -23,6 +23,7 @@ from typing import ClassVar, Final
 from plexinode.identity import NODE_ID_BYTES
 from plexinode.membership.claims import SignedClaim
 from plexinode.membership.digest import BUCKET_BYTES, BUCKETS, ROOT_BYTES
+from plexinode.membership.state import StateEntry
 from plexinode.wire.schema import Bool, Bytes, Int, ListOf, Message, Nested, register, wire
 
 #: The secure-stream protocol of push-pull.
@@ -32,6 +33,8 @@ SYNC_PROTOCOL: Final = "member-sync/1"
 PING_PROTOCOL: Final = "member-ping/1"
 #: Most claims one push-pull frame carries (a frame stays far below the stream's frame limit).
 SYNC_BATCH: Final = 64
+#: Most cluster-state entries one push-pull frame carries.
+SYNC_STATE_BATCH: Final = 32
 
 #: Most claims one message carries.
 MAX_PIGGYBACK: Final = 8
@@ -44,8 +47,13 @@ PIGGYBACK_ROOM: Final = 960
 CLAIMS_BUDGET: Final = PIGGYBACK_ROOM // 2
 #: Bytes a claim adds to a message beyond its own encoding (none: claims are array items).
 CLAIM_OVERHEAD: Final = 0
+#: Bytes of cluster-state entries one message may carry: the other half of the room.
+STATE_BUDGET: Final = PIGGYBACK_ROOM - CLAIMS_BUDGET
+#: Most cluster-state entries one message carries.
+MAX_STATE_PIGGYBACK: Final = 4
 
 _CLAIMS = ListOf(Nested(SignedClaim), MAX_PIGGYBACK)
+_STATE = ListOf(Nested(StateEntry), MAX_STATE_PIGGYBACK)
 
 
 @register
@@ -56,6 +64,7 @@ class MemberPing(Message):
     TYPE: ClassVar[int] = 64
     NAME: ClassVar[str] = "member-ping"
     claims: tuple[SignedClaim, ...] = wire(_CLAIMS)
+    state: tuple[StateEntry, ...] = wire(_STATE, default=())
 
 
 @register
@@ -67,6 +76,7 @@ class MemberAck(Message):
     NAME: ClassVar[str] = "member-ack"
     RESPONSE: ClassVar[bool] = True
     claims: tuple[SignedClaim, ...] = wire(_CLAIMS)
+    state: tuple[StateEntry, ...] = wire(_STATE, default=())
 
 
 @register
@@ -81,6 +91,7 @@ class MemberPingReq(Message):
     ip: bytes = wire(Bytes(4, 16))
     port: int = wire(Int(1, 65535))
     claims: tuple[SignedClaim, ...] = wire(_CLAIMS)
+    state: tuple[StateEntry, ...] = wire(_STATE, default=())
 
 
 @register
@@ -101,6 +112,7 @@ class MemberGossip(Message):
     TYPE: ClassVar[int] = 71
     NAME: ClassVar[str] = "member-gossip"
     claims: tuple[SignedClaim, ...] = wire(_CLAIMS)
+    state: tuple[StateEntry, ...] = wire(_STATE, default=())
 
 
 @register
@@ -112,6 +124,7 @@ class MemberSyncDigest(Message):
     NAME: ClassVar[str] = "member-sync-digest"
     root: bytes = wire(Bytes(ROOT_BYTES, ROOT_BYTES))
     members: int = wire(Int(0, 1 << 32))
+    state_root: bytes = wire(Bytes(ROOT_BYTES, ROOT_BYTES), default=bytes(ROOT_BYTES))
 
 
 @register
@@ -133,4 +146,16 @@ class MemberSyncClaims(Message):
     TYPE: ClassVar[int] = 70
     NAME: ClassVar[str] = "member-sync-claims"
     claims: tuple[SignedClaim, ...] = wire(ListOf(Nested(SignedClaim), SYNC_BATCH))
+    last: bool = wire(Bool())
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class MemberSyncState(Message):
+    """Push-pull, when the cluster-state digests differ: every entry the sender holds, in
+    batches; `last` ends them."""
+
+    TYPE: ClassVar[int] = 72
+    NAME: ClassVar[str] = "member-sync-state"
+    entries: tuple[StateEntry, ...] = wire(ListOf(Nested(StateEntry), SYNC_STATE_BATCH))
     last: bool = wire(Bool())

@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -63,9 +64,12 @@ from plexinode.membership.messages import (
     CLAIM_OVERHEAD,
     CLAIMS_BUDGET,
     MAX_PIGGYBACK,
+    MAX_STATE_PIGGYBACK,
     PING_PROTOCOL,
+    STATE_BUDGET,
     SYNC_BATCH,
     SYNC_PROTOCOL,
+    SYNC_STATE_BATCH,
     MemberAck,
     MemberGossip,
     MemberNack,
@@ -74,6 +78,7 @@ from plexinode.membership.messages import (
     MemberSyncBuckets,
     MemberSyncClaims,
     MemberSyncDigest,
+    MemberSyncState,
 )
 from plexinode.membership.probe import (
     Action,
@@ -83,6 +88,13 @@ from plexinode.membership.probe import (
     SendPing,
     SendPingReq,
     SuspectMember,
+)
+from plexinode.membership.state import (
+    HybridClock,
+    StateEntry,
+    StateMap,
+    sign_entry,
+    state_digest,
 )
 from plexinode.net.address import Address, ip_text, packed_ip
 from plexinode.net.datagram import DatagramService, Inbound
@@ -145,6 +157,10 @@ def _claim_size(claim: SignedClaim) -> int:
     return len(pack(claim.to_wire()))
 
 
+def _entry_size(entry: StateEntry) -> int:
+    return len(pack(entry.to_wire()))
+
+
 class MembershipService:
     """SWIM with Lifeguard over the datagram service, push-pull over secure streams.
 
@@ -160,6 +176,7 @@ class MembershipService:
         rng: Probe order, relays, push-pull partners.
         tags: This node's tags.
         id_difficulty: The network's ID puzzle: claims about IDs that fail it are dropped.
+        wall_clock: Unix time, for the cluster state's hybrid clock.
     """
 
     def __init__(
@@ -174,6 +191,7 @@ class MembershipService:
         rng: random.Random | None = None,
         tags: dict[str, str] | None = None,
         id_difficulty: int = 0,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.datagrams = datagrams
         self.streams = streams
@@ -186,7 +204,14 @@ class MembershipService:
         self._rng = rng or random.Random()
         self._tags = dict(tags or {})
         self._id_difficulty = id_difficulty
+        self._wall_clock = wall_clock
         self.table: MemberTable | None = None
+        #: The replicated cluster state (module plexinode.membership.state).
+        self.state = StateMap()
+        self._hybrid = HybridClock(self._wall_ms)
+        self._state_gossip: GossipQueue[StateEntry] = GossipQueue(
+            _entry_size, retransmit_mult=settings.retransmit_mult
+        )
         self.prober = Prober(
             self.node_id,
             0.0,
@@ -383,9 +408,11 @@ class MembershipService:
         self._publish(outcome.events)
         return outcome.accepted
 
-    def _hear_all(self, claims: Iterable[SignedClaim]) -> None:
-        for claim in claims:
+    def _hear_message(self, message: MemberPing | MemberAck | MemberPingReq | MemberGossip) -> None:
+        for claim in message.claims:
             self.hear(claim)
+        for entry in message.state:
+            self.hear_state(entry)
 
     def _persist_incarnation(self) -> None:
         if self._db is not None and self._nursery is not None and self.table is not None:
@@ -396,6 +423,50 @@ class MembershipService:
         live = self._table().live_count
         taken = self._gossip.take(budget, live, overhead=CLAIM_OVERHEAD)
         return (*first, *taken)[:MAX_PIGGYBACK]
+
+    # -- cluster state -------------------------------------------------------------------------
+
+    def _wall_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def set_state(self, key: str, value: bytes | None) -> StateEntry:
+        """Write `value` under `key` in the replicated cluster state (None deletes the key);
+        the write is signed by this node and gossiped to every member.
+
+        Raises:
+            ValueError: A malformed key, an oversized value, or a full map.
+        """
+        entry = sign_entry(self.identity, key, value, self._hybrid.now())
+        if not self.state.merge(entry, self._wall_ms()).accepted:
+            raise ValueError(f"the cluster state is full ({self.state.max_entries} keys)")
+        self._state_gossip.add(key, entry)
+        return entry
+
+    def hear_state(self, entry: StateEntry, *, gossip: bool = True) -> bool:
+        """Consider one cluster-state entry from the network; True if it was merged."""
+        if not self.state.would_accept(entry):
+            self.stats["state_known"] += 1
+            return False
+        try:
+            entry.check()
+        except AuthenticationError:
+            self.stats["state_bad_signature"] += 1
+            return False
+        except DecodeError:
+            self.stats["state_malformed"] += 1
+            return False
+        self._hybrid.observe(entry.wall_ms, entry.counter)
+        if not self.state.merge(entry, self._wall_ms()).accepted:
+            return False
+        self.stats["state_accepted"] += 1
+        if gossip:
+            self._state_gossip.add(entry.key, entry)
+        return True
+
+    def _state_piggyback(self) -> tuple[StateEntry, ...]:
+        live = self.table.live_count if self.table is not None else 1
+        taken = self._state_gossip.take(STATE_BUDGET, live)
+        return tuple(taken[:MAX_STATE_PIGGYBACK])
 
     # -- probing -------------------------------------------------------------------------------
 
@@ -480,7 +551,7 @@ class MembershipService:
         try:
             reply = await self.datagrams.request(
                 address,
-                MemberPing(self._piggyback(first)),
+                MemberPing(self._piggyback(first), self._state_piggyback()),
                 node_id=target,
                 attempt_timeout=self._period(),
                 retries=0,
@@ -488,7 +559,7 @@ class MembershipService:
         except (PeerTimeout, RemoteProtocolError):
             return
         if isinstance(reply.message, MemberAck):
-            self._hear_all(reply.message.claims)
+            self._hear_message(reply.message)
             self._execute(self.prober.on_ack(target, seq, trio.current_time()))
             self._wake()
 
@@ -502,7 +573,9 @@ class MembershipService:
             with trio.fail_after(self._period()):
                 stream = await self.streams.open(member.address, PING_PROTOCOL, node_id=target)
                 async with stream:
-                    await stream.send(envelope.encode(MemberPing(self._piggyback())))
+                    await stream.send(
+                        envelope.encode(MemberPing(self._piggyback(), self._state_piggyback()))
+                    )
                     ack = await self._receive(stream, MemberAck)
         except ConnectionRefusedError:
             # Nothing listens there: a crashed process, not a lost packet.
@@ -513,15 +586,17 @@ class MembershipService:
         except _STREAM_FAILURES:
             return
         self.stats["stream_pings_acked"] += 1
-        self._hear_all(ack.claims)
+        self._hear_message(ack)
         self._execute(self.prober.on_ack(target, seq, trio.current_time()))
         self._wake()
 
     async def _serve_stream_ping(self, stream: SecureStream) -> None:
         with trio.move_on_after(SYNC_TIMEOUT):
             ping = await self._receive(stream, MemberPing)
-            self._hear_all(ping.claims)
-            await stream.send(envelope.encode(MemberAck(self._piggyback())))
+            self._hear_message(ping)
+            await stream.send(
+                envelope.encode(MemberAck(self._piggyback(), self._state_piggyback()))
+            )
 
     async def _send_ping_req(self, relay: NodeId, target: NodeId, seq: int) -> None:
         table = self._table()
@@ -531,7 +606,9 @@ class MembershipService:
         ip = packed_ip(target_member.address.host)
         if ip is None:
             return
-        request = MemberPingReq(target.raw, ip, target_member.address.port, self._piggyback())
+        request = MemberPingReq(
+            target.raw, ip, target_member.address.port, self._piggyback(), self._state_piggyback()
+        )
         try:
             reply = await self.datagrams.request(
                 relay_member.address,
@@ -543,7 +620,7 @@ class MembershipService:
         except (PeerTimeout, RemoteProtocolError):
             return
         if isinstance(reply.message, MemberAck):
-            self._hear_all(reply.message.claims)
+            self._hear_message(reply.message)
             self._execute(self.prober.on_ack(relay, seq, trio.current_time()))
             self._wake()
         elif isinstance(reply.message, MemberNack):
@@ -553,32 +630,33 @@ class MembershipService:
         table = self._table()
         while True:
             await trio.sleep(self.settings.gossip_interval)
-            if not self._gossip or self._left:
+            if not (self._gossip or self._state_gossip) or self._left:
                 continue
             live = list(table.others_live)
             for node_id in self._rng.sample(live, min(self.settings.gossip_nodes, len(live))):
                 member = table.get(node_id)
-                claims = self._piggyback()
-                if member is None or not claims:
+                claims, state = self._piggyback(), self._state_piggyback()
+                if member is None or not (claims or state):
                     break
                 self.stats["gossip_sent"] += 1
-                await self.datagrams.send(member.address, MemberGossip(claims), node_id=node_id)
+                message = MemberGossip(claims, state)
+                await self.datagrams.send(member.address, message, node_id=node_id)
 
     async def _on_gossip(self, inbound: Inbound) -> None:
         message = inbound.message
         assert isinstance(message, MemberGossip)
-        self._hear_all(message.claims)
+        self._hear_message(message)
 
     async def _on_ping(self, inbound: Inbound) -> Message:
         message = inbound.message
         assert isinstance(message, MemberPing)
-        self._hear_all(message.claims)
-        return MemberAck(self._piggyback())
+        self._hear_message(message)
+        return MemberAck(self._piggyback(), self._state_piggyback())
 
     async def _on_ping_req(self, inbound: Inbound) -> Message:
         message = inbound.message
         assert isinstance(message, MemberPingReq)
-        self._hear_all(message.claims)
+        self._hear_message(message)
         if len(message.ip) not in (4, 16):
             raise DecodeError("a ping-req's IP address is 4 or 16 bytes")
         target = NodeId(message.target)
@@ -601,7 +679,7 @@ class MembershipService:
         finally:
             del self._relay_waiters[key]
         if waiter[1]:
-            return MemberAck(self._piggyback())
+            return MemberAck(self._piggyback(), self._state_piggyback())
         return MemberNack()
 
     # -- push-pull -----------------------------------------------------------------------------
@@ -689,6 +767,11 @@ class MembershipService:
             self.stats["sync_failed"] += 1
             log.debug("push-pull with %s failed: %s", seed.address, exc)
             return False
+        except Exception:
+            # A bug in one exchange must not take the node down (as for datagram handlers).
+            self.stats["sync_error"] += 1
+            log.exception("push-pull with %s failed", seed.address)
+            return False
         self.stats["sync_done"] += 1
         return True
 
@@ -697,7 +780,7 @@ class MembershipService:
             await self._sync(stream, initiator=False)
 
     def _beliefs(self) -> Iterator[tuple[NodeId, int, State]]:
-        for member in self._table().members():
+        for member in list(self._table().members()):
             state = member.state
             if member.node_id == self.node_id and self._left:
                 state = State.LEFT
@@ -707,8 +790,12 @@ class MembershipService:
         """Digests first, then the claims of the differing buckets (module docstring)."""
         table = self._table()
         buckets = bucket_digests(self._beliefs())
-        ours = MemberSyncDigest(root_digest(buckets), len(table))
+        state_root = state_digest(self.state.entries())
+        ours = MemberSyncDigest(root_digest(buckets), len(table), state_root)
         theirs = await self._exchange(stream, ours, MemberSyncDigest, initiator=initiator)
+        joining = not table.others_live
+        if theirs.state_root != state_root:
+            await self._sync_state(stream, initiator=initiator, gossip=not joining)
         if theirs.root == ours.root:
             self.stats["sync_equal"] += 1
             return
@@ -716,7 +803,6 @@ class MembershipService:
             stream, MemberSyncBuckets(buckets), MemberSyncBuckets, initiator=initiator
         )
         differing = differing_buckets(buckets, their_buckets.buckets)
-        joining = not table.others_live
         if initiator:
             await self._send_claims(stream, differing)
             received = await self._receive_claims(stream)
@@ -724,6 +810,36 @@ class MembershipService:
             received = await self._receive_claims(stream)
             await self._send_claims(stream, differing)
         self._merge(received, gossip=not joining)
+
+    async def _sync_state(self, stream: SecureStream, *, initiator: bool, gossip: bool) -> None:
+        """Both sides send every cluster-state entry they hold (at most MAX_ENTRIES), the
+        initiator first; each merges what it receives."""
+        if initiator:
+            await self._send_state(stream)
+            received = await self._receive_state(stream)
+        else:
+            received = await self._receive_state(stream)
+            await self._send_state(stream)
+        for entry in received:
+            self.hear_state(entry, gossip=gossip)
+
+    async def _send_state(self, stream: SecureStream) -> None:
+        entries = list(self.state.entries())
+        for start in range(0, len(entries), SYNC_STATE_BATCH):
+            batch = tuple(entries[start : start + SYNC_STATE_BATCH])
+            await stream.send(envelope.encode(MemberSyncState(batch, False)))
+        await stream.send(envelope.encode(MemberSyncState((), True)))
+
+    async def _receive_state(self, stream: SecureStream) -> list[StateEntry]:
+        received: list[StateEntry] = []
+        while True:
+            message = await self._receive(stream, MemberSyncState)
+            received.extend(message.entries)
+            if len(received) > self.state.max_entries:
+                self.stats["sync_too_large"] += 1
+                raise RemoteProtocolError("push-pull cluster state of more entries than allowed")
+            if message.last:
+                return received
 
     async def _exchange(
         self, stream: SecureStream, ours: Message, kind: type[M], *, initiator: bool
@@ -744,7 +860,8 @@ class MembershipService:
 
     async def _send_claims(self, stream: SecureStream, buckets: set[int]) -> None:
         batch: list[SignedClaim] = []
-        for member in self._table().members():
+        # A copy: the table changes while we wait for the stream (gossip keeps arriving).
+        for member in list(self._table().members()):
             if bucket_of(member.node_id) not in buckets:
                 continue
             for claim in (self._alive.get(member.node_id), self._overriding.get(member.node_id)):
@@ -813,7 +930,7 @@ class MembershipService:
             try:
                 await self.datagrams.request(
                     member.address,
-                    MemberPing(self._piggyback((signed,))),
+                    MemberPing(self._piggyback((signed,)), self._state_piggyback()),
                     node_id=node_id,
                     attempt_timeout=LEAVE_TIMEOUT / 3,
                     retries=2,
@@ -872,6 +989,16 @@ class MembershipService:
             "self": member.node_id == self.node_id,
         }
 
+    def describe_entry(self, entry: StateEntry) -> dict[str, Any]:
+        """A cluster-state entry as ``plexinode state list --json`` prints it."""
+        return {
+            "key": entry.key,
+            "value": None if entry.deleted else entry.value.decode(errors="replace"),
+            "deleted": entry.deleted,
+            "written_at": entry.wall_ms / 1000,
+            "writer": str(NodeId.from_public_key(entry.writer)),
+        }
+
     def summary(self) -> dict[str, Any]:
         """Counters for ``status``."""
         return {
@@ -879,6 +1006,8 @@ class MembershipService:
             "probes": dict(self.prober.stats),
             "awareness": self.prober.awareness,
             "gossip_queued": len(self._gossip),
+            "state_entries": len(self.state),
+            "state": dict(self.state.stats),
         }
 
 

@@ -122,6 +122,10 @@ class StreamService:
                 log.debug(
                     "stream %s from %s ended: %s", protocol, secure.remote_node_id.short(), exc
                 )
+            except Exception:
+                # A bug in one handler ends that stream, not the node (as for datagram handlers).
+                self.stats["handler_error"] += 1
+                log.exception("handler for stream protocol %s failed", protocol)
 
     async def _accept(self, raw: trio.abc.Stream) -> tuple[SecureStream, str] | None:
         """Handshake and read the StreamOpen frame; None (counted) if either fails."""

@@ -44,6 +44,24 @@ def test_five_nodes_detect_a_killed_node_and_see_it_again_after_a_restart(start_
     members = cli_json(first.data_dir, "members")
     assert all(set(m) >= {"node_id", "address", "state", "incarnation", "tags"} for m in members)
     assert cli_json(first.data_dir, "status")["members"]["alive"] == 5
+    listing = cli(first.data_dir, "members")
+    assert listing.returncode == 0
+    assert listing.stdout.count("alive") == 5
+    assert "(this node)" in listing.stdout
+
+    # The cluster state: set on one node, listed on another.
+    written = cli_json(first.data_dir, "state", "set", "net.motd", "hello")
+    assert written["key"] == "net.motd"
+    assert written["writer"] == first.node_id
+
+    def motd(node: NodeProcess) -> str | None:
+        rows = cli_json(node.data_dir, "state", "list")
+        return next((r["value"] for r in rows if r["key"] == "net.motd"), None)
+
+    wait_until(lambda: motd(nodes[4]) == "hello", 15, "the state reaches another node")
+    bad = cli(first.data_dir, "state", "set", "Not A Key", "x")
+    assert bad.returncode == 1
+    assert "state key" in bad.stderr
 
     victim = nodes[2]
     before = states(first)[victim.node_id][1]
@@ -62,6 +80,9 @@ def test_five_nodes_detect_a_killed_node_and_see_it_again_after_a_restart(start_
     assert again.node_id == victim.node_id
     wait_until(lambda: everyone_alive([*others, again]), 30, "the restarted node is alive again")
     assert states(first)[victim.node_id][1] > before
+    assert motd(again) == "hello"  # the restarted node got the state in its first push-pull
+    assert cli_json(nodes[1].data_dir, "state", "rm", "net.motd")["deleted"] is True
+    wait_until(lambda: motd(again) is None, 15, "the delete reaches the restarted node")
 
     # A graceful leave: the others see `left`, not `dead`.
     leaver = others[-1]

@@ -134,6 +134,7 @@ class Cluster:
                     seeds=lambda: node.seeds,
                     rng=random.Random(f"{self.seed}/{node.index}/{trio.current_time()}"),
                     tags={"role": "sim"},
+                    wall_clock=lambda: trio.current_time() + offset,
                 )
                 async with trio.open_nursery() as nursery:
                     await nursery.start(datagrams.run)

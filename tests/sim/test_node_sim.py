@@ -20,7 +20,7 @@ from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
 from plexinode.net.handshake import Initiator
 from plexinode.net.memory import open_memory_network
-from plexinode.net.secure import secure_connect
+from plexinode.net.secure import SecureStream, secure_connect
 from plexinode.node import ECHO_PROTOCOL, Node
 from plexinode.wire import envelope
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen
@@ -142,6 +142,18 @@ async def test_unsupported_and_failing_handlers(autojump_clock) -> None:
             b.datagrams.on(Pong, refuse)
         with pytest.raises(ValueError, match="must name"):
             await a.datagrams.request(b.address, Echo(b"x"))
+
+        # A stream handler with a bug ends its stream, not the node.
+        async def broken(stream: SecureStream) -> None:
+            raise RuntimeError("bug")
+
+        b.streams.on("broken/1", broken)
+        stream = await a.streams.open(b.address, "broken/1", node_id=b.node_id)
+        async with stream:
+            with pytest.raises((trio.EndOfChannel, trio.BrokenResourceError)):
+                await stream.receive()
+        assert b.streams.stats["handler_error"] == 1
+        assert (await a.ping(b.address))["node_id"] == str(b.node_id)
 
 
 async def test_handler_concurrency_is_capped(autojump_clock) -> None:

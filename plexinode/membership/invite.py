@@ -1,0 +1,150 @@
+"""Invite tokens: one line that lets a new node join a network.
+
+``plexinode invite`` prints a token; ``plexinode join TOKEN`` (or ``start --join TOKEN``) on
+another machine uses it. A token says which network to join, through which nodes, until when,
+and who vouches for it::
+
+    plexinode-invite-1:<base64url(msgpack([network, network_key, addresses, expires_at,
+                                           inviter, signature]))>
+
+    network      the network's name (the node's ``network`` setting)
+    network_key  the network's key: 32 bytes for a private network, empty for an open one
+    addresses    1-8 [ip (4 or 16 bytes), port] where the inviter can be reached
+    expires_at   Unix seconds after which the token is refused
+    inviter      the inviter's Ed25519 public key: joining talks to that node only
+    signature    the inviter's signature over "plexinode-invite-v1\\0" || msgpack(the fields)
+
+The signature makes a token tamper-evident: changing the network, an address or the expiry
+breaks it. It does not make a token secret: whoever holds a private network's token holds its
+key until it expires and the key is rotated, so send tokens over a channel you trust, with a
+short expiry. A node that joins connects only to the inviter's node ID at the given addresses,
+so a token that names someone else's address cannot point the newcomer at an impostor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from dataclasses import dataclass
+from typing import Final
+
+from plexinode.errors import AuthenticationError, DecodeError, PlexinodeError
+from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId, verify_signature
+from plexinode.net.address import Address, ip_text, packed_ip
+from plexinode.wire.codec import Limits, pack, unpack
+from plexinode.wire.schema import Bytes, Int, ListOf, Nested, Str, Struct, wire
+
+PREFIX: Final = "plexinode-invite-1:"
+INVITE_DOMAIN: Final = b"plexinode-invite-v1\x00"
+#: Most addresses a token lists.
+MAX_ADDRESSES: Final = 8
+#: Bytes of a network key.
+NETWORK_KEY_BYTES: Final = 32
+#: Longest token accepted, characters (a full one is about 600).
+MAX_TOKEN: Final = 2048
+_LIMITS: Final = Limits(max_buffer=MAX_TOKEN, max_str=64, max_bin=64, max_array=16, max_map=0)
+
+
+class InviteError(PlexinodeError):
+    """A token that cannot be used: malformed, tampered with, expired, or for another network."""
+
+
+@dataclass(frozen=True, slots=True)
+class InviteAddress(Struct):
+    ip: bytes = wire(Bytes(4, 16))
+    port: int = wire(Int(1, 65535))
+
+
+@dataclass(frozen=True, slots=True)
+class Invite(Struct):
+    """A decoded invite token (see the module docstring)."""
+
+    network: str = wire(Str(64))
+    network_key: bytes = wire(Bytes(0, NETWORK_KEY_BYTES))
+    addresses: tuple[InviteAddress, ...] = wire(ListOf(Nested(InviteAddress), MAX_ADDRESSES))
+    expires_at: int = wire(Int())
+    inviter: bytes = wire(Bytes(PUBLIC_KEY_BYTES, PUBLIC_KEY_BYTES))
+    signature: bytes = wire(Bytes(SIGNATURE_BYTES, SIGNATURE_BYTES))
+
+    def signed_bytes(self) -> bytes:
+        fields = [
+            self.network,
+            self.network_key,
+            [[a.ip, a.port] for a in self.addresses],
+            self.expires_at,
+            self.inviter,
+        ]
+        return INVITE_DOMAIN + pack(fields)
+
+    @property
+    def inviter_id(self) -> NodeId:
+        return NodeId.from_public_key(self.inviter)
+
+    def bootstrap(self) -> list[Address]:
+        """The addresses to join through."""
+        return [Address(ip_text(a.ip), a.port) for a in self.addresses]
+
+    def encode(self) -> str:
+        """The token's one-line text form."""
+        return PREFIX + base64.urlsafe_b64encode(pack(self.to_wire())).decode().rstrip("=")
+
+
+def make_invite(
+    identity: Identity,
+    network: str,
+    network_key: bytes,
+    addresses: list[Address],
+    expires_at: int,
+) -> Invite:
+    """A signed invite to `network` through `addresses` (this node's), valid until `expires_at`.
+
+    Raises:
+        InviteError: No usable address, or a malformed key.
+    """
+    packed = []
+    for address in addresses[:MAX_ADDRESSES]:
+        ip = packed_ip(address.host)
+        if ip is not None and address.port:
+            packed.append(InviteAddress(ip, address.port))
+    if not packed:
+        raise InviteError(
+            "this node has no address other nodes can reach yet (it listens on a wildcard "
+            "address and no peer has reported seeing it): listen on a specific address"
+        )
+    if len(network_key) not in (0, NETWORK_KEY_BYTES):
+        raise InviteError(f"a network key is {NETWORK_KEY_BYTES} bytes")
+    unsigned = Invite(network, network_key, tuple(packed), expires_at, identity.public_key, b"")
+    return dataclasses.replace(unsigned, signature=identity.sign(unsigned.signed_bytes()))
+
+
+def parse_invite(token: str, now: float) -> Invite:
+    """Decode and check a token: its form, its signature, its expiry.
+
+    Raises:
+        InviteError: With one line saying what is wrong.
+    """
+    token = "".join(token.split())
+    if len(token) > MAX_TOKEN:
+        raise InviteError(f"an invite token is at most {MAX_TOKEN} characters")
+    if not token.startswith(PREFIX):
+        raise InviteError(f"not an invite token (it should start with {PREFIX!r})")
+    body = token[len(PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        invite = Invite.from_wire(unpack(raw, _LIMITS))
+    except (binascii.Error, ValueError, DecodeError):
+        raise InviteError("the invite token is damaged (was it copied whole?)") from None
+    if not invite.addresses:
+        raise InviteError("the invite token lists no address")
+    try:
+        verify_signature(invite.inviter, invite.signed_bytes(), invite.signature)
+    except AuthenticationError:
+        raise InviteError(
+            "the invite token was tampered with (its signature does not match)"
+        ) from None
+    if now >= invite.expires_at:
+        raise InviteError("the invite token has expired: ask for a new one")
+    if any(len(a.ip) not in (4, 16) for a in invite.addresses):
+        raise InviteError("the invite token is damaged (a bad address)")
+    return invite

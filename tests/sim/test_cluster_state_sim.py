@@ -1,0 +1,99 @@
+"""The replicated cluster state on the in-memory network: writes reach everyone, concurrent
+writes converge on one winner, a node that missed writes catches up through push-pull, a
+clock hours ahead is counted, and forged entries are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import trio
+
+from plexinode.membership.messages import MemberGossip
+from plexinode.membership.state import sign_entry
+from plexinode.net.memory import open_memory_network
+from tests.sim.helpers import seeded_identity
+from tests.sim.members import Cluster, member_cluster, wait_for
+from tests.sim.test_membership_sim import adversary
+
+
+def agreed(c: Cluster) -> dict[str, bytes] | None:
+    """The map every live node holds, if they all hold the same one."""
+    maps = [n.membership.state.items() for n in c.live()]
+    return maps[0] if all(m == maps[0] for m in maps) else None
+
+
+async def test_writes_and_deletes_reach_every_member(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=31, latency=0.002, loss=0.02) as net,
+        member_cluster(net, 12) as c,
+    ):
+        c.nodes[3].membership.set_state("net.motd", b"hello")
+        c.nodes[7].membership.set_state("blocklist/x", b"1")
+        took = await wait_for(lambda: agreed(c) == {"net.motd": b"hello", "blocklist/x": b"1"})
+        assert took < 10
+        c.nodes[0].membership.set_state("blocklist/x", None)
+        await wait_for(lambda: agreed(c) == {"net.motd": b"hello"})
+
+
+async def test_concurrent_writes_to_one_key_converge_on_one_winner(autojump_clock) -> None:
+    async with open_memory_network(seed=32, latency=0.002) as net, member_cluster(net, 10) as c:
+        for node in c.nodes:  # everyone writes the same key in the same instant
+            node.membership.set_state("net.leader", str(node.index).encode())
+        await wait_for(lambda: agreed(c) is not None and "net.leader" in agreed(c))
+        winner = c.nodes[0].membership.state.get("net.leader")
+        assert winner is not None
+        assert all(n.membership.state.get("net.leader") == winner for n in c.nodes)
+
+
+async def test_a_node_that_missed_writes_catches_up_through_push_pull(autojump_clock) -> None:
+    async with open_memory_network(seed=33, latency=0.002) as net, member_cluster(net, 8) as c:
+        late = c.nodes[5]
+        for other in c.nodes:
+            if other is not late:
+                net.set_link(other.host, late.host, loss=1.0)
+        c.nodes[1].membership.set_state("net.setting", b"on")
+        await trio.sleep(8)
+        assert "net.setting" not in late.membership.state.items()
+        for other in c.nodes:
+            net.clear_link(other.host, late.host)
+        assert await wait_for(lambda: agreed(c) == {"net.setting": b"on"}) <= 30
+
+
+async def test_a_clock_hours_ahead_is_counted_and_still_converges(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=34, latency=0.002) as net,
+        member_cluster(net, 6, skew={4: 3 * 3600.0}) as c,
+    ):
+        c.nodes[4].membership.set_state("net.skewed", b"ahead")
+        c.nodes[1].membership.set_state("net.skewed", b"behind, but later in real time")
+        await wait_for(lambda: agreed(c) is not None and "net.skewed" in agreed(c))
+        # The skewed writer's stamp is hours ahead: it wins, and everyone agrees on it.
+        assert agreed(c) == {"net.skewed": b"ahead"}
+        assert c.nodes[0].membership.state.stats["from_the_future"] >= 1
+        # Whoever writes after seeing it outranks it, whatever their clock says.
+        c.nodes[2].membership.set_state("net.skewed", b"after")
+        await wait_for(lambda: agreed(c) == {"net.skewed": b"after"})
+
+
+async def test_forged_state_entries_are_refused(autojump_clock) -> None:
+    async with (
+        open_memory_network(seed=35, latency=0.002) as net,
+        member_cluster(net, 3) as c,
+        adversary(net) as attacker,
+    ):
+        target = c.nodes[0]
+        honest = c.nodes[1].identity
+        me = seeded_identity(999, seed=77)
+        genuine = sign_entry(honest, "net.motd", b"hi", (10**12, 0))
+        forged = dataclasses.replace(genuine, value=b"pwned")  # honest's key, not its words
+        bad_key = dataclasses.replace(sign_entry(me, "ok", b"x", (10**12, 0)), key="NOT OK")
+        message = MemberGossip((), (forged, bad_key))
+        await attacker.send(target.address, message, node_id=target.node_id)
+        await trio.sleep(1)
+        assert target.membership.stats["state_bad_signature"] == 1
+        assert (
+            target.membership.stats["state_malformed"]
+            + target.membership.stats["state_bad_signature"]
+            >= 1
+        )
+        assert "net.motd" not in target.membership.state.items()
