@@ -52,6 +52,13 @@ from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.secure import SecureStream
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import Transport
+from plexinode.security.keyring import (
+    NETWORK_KEY_BYTES,
+    Keyring,
+    key_id,
+    parse_key,
+    save_keyring,
+)
 from plexinode.storage import Database, open_database
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
@@ -92,6 +99,7 @@ class Node:
         wall_clock: the clock used for datagram counters (simulations pass trio's clock).
         membership: False runs the node without the membership service (simulations of the
             DHT alone, where it would only add cost).
+        keyring: The network's keys (default: the open network named by ``settings.network``).
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class Node:
         wall_clock: Callable[[], float] = time.time,
         config_rows: list[dict[str, Any]] | None = None,
         membership: bool = True,
+        keyring: Keyring | None = None,
     ) -> None:
         difficulty = settings.dht.id_difficulty
         if not identity.node_id.meets(difficulty):
@@ -118,6 +127,9 @@ class Node:
         self._wall_clock = wall_clock
         self._config_rows = config_rows or []
         self._with_membership = membership
+        #: The network's keys; changes (``network key ...``) apply to datagrams and streams
+        #: at once, and are saved in the data dir.
+        self.keyring = keyring or Keyring.open(settings.network)
         self._stop = trio.Event()
         self._started_at: float | None = None
         self.address: Address | None = None
@@ -204,6 +216,7 @@ class Node:
             self.settings.datagram,
             wall_clock=self._wall_clock,
             id_difficulty=difficulty,
+            keyring=self.keyring,
         )
         self._datagrams.on(Ping, self._on_ping)
         await nursery.start(self._datagrams.run)
@@ -213,6 +226,7 @@ class Node:
             self.transport,
             self.settings.stream,
             id_difficulty=difficulty,
+            keyring=self.keyring,
         )
         self._streams.on(ECHO_PROTOCOL, self._serve_echo)
         await nursery.start(self._streams.run)
@@ -268,7 +282,7 @@ class Node:
             invite = make_invite(
                 self.identity,
                 self.settings.network,
-                b"",
+                self.keyring.primary if self.keyring.private else b"",
                 addresses,
                 int(self._wall_clock() + expires),
             )
@@ -293,6 +307,18 @@ class Node:
                 f"this node belongs to network {self.settings.network!r} and the invite is for "
                 f"{invite.network!r}: use a new data dir (`start --join TOKEN`) to join it"
             )
+        if invite.network_key and invite.network_key not in self.keyring:
+            # A private network's key: accept it, and send with it unless we already had
+            # private keys of our own (then an operator rotates them deliberately).
+            was_private = self.keyring.private
+            try:
+                self.keyring.install(invite.network_key)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+            if not was_private:
+                self.keyring.use(invite.network_key)
+            if self.data_dir is not None:
+                save_keyring(self.data_dir, self.keyring)
         inviter = invite.inviter_id
         addresses = invite.bootstrap()
         known = [Contact(inviter, address) for address in addresses]
@@ -306,6 +332,50 @@ class Node:
             "bootstrapped": contacts,
             "members": self.membership.counts()["alive"],
         }
+
+    def network_key(self, action: str, key_text: object) -> dict[str, Any]:
+        """``network key list|install|use|remove`` on this node: the keyring changes at once
+        for datagrams and streams, and is saved in the data dir.
+
+        Rotation, as in Serf: install the new key on every member, make it primary on every
+        member, then remove the old one. (Propagating each step by gossip is not built yet:
+        each node is told in turn.)
+        """
+        keyring = self.keyring
+        if action != "list":
+            if not isinstance(key_text, str):
+                raise AdminError(f"network key {action} needs a key")
+            key = self._find_key(key_text, installing=action == "install")
+            try:
+                if action == "install":
+                    keyring.install(key)
+                elif action == "use":
+                    keyring.use(key)
+                elif action == "remove":
+                    keyring.remove(key)
+                else:
+                    raise AdminError(f"unknown network key action {action!r}")
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+            if self.data_dir is not None:
+                save_keyring(self.data_dir, keyring)
+        return {
+            "network": self.settings.network,
+            "private": keyring.private,
+            "keys": keyring.describe(),
+        }
+
+    def _find_key(self, text: str, *, installing: bool) -> bytes:
+        text = text.strip().lower()
+        if installing or len(text) == 2 * NETWORK_KEY_BYTES:
+            try:
+                return parse_key(text)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+        matches = [k for k in self.keyring if key_id(k) == text]
+        if not matches:
+            raise AdminError(f"no installed key has the id {text!r} (see `network key list`)")
+        return matches[0]
 
     async def leave(self) -> dict[str, Any]:
         """Leave the network gracefully (members see ``left``), then stop."""
@@ -476,6 +546,9 @@ class Node:
         async def leave(_args: dict[str, Any]) -> Any:
             return await self.leave()
 
+        async def network_keys(args: dict[str, Any]) -> Any:
+            return self.network_key(str(args.get("action", "list")), args.get("key"))
+
         async def invite(args: dict[str, Any]) -> Any:
             expires = args.get("expires", 86_400.0)
             if not isinstance(expires, int | float) or not 0 < expires <= 30 * 86_400:
@@ -511,6 +584,7 @@ class Node:
             "leave": leave,
             "state_set": state_set,
             "invite": invite,
+            "network_key": network_keys,
             "join": join,
             "state_list": state_list,
         }.items():

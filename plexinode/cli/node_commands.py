@@ -48,7 +48,11 @@ def _initialise(data_dir: Path, network: str | None, flags: dict[str, Any]) -> I
 
 
 @cli.command()
-@click.option("--network", default=None, help="Name of the network this node belongs to.")
+@click.option(
+    "--network",
+    default=None,
+    help="Create a private network of this name (with a new network key) for this node.",
+)
 def init(network: str | None) -> None:
     """Create this node's identity and config (never overwrites an identity)."""
     from plexinode.identity import key_path
@@ -59,10 +63,38 @@ def init(network: str | None) -> None:
             f"{key_path(g.data_dir)} already exists: refusing to overwrite this node's identity"
         )
     identity = _initialise(g.data_dir, network, {})
+    doc: dict[str, Any] = {"node_id": str(identity.node_id), "data_dir": str(g.data_dir)}
+    if network is not None:
+        # A named network is a private one: its first member makes its key. Others get it in
+        # an invite (`plexinode invite`).
+        from plexinode.security.keyring import Keyring, key_id, keyring_path, save_keyring
+
+        if not keyring_path(g.data_dir).exists():
+            keyring = Keyring.generate()
+            save_keyring(g.data_dir, keyring)
+            doc.update({"network": network, "key_id": key_id(keyring.primary)})
     emit(
-        {"node_id": str(identity.node_id), "data_dir": str(g.data_dir)},
-        lambda d: f"created node {d['node_id']} in {d['data_dir']}",
+        doc,
+        lambda d: (
+            f"created node {d['node_id']} in {d['data_dir']}"
+            + (f" for private network {d['network']} (key {d['key_id']})" if "key_id" in d else "")
+        ),
     )
+
+
+def _accept_network_key(data_dir: Path, network: str, key: bytes) -> None:
+    """Keep a private network's key from an invite: the only key of a node that had none (it
+    then sends with it), or one more key of a node that already had private keys."""
+    from plexinode.security.keyring import Keyring, load_keyring, save_keyring
+
+    keyring = load_keyring(data_dir, network)
+    if key in keyring:
+        return
+    if keyring.private:
+        keyring.install(key)
+    else:
+        keyring = Keyring([key], key, private=True)
+    save_keyring(data_dir, keyring)
 
 
 @cli.command()
@@ -93,6 +125,7 @@ def start(
     from plexinode.membership.invite import InviteError, parse_invite
     from plexinode.net.transport import SocketTransport
     from plexinode.node import Node
+    from plexinode.security.keyring import load_keyring
 
     g = _globals()
     datadir.prepare(g.data_dir)
@@ -132,12 +165,15 @@ def start(
                 f"{invite.network!r}: use a new data dir to join that network"
             )
         setup_logging(settings.log_level, settings.log_format)
+        if invite is not None and invite.network_key:
+            _accept_network_key(g.data_dir, settings.network, invite.network_key)
         node = Node(
             identity,
             settings,
             SocketTransport(),
             data_dir=g.data_dir,
             config_rows=_config_rows(config),
+            keyring=load_keyring(g.data_dir, settings.network),
         )
 
         def ready(address: Address) -> None:
@@ -309,6 +345,61 @@ def invite(expires: str) -> None:
         raise click.BadParameter("must be above 0 and at most 30d", param_hint="--expires")
     result = _client().call("invite", expires=seconds)
     emit(result, lambda d: str(d["token"]))
+
+
+@cli.group()
+def network() -> None:
+    """This node's network: its keys."""
+
+
+@network.group("key")
+def network_key() -> None:
+    """The network keys: datagrams and streams from nodes without one of them are dropped."""
+
+
+def _render_keys(doc: dict[str, Any]) -> str:
+    kind = "private" if doc["private"] else "open (its key is derived from its name)"
+    lines = [f"network {doc['network']}: {kind}"]
+    lines += [f"  {k['key_id']}{'  primary' if k['primary'] else ''}" for k in doc["keys"]]
+    return "\n".join(lines)
+
+
+@network_key.command("list")
+def network_key_list() -> None:
+    """List the installed keys (their ids, never the keys) and which one is primary."""
+    emit(_client().call("network_key", action="list"), _render_keys)
+
+
+@network_key.command("generate")
+def network_key_generate() -> None:
+    """Print a new random network key (64 hex digits), to install on every member."""
+    import os
+
+    from plexinode.security.keyring import NETWORK_KEY_BYTES, key_id
+
+    key = os.urandom(NETWORK_KEY_BYTES)
+    emit({"key": key.hex(), "key_id": key_id(key)}, lambda d: str(d["key"]))
+
+
+@network_key.command("install")
+@click.argument("key")
+def network_key_install(key: str) -> None:
+    """Accept KEY (64 hex digits) as well; step 1 of a rotation, on every member."""
+    emit(_client().call("network_key", action="install", key=key), _render_keys)
+
+
+@network_key.command("use")
+@click.argument("key")
+def network_key_use(key: str) -> None:
+    """Send with KEY (a key id or the key) from now on; step 2, on every member."""
+    emit(_client().call("network_key", action="use", key=key), _render_keys)
+
+
+@network_key.command("remove")
+@click.argument("key")
+def network_key_remove(key: str) -> None:
+    """Stop accepting KEY (a key id or the key); step 3, on every member."""
+    emit(_client().call("network_key", action="remove", key=key), _render_keys)
 
 
 @cli.command()

@@ -25,6 +25,7 @@ each with its encoded size: what travels is exactly what the member or the accus
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import math
@@ -33,6 +34,10 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+#: A take stops looking for a claim small enough for the room left after skipping this many
+#: that were too big (the room left is then small, and the rest of the queue may be long).
+MAX_SKIPPED = 32
 
 
 def retransmit_limit(retransmit_mult: int, live_members: int) -> int:
@@ -67,6 +72,13 @@ class GossipQueue(Generic[T]):
         self.retransmit_mult = retransmit_mult
         self.max_queued = max_queued
         self._by_subject: dict[Hashable, _Queued[T]] = {}
+        # The queued claims by times sent: _levels[n] holds the orders of the claims sent n
+        # times, ascending (so newest last), and _by_order finds the claim of an order. A take
+        # walks the levels up from 0, each from its end, and stops as soon as the message is
+        # full: its cost does not grow with the queue, which matters when a burst of joins
+        # fills it (sorting the whole queue for every message did, measurably).
+        self._levels: list[list[int]] = []
+        self._by_order: dict[int, _Queued[T]] = {}
         self._order = itertools.count()
         #: Claims replaced by newer ones, dropped for room, or retired after their last send.
         self.stats: collections.Counter[str] = collections.Counter()
@@ -74,15 +86,32 @@ class GossipQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._by_subject)
 
+    def _level(self, sent: int) -> list[int]:
+        while len(self._levels) <= sent:
+            self._levels.append([])
+        return self._levels[sent]
+
+    def _unlink(self, queued: _Queued[T]) -> None:
+        level = self._levels[queued.sent]
+        del level[bisect.bisect_left(level, queued.order)]
+        del self._by_order[queued.order]
+        del self._by_subject[queued.subject]
+
     def add(self, subject: Hashable, item: T) -> None:
         """Queue the claim about `subject` (a member, a state key), replacing any queued one
         about it."""
-        if subject in self._by_subject:
+        old = self._by_subject.get(subject)
+        if old is not None:
             self.stats["replaced"] += 1
-        self._by_subject[subject] = _Queued(subject, item, self._size(item), 0, next(self._order))
+            self._unlink(old)
+        queued = _Queued(subject, item, self._size(item), 0, next(self._order))
+        self._by_subject[subject] = queued
+        self._by_order[queued.order] = queued
+        self._level(0).append(queued.order)  # the newest order: the end keeps it sorted
         if len(self._by_subject) > self.max_queued:
-            worst = max(self._by_subject.values(), key=lambda q: (q.sent, -q.order))
-            del self._by_subject[worst.subject]
+            # The most sent, oldest among those: it has travelled the most.
+            level = next(lvl for lvl in reversed(self._levels) if lvl)
+            self._unlink(self._by_order[level[0]])
             self.stats["dropped_full"] += 1
 
     def take(self, budget: int, live_members: int, *, overhead: int = 0) -> list[T]:
@@ -93,19 +122,30 @@ class GossipQueue(Generic[T]):
         limit leaves the queue.
         """
         limit = retransmit_limit(self.retransmit_mult, live_members)
-        candidates = sorted(self._by_subject.values(), key=lambda q: (q.sent, -q.order))
-        taken: list[T] = []
+        chosen: list[_Queued[T]] = []
         left = budget
-        for queued in candidates:
-            size = queued.size + overhead
-            if size > left:
-                continue
-            left -= size
-            taken.append(queued.item)
+        skipped = 0
+        for level in self._levels:
+            for order in reversed(level):
+                if left <= overhead or skipped > MAX_SKIPPED:
+                    break
+                queued = self._by_order[order]
+                size = queued.size + overhead
+                if size <= left:
+                    left -= size
+                    chosen.append(queued)
+                else:
+                    skipped += 1
+            if left <= overhead or skipped > MAX_SKIPPED:
+                break
+        for queued in chosen:
+            level = self._levels[queued.sent]
+            del level[bisect.bisect_left(level, queued.order)]
             queued.sent += 1
             if queued.sent >= limit:
+                del self._by_order[queued.order]
                 del self._by_subject[queued.subject]
                 self.stats["retired"] += 1
-            if left <= overhead:
-                break
-        return taken
+            else:
+                bisect.insort(self._level(queued.sent), queued.order)
+        return [queued.item for queued in chosen]

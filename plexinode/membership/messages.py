@@ -38,9 +38,9 @@ SYNC_STATE_BATCH: Final = 32
 
 #: Most claims one message carries.
 MAX_PIGGYBACK: Final = 8
-#: The piggyback room of a probe message: a datagram's 1,087 bytes of envelope
+#: The piggyback room of a probe message: a datagram's 1,071 bytes of envelope
 #: (``net.packet``), less the envelope's own 13 and the largest message's other fields (a
-#: ping-req's target, address and list header: 58), with room to spare.
+#: ping-req's target, address and two list headers: 60), with room to spare.
 PIGGYBACK_ROOM: Final = 960
 #: Bytes of membership claims one message may carry: half the room, so that other services'
 #: broadcasts (the cluster state) always have the other half.

@@ -3,7 +3,8 @@
 Services register a handler per request type with :meth:`DatagramService.on` and call peers
 with :meth:`DatagramService.request`. Inbound datagrams go through, in order of cost: the
 per-host rate limit (public source addresses only), size and version checks, the recipient tag,
-strict envelope decoding, the signature, the replay guard, and for requests the per-peer,
+the network tag (a keyed hash under one of the network's keys: nodes of other networks stop
+here), strict envelope decoding, the signature, the replay guard, and for requests the per-peer,
 per-type rate limit (keyed on the authenticated node ID, so nobody can spend another node's
 allowance).
 Whatever fails is dropped and counted in :attr:`DatagramService.stats`; nothing from the
@@ -35,6 +36,7 @@ from plexinode.net import packet
 from plexinode.net.address import Address, is_public_host
 from plexinode.net.ratelimit import TokenBuckets
 from plexinode.net.transport import DatagramSocket
+from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS
 from plexinode.wire.messages import ErrorReply
@@ -93,6 +95,7 @@ class DatagramService:
         *,
         wall_clock: Callable[[], float] = time.time,
         id_difficulty: int = 0,
+        keyring: Keyring | None = None,
     ) -> None:
         self.identity = identity
         #: The network's ID puzzle (see NodeId.meets): datagrams from IDs that fail it are
@@ -100,7 +103,9 @@ class DatagramService:
         self.id_difficulty = id_difficulty
         self.settings = settings
         self._sock = sock
-        self._sealer = packet.Sealer(identity, wall_clock)
+        self._sealer = packet.Sealer(identity, wall_clock, keyring)
+        #: The network's keys: datagrams tagged under none of them are dropped.
+        self.keyring = self._sealer.keyring
         self._guard = packet.ReplayGuard(int(settings.replay_window * 1_000_000))
         self._handlers: dict[type[Message], Handler] = {}
         self._pending: dict[int, _Pending] = {}
@@ -249,6 +254,9 @@ class DatagramService:
             return
         if not packet.check_recipient(opened, self.identity.node_id):
             self._drop("misaddressed", address)
+            return
+        if self.keyring.match(opened.tagged, opened.tag) is None:
+            self._drop("network_key", address)
             return
         if self.id_difficulty and not NodeId.from_public_key(opened.public_key).meets(
             self.id_difficulty

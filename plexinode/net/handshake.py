@@ -10,10 +10,13 @@ send next, like h11 and wsproto; :mod:`plexinode.net.secure` moves those bytes o
 
 The exchange (``||`` is concatenation, sizes in bytes)::
 
-    msg1  I -> R   MAGIC(4) || VERSION(1) || e_I(32)                               37 bytes
+    msg1  I -> R   MAGIC(4) || VERSION(1) || e_I(32) || tag(16)                   53 bytes
     msg2  R -> I   e_R(32) || AEAD(k2, s_R(32) || sig_R(64))                     144 bytes
     msg3  I -> R   AEAD(k3, s_I(32) || sig_I(64))                                112 bytes
 
+``tag`` is the network tag (:mod:`plexinode.security.keyring`) of ``MAGIC || VERSION || e_I``
+under the initiator's primary network key; the responder checks it against its keyring before
+any Diffie-Hellman, so a node of another network costs it one keyed hash per key.
 ``e_I``/``e_R`` are fresh X25519 public keys, ``s_I``/``s_R`` the nodes' long-term Ed25519 public
 keys. Both sides keep a transcript hash ``h``, a BLAKE2b-256 chain where every step is
 ``h = H(h || data)`` (``h`` has a fixed size, so each step is unambiguous)::
@@ -66,6 +69,7 @@ import nacl.public
 
 from plexinode.errors import AuthenticationError, HandshakeError, IdentityError
 from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId, verify_signature
+from plexinode.security.keyring import TAG_BYTES, Keyring, network_tag, open_network_key
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ log = logging.getLogger(__name__)
 MAGIC: Final = b"PXHS"
 #: The handshake version, in msg1 right after the magic. Bumped whenever any byte layout, label
 #: or derivation in this module changes; a responder only answers the version it speaks.
-VERSION: Final = 1
+VERSION: Final = 2
 #: Hashed into h0: names every primitive, so a change of any of them changes every key.
 PROTOCOL_NAME: Final = b"plexinode-stream/1 SIGMA-I X25519 Ed25519 XChaCha20-Poly1305 BLAKE2b-256"
 
@@ -86,7 +90,7 @@ AEAD_TAG_BYTES: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
 _ZERO_NONCE: Final = bytes(nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
 
 #: Exact sizes of the three messages; anything else is rejected before any cryptography.
-MSG1_BYTES: Final = len(MAGIC) + 1 + KEY_BYTES
+MSG1_BYTES: Final = len(MAGIC) + 1 + KEY_BYTES + TAG_BYTES
 _IDENTITY_PAYLOAD_BYTES: Final = PUBLIC_KEY_BYTES + SIGNATURE_BYTES
 MSG2_BYTES: Final = KEY_BYTES + _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
 MSG3_BYTES: Final = _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
@@ -125,6 +129,10 @@ class UnexpectedPeerError(HandshakeError):
         super().__init__(f"connected to {remote_node_id} but expected {expected_node_id}")
         self.remote_node_id = remote_node_id
         self.expected_node_id = expected_node_id
+
+
+class NetworkKeyError(HandshakeError):
+    """msg1's network tag matches none of our network keys: the initiator is not a member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +320,9 @@ class Initiator(_Role):
         identity: This node's identity.
         expected_node_id: The node we mean to reach, or None to accept whoever answers. When
             given, a different responder fails the handshake before we reveal our identity.
-        prologue: Context both sides must agree on (e.g. the network key id); not sent.
+        prologue: Context both sides must agree on; not sent.
+        network_key: The primary network key, which tags msg1 (default: the open network
+            ``open``'s).
         ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None (the default)
             draws a fresh random one. Never reuse one.
     """
@@ -323,16 +333,19 @@ class Initiator(_Role):
         expected_node_id: NodeId | None = None,
         prologue: bytes = b"",
         *,
+        network_key: bytes | None = None,
         ephemeral_key: bytes | None = None,
     ) -> None:
         super().__init__(identity, prologue, ephemeral_key)
         self._expected = expected_node_id
+        self._network_key = open_network_key("open") if network_key is None else network_key
 
     def start(self) -> bytes:
         """Return msg1, the first message to send."""
         self._expect(_State.START, "start")
         assert self._ephemeral is not None
-        message = MAGIC + bytes([VERSION]) + bytes(self._ephemeral.public_key)
+        body = MAGIC + bytes([VERSION]) + bytes(self._ephemeral.public_key)
+        message = body + network_tag(self._network_key, body)
         self._transcript = _mix(self._transcript, message)
         self._state = _State.WAIT_MSG2
         return message
@@ -390,15 +403,23 @@ class Responder(_Role):
 
     Args:
         identity: This node's identity.
-        prologue: Context both sides must agree on (e.g. the network key id); not sent.
+        prologue: Context both sides must agree on; not sent.
+        keyring: The network keys msg1's tag may be made with (default: the open network
+            ``open``'s).
         ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None (the default)
             draws a fresh random one. Never reuse one.
     """
 
     def __init__(
-        self, identity: Identity, prologue: bytes = b"", *, ephemeral_key: bytes | None = None
+        self,
+        identity: Identity,
+        prologue: bytes = b"",
+        *,
+        keyring: Keyring | None = None,
+        ephemeral_key: bytes | None = None,
     ) -> None:
         super().__init__(identity, prologue, ephemeral_key)
+        self._keyring = keyring or Keyring.open("open")
 
     def receive(self, message: bytes) -> bytes | None:
         """Process the next handshake message from the initiator.
@@ -433,7 +454,10 @@ class Responder(_Role):
         version = message[len(MAGIC)]
         if version != VERSION:
             raise HandshakeError(f"unsupported handshake version {version} (we speak {VERSION})")
-        remote_ephemeral = message[len(MAGIC) + 1 :]
+        body, tag = message[:-TAG_BYTES], message[-TAG_BYTES:]
+        if self._keyring.match(body, tag) is None:
+            raise NetworkKeyError("not a member of this network (no network key matches)")
+        remote_ephemeral = body[len(MAGIC) + 1 :]
         self._shared_secret = _dh(self._ephemeral, remote_ephemeral)
         self._transcript = _mix(self._transcript, message)
         own_ephemeral = bytes(self._ephemeral.public_key)

@@ -12,6 +12,8 @@ Layout (big-endian)::
     41      8     counter: the sender's strictly increasing clock, in microseconds
     49      n     payload: a msgpack envelope (plexinode.wire.envelope)
     49+n    64    Ed25519 signature over DOMAIN || bytes[0 : 49+n]
+    113+n   16    network tag: keyed BLAKE2b of bytes[0 : 113+n] under the sender's primary
+                  network key (plexinode.security.keyring), checked before the signature
 
 Why signatures rather than a per-peer authenticated box (see docs/decisions.md): a signature
 works for the first datagram to an address whose key we do not know yet (bootstrap), the
@@ -48,14 +50,15 @@ from plexinode.identity import (
     verify_signature,
 )
 from plexinode.net.transport import MAX_DATAGRAM
+from plexinode.security.keyring import TAG_BYTES, Keyring
 
-VERSION: Final = 1
+VERSION: Final = 2
 DOMAIN: Final = b"plexinode-datagram-v1\x00"
 RECIPIENT_BYTES: Final = 8
 ANY_RECIPIENT: Final = bytes(RECIPIENT_BYTES)
 _HEADER: Final = struct.Struct(f">B{PUBLIC_KEY_BYTES}s{RECIPIENT_BYTES}sQ")
 HEADER_BYTES: Final = _HEADER.size
-OVERHEAD: Final = HEADER_BYTES + SIGNATURE_BYTES
+OVERHEAD: Final = HEADER_BYTES + SIGNATURE_BYTES + TAG_BYTES
 #: Largest envelope that fits in one datagram.
 MAX_PAYLOAD: Final = MAX_DATAGRAM - OVERHEAD
 
@@ -75,6 +78,8 @@ class OpenedPacket:
     payload: bytes
     signed: bytes
     signature: bytes
+    tagged: bytes = b""
+    tag: bytes = b""
 
     def verify(self) -> NodeId:
         """Check the signature; returns the sender's node ID or raises AuthenticationError."""
@@ -83,12 +88,25 @@ class OpenedPacket:
 
 
 class Sealer:
-    """Signs outgoing datagrams with a strictly increasing counter."""
+    """Signs and tags outgoing datagrams, with a strictly increasing counter.
 
-    def __init__(self, identity: Identity, clock: Callable[[], float] = time.time) -> None:
+    Args:
+        identity: The sender.
+        clock: Unix time, for the counter.
+        keyring: The network's keys (the primary one tags); default: the open network
+            ``open``'s.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        clock: Callable[[], float] = time.time,
+        keyring: Keyring | None = None,
+    ) -> None:
         self._identity = identity
         self._clock = clock
         self._last = 0
+        self.keyring = keyring or Keyring.open("open")
 
     def next_counter(self) -> int:
         """A counter larger than every earlier one, close to the clock in microseconds."""
@@ -103,7 +121,8 @@ class Sealer:
             VERSION, self._identity.public_key, recipient_tag(recipient), self.next_counter()
         )
         signed = header + payload
-        return signed + self._identity.sign(DOMAIN + signed)
+        body = signed + self._identity.sign(DOMAIN + signed)
+        return body + self.keyring.tag(body)
 
 
 def parse(datagram: bytes) -> OpenedPacket:
@@ -115,14 +134,17 @@ def parse(datagram: bytes) -> OpenedPacket:
     version, public_key, recipient, counter = _HEADER.unpack_from(datagram)
     if version != VERSION:
         raise DecodeError(f"unsupported datagram version {version}")
-    signed = datagram[:-SIGNATURE_BYTES]
+    body, tag = datagram[:-TAG_BYTES], datagram[-TAG_BYTES:]
+    signed = body[:-SIGNATURE_BYTES]
     return OpenedPacket(
         public_key=public_key,
         recipient=recipient,
         counter=counter,
         payload=signed[HEADER_BYTES:],
         signed=signed,
-        signature=datagram[-SIGNATURE_BYTES:],
+        signature=body[-SIGNATURE_BYTES:],
+        tagged=body,
+        tag=tag,
     )
 
 
@@ -214,6 +236,7 @@ def check_recipient(packet: OpenedPacket, me: NodeId) -> bool:
 
 __all__ = [
     "MAX_PAYLOAD",
+    "TAG_BYTES",
     "AuthenticationError",
     "OpenedPacket",
     "ReplayGuard",

@@ -72,6 +72,7 @@ from plexinode.net.handshake import (
     Initiator,
     Responder,
 )
+from plexinode.security.keyring import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,7 @@ async def secure_connect(
     *,
     expected_node_id: NodeId | None = None,
     prologue: bytes = b"",
+    network_key: bytes | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
 ) -> SecureStream:
     """Run the initiator's side of the handshake over `stream`.
@@ -278,7 +280,8 @@ async def secure_connect(
         identity: This node's identity.
         expected_node_id: The node we mean to reach; None accepts any node. A mismatch fails
             before we reveal our identity.
-        prologue: Context both sides must agree on (e.g. the network key id).
+        prologue: Context both sides must agree on.
+        network_key: The primary network key, which tags msg1 (default: the open network's).
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
 
     Returns:
@@ -291,7 +294,7 @@ async def secure_connect(
     """
     async with _closed_on_failure(stream):
         _check_max_frame_bytes(max_frame_bytes)
-        initiator = Initiator(identity, expected_node_id, prologue)
+        initiator = Initiator(identity, expected_node_id, prologue, network_key=network_key)
         reader = _BufferedReader(stream)
         await stream.send_all(_handshake_frame(initiator.start()))
         msg3 = initiator.receive(await _read_handshake_message(reader, "msg2"))
@@ -305,6 +308,7 @@ async def secure_accept(
     identity: Identity,
     *,
     prologue: bytes = b"",
+    keyring: Keyring | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
 ) -> SecureStream:
     """Run the responder's side of the handshake over `stream`.
@@ -315,7 +319,8 @@ async def secure_accept(
     Args:
         stream: A freshly accepted stream; this function owns it from now on.
         identity: This node's identity.
-        prologue: Context both sides must agree on (e.g. the network key id).
+        prologue: Context both sides must agree on.
+        keyring: The network keys msg1 may be tagged with (default: the open network's).
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
 
     Returns:
@@ -328,7 +333,7 @@ async def secure_accept(
     """
     async with _closed_on_failure(stream):
         _check_max_frame_bytes(max_frame_bytes)
-        responder = Responder(identity, prologue)
+        responder = Responder(identity, prologue, keyring=keyring)
         reader = _BufferedReader(stream)
         msg2 = responder.receive(await _read_handshake_message(reader, "msg1"))
         assert msg2 is not None

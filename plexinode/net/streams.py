@@ -26,8 +26,10 @@ from plexinode.config import StreamSettings
 from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
+from plexinode.net.handshake import NetworkKeyError
 from plexinode.net.secure import SecureStream, secure_accept, secure_connect
 from plexinode.net.transport import Transport
+from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 from plexinode.wire.messages import StreamOpen
@@ -49,8 +51,11 @@ class StreamService:
         *,
         prologue: bytes = b"",
         id_difficulty: int = 0,
+        keyring: Keyring | None = None,
     ) -> None:
         self.identity = identity
+        #: The network's keys: handshakes tagged under none of them are refused at once.
+        self.keyring = keyring or Keyring.open("open")
         self.id_difficulty = id_difficulty
         self.settings = settings
         self._listener = listener
@@ -135,8 +140,13 @@ class StreamService:
                     raw,
                     self.identity,
                     prologue=self._prologue,
+                    keyring=self.keyring,
                     max_frame_bytes=self.settings.max_frame_bytes,
                 )
+            except NetworkKeyError as exc:
+                self.stats["handshake_network_key"] += 1
+                log.debug("inbound handshake refused: %s", exc)
+                return None
             except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
                 self.stats["handshake_failed"] += 1
                 log.debug("inbound handshake failed: %s", exc)
@@ -175,6 +185,7 @@ class StreamService:
                     self.identity,
                     expected_node_id=node_id,
                     prologue=self._prologue,
+                    network_key=self.keyring.primary,
                     max_frame_bytes=self.settings.max_frame_bytes,
                 )
         except trio.TooSlowError:

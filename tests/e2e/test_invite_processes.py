@@ -55,3 +55,44 @@ def test_bad_tokens_are_refused_with_a_clear_error(start_node) -> None:
     refused = cli(fresh, "start", "--listen", "127.0.0.1:0", "--join", "hello")
     assert refused.returncode == 2
     assert "not an invite token" in refused.stderr
+
+
+def test_a_private_network_admits_invited_nodes_only_and_rotates_its_key(
+    start_node, tmp_path
+) -> None:
+    created = cli(tmp_path / "home0", "--json", "init", "--network", "home")
+    assert created.returncode == 0, created.stderr
+    first = start_node("home0")
+    token = cli_json(first.data_dir, "invite", "--expires", "1h")["token"]
+    member = start_node("home1", "--join", token)
+    stranger = start_node("stranger", "--bootstrap", first.address)  # the open network
+
+    def alive(node, other) -> bool:
+        return states(node).get(other.node_id, ("", 0))[0] == "alive"
+
+    wait_until(lambda: alive(member, first) and alive(first, member), 30, "members see each other")
+    assert cli(stranger.data_dir, "ping", first.address).returncode == 1
+    assert cli(stranger.data_dir, "ping", "--stream", first.address).returncode == 1
+    status = cli_json(first.data_dir, "status")
+    assert status["datagrams"]["drop_network_key"] >= 1
+    assert status["streams"]["handshake_network_key"] >= 1
+    assert stranger.node_id not in states(first)
+    assert cli_json(member.data_dir, "status")["network"] == "home"
+
+    # Rotation, step by step on each member.
+    old = cli_json(first.data_dir, "network", "key", "list")
+    assert old["private"] is True
+    (old_id,) = [k["key_id"] for k in old["keys"]]
+    new = cli_json(first.data_dir, "network", "key", "generate")
+    for node in (first, member):
+        cli_json(node.data_dir, "network", "key", "install", new["key"])
+    for node in (first, member):
+        cli_json(node.data_dir, "network", "key", "use", new["key_id"])
+    for node in (first, member):
+        shown = cli_json(node.data_dir, "network", "key", "remove", old_id)
+        assert shown["keys"] == [{"key_id": new["key_id"], "primary": True}]
+    assert cli(member.data_dir, "ping", first.address).returncode == 0
+    assert cli(member.data_dir, "ping", "--stream", first.address).returncode == 0
+    refused = cli(first.data_dir, "network", "key", "remove", new["key_id"])
+    assert refused.returncode == 1
+    assert "primary" in refused.stderr

@@ -61,6 +61,7 @@ from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.transport import DatagramSocket, Endpoint, Transport
+from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS, pack
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen
@@ -82,6 +83,7 @@ OUTCOMES: Final = (
     "drop_host_rate_limited",
     "drop_malformed",
     "drop_misaddressed",
+    "drop_network_key",
     "drop_id_puzzle",
     "drop_bad_signature",
     "drop_from_self",
@@ -125,42 +127,57 @@ def _c(name: str, share: int, outcomes: set[str] | frozenset[str] | None, what: 
 
 
 CATEGORIES: Final = (
-    _c("random_bytes", 6, {"drop_malformed", "drop_misaddressed"}, "random bytes, 0..1500 long"),
+    _c(
+        "random_bytes",
+        6,
+        {"drop_malformed", "drop_misaddressed", "drop_network_key"},
+        "random bytes, 0..1500 long",
+    ),
     _c(
         "random_header",
         5,
-        {"drop_malformed", "drop_id_puzzle", "drop_bad_signature"},
-        "version 1, victim or zero tag, random key, counter, payload and signature",
+        {"drop_malformed", "drop_network_key", "drop_id_puzzle", "drop_bad_signature"},
+        "version 2, victim or zero tag, random key, counter, payload and signature; "
+        "a valid network tag four times in five",
     ),
     _c(
         "truncated",
         5,
-        {"drop_malformed", "drop_misaddressed"},
+        {"drop_malformed", "drop_misaddressed", "drop_network_key"},
         "a real signed datagram (captured or fresh) cut short",
     ),
     _c(
         "extended",
         3,
-        {"drop_malformed", "drop_misaddressed", "drop_id_puzzle", "drop_bad_signature"},
+        {"drop_malformed", "drop_misaddressed", "drop_network_key", "drop_id_puzzle"},
         "a real signed datagram with bytes appended or inserted",
     ),
     _c(
         "bitflip_header",
         4,
-        {"drop_malformed", "drop_misaddressed", "drop_id_puzzle", "drop_bad_signature"},
-        "1-3 bits flipped in version, key, tag or counter of a fresh signed datagram",
+        {
+            "drop_malformed",
+            "drop_misaddressed",
+            "drop_network_key",
+            "drop_id_puzzle",
+            "drop_bad_signature",
+        },
+        "1-3 bits flipped in version, key, tag or counter of a fresh signed datagram "
+        "(re-tagged four times in five)",
     ),
     _c(
         "bitflip_payload",
         5,
-        {"drop_malformed", "drop_bad_signature"},
-        "1-3 bits flipped in the envelope of a fresh signed datagram",
+        {"drop_malformed", "drop_network_key", "drop_bad_signature"},
+        "1-3 bits flipped in the envelope of a fresh signed datagram (re-tagged four times "
+        "in five)",
     ),
     _c(
         "bitflip_signature",
         4,
-        {"drop_bad_signature"},
-        "1-3 bits flipped in the signature of a fresh signed datagram",
+        {"drop_network_key", "drop_bad_signature"},
+        "1-3 bits flipped in the signature of a fresh signed datagram (re-tagged four "
+        "times in five)",
     ),
     _c(
         "forged_signature",
@@ -318,7 +335,21 @@ def seal(identity: Identity, tag: bytes, counter: int, payload: bytes) -> bytes:
         counter,
     )
     signed = header + payload
-    return signed + identity.sign(packet.DOMAIN + signed)
+    return tagged(signed + identity.sign(packet.DOMAIN + signed))
+
+
+#: The victim's network: the open network ``open``, whose key anyone can derive, so a hostile
+#: member tags its datagrams properly and they reach the later checks.
+NETWORK = Keyring.open("open")
+
+
+def tagged(body: bytes) -> bytes:
+    """`body` (header, payload, signature) with its network tag, as a member would send it."""
+    return body + NETWORK.tag(body)
+
+
+def untagged(datagram: bytes) -> bytes:
+    return datagram[: -packet.TAG_BYTES]
 
 
 def decodes(payload: bytes) -> bool:
@@ -714,7 +745,8 @@ class Fuzzer:
             self._tag(0.3),
             self.rng.getrandbits(64),
         )
-        return header + self._bytes(self.rng.randint(0, packet.MAX_PAYLOAD)) + self._bytes(64)
+        body = header + self._bytes(self.rng.randint(0, packet.MAX_PAYLOAD)) + self._bytes(64)
+        return tagged(body) if self.rng.random() < 0.8 else body + self._bytes(16)
 
     def _base(self) -> bytes:
         if self.captured and self.rng.random() < 0.5:
@@ -733,16 +765,21 @@ class Fuzzer:
         at = self.rng.randint(0, len(base) - 1)
         return base[:at] + extra[: self.rng.randint(1, 8)] + base[at:]
 
+    # Flips are re-tagged (a member knows the network key) four times in five, so that they
+    # reach the checks after the network tag; the rest stop at the tag.
+    def _retag(self, body: bytes) -> bytes:
+        return tagged(body) if self.rng.random() < 0.8 else body + self._bytes(16)
+
     def _bitflip_header(self) -> bytes:
-        return _flip(self._fresh_valid(), 0, packet.HEADER_BYTES, self.rng)
+        return self._retag(_flip(untagged(self._fresh_valid()), 0, packet.HEADER_BYTES, self.rng))
 
     def _bitflip_payload(self) -> bytes:
-        data = self._fresh_valid()
-        return _flip(data, packet.HEADER_BYTES, len(data) - 64, self.rng)
+        body = untagged(self._fresh_valid())
+        return self._retag(_flip(body, packet.HEADER_BYTES, len(body) - 64, self.rng))
 
     def _bitflip_signature(self) -> bytes:
-        data = self._fresh_valid()
-        return _flip(data, len(data) - 64, len(data), self.rng)
+        body = untagged(self._fresh_valid())
+        return self._retag(_flip(body, len(body) - 64, len(body), self.rng))
 
     def _forged_signature(self) -> bytes:
         i = self._pick()
@@ -766,7 +803,7 @@ class Fuzzer:
             signature = self.pool[i].sign(packet.DOMAIN + signed + b"\x00")
         else:
             signature = bytes(64)
-        return signed + signature
+        return tagged(signed + signature)
 
     def _replay_own(self) -> bytes:
         if not self._ring:

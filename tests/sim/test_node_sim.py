@@ -22,6 +22,7 @@ from plexinode.net.handshake import Initiator
 from plexinode.net.memory import open_memory_network
 from plexinode.net.secure import SecureStream, secure_connect
 from plexinode.node import ECHO_PROTOCOL, Node
+from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen
 from plexinode.wire.schema import Message
@@ -84,7 +85,9 @@ async def test_bad_datagrams_are_dropped_and_counted(autojump_clock) -> None:
         ping = envelope.encode(Ping(), 5)
         good = sealer.seal(ping, b.node_id)
         forged_key = bytearray(sealer.seal(ping, b.node_id))
-        forged_key[1:33] = Identity.generate().public_key
+        forged_key[1:33] = Identity.generate().public_key  # the network tag no longer matches
+        body = bytes(forged_key[: -packet.TAG_BYTES])
+        forged_retagged = body + Keyring.open("open").tag(body)  # a member forging: signature
         wrong_shape = sealer.seal(b"\x93\x01\x02\x03", b.node_id)  # valid msgpack, wrong shape
         unknown_type = sealer.seal(envelope.encode(Ping(), 5).replace(b"\x01", b"\x7f", 2), None)
         reply_never_asked = sealer.seal(envelope.encode(Pong("x", 1), 99), b.node_id)
@@ -97,6 +100,7 @@ async def test_bad_datagrams_are_dropped_and_counted(autojump_clock) -> None:
                 good[:50],
                 good + b"x" * 1200,
                 bytes(forged_key),
+                forged_retagged,
                 wrong_shape,
                 unknown_type,
                 reply_never_asked,
@@ -108,6 +112,7 @@ async def test_bad_datagrams_are_dropped_and_counted(autojump_clock) -> None:
         stats = b.datagrams.stats
         assert net.stats.dropped_oversize == 1  # the network itself refuses > 1200 bytes
         assert stats["drop_malformed"] == 4
+        assert stats["drop_network_key"] == 1
         assert stats["drop_bad_signature"] == 1
         assert stats["drop_unmatched_reply"] == 1
         assert stats["drop_anonymous"] == 1

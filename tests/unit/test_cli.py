@@ -29,6 +29,12 @@ def test_init_id_and_config_show(tmp_path: Path, capsys) -> None:
     assert code == 0
     created = json.loads(out)
     assert created["data_dir"] == d
+    assert created["network"] == "lab"  # a private network: its key was made
+    keys = json.loads((tmp_path / "node" / "network.keys").read_text())
+    assert len(keys["keys"]) == 1
+    assert created["key_id"]
+    assert created["key_id"] not in keys["keys"][0]
+    assert (tmp_path / "node" / "network.keys").stat().st_mode & 0o077 == 0
     code, out, _ = run(capsys, "--data-dir", d, "--json", "id")
     assert json.loads(out) == {"node_id": created["node_id"]}
     code, out, _ = run(capsys, "--data-dir", d, "id")

@@ -88,3 +88,45 @@ def test_take_never_exceeds_the_budget_nor_repeats_a_claim(
     assert sum(len(c) + 3 for c in taken) <= budget
     assert len({c[0] for c in taken}) == len(taken)  # one claim per member
     assert len(q) <= 16
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(0, 12), st.integers(1, 40)),
+            st.tuples(st.just("take"), st.integers(0, 120), st.integers(0, 50)),
+        ),
+        max_size=80,
+    )
+)
+def test_take_picks_exactly_what_sorting_the_whole_queue_would(ops: list[tuple]) -> None:
+    """The levels are an optimisation: the claims taken are those of the plain rule (sort
+    everything by times sent, then newest first; take what fits), for queues this small."""
+    q: GossipQueue[bytes] = GossipQueue(len, retransmit_mult=2, max_queued=8)
+    model: dict[int, list[object]] = {}  # subject -> [item, sent, order]
+    order = 0
+    for op, a, b in ops:
+        if op == "add":
+            item = bytes([a]) * b
+            q.add(nid(a), item)
+            model[a] = [item, 0, order]
+            order += 1
+            if len(model) > 8:
+                worst = max(model, key=lambda s: (model[s][1], -model[s][2]))
+                del model[worst]
+        else:
+            limit = retransmit_limit(2, b)
+            expected, left = [], a
+            for subject in sorted(model, key=lambda s: (model[s][1], -model[s][2])):
+                if left <= 0:
+                    break
+                if len(model[subject][0]) <= left:
+                    left -= len(model[subject][0])
+                    expected.append(subject)
+            assert q.take(a, b) == [model[s][0] for s in expected]
+            for subject in expected:
+                model[subject][1] += 1
+                if model[subject][1] >= limit:
+                    del model[subject]
+        assert len(q) == len(model)

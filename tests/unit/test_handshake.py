@@ -24,8 +24,15 @@ from plexinode.net.handshake import (
     VERSION,
     HandshakeResult,
     Initiator,
+    NetworkKeyError,
     Responder,
     UnexpectedPeerError,
+)
+from plexinode.security.keyring import (
+    TAG_BYTES,
+    Keyring,
+    network_tag,
+    open_network_key,
 )
 
 ALICE = Identity.from_seed(b"A" * 32)
@@ -191,10 +198,24 @@ def test_every_tampered_byte_fails(index: int, size: int) -> None:
         _tampered_handshake_fails(index, position, 0x01)
 
 
-@pytest.mark.parametrize(("index", "position"), [(0, MSG1_BYTES - 1), (1, 31)])
+@pytest.mark.parametrize(("index", "position"), [(0, MSG1_BYTES - TAG_BYTES - 1), (1, 31)])
 def test_ignored_x25519_bit_is_still_authenticated(index: int, position: int) -> None:
     """X25519 ignores a public key's top bit; the raw bytes are hashed, so flipping it fails."""
     _tampered_handshake_fails(index, position, 0x80)
+
+
+def test_a_node_of_another_network_is_refused_before_any_key_exchange() -> None:
+    home, work = Keyring.generate(), Keyring.generate()
+    msg1 = Initiator(ALICE, network_key=home.primary).start()
+    responder = Responder(BOB, keyring=work)
+    with pytest.raises(NetworkKeyError, match="not a member"):
+        responder.receive(msg1)
+    with pytest.raises(NetworkKeyError):
+        Responder(BOB).receive(msg1)  # nor by the open network
+    # Mid-rotation: a responder that holds both keys accepts an initiator on either.
+    work.install(home.primary)
+    result, _, _ = run(Initiator(ALICE, network_key=home.primary), Responder(BOB, keyring=work))
+    assert result.remote_node_id == BOB.node_id
 
 
 def test_bad_magic_and_version() -> None:
@@ -206,8 +227,9 @@ def test_bad_magic_and_version() -> None:
 
 
 def test_low_order_ephemeral_key_is_refused() -> None:
+    body = MAGIC + bytes([VERSION]) + bytes(32)
     with pytest.raises(HandshakeError, match="ephemeral"):
-        Responder(BOB).receive(MAGIC + bytes([VERSION]) + bytes(32))
+        Responder(BOB).receive(body + network_tag(open_network_key("open"), body))
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
@@ -323,7 +345,11 @@ def test_messages_follow_the_documented_derivation() -> None:
         b"plexinode-stream/1 SIGMA-I X25519 Ed25519 XChaCha20-Poly1305 BLAKE2b-256", person=person
     )
     h = _h(h + prologue, person=person)
-    assert msg1 == b"PXHS\x01" + nacl.bindings.crypto_scalarmult_base(e_i)
+    body = b"PXHS\x02" + nacl.bindings.crypto_scalarmult_base(e_i)
+    tag = hashlib.blake2b(
+        body, key=open_network_key("open"), digest_size=16, person=b"px-net-tag-v1"
+    ).digest()
+    assert msg1 == body + tag
     h = _h(h + msg1, person=person)
     assert msg2[:32] == nacl.bindings.crypto_scalarmult_base(e_r)
     h3 = _h(h + msg2[:32], person=person)
@@ -351,7 +377,7 @@ def test_messages_follow_the_documented_derivation() -> None:
     assert hashlib.sha256(msg1 + msg2 + msg3).hexdigest() == KNOWN_WIRE_DIGEST
 
 
-KNOWN_WIRE_DIGEST = "ecdc447f8f35685d6a1d2c383276c71d606d5dbafab707037450eba30039e59c"
+KNOWN_WIRE_DIGEST = "41d5f178e355c6e720587eebd118ea83ee53658b24f5df8e64b0dd0b965cc9c0"
 
 
 def test_bad_arguments_are_caller_bugs() -> None:

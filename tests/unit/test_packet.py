@@ -6,6 +6,7 @@ from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.transport import MAX_DATAGRAM
+from plexinode.security.keyring import Keyring
 
 ALICE = Identity.from_seed(b"a" * 32)
 BOB = Identity.from_seed(b"b" * 32)
@@ -46,12 +47,38 @@ def test_key_that_does_not_match_signature_is_rejected() -> None:
         packet.parse(bytes(datagram)).verify()
 
 
-@pytest.mark.parametrize("index", [0, 1, 40, 45, 50, -1])
+OPEN = Keyring.open("open")
+
+
+def admit(datagram: bytes, keyring: Keyring = OPEN) -> None:
+    """What a receiver checks: the layout, the network tag, the signature."""
+    opened = packet.parse(datagram)
+    if keyring.match(opened.tagged, opened.tag) is None:
+        raise AuthenticationError("no network key matches")
+    opened.verify()
+
+
+@pytest.mark.parametrize("index", [0, 1, 40, 45, 50, -20, -1])
 def test_any_flipped_byte_is_rejected(index: int) -> None:
     datagram = bytearray(packet.Sealer(ALICE).seal(b"hello", BOB.node_id))
+    admit(bytes(datagram))
     datagram[index] ^= 0x01
     with pytest.raises((AuthenticationError, DecodeError)):
-        packet.parse(bytes(datagram)).verify()
+        admit(bytes(datagram))
+
+
+def test_the_network_tag_keeps_networks_apart_and_follows_rotation() -> None:
+    home, work = Keyring.generate(), Keyring.generate()
+    from_home = packet.Sealer(ALICE, keyring=home).seal(b"hello", None)
+    admit(from_home, home)
+    with pytest.raises(AuthenticationError):
+        admit(from_home, work)
+    with pytest.raises(AuthenticationError):
+        admit(from_home)  # the open network
+    # Mid-rotation: a receiver with both keys accepts either primary.
+    work.install(home.primary)
+    admit(from_home, work)
+    admit(packet.Sealer(ALICE, keyring=work).seal(b"x", None), work)
 
 
 def test_truncated_and_oversized() -> None:
@@ -61,7 +88,7 @@ def test_truncated_and_oversized() -> None:
     with pytest.raises(DecodeError, match="exceeds"):
         packet.parse(b"\x01" * (MAX_DATAGRAM + 1))
     with pytest.raises(AuthenticationError):
-        packet.parse(datagram[:-1] + bytes([datagram[-1] ^ 1])).verify()
+        admit(datagram[:-1] + bytes([datagram[-1] ^ 1]))
 
 
 @given(st.binary(max_size=MAX_DATAGRAM + 10))

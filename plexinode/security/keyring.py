@@ -1,0 +1,196 @@
+"""Network keys: who may talk to the nodes of a network at all.
+
+Every datagram and every stream handshake carries a 16-byte **network tag**: keyed BLAKE2b of
+the bytes it protects, under the sender's primary network key. A receiver checks the tag
+against each key of its keyring before anything costly (a signature check, a Diffie-Hellman),
+so a node without a key of the network is dropped for the price of a hash or two
+(decisions.md #27).
+
+* A **private network** (``plexinode init --network NAME``) has random 32-byte keys, kept in
+  ``DATA_DIR/network.keys`` (0600), handed to new members in invite tokens.
+* An **open network** has one key derived from its name, so anyone who knows the name may
+  join (the default network is the open network ``open``, which any node with a bootstrap
+  address can join, as with IPFS); the tag still keeps networks of different names apart.
+
+The keyring holds up to :data:`MAX_KEYS` keys. One is **primary**: it tags what this node
+sends. The others are accepted on receipt, which is what makes rotation possible without a
+flag day (as in Serf): install the new key everywhere, make it primary everywhere, remove the
+old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from plexinode.errors import DataDirError
+from plexinode.fsutil import atomic_write
+
+NETWORK_KEY_BYTES: Final = 32
+TAG_BYTES: Final = 16
+MAX_KEYS: Final = 8
+KEYRING_FILE: Final = "network.keys"
+_TAG_PERSON: Final = b"px-net-tag-v1"
+_OPEN_PERSON: Final = b"px-open-net-v1"
+
+
+def open_network_key(network: str) -> bytes:
+    """The key of the open network called `network` (public: derived from the name)."""
+    return hashlib.blake2b(
+        network.encode(), digest_size=NETWORK_KEY_BYTES, person=_OPEN_PERSON
+    ).digest()
+
+
+def network_tag(key: bytes, data: bytes) -> bytes:
+    """The network tag of `data` under `key`."""
+    return hashlib.blake2b(data, key=key, digest_size=TAG_BYTES, person=_TAG_PERSON).digest()
+
+
+def key_id(key: bytes) -> str:
+    """A short public name for a key (for listings; reveals nothing about the key)."""
+    return hashlib.blake2b(key, digest_size=6, person=b"px-key-id-v1").hexdigest()
+
+
+def parse_key(text: str) -> bytes:
+    """A network key from its text form (64 hex digits).
+
+    Raises:
+        ValueError: Not 64 hex digits.
+    """
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != NETWORK_KEY_BYTES:
+        raise ValueError(f"a network key is {NETWORK_KEY_BYTES} bytes written as 64 hex digits")
+    return key
+
+
+class Keyring:
+    """The network keys this node accepts, and the one it sends with.
+
+    Args:
+        keys: The keys, primary included (1 to :data:`MAX_KEYS`, each 32 bytes).
+        primary: The key this node tags with.
+        private: Whether the keys are secret (a private network) or derived from the network's
+            name (an open one).
+    """
+
+    def __init__(self, keys: list[bytes], primary: bytes, *, private: bool) -> None:
+        keys = list(dict.fromkeys(keys))
+        if not 1 <= len(keys) <= MAX_KEYS or primary not in keys:
+            raise ValueError(f"a keyring holds 1-{MAX_KEYS} keys, the primary one among them")
+        if any(len(k) != NETWORK_KEY_BYTES for k in keys):
+            raise ValueError(f"network keys are {NETWORK_KEY_BYTES} bytes")
+        self._keys = keys
+        self.primary = primary
+        self.private = private
+
+    @classmethod
+    def open(cls, network: str) -> Keyring:
+        """The keyring of the open network called `network`."""
+        key = open_network_key(network)
+        return cls([key], key, private=False)
+
+    @classmethod
+    def generate(cls) -> Keyring:
+        """A new private network's keyring: one random key."""
+        key = os.urandom(NETWORK_KEY_BYTES)
+        return cls([key], key, private=True)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def tag(self, data: bytes) -> bytes:
+        """The tag of `data` under the primary key."""
+        return network_tag(self.primary, data)
+
+    def match(self, data: bytes, tag: bytes) -> bytes | None:
+        """The key under which `tag` is the tag of `data`, if any (primary tried first)."""
+        for key in (self.primary, *(k for k in self._keys if k != self.primary)):
+            if hmac.compare_digest(network_tag(key, data), tag):
+                return key
+        return None
+
+    # -- rotation ----------------------------------------------------------------------------
+
+    def install(self, key: bytes) -> bool:
+        """Accept `key` too; False if it was already installed.
+
+        Raises:
+            ValueError: The keyring is full, or the key is not 32 bytes.
+        """
+        if len(key) != NETWORK_KEY_BYTES:
+            raise ValueError(f"network keys are {NETWORK_KEY_BYTES} bytes")
+        if key in self._keys:
+            return False
+        if len(self._keys) >= MAX_KEYS:
+            raise ValueError(f"the keyring is full ({MAX_KEYS} keys): remove an old key first")
+        self._keys.append(key)
+        self.private = True
+        return True
+
+    def use(self, key: bytes) -> None:
+        """Send with `key` from now on.
+
+        Raises:
+            ValueError: The key is not installed.
+        """
+        if key not in self._keys:
+            raise ValueError(f"key {key_id(key)} is not installed: install it first")
+        self.primary = key
+
+    def remove(self, key: bytes) -> None:
+        """Stop accepting `key`.
+
+        Raises:
+            ValueError: The key is the primary one, or not installed.
+        """
+        if key == self.primary:
+            raise ValueError("the primary key cannot be removed: make another key primary first")
+        if key not in self._keys:
+            raise ValueError(f"key {key_id(key)} is not installed")
+        self._keys.remove(key)
+
+    def describe(self) -> list[dict[str, object]]:
+        """The keys as ``plexinode network key list`` shows them (ids, never the keys)."""
+        return [{"key_id": key_id(k), "primary": k == self.primary} for k in self._keys]
+
+
+def keyring_path(data_dir: Path) -> Path:
+    return data_dir / KEYRING_FILE
+
+
+def load_keyring(data_dir: Path, network: str) -> Keyring:
+    """The keyring in `data_dir`, or the open network's when there is no keyring file.
+
+    Raises:
+        DataDirError: The file exists but is unreadable or malformed.
+    """
+    path = keyring_path(data_dir)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Keyring.open(network)
+    except OSError as exc:
+        raise DataDirError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        doc = json.loads(text)
+        keys = [parse_key(k) for k in doc["keys"]]
+        return Keyring(keys, parse_key(doc["primary"]), private=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataDirError(f"{path} is corrupt ({exc}): restore it from a backup") from None
+
+
+def save_keyring(data_dir: Path, keyring: Keyring) -> None:
+    """Write a private network's keyring to `data_dir` (0600, atomically)."""
+    doc = {"primary": keyring.primary.hex(), "keys": [k.hex() for k in keyring]}
+    atomic_write(keyring_path(data_dir), (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)

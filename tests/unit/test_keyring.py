@@ -1,0 +1,89 @@
+"""Network keyrings: open and private networks, rotation steps, the keyring file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plexinode.errors import DataDirError
+from plexinode.security.keyring import (
+    MAX_KEYS,
+    Keyring,
+    key_id,
+    keyring_path,
+    load_keyring,
+    network_tag,
+    open_network_key,
+    parse_key,
+    save_keyring,
+)
+
+
+def test_open_networks_are_kept_apart_by_name() -> None:
+    a, b = Keyring.open("open"), Keyring.open("lab")
+    assert not a.private
+    assert a.primary == open_network_key("open") != b.primary
+    assert a.match(b"data", b.tag(b"data")) is None
+    assert a.match(b"data", a.tag(b"data")) == a.primary
+
+
+def test_rotation_install_use_remove() -> None:
+    ring = Keyring.generate()
+    old, new = ring.primary, Keyring.generate().primary
+    assert ring.install(new)
+    assert not ring.install(new)  # already there
+    assert ring.match(b"x", network_tag(new, b"x")) == new
+    with pytest.raises(ValueError, match="primary key cannot be removed"):
+        ring.remove(old)
+    ring.use(new)
+    assert ring.tag(b"x") == network_tag(new, b"x")
+    ring.remove(old)
+    assert list(ring) == [new]
+    assert ring.match(b"x", network_tag(old, b"x")) is None
+    with pytest.raises(ValueError, match="not installed"):
+        ring.use(old)
+    with pytest.raises(ValueError, match="not installed"):
+        ring.remove(old)
+    with pytest.raises(ValueError, match="32 bytes"):
+        ring.install(b"short")
+
+
+def test_the_keyring_is_bounded() -> None:
+    ring = Keyring.generate()
+    for _ in range(MAX_KEYS - 1):
+        ring.install(Keyring.generate().primary)
+    with pytest.raises(ValueError, match="full"):
+        ring.install(Keyring.generate().primary)
+    with pytest.raises(ValueError, match="1-8 keys"):
+        Keyring([], b"x" * 32, private=True)
+
+
+def test_listings_show_ids_never_keys() -> None:
+    ring = Keyring.generate()
+    shown = json.dumps(ring.describe())
+    assert ring.primary.hex() not in shown
+    assert key_id(ring.primary) in shown
+
+
+def test_the_keyring_file_round_trips_and_corruption_is_reported(tmp_path: Path) -> None:
+    assert load_keyring(tmp_path, "lab").primary == open_network_key("lab")  # no file: open
+    ring = Keyring.generate()
+    ring.install(Keyring.generate().primary)
+    save_keyring(tmp_path, ring)
+    assert keyring_path(tmp_path).stat().st_mode & 0o777 == 0o600
+    loaded = load_keyring(tmp_path, "lab")
+    assert loaded.private
+    assert loaded.primary == ring.primary
+    assert list(loaded) == list(ring)
+    keyring_path(tmp_path).write_text('{"primary": "00"}')
+    with pytest.raises(DataDirError, match="corrupt"):
+        load_keyring(tmp_path, "lab")
+
+
+@pytest.mark.parametrize("text", ["", "zz" * 32, "00" * 31, "00" * 33])
+def test_keys_are_64_hex_digits(text: str) -> None:
+    with pytest.raises(ValueError, match="64 hex digits"):
+        parse_key(text)
+    assert parse_key(" " + "ab" * 32 + "\n") == bytes([0xAB]) * 32
