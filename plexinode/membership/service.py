@@ -154,7 +154,7 @@ class Seed:
 
 
 def _claim_size(claim: SignedClaim) -> int:
-    return len(pack(claim.to_wire()))
+    return claim.wire_size()
 
 
 def _entry_size(entry: StateEntry) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity
@@ -157,3 +159,27 @@ def test_the_largest_claim_leaves_room_in_a_datagram() -> None:
     )
     size = len(pack(sign_claim(MEMBER, claim).to_wire()))
     assert size <= 480  # two fit in a datagram's 1,087 bytes of payload with room to spare
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 2**64 - 1),
+    st.sampled_from(["10.0.0.1", "2001:db8::1"]),
+    st.integers(1, 65535),
+    st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=40), max_size=4).filter(
+        lambda t: sum(len(k.encode()) + len(v.encode()) for k, v in t.items()) <= 256
+    ),
+    st.sampled_from(list(State)),
+)
+def test_wire_size_is_the_encoded_length(
+    incarnation: int, host: str, port: int, tags: dict[str, str], state: State
+) -> None:
+    if state is State.ALIVE:
+        claim = Claim(MEMBER.node_id, incarnation, state, address=Address(host, port), tags=tags)
+        signed = sign_claim(MEMBER, claim)
+    elif state is State.LEFT:
+        signed = sign_claim(MEMBER, Claim(MEMBER.node_id, incarnation, state))
+    else:
+        claim = Claim(MEMBER.node_id, incarnation, state, accuser=OTHER.node_id)
+        signed = sign_claim(OTHER, claim)
+    assert signed.wire_size() == len(pack(signed.to_wire()))

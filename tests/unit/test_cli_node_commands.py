@@ -1,0 +1,192 @@
+"""CLI commands that talk to a running node, in-process, against an admin socket that serves
+canned answers: argument handling, text rendering, JSON output, and error lines."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from plexinode.admin.server import AdminServer
+from plexinode.cli.main import main
+from plexinode.datadir import socket_path
+from plexinode.errors import AdminError
+
+ME = "a" * 58
+OTHER = "b" * 58
+MEMBERS = [
+    {
+        "node_id": ME,
+        "address": "127.0.0.1:7001",
+        "state": "alive",
+        "incarnation": 0,
+        "tags": {"version": "0.1.0"},
+        "self": True,
+    },
+    {
+        "node_id": OTHER,
+        "address": "127.0.0.1:7002",
+        "state": "dead",
+        "incarnation": 3,
+        "tags": {},
+        "self": False,
+    },
+]
+ENTRY = {"key": "net.motd", "value": "hi", "deleted": False, "written_at": 1.5e9, "writer": ME}
+KEYS = {
+    "network": "home",
+    "private": True,
+    "keys": [
+        {"key_id": "0123456789ab", "primary": True},
+        {"key_id": "ba9876543210", "primary": False},
+    ],
+}
+
+
+class Stub:
+    """An admin socket in a thread, answering each command with ``answers[name](args)``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.answers: dict[str, Any] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._ready = threading.Event()
+        self._stop: tuple[Any, trio.CancelScope] | None = None
+        self._thread = threading.Thread(target=trio.run, args=(self._serve,))
+
+    async def _serve(self) -> None:
+        server = AdminServer(socket_path(self.data_dir))
+        for name in (
+            "members",
+            "state_list",
+            "state_set",
+            "invite",
+            "join",
+            "network_key",
+            "leave",
+        ):
+            server.command(name, self._handler(name))
+        async with trio.open_nursery() as nursery:
+            self._stop = (trio.lowlevel.current_trio_token(), nursery.cancel_scope)
+            await nursery.start(server.run)
+            self._ready.set()
+
+    def _handler(self, name: str) -> Any:
+        async def handle(args: dict[str, Any]) -> Any:
+            self.calls.append((name, args))
+            answer = self.answers[name]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer(args) if callable(answer) else answer
+
+        return handle
+
+    def __enter__(self) -> Stub:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        token, scope = self._stop
+        token.run_sync_soon(scope.cancel)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Iterator[Stub]:
+    tmp_path.chmod(0o700)
+    with Stub(tmp_path) as running:
+        yield running
+
+
+def run(capsys, stub: Stub, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(["--data-dir", str(stub.data_dir), *argv])
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_members_text_and_json(stub: Stub, capsys) -> None:
+    stub.answers["members"] = MEMBERS
+    code, out, _ = run(capsys, stub, "members")
+    assert code == 0
+    assert f"{ME} (this node)" in out
+    assert "version=0.1.0" in out
+    assert "dead" in out
+    code, out, _ = run(capsys, stub, "--json", "members")
+    assert json.loads(out) == MEMBERS
+    stub.answers["members"] = []
+    assert "not ready" in run(capsys, stub, "members")[1]
+
+
+def test_state_commands(stub: Stub, capsys) -> None:
+    stub.answers["state_list"] = [ENTRY, {**ENTRY, "key": "gone", "value": None, "deleted": True}]
+    code, out, _ = run(capsys, stub, "state", "list")
+    assert code == 0
+    assert "net.motd" in out
+    assert "gone" not in out
+    assert len(json.loads(run(capsys, stub, "--json", "state", "list", "--all")[1])) == 2
+    stub.answers["state_list"] = []
+    assert "empty" in run(capsys, stub, "state", "list")[1]
+    stub.answers["state_set"] = lambda args: {
+        **ENTRY,
+        "key": args["key"],
+        "value": args["value"],
+        "deleted": args["value"] is None,
+    }
+    assert "net.motd = on" in run(capsys, stub, "state", "set", "net.motd", "on")[1]
+    assert "deleted" in run(capsys, stub, "state", "rm", "net.motd")[1]
+    assert stub.calls[-1] == ("state_set", {"key": "net.motd", "value": None})
+    stub.answers["state_set"] = AdminError("a state key is ...")
+    code, out, err = run(capsys, stub, "state", "set", "Bad", "x")
+    assert code == 1
+    assert out == ""
+    assert "a state key is ..." in err
+    assert err.count("\n") == 1
+
+
+def test_invite_and_join(stub: Stub, capsys) -> None:
+    stub.answers["invite"] = lambda args: {
+        "token": f"plexinode-invite-1:{int(args['expires'])}",
+        "network": "home",
+        "expires_at": 1,
+        "addresses": [],
+    }
+    code, out, _ = run(capsys, stub, "invite", "--expires", "2h")
+    assert (code, out.strip()) == (0, "plexinode-invite-1:7200")
+    for bad in ("0s", "31d", "soon"):
+        assert run(capsys, stub, "invite", "--expires", bad)[0] == 2
+    stub.answers["join"] = {"network": "home", "bootstrapped": 4, "members": 3}
+    code, out, _ = run(capsys, stub, "join", "TOKEN")
+    assert code == 0
+    assert "joined network home: 4 DHT contacts, 3 members" in out
+    assert stub.calls[-1] == ("join", {"token": "TOKEN"})
+
+
+def test_network_key_commands(stub: Stub, capsys) -> None:
+    stub.answers["network_key"] = KEYS
+    code, out, _ = run(capsys, stub, "network", "key", "list")
+    assert code == 0
+    assert "network home: private" in out
+    assert "0123456789ab  primary" in out
+    for action in ("install", "use", "remove"):
+        assert run(capsys, stub, "network", "key", action, "K")[0] == 0
+        assert stub.calls[-1] == ("network_key", {"action": action, "key": "K"})
+    stub.answers["network_key"] = {**KEYS, "private": False}
+    assert "open" in run(capsys, stub, "network", "key", "list")[1]
+    generated = json.loads(run(capsys, stub, "--json", "network", "key", "generate")[1])
+    assert len(bytes.fromhex(generated["key"])) == 32
+    assert len(generated["key_id"]) == 12
+
+
+def test_leave(stub: Stub, capsys) -> None:
+    stub.answers["leave"] = {"left": True, "acknowledged_by": 2}
+    code, out, _ = run(capsys, stub, "leave")
+    assert code == 0
+    assert "2 members acknowledged" in out
