@@ -559,9 +559,13 @@ class MembershipService:
         except (PeerTimeout, RemoteProtocolError):
             return
         if isinstance(reply.message, MemberAck):
-            self._hear_message(reply.message)
-            self._execute(self.prober.on_ack(target, seq, trio.current_time()))
-            self._wake()
+            self._acked(reply.message, target, seq)
+
+    def _acked(self, ack: MemberAck, sender: NodeId, seq: int) -> None:
+        """An ack for our `seq` arrived from `sender` (the target, or a relay we asked)."""
+        self._hear_message(ack)
+        self._execute(self.prober.on_ack(sender, seq, trio.current_time()))
+        self._wake()
 
     async def _stream_ping(self, target: NodeId, seq: int) -> None:
         """The direct probe failed: ping over a secure stream too, alongside the relays."""
@@ -586,9 +590,7 @@ class MembershipService:
         except _STREAM_FAILURES:
             return
         self.stats["stream_pings_acked"] += 1
-        self._hear_message(ack)
-        self._execute(self.prober.on_ack(target, seq, trio.current_time()))
-        self._wake()
+        self._acked(ack, target, seq)
 
     async def _serve_stream_ping(self, stream: SecureStream) -> None:
         with trio.move_on_after(SYNC_TIMEOUT):
@@ -620,9 +622,7 @@ class MembershipService:
         except (PeerTimeout, RemoteProtocolError):
             return
         if isinstance(reply.message, MemberAck):
-            self._hear_message(reply.message)
-            self._execute(self.prober.on_ack(relay, seq, trio.current_time()))
-            self._wake()
+            self._acked(reply.message, relay, seq)
         elif isinstance(reply.message, MemberNack):
             self.prober.on_nack(relay, seq)
 

@@ -78,8 +78,8 @@ from tests.sim.fuzz_datagrams import (
     CATEGORIES,
     OUTCOMES,
     Capture,
-    CapturingTransport,
     Fuzzer,
+    capturing,
     solving_identity,
 )
 
@@ -282,7 +282,7 @@ async def run(args: argparse.Namespace) -> bool:
             node = Node(
                 solving_identity(b"honest", args.seed * 1000 + i, args.id_difficulty),
                 settings,
-                CapturingTransport(SocketTransport(), capture),
+                capturing(SocketTransport(), capture),
             )
             address = await nursery.start(guarded, i, node)
             first = first or address

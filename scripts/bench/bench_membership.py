@@ -47,7 +47,7 @@ from tests.sim.members import (
     Cluster,
     MemberNode,
     Starvation,
-    StarvedTransport,
+    starve,
     wait_for,
 )
 from tests.sim.members import member_cluster as cluster_of
@@ -122,7 +122,7 @@ async def false_positives(
             return transport
         starvation = Starvation(random.Random(seed * 10_000 + index))
         starvations.append(starvation)
-        return StarvedTransport(transport, starvation)
+        return starve(transport, starvation)
 
     async with (
         cluster_of(net, nodes, settings, seed=seed, wrap=wrap) as c,

@@ -60,7 +60,7 @@ from plexinode.errors import DecodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address
-from plexinode.net.transport import DatagramSocket, Endpoint, Transport
+from plexinode.net.transport import DatagramSocket, Transport
 from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS, pack
@@ -77,6 +77,7 @@ from plexinode.wire.schema import (
     Str,
     Struct,
 )
+from tests.sim.helpers import DatagramWrappingTransport
 
 #: Every counter of ``DatagramService.stats`` that one received datagram can end in.
 OUTCOMES: Final = (
@@ -1115,36 +1116,6 @@ class _CapturingSocket:
         self._inner.close()
 
 
-class _CapturingEndpoint:
-    def __init__(self, inner: Endpoint, capture: Capture) -> None:
-        self._inner = inner
-        self._datagrams = _CapturingSocket(inner.datagrams, capture)
-
-    @property
-    def address(self) -> Address:
-        return self._inner.address
-
-    @property
-    def datagrams(self) -> DatagramSocket:
-        return self._datagrams
-
-    @property
-    def listener(self) -> Any:
-        return self._inner.listener
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class CapturingTransport:
-    """A transport that offers every datagram its node sends to a :class:`Capture`."""
-
-    def __init__(self, inner: Transport, capture: Capture) -> None:
-        self._inner = inner
-        self._capture = capture
-
-    async def bind(self, address: Address) -> Endpoint:
-        return _CapturingEndpoint(await self._inner.bind(address), self._capture)
-
-    async def connect(self, address: Address) -> Any:
-        return await self._inner.connect(address)
+def capturing(inner: Transport, capture: Capture) -> Transport:
+    """`inner`, offering every datagram its node sends to `capture`."""
+    return DatagramWrappingTransport(inner, lambda sock: _CapturingSocket(sock, capture))

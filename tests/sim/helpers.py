@@ -12,7 +12,7 @@ from plexinode.config import DatagramSettings, DhtSettings, Settings, StreamSett
 from plexinode.identity import Identity
 from plexinode.net.address import Address
 from plexinode.net.memory import MemoryNetwork
-from plexinode.net.transport import Transport
+from plexinode.net.transport import DatagramSocket, Endpoint, Transport
 from plexinode.node import Node
 
 FAST = Settings(
@@ -97,3 +97,40 @@ async def dht_network(
         yield nodes
         for node in nodes:
             node.stop()
+
+
+class _WrappedEndpoint:
+    def __init__(self, inner: Endpoint, datagrams: DatagramSocket) -> None:
+        self._inner = inner
+        self._datagrams = datagrams
+
+    @property
+    def address(self) -> Address:
+        return self._inner.address
+
+    @property
+    def datagrams(self) -> DatagramSocket:
+        return self._datagrams
+
+    @property
+    def listener(self) -> trio.abc.Listener[trio.abc.Stream]:
+        return self._inner.listener
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class DatagramWrappingTransport:
+    """A transport whose endpoints' datagram sockets pass through ``wrap(socket)`` (to watch,
+    delay or alter the datagrams of one node); streams are untouched."""
+
+    def __init__(self, inner: Transport, wrap: Callable[[DatagramSocket], DatagramSocket]) -> None:
+        self._inner = inner
+        self._wrap = wrap
+
+    async def bind(self, address: Address) -> Endpoint:
+        endpoint = await self._inner.bind(address)
+        return _WrappedEndpoint(endpoint, self._wrap(endpoint.datagrams))
+
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        return await self._inner.connect(address)

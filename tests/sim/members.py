@@ -23,8 +23,8 @@ from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.memory import MemoryNetwork
 from plexinode.net.streams import StreamService
-from plexinode.net.transport import DatagramSocket, Endpoint, Transport
-from tests.sim.helpers import seeded_identity
+from plexinode.net.transport import DatagramSocket, Transport
+from tests.sim.helpers import DatagramWrappingTransport, seeded_identity
 
 LAN = MembershipSettings()
 DATAGRAM = DatagramSettings(request_timeout=0.5, retries=2)
@@ -243,36 +243,6 @@ class _StarvedSocket:
         self._inner.close()
 
 
-class _StarvedEndpoint:
-    def __init__(self, inner: Endpoint, starvation: Starvation) -> None:
-        self._inner = inner
-        self._datagrams = _StarvedSocket(inner.datagrams, starvation)
-
-    @property
-    def address(self) -> Address:
-        return self._inner.address
-
-    @property
-    def datagrams(self) -> DatagramSocket:
-        return self._datagrams
-
-    @property
-    def listener(self) -> trio.abc.Listener[trio.abc.Stream]:
-        return self._inner.listener
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class StarvedTransport:
-    """A transport whose datagrams wait out the stalls of a :class:`Starvation`."""
-
-    def __init__(self, inner: Transport, starvation: Starvation) -> None:
-        self._inner = inner
-        self.starvation = starvation
-
-    async def bind(self, address: Address) -> Endpoint:
-        return _StarvedEndpoint(await self._inner.bind(address), self.starvation)
-
-    async def connect(self, address: Address) -> trio.abc.Stream:
-        return await self._inner.connect(address)
+def starve(inner: Transport, starvation: Starvation) -> Transport:
+    """`inner`, its datagrams waiting out the stalls of `starvation`."""
+    return DatagramWrappingTransport(inner, lambda sock: _StarvedSocket(sock, starvation))

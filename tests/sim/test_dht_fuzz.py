@@ -34,8 +34,8 @@ from tests.sim.fuzz_datagrams import (
     CATEGORIES,
     OUTCOMES,
     Capture,
-    CapturingTransport,
     Fuzzer,
+    capturing,
     fuzz_identity,
     seal,
     solving_identity,
@@ -68,7 +68,7 @@ def puzzle_network(
         count,
         SETTINGS,
         identity=lambda i: solving_identity(b"honest", SEED * 1000 + i, DIFFICULTY),
-        wrap=lambda transport: CapturingTransport(transport, capture),
+        wrap=lambda transport: capturing(transport, capture),
     )
 
 

@@ -14,8 +14,8 @@ from plexinode.net.transport import Transport
 from tests.sim.members import (
     Cluster,
     Starvation,
-    StarvedTransport,
     member_cluster,
+    starve,
     wait_for,
 )
 
@@ -139,7 +139,7 @@ async def test_starved_nodes_under_loss_are_never_declared_dead(autojump_clock) 
         if index not in starved:
             return transport
         starvations[index] = Starvation(random.Random(1000 + index))
-        return StarvedTransport(transport, starvations[index])
+        return starve(transport, starvations[index])
 
     for seed in (16, 17):
         async with (
