@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 import nacl.exceptions
+import nacl.public
 import nacl.signing
 
 from plexinode.errors import AuthenticationError, IdentityError
@@ -151,6 +152,18 @@ class Identity:
         """The 64-byte detached signature of `message`."""
         return bytes(self._signing_key.sign(message).signature)
 
+    def unseal(self, sealed: bytes) -> bytes:
+        """Open what :func:`seal_to` sealed to this identity's public key.
+
+        Raises:
+            AuthenticationError: It was sealed to another key, or altered.
+        """
+        box = nacl.public.SealedBox(self._signing_key.to_curve25519_private_key())
+        try:
+            return bytes(box.decrypt(sealed))
+        except nacl.exceptions.CryptoError:
+            raise AuthenticationError("sealed to another key, or altered") from None
+
     def seed(self) -> bytes:
         """The secret 32-byte seed."""
         return bytes(self._signing_key)
@@ -230,3 +243,22 @@ def load_identity_file(data_dir: Path) -> Identity:
         log.warning("%s is readable by others (mode %o); fixing to 0600", path, mode & 0o777)
         path.chmod(0o600)
     return Identity.from_file_bytes(data, where=str(path))
+
+
+def seal_to(public_key: bytes, plaintext: bytes) -> bytes:
+    """`plaintext` sealed (anonymous X25519 + XSalsa20-Poly1305, libsodium's sealed box) to the
+    node whose Ed25519 public key is `public_key`: only that node's :meth:`Identity.unseal`
+    opens it. Adds :data:`SEAL_OVERHEAD` bytes.
+
+    Raises:
+        AuthenticationError: `public_key` is not a valid Ed25519 public key.
+    """
+    try:
+        recipient = nacl.signing.VerifyKey(public_key).to_curve25519_public_key()
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        raise AuthenticationError("not an Ed25519 public key") from None
+    return bytes(nacl.public.SealedBox(recipient).encrypt(plaintext))
+
+
+#: Bytes a sealed box adds: the sender's one-time X25519 public key and the MAC.
+SEAL_OVERHEAD: Final = 48

@@ -59,6 +59,8 @@ from plexinode.security.keyring import (
     parse_key,
     save_keyring,
 )
+from plexinode.security.rotation import RESERVED_STATE_PREFIX
+from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
@@ -137,6 +139,7 @@ class Node:
         self._streams: StreamService | None = None
         self._dht: DhtService | None = None
         self._membership: MembershipService | None = None
+        self._keyring_service: KeyringService | None = None
         self._db: Database | None = None
         self.admin: AdminServer | None = None
 
@@ -205,6 +208,7 @@ class Node:
                 with trio.CancelScope(shield=True):
                     await endpoint.aclose()
                 self._datagrams = self._streams = self._dht = self._membership = None
+                self._keyring_service = None
                 self._db = None
         log.info("node stopped")
 
@@ -264,6 +268,26 @@ class Node:
             wall_clock=self._wall_clock,
         )
         await nursery.start(self._membership.run)
+        self._keyring_service = KeyringService(
+            self.keyring,
+            self._membership,
+            save=self._save_keyring,
+            db=self._db,
+            wall_clock=self._wall_clock,
+            rng=random.Random(self.node_id.raw + b"/keyring"),
+        )
+        await nursery.start(self._keyring_service.run)
+
+    def _save_keyring(self, keyring: Keyring) -> None:
+        if self.data_dir is not None:
+            save_keyring(self.data_dir, keyring)
+
+    @property
+    def keyring_service(self) -> KeyringService:
+        """The keyring service (only while running with membership)."""
+        if self._keyring_service is None:
+            raise RuntimeError("node is not running")
+        return self._keyring_service
 
     def _member_address(self) -> Address | None:
         """Our address for membership: the first the DHT advertises (bound, or observed)."""
@@ -271,8 +295,12 @@ class Node:
         return addresses[0] if addresses else None
 
     def _member_seeds(self) -> list[Seed]:
-        """Nodes to join membership through: the DHT's contacts, then the bootstrap list."""
-        seeds = [Seed(e.contact.address, e.contact.node_id) for e in self.dht.routing.entries()]
+        """Nodes to join membership through: the DHT's contacts (or, while it has none, those
+        of the last run), then the bootstrap list."""
+        contacts = [e.contact for e in self.dht.routing.entries()]
+        if not contacts:  # e.g. back after missing a key rotation: the last run's contacts
+            contacts = self.dht.remembered
+        seeds = [Seed(c.address, c.node_id) for c in contacts]
         return seeds + [Seed(address) for address in self.settings.bootstrap]
 
     def invite(self, expires: float) -> dict[str, Any]:
@@ -333,37 +361,40 @@ class Node:
             "members": self.membership.counts()["alive"],
         }
 
-    def network_key(self, action: str, key_text: object) -> dict[str, Any]:
-        """``network key list|install|use|remove`` on this node: the keyring changes at once
-        for datagrams and streams, and is saved in the data dir.
-
-        Rotation, as in Serf: install the new key on every member, make it primary on every
-        member, then remove the old one. (Propagating each step by gossip is not built yet:
-        each node is told in turn.)
-        """
-        keyring = self.keyring
+    def network_key(self, action: str, key_text: object, *, force: bool = False) -> dict[str, Any]:
+        """``network key list|install|use|remove``: each step is run here and written to the
+        network's key plan, which every member then carries out (module
+        plexinode.security.rotation); the answer shows the progress."""
+        service = self.keyring_service
         if action != "list":
             if not isinstance(key_text, str):
                 raise AdminError(f"network key {action} needs a key")
             key = self._find_key(key_text, installing=action == "install")
             try:
                 if action == "install":
-                    keyring.install(key)
+                    service.install(key)
                 elif action == "use":
-                    keyring.use(key)
+                    service.use(key, force=force)
                 elif action == "remove":
-                    keyring.remove(key)
+                    service.remove(key)
                 else:
                     raise AdminError(f"unknown network key action {action!r}")
             except ValueError as exc:
                 raise AdminError(str(exc)) from None
-            if self.data_dir is not None:
-                save_keyring(self.data_dir, keyring)
         return {
             "network": self.settings.network,
-            "private": keyring.private,
-            "keys": keyring.describe(),
+            "private": self.keyring.private,
+            **service.describe(),
         }
+
+    def revoke(self, node_text: object) -> dict[str, Any]:
+        """``network revoke NODE_ID``: no member hands that node a network key again."""
+        try:
+            node_id = NodeId.parse(str(node_text))
+            self.keyring_service.revoke(node_id)
+        except (IdentityError, ValueError) as exc:
+            raise AdminError(str(exc)) from None
+        return {"revoked": str(node_id)}
 
     def _find_key(self, text: str, *, installing: bool) -> bytes:
         text = text.strip().lower()
@@ -547,7 +578,12 @@ class Node:
             return await self.leave()
 
         async def network_keys(args: dict[str, Any]) -> Any:
-            return self.network_key(str(args.get("action", "list")), args.get("key"))
+            return self.network_key(
+                str(args.get("action", "list")), args.get("key"), force=args.get("force") is True
+            )
+
+        async def revoke(args: dict[str, Any]) -> Any:
+            return self.revoke(args.get("node_id", ""))
 
         async def invite(args: dict[str, Any]) -> Any:
             expires = args.get("expires", 86_400.0)
@@ -562,6 +598,11 @@ class Node:
             key, value = str(args.get("key", "")), args.get("value")
             if value is not None and not isinstance(value, str):
                 raise AdminError("a state value is text")
+            if key.startswith(RESERVED_STATE_PREFIX):
+                raise AdminError(
+                    f"keys under {RESERVED_STATE_PREFIX!r} are the node's own "
+                    "(see `network key` and `network revoke`)"
+                )
             try:
                 entry = self.membership.set_state(key, None if value is None else value.encode())
             except ValueError as exc:
@@ -585,6 +626,7 @@ class Node:
             "state_set": state_set,
             "invite": invite,
             "network_key": network_keys,
+            "revoke": revoke,
             "join": join,
             "state_list": state_list,
         }.items():

@@ -349,7 +349,7 @@ def invite(expires: str) -> None:
 
 @cli.group()
 def network() -> None:
-    """This node's network: its keys."""
+    """This node's network: its keys, and who may have them."""
 
 
 @network.group("key")
@@ -360,7 +360,20 @@ def network_key() -> None:
 def _render_keys(doc: dict[str, Any]) -> str:
     kind = "private" if doc["private"] else "open (its key is derived from its name)"
     lines = [f"network {doc['network']}: {kind}"]
-    lines += [f"  {k['key_id']}{'  primary' if k['primary'] else ''}" for k in doc["keys"]]
+    for k in doc["keys"]:
+        if k["retired"]:
+            lines.append(f"  {k['key_id']}  retired")
+            continue
+        role = "primary" if k["primary"] else "       "
+        spread = ""
+        if "members" in k:
+            spread = (
+                f"  installed on {k['holders']}/{k['members']} live members,"
+                f" primary on {k['senders']}"
+            )
+        lines.append(f"  {k['key_id']}  {role}{spread}")
+    for pending in doc.get("pending", []):
+        lines.append(f"  {pending}  in the network's plan, not received here yet")
     return "\n".join(lines)
 
 
@@ -384,22 +397,30 @@ def network_key_generate() -> None:
 @network_key.command("install")
 @click.argument("key")
 def network_key_install(key: str) -> None:
-    """Accept KEY (64 hex digits) as well; step 1 of a rotation, on every member."""
+    """Step 1: every member accepts KEY (64 hex digits) as well (it is sent to each, sealed)."""
     emit(_client().call("network_key", action="install", key=key), _render_keys)
 
 
 @network_key.command("use")
 @click.argument("key")
-def network_key_use(key: str) -> None:
-    """Send with KEY (a key id or the key) from now on; step 2, on every member."""
-    emit(_client().call("network_key", action="use", key=key), _render_keys)
+@click.option("--force", is_flag=True, help="Even if some live members have not received KEY yet.")
+def network_key_use(key: str, force: bool) -> None:
+    """Step 2: every member sends with KEY (a key id or the key) from now on."""
+    emit(_client().call("network_key", action="use", key=key, force=force), _render_keys)
 
 
 @network_key.command("remove")
 @click.argument("key")
 def network_key_remove(key: str) -> None:
-    """Stop accepting KEY (a key id or the key); step 3, on every member."""
+    """Step 3: every member stops accepting KEY (a key id or the key)."""
     emit(_client().call("network_key", action="remove", key=key), _render_keys)
+
+
+@network.command("revoke")
+@click.argument("node_id")
+def network_revoke(node_id: str) -> None:
+    """No member hands NODE_ID a network key again; then rotate the keys to cut it off."""
+    emit(_client().call("revoke", node_id=node_id), lambda d: f"revoked {d['revoked']}")
 
 
 @cli.command()

@@ -149,6 +149,9 @@ class DhtService:
         #: Set once the node has joined: it knows at least one other node and has looked
         #: up its own ID (or, with no bootstrap address, found nobody to ask).
         self.joined = trio.Event()
+        #: The contacts saved by the last run (loaded at start): other services may try them
+        #: while the DHT cannot reach them yet.
+        self.remembered: list[Contact] = []
         #: Set once the first bucket refresh after joining is over: the table then covers the
         #: ID space (each part of it that has nodes), not only our own neighbourhood.
         self.refreshed = trio.Event()
@@ -204,6 +207,7 @@ class DhtService:
 
     async def _join(self) -> None:
         persisted = await self._load_persisted()
+        self.remembered = list(persisted)
         delay = 1.0
         while True:
             candidates = [c.address for c in persisted] + list(self._bootstrap)

@@ -957,6 +957,15 @@ class MembershipService:
         self._tags = dict(tags)
         self._persist_incarnation()
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """This node's tags."""
+        return dict(self._tags)
+
+    def seeds(self) -> list[Seed]:
+        """The nodes this node joins through (itself excluded)."""
+        return self._own_seeds()
+
     def members(self) -> list[MemberView]:
         """Every member we know of (tombstones included), ourselves first."""
         if self.table is None:

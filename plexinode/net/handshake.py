@@ -16,7 +16,10 @@ The exchange (``||`` is concatenation, sizes in bytes)::
 
 ``tag`` is the network tag (:mod:`plexinode.security.keyring`) of ``MAGIC || VERSION || e_I``
 under the initiator's primary network key; the responder checks it against its keyring before
-any Diffie-Hellman, so a node of another network costs it one keyed hash per key.
+any Diffie-Hellman, so a node of another network costs it one keyed hash per key. A tag under
+one of the responder's *retired* keys is let through too, marked on the result
+(``retired_key``): the stream service then serves that session only the protocol that hands a
+member that missed a key rotation the current keys.
 ``e_I``/``e_R`` are fresh X25519 public keys, ``s_I``/``s_R`` the nodes' long-term Ed25519 public
 keys. Both sides keep a transcript hash ``h``, a BLAKE2b-256 chain where every step is
 ``h = H(h || data)`` (``h`` has a fixed size, so each step is unambiguous)::
@@ -146,6 +149,7 @@ class HandshakeResult:
         recv_key: 32-byte key for what this side receives (the peer's ``send_key``).
         transcript_hash: Hash of the whole handshake, equal on both sides and unique to the
             session; usable as a session id or for channel binding.
+        retired_key: (Responder only) msg1 was tagged under a retired network key.
     """
 
     remote_public_key: bytes
@@ -153,6 +157,7 @@ class HandshakeResult:
     send_key: bytes = field(repr=False)
     recv_key: bytes = field(repr=False)
     transcript_hash: bytes
+    retired_key: bool = False
 
 
 class _State(enum.Enum):
@@ -267,6 +272,7 @@ class _Role:
         self._shared_secret = b""
         self._state = _State.START
         self._result: HandshakeResult | None = None
+        self._retired_key = False
 
     @property
     def is_complete(self) -> bool:
@@ -305,6 +311,7 @@ class _Role:
             send_key=i2r if initiator else r2i,
             recv_key=r2i if initiator else i2r,
             transcript_hash=self._transcript,
+            retired_key=self._retired_key,
         )
         self._state = _State.DONE
         self._forget_secrets()
@@ -456,7 +463,9 @@ class Responder(_Role):
             raise HandshakeError(f"unsupported handshake version {version} (we speak {VERSION})")
         body, tag = message[:-TAG_BYTES], message[-TAG_BYTES:]
         if self._keyring.match(body, tag) is None:
-            raise NetworkKeyError("not a member of this network (no network key matches)")
+            if self._keyring.match_retired(body, tag) is None:
+                raise NetworkKeyError("not a member of this network (no network key matches)")
+            self._retired_key = True
         remote_ephemeral = body[len(MAGIC) + 1 :]
         self._shared_secret = _dh(self._ephemeral, remote_ephemeral)
         self._transcript = _mix(self._transcript, message)

@@ -400,6 +400,8 @@ class SecureStream(trio.abc.Channel[bytes]):
     ) -> None:
         self.transport_stream = transport_stream
         self.remote_public_key: bytes = result.remote_public_key
+        #: The peer tagged its handshake under a network key this node has retired.
+        self.retired_key: bool = result.retired_key
         self.remote_node_id: NodeId = result.remote_node_id
         self.transcript_hash: bytes = result.transcript_hash
         self.max_frame_bytes = max_frame_bytes

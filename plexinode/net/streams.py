@@ -12,6 +12,10 @@ and tasks. (Refusing new connections instead would let that client lock everyone
 After the handshake the dialer's first frame is a :class:`~plexinode.wire.messages.StreamOpen`
 naming the protocol (``echo/1``, and later ``membership/1``, ``shards/1`` ...). The handler for
 that protocol owns the stream until it returns; the service closes it afterwards.
+
+A peer whose handshake was tagged under a *retired* network key (it missed a key rotation) may
+open only the protocols registered with ``retired_ok`` (the one that hands it the current
+keys, if it is entitled to them); any other is refused and counted (``retired_key_refused``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class StreamService:
         self._transport = transport
         self._prologue = prologue
         self._handlers: dict[str, StreamHandler] = {}
+        self._retired_ok: set[str] = set()
         self._pending: dict[int, trio.CancelScope] = {}
         self._next_key = 0
         self.stats: collections.Counter[str] = collections.Counter()
@@ -71,9 +76,12 @@ class StreamService:
         """Inbound handshakes in progress."""
         return len(self._pending)
 
-    def on(self, protocol: str, handler: StreamHandler) -> None:
-        """Serve streams that open `protocol` with `handler`."""
+    def on(self, protocol: str, handler: StreamHandler, *, retired_ok: bool = False) -> None:
+        """Serve streams that open `protocol` with `handler`; with `retired_ok`, also for
+        peers whose handshake used a retired network key (module docstring)."""
         self._handlers[protocol] = handler
+        if retired_ok:
+            self._retired_ok.add(protocol)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled."""
@@ -111,6 +119,14 @@ class StreamService:
             return
         secure, protocol = opened
         async with secure:
+            if secure.retired_key and protocol not in self._retired_ok:
+                self.stats["retired_key_refused"] += 1
+                log.debug(
+                    "%s used a retired network key for %r",
+                    secure.remote_node_id.short(),
+                    protocol,
+                )
+                return
             handler = self._handlers.get(protocol)
             if handler is None:
                 self.stats["unknown_protocol"] += 1

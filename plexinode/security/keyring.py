@@ -15,7 +15,9 @@ so a node without a key of the network is dropped for the price of a hash or two
 The keyring holds up to :data:`MAX_KEYS` keys. One is **primary**: it tags what this node
 sends. The others are accepted on receipt, which is what makes rotation possible without a
 flag day (as in Serf): install the new key everywhere, make it primary everywhere, remove the
-old one.
+old one. A removed key is kept **retired** (up to :data:`MAX_RETIRED`): it no longer admits
+datagrams, and admits a stream handshake only for the one protocol that hands a member that
+missed a rotation the current keys (:mod:`plexinode.security.rotation`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from plexinode.fsutil import atomic_write
 
 NETWORK_KEY_BYTES: Final = 32
 TAG_BYTES: Final = 16
-MAX_KEYS: Final = 8
+MAX_KEYS: Final = 5
+#: Most retired keys kept (the oldest is forgotten first).
+MAX_RETIRED: Final = 4
 KEYRING_FILE: Final = "network.keys"
 _TAG_PERSON: Final = b"px-net-tag-v1"
 _OPEN_PERSON: Final = b"px-open-net-v1"
@@ -81,13 +85,22 @@ class Keyring:
             name (an open one).
     """
 
-    def __init__(self, keys: list[bytes], primary: bytes, *, private: bool) -> None:
+    def __init__(
+        self,
+        keys: list[bytes],
+        primary: bytes,
+        *,
+        private: bool,
+        retired: list[bytes] | None = None,
+    ) -> None:
         keys = list(dict.fromkeys(keys))
+        retired = [k for k in dict.fromkeys(retired or []) if k not in keys]
         if not 1 <= len(keys) <= MAX_KEYS or primary not in keys:
             raise ValueError(f"a keyring holds 1-{MAX_KEYS} keys, the primary one among them")
-        if any(len(k) != NETWORK_KEY_BYTES for k in keys):
+        if any(len(k) != NETWORK_KEY_BYTES for k in (*keys, *retired)):
             raise ValueError(f"network keys are {NETWORK_KEY_BYTES} bytes")
         self._keys = keys
+        self._retired = retired[-MAX_RETIRED:]
         self.primary = primary
         self.private = private
 
@@ -106,6 +119,11 @@ class Keyring:
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._keys)
 
+    @property
+    def retired(self) -> list[bytes]:
+        """The retired keys, oldest first."""
+        return list(self._retired)
+
     def __len__(self) -> int:
         return len(self._keys)
 
@@ -116,6 +134,13 @@ class Keyring:
     def match(self, data: bytes, tag: bytes) -> bytes | None:
         """The key under which `tag` is the tag of `data`, if any (primary tried first)."""
         for key in (self.primary, *(k for k in self._keys if k != self.primary)):
+            if hmac.compare_digest(network_tag(key, data), tag):
+                return key
+        return None
+
+    def match_retired(self, data: bytes, tag: bytes) -> bytes | None:
+        """The retired key under which `tag` is the tag of `data`, if any."""
+        for key in self._retired:
             if hmac.compare_digest(network_tag(key, data), tag):
                 return key
         return None
@@ -135,6 +160,8 @@ class Keyring:
         if len(self._keys) >= MAX_KEYS:
             raise ValueError(f"the keyring is full ({MAX_KEYS} keys): remove an old key first")
         self._keys.append(key)
+        if key in self._retired:
+            self._retired.remove(key)
         self.private = True
         return True
 
@@ -149,7 +176,7 @@ class Keyring:
         self.primary = key
 
     def remove(self, key: bytes) -> None:
-        """Stop accepting `key`.
+        """Stop accepting `key` (it is kept retired: see the module docstring).
 
         Raises:
             ValueError: The key is the primary one, or not installed.
@@ -159,10 +186,17 @@ class Keyring:
         if key not in self._keys:
             raise ValueError(f"key {key_id(key)} is not installed")
         self._keys.remove(key)
+        self._retired.append(key)
+        del self._retired[:-MAX_RETIRED]
 
     def describe(self) -> list[dict[str, object]]:
         """The keys as ``plexinode network key list`` shows them (ids, never the keys)."""
-        return [{"key_id": key_id(k), "primary": k == self.primary} for k in self._keys]
+        active = [
+            {"key_id": key_id(k), "primary": k == self.primary, "retired": False} for k in self
+        ]
+        return active + [
+            {"key_id": key_id(k), "primary": False, "retired": True} for k in self._retired
+        ]
 
 
 def keyring_path(data_dir: Path) -> Path:
@@ -185,12 +219,17 @@ def load_keyring(data_dir: Path, network: str) -> Keyring:
     try:
         doc = json.loads(text)
         keys = [parse_key(k) for k in doc["keys"]]
-        return Keyring(keys, parse_key(doc["primary"]), private=True)
-    except (ValueError, KeyError, TypeError) as exc:
+        retired = [parse_key(k) for k in doc.get("retired", [])]
+        return Keyring(keys, parse_key(doc["primary"]), private=True, retired=retired)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataDirError(f"{path} is corrupt ({exc}): restore it from a backup") from None
 
 
 def save_keyring(data_dir: Path, keyring: Keyring) -> None:
     """Write a private network's keyring to `data_dir` (0600, atomically)."""
-    doc = {"primary": keyring.primary.hex(), "keys": [k.hex() for k in keyring]}
+    doc = {
+        "primary": keyring.primary.hex(),
+        "keys": [k.hex() for k in keyring],
+        "retired": [k.hex() for k in keyring.retired],
+    }
     atomic_write(keyring_path(data_dir), (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)

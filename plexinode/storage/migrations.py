@@ -50,6 +50,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "CREATE TABLE dht_contacts (node_id BLOB PRIMARY KEY, host TEXT NOT NULL,"
         " port INTEGER NOT NULL, last_seen REAL NOT NULL)",
     ),
+    # Every node seen as a member of the network: those entitled to new network keys.
+    Migration(3, "CREATE TABLE roster (node_id BLOB PRIMARY KEY, first_seen REAL NOT NULL)"),
 )
 
 

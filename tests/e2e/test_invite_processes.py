@@ -79,20 +79,36 @@ def test_a_private_network_admits_invited_nodes_only_and_rotates_its_key(
     assert stranger.node_id not in states(first)
     assert cli_json(member.data_dir, "status")["network"] == "home"
 
-    # Rotation, step by step on each member.
+    # A third member, away for the whole rotation.
+    away = start_node("home2", "--join", token)
+    wait_until(lambda: alive(first, away) and alive(away, first), 30, "the third member joined")
+    away.kill()
+    wait_until(lambda: not alive(first, away), 30, "the third member is gone")
+
+    # Rotation: each step runs on one member and the network carries it out.
     old = cli_json(first.data_dir, "network", "key", "list")
     assert old["private"] is True
     (old_id,) = [k["key_id"] for k in old["keys"]]
     new = cli_json(first.data_dir, "network", "key", "generate")
-    for node in (first, member):
-        cli_json(node.data_dir, "network", "key", "install", new["key"])
-    for node in (first, member):
-        cli_json(node.data_dir, "network", "key", "use", new["key_id"])
-    for node in (first, member):
-        shown = cli_json(node.data_dir, "network", "key", "remove", old_id)
-        assert shown["keys"] == [{"key_id": new["key_id"], "primary": True}]
+    cli_json(first.data_dir, "network", "key", "install", new["key"])
+
+    def listed(node, key: str) -> dict:
+        keys = cli_json(node.data_dir, "network", "key", "list")["keys"]
+        return next((k for k in keys if k["key_id"] == key), {})
+
+    wait_until(lambda: listed(member, new["key_id"]), 30, "the member fetched the new key")
+    wait_until(lambda: listed(first, new["key_id"]).get("holders") == 2, 30, "progress shows 2/2")
+    cli_json(first.data_dir, "network", "key", "use", new["key_id"])
+    wait_until(lambda: listed(member, new["key_id"])["primary"], 30, "the member switched")
+    cli_json(first.data_dir, "network", "key", "remove", old_id)
+    wait_until(lambda: listed(member, old_id).get("retired"), 30, "the member retired the old key")
     assert cli(member.data_dir, "ping", first.address).returncode == 0
     assert cli(member.data_dir, "ping", "--stream", first.address).returncode == 0
     refused = cli(first.data_dir, "network", "key", "remove", new["key_id"])
     assert refused.returncode == 1
     assert "primary" in refused.stderr
+
+    # The member that was away comes back with the old key only, and rejoins by itself.
+    back = start_node("home2")
+    wait_until(lambda: alive(first, back) and alive(back, first), 60, "it rejoined")
+    assert listed(back, new["key_id"])["primary"] is True

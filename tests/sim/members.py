@@ -24,6 +24,8 @@ from plexinode.net.datagram import DatagramService
 from plexinode.net.memory import MemoryNetwork
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import DatagramSocket, Transport
+from plexinode.security.keyring import Keyring
+from plexinode.security.service import KeyringService
 from tests.sim.helpers import DatagramWrappingTransport, seeded_identity
 
 LAN = MembershipSettings()
@@ -42,6 +44,9 @@ class MemberNode:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     membership: MembershipService = field(init=False)
     streams: StreamService = field(init=False)
+    datagrams: DatagramService = field(init=False)
+    #: Set when the cluster runs keyring services (its `keyrings` argument).
+    keyring_service: KeyringService = field(init=False)
     address: Address = field(init=False)
     stopped: trio.Event = field(default_factory=trio.Event)
 
@@ -67,9 +72,14 @@ class Cluster:
         seed: int,
         wrap: Callable[[int, Transport], Transport] | None,
         skew: dict[int, float] | None = None,
+        keyrings: Callable[[int], Keyring] | None = None,
     ) -> None:
         self.net = net
         self.skew = skew or {}
+        self._make_keyring = keyrings
+        #: Each node's keyring (kept across restarts, as the data dir keeps it), when the
+        #: cluster runs with keyrings.
+        self.keyrings: dict[int, Keyring] = {}
         self.nursery = nursery
         self.settings = settings
         self.seed = seed
@@ -118,14 +128,21 @@ class Cluster:
                 endpoint = await transport.bind(Address("0.0.0.0", 7420))
                 node.address = endpoint.address
                 offset = self.skew.get(node.index, 0.0)
+                keyring = None
+                if self._make_keyring is not None:
+                    keyring = self.keyrings.setdefault(node.index, self._make_keyring(node.index))
                 datagrams = DatagramService(
                     node.identity,
                     endpoint.datagrams,
                     DATAGRAM,
                     wall_clock=lambda: trio.current_time() + offset,
+                    keyring=keyring,
                 )
-                streams = StreamService(node.identity, endpoint.listener, transport, STREAM)
+                streams = StreamService(
+                    node.identity, endpoint.listener, transport, STREAM, keyring=keyring
+                )
                 node.streams = streams
+                node.datagrams = datagrams
                 node.membership = MembershipService(
                     datagrams,
                     streams,
@@ -140,6 +157,13 @@ class Cluster:
                     await nursery.start(datagrams.run)
                     await nursery.start(streams.run)
                     await nursery.start(node.membership.run)
+                    if keyring is not None:
+                        node.keyring_service = KeyringService(
+                            keyring,
+                            node.membership,
+                            rng=random.Random(f"{self.seed}/{node.index}/keyring"),
+                        )
+                        await nursery.start(node.keyring_service.run)
                     await node.membership.ready.wait()
                     task_status.started()
                     await trio.sleep_forever()
@@ -187,12 +211,14 @@ async def member_cluster(
     wrap: Callable[[int, Transport], Transport] | None = None,
     skew: dict[int, float] | None = None,
     converge: bool = True,
+    keyrings: Callable[[int], Keyring] | None = None,
 ) -> AsyncIterator[Cluster]:
     """`count` member nodes, each seeded with the first; yields once all see all alive (unless
     `converge` is false). Node `i`'s transport goes through ``wrap(i, transport)`` and its
-    wall clock is ``skew[i]`` seconds off. Every node is stopped on exit."""
+    wall clock is ``skew[i]`` seconds off; with `keyrings`, node `i` starts with the keyring
+    ``keyrings(i)`` and runs a keyring service. Every node is stopped on exit."""
     async with trio.open_nursery() as nursery:
-        cluster = Cluster(net, nursery, settings, seed, wrap, skew)
+        cluster = Cluster(net, nursery, settings, seed, wrap, skew, keyrings)
         for _ in range(count):
             await cluster.add()
         if converge:

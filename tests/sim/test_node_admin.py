@@ -77,10 +77,11 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(tmp_path) -> None:
             with trio.fail_after(30):
                 while len(await call("members")) < 2:  # noqa: ASYNC110 (polling the node)
                     await trio.sleep(0.1)
-            written = await call("state_set", key="net.motd", value="hi")
+            written = await call("state_set", key="site.motd", value="hi")
             assert written["value"] == "hi"
-            assert [e["key"] for e in await call("state_list")] == ["net.motd"]
-            assert (await call("state_set", key="net.motd", value=None))["deleted"] is True
+            assert [e["key"] for e in await call("state_list")] == ["site.motd"]
+            assert (await call("state_set", key="site.motd", value=None))["deleted"] is True
+            await refused("the node's own", "state_set", key="net.keyring", value="{}")
             await refused("state key", "state_set", key="Bad Key", value="x")
             await refused("text", "state_set", key="k", value=5)
 
@@ -104,12 +105,33 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(tmp_path) -> None:
             installed = await call("network_key", action="install", key=fresh.hex())
             assert installed["private"] is True
             assert len(installed["keys"]) == 2
+            assert installed["plan"]["keys"][-1] == key_id(fresh)
+            # the other member fetches the key; until it has, `use` waits for it
+            await refused("installed on 1 of 2", "network_key", action="use", key=key_id(fresh))
+
+            async def spread() -> int:
+                listed = await call("network_key", action="list")
+                return int(
+                    next(k for k in listed["keys"] if k["key_id"] == key_id(fresh))["holders"]
+                )
+
+            with trio.fail_after(30):
+                while await spread() < 2:  # noqa: ASYNC110 (polling the node)
+                    await trio.sleep(0.5)
             await call("network_key", action="use", key=key_id(fresh))
-            await refused("cannot be removed", "network_key", action="remove", key=fresh.hex())
+            await refused("primary", "network_key", action="remove", key=fresh.hex())
             old = next(k["key_id"] for k in installed["keys"] if k["key_id"] != key_id(fresh))
             final = await call("network_key", action="remove", key=old)
-            assert final["keys"] == [{"key_id": key_id(fresh), "primary": True}]
+            assert [(k["key_id"], k["primary"], k["retired"]) for k in final["keys"]] == [
+                (key_id(fresh), True, False),
+                (old, False, True),
+            ]
             assert (data_dir / "network.keys").exists()
+            await refused("invalid node ID", "revoke", node_id="nope")
+            await refused("cannot revoke itself", "revoke", node_id=str(node.node_id))
+            assert (await call("revoke", node_id=str(other.node_id)))["revoked"] == str(
+                other.node_id
+            )
 
             # leaving stops the node
             assert (await call("leave"))["left"] is True

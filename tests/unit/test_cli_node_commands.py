@@ -42,9 +42,25 @@ KEYS = {
     "network": "home",
     "private": True,
     "keys": [
-        {"key_id": "0123456789ab", "primary": True},
-        {"key_id": "ba9876543210", "primary": False},
+        {
+            "key_id": "0123456789ab",
+            "primary": True,
+            "retired": False,
+            "holders": 3,
+            "senders": 2,
+            "members": 3,
+        },
+        {
+            "key_id": "ba9876543210",
+            "primary": False,
+            "retired": False,
+            "holders": 3,
+            "senders": 1,
+            "members": 3,
+        },
+        {"key_id": "00000000aaaa", "primary": False, "retired": True},
     ],
+    "pending": ["ffffffffffff"],
 }
 
 
@@ -69,6 +85,7 @@ class Stub:
             "join",
             "network_key",
             "leave",
+            "revoke",
         ):
             server.command(name, self._handler(name))
         async with trio.open_nursery() as nursery:
@@ -174,10 +191,18 @@ def test_network_key_commands(stub: Stub, capsys) -> None:
     code, out, _ = run(capsys, stub, "network", "key", "list")
     assert code == 0
     assert "network home: private" in out
-    assert "0123456789ab  primary" in out
-    for action in ("install", "use", "remove"):
+    assert "0123456789ab  primary  installed on 3/3 live members, primary on 2" in out
+    assert "00000000aaaa  retired" in out
+    assert "ffffffffffff  in the network's plan, not received here yet" in out
+    for action in ("install", "remove"):
         assert run(capsys, stub, "network", "key", action, "K")[0] == 0
         assert stub.calls[-1] == ("network_key", {"action": action, "key": "K"})
+    for flags, force in (((), False), (("--force",), True)):
+        assert run(capsys, stub, "network", "key", "use", "K", *flags)[0] == 0
+        assert stub.calls[-1] == ("network_key", {"action": "use", "key": "K", "force": force})
+    stub.answers["revoke"] = {"revoked": "N" * 58}
+    assert run(capsys, stub, "network", "revoke", "N" * 58)[1].strip() == "revoked " + "N" * 58
+    assert stub.calls[-1] == ("revoke", {"node_id": "N" * 58})
     stub.answers["network_key"] = {**KEYS, "private": False}
     assert "open" in run(capsys, stub, "network", "key", "list")[1]
     generated = json.loads(run(capsys, stub, "--json", "network", "key", "generate")[1])

@@ -216,6 +216,23 @@ def test_a_node_of_another_network_is_refused_before_any_key_exchange() -> None:
     work.install(home.primary)
     result, _, _ = run(Initiator(ALICE, network_key=home.primary), Responder(BOB, keyring=work))
     assert result.remote_node_id == BOB.node_id
+    assert not result.retired_key
+
+
+def test_a_retired_network_key_is_let_through_and_marked() -> None:
+    """A member that missed a rotation still completes the handshake (so that it can fetch the
+    current keys), and the responder knows it used a retired key."""
+    ring = Keyring.generate()
+    old = ring.primary
+    new = Keyring.generate().primary
+    ring.install(new)
+    ring.use(new)
+    ring.remove(old)
+    _, responder_result, _ = run(Initiator(ALICE, network_key=old), Responder(BOB, keyring=ring))
+    assert responder_result.retired_key
+    assert responder_result.remote_node_id == ALICE.node_id
+    _, current, _ = run(Initiator(ALICE, network_key=new), Responder(BOB, keyring=ring))
+    assert not current.retired_key
 
 
 def test_bad_magic_and_version() -> None:

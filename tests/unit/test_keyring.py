@@ -56,7 +56,7 @@ def test_the_keyring_is_bounded() -> None:
         ring.install(Keyring.generate().primary)
     with pytest.raises(ValueError, match="full"):
         ring.install(Keyring.generate().primary)
-    with pytest.raises(ValueError, match="1-8 keys"):
+    with pytest.raises(ValueError, match=f"1-{MAX_KEYS} keys"):
         Keyring([], b"x" * 32, private=True)
 
 

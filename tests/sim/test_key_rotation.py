@@ -1,0 +1,144 @@
+"""Network key rotation on the in-memory network: each step is run on one member and carried
+out by all; a member offline for the whole rotation rejoins by itself; a revoked member never
+gets the new key and is cut off."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from plexinode.membership.members import State
+from plexinode.net.memory import MemoryNetwork
+from plexinode.security.keyring import Keyring, key_id
+from plexinode.security.rotation import PLAN_KEY, revocation_key
+from tests.sim.members import Cluster, MemberNode, member_cluster, wait_for
+
+K0 = bytes(range(32))
+K1 = bytes(range(32, 64))
+
+
+def private(_index: int) -> Keyring:
+    return Keyring([K0], K0, private=True)
+
+
+def holds(node: MemberNode, key: bytes) -> bool:
+    return key in node.keyring_service.keyring
+
+
+def sends_with(node: MemberNode, key: bytes) -> bool:
+    return node.keyring_service.keyring.primary == key
+
+
+async def rotate(cluster: Cluster, operator: MemberNode, nodes: list[MemberNode]) -> None:
+    """Install K1, make it primary, remove K0: each step on `operator`, then wait until every
+    one of `nodes` has carried it out."""
+    service = operator.keyring_service
+    service.install(K1)
+    with pytest.raises(ValueError, match="installed on 1 of"):
+        service.use(K1)  # the others have not fetched it yet
+    with trio.fail_after(60):
+        await wait_for(lambda: all(holds(n, K1) for n in nodes))
+        # the others' tags say so, which is what `use` checks
+        await wait_for(lambda: service.progress()[key_id(K1)]["holders"] == len(nodes))
+    service.use(K1)
+    with trio.fail_after(60):
+        await wait_for(lambda: all(sends_with(n, K1) for n in nodes))
+    service.remove(K0)
+    with trio.fail_after(60):
+        await wait_for(lambda: all(K0 in n.keyring_service.keyring.retired for n in nodes))
+
+
+async def test_a_rotation_run_on_one_member_reaches_every_member(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=11)
+    async with member_cluster(net, 5, seed=11, keyrings=private) as cluster:
+        operator = cluster.nodes[0]
+        await rotate(cluster, operator, cluster.nodes)
+        counts = operator.keyring_service.progress()
+        assert counts == {key_id(K1): {"holders": 5, "senders": 5, "members": 5}}
+        assert cluster.converged()
+        for node in cluster.nodes:
+            # every member holds exactly the new key, and keeps the old one retired
+            assert list(node.keyring_service.keyring) == [K1]
+            assert node.membership.stats["claims_accepted"] > 0
+            assert all(node.state_of(other) is State.ALIVE for other in cluster.nodes)
+        fetched = sum(n.keyring_service.stats["fetched"] for n in cluster.nodes)
+        assert fetched == 4  # each member but the operator fetched K1 once
+        # the network keeps working on the new key alone
+        await trio.sleep(30)
+        assert cluster.converged()
+
+
+async def test_a_member_offline_during_a_rotation_rejoins_by_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=12)
+    async with member_cluster(net, 5, seed=12, keyrings=private) as cluster:
+        away = cluster.nodes[4]
+        cluster.kill(away)
+        others = cluster.nodes[:4]
+        with trio.fail_after(60):
+            await wait_for(lambda: all(n.state_of(away) is State.DEAD for n in others))
+        await rotate(cluster, cluster.nodes[0], others)
+        assert list(cluster.keyrings[4]) == [K0]  # it missed everything
+        back = await cluster.restart(away)
+        with trio.fail_after(120):
+            took = await cluster.wait_converged()
+        assert took < 60
+        assert sends_with(back, K1)
+        with trio.fail_after(30):  # then push-pull brings it the plan, which drops K0
+            await wait_for(lambda: list(back.keyring_service.keyring) == [K1])
+        assert back.keyring_service.keyring.retired == [K0]
+        assert back.keyring_service.stats["rescued"] == 1
+        # on its way back it was refused everything but the keyring protocol
+        assert sum(n.streams.stats["retired_key_refused"] for n in others) >= 1
+
+
+async def test_a_revoked_member_gets_no_new_key_and_is_cut_off(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=13)
+    async with member_cluster(net, 5, seed=13, keyrings=private) as cluster:
+        operator, revoked = cluster.nodes[0], cluster.nodes[4]
+        others = cluster.nodes[:4]
+        operator.keyring_service.revoke(revoked.node_id)
+        with trio.fail_after(60):
+            await wait_for(
+                lambda: all(
+                    n.membership.state.get(revocation_key(revoked.node_id)) is not None
+                    for n in cluster.nodes
+                )
+            )
+        await rotate(cluster, operator, others)  # `use` needs no --force: revoked don't count
+        assert not holds(revoked, K1)
+        assert revoked.keyring_service.stats["fetch_refused"] >= 1
+        assert sum(n.keyring_service.stats["refused"] for n in others) >= 1
+        with trio.fail_after(120):
+            await wait_for(lambda: all(n.state_of(revoked) is State.DEAD for n in others))
+        # it keeps asking, from outside, and keeps being refused; the rest stay whole
+        await trio.sleep(60)
+        assert not holds(revoked, K1)
+        assert cluster.converged(others)
+        assert sum(n.datagrams.stats["drop_network_key"] for n in others) > 0
+
+
+async def test_a_malformed_plan_is_counted_and_ignored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=14)
+    async with member_cluster(net, 3, seed=14, keyrings=private) as cluster:
+        writer = cluster.nodes[0]
+        writer.membership.set_state(PLAN_KEY, b'{"keys": ["zz"], "primary": "zz"}')
+        with trio.fail_after(30):
+            await wait_for(
+                lambda: all(n.keyring_service.stats["plan_malformed"] > 0 for n in cluster.nodes)
+            )
+        assert all(list(n.keyring_service.keyring) == [K0] for n in cluster.nodes)
+        # a well-formed plan naming a key nobody holds: members keep their key and keep asking
+        writer.membership.set_state(
+            PLAN_KEY, b'{"keys": ["0123456789ab"], "primary": "0123456789ab"}'
+        )
+        await trio.sleep(30)
+        assert all(sends_with(n, K0) for n in cluster.nodes)
+        assert cluster.converged()
