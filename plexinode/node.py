@@ -532,6 +532,7 @@ class Node:
             "streams": dict(self._streams.stats) if self._streams else {},
             "dht": self._dht.records_summary() if self._dht else {},
             "membership": self._membership.summary() if self._membership else {},
+            "keyring": dict(self._keyring_service.stats) if self._keyring_service else {},
         }
 
     def _register_admin_commands(self, admin: AdminServer) -> None:

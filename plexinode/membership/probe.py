@@ -186,6 +186,17 @@ class Prober:
             if candidate != self.own_id and live(candidate):
                 return candidate
 
+    def hurry(self, target: NodeId) -> None:
+        """Make `target` the next member probed (it stays in its place in the round too).
+
+        The driver calls this for some of the members it hears others suspect: an independent
+        probe soon either confirms the suspicion, which shortens its Lifeguard timeout, or
+        finds the member well, which the ack's gossip of its refutation then spreads.
+        """
+        current = self._probe.target if self._probe is not None else None
+        if target not in (self.own_id, current) and target not in self._order[-1:]:
+            self._order.append(target)
+
     def tick(self, now: float, members: Collection[NodeId]) -> list[Action]:
         """Advance to `now`. `members` are the live members (alive or suspect), in any order:
         a set or a dict's keys, as membership tests on it should be cheap.

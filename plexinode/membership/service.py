@@ -134,6 +134,8 @@ INCARNATION_KEY: Final = "membership.incarnation"
 
 M = TypeVar("M", bound=Message)
 
+#: Members that probe a suspect out of turn when they hear of the suspicion (in expectation).
+CONFIRMERS: Final = 4
 #: How a stream exchange with a peer can fail (unreachable, refused, slow, broken, malformed).
 _STREAM_FAILURES: Final = (
     trio.TooSlowError,
@@ -401,12 +403,23 @@ class MembershipService:
             )
         if outcome.accepted:
             self.stats["claims_accepted"] += 1
+            if claim.state is State.SUSPECT and claim.node_id != self.node_id:
+                self._maybe_confirm(claim.node_id, table.live_count)
             self._store(claim, signed)
             if gossip:
                 self._gossip.add(claim.node_id, signed)
             self._wake()
         self._publish(outcome.events)
         return outcome.accepted
+
+    def _maybe_confirm(self, suspect: NodeId, live: int) -> None:
+        """Probe a member others suspect next, with a chance that makes about
+        :data:`CONFIRMERS` members of the network do so: enough independent confirmations to
+        bring the suspicion timeout down to its floor within a period or two (Lifeguard), or
+        to find the member well, for the cost of a few probes per suspicion."""
+        if self._rng.random() < CONFIRMERS / max(1, live - 2):
+            self.stats["confirm_probes"] += 1
+            self.prober.hurry(suspect)
 
     def _hear_message(self, message: MemberPing | MemberAck | MemberPingReq | MemberGossip) -> None:
         for claim in message.claims:

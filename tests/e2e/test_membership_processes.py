@@ -50,13 +50,13 @@ def test_five_nodes_detect_a_killed_node_and_see_it_again_after_a_restart(start_
     assert "(this node)" in listing.stdout
 
     # The cluster state: set on one node, listed on another.
-    written = cli_json(first.data_dir, "state", "set", "net.motd", "hello")
-    assert written["key"] == "net.motd"
+    written = cli_json(first.data_dir, "state", "set", "site.motd", "hello")
+    assert written["key"] == "site.motd"
     assert written["writer"] == first.node_id
 
     def motd(node: NodeProcess) -> str | None:
         rows = cli_json(node.data_dir, "state", "list")
-        return next((r["value"] for r in rows if r["key"] == "net.motd"), None)
+        return next((r["value"] for r in rows if r["key"] == "site.motd"), None)
 
     wait_until(lambda: motd(nodes[4]) == "hello", 15, "the state reaches another node")
     bad = cli(first.data_dir, "state", "set", "Not A Key", "x")
@@ -81,7 +81,7 @@ def test_five_nodes_detect_a_killed_node_and_see_it_again_after_a_restart(start_
     wait_until(lambda: everyone_alive([*others, again]), 30, "the restarted node is alive again")
     assert states(first)[victim.node_id][1] > before
     assert motd(again) == "hello"  # the restarted node got the state in its first push-pull
-    assert cli_json(nodes[1].data_dir, "state", "rm", "net.motd")["deleted"] is True
+    assert cli_json(nodes[1].data_dir, "state", "rm", "site.motd")["deleted"] is True
     wait_until(lambda: motd(again) is None, 15, "the delete reaches the restarted node")
 
     # A graceful leave: the others see `left`, not `dead`.

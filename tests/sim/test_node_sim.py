@@ -51,7 +51,7 @@ async def test_retries_get_through_loss(autojump_clock) -> None:
     async with (
         open_memory_network(seed=7, latency=0.005, loss=0.3) as net,
         running_nodes(
-            net, 2, replace(FAST, datagram=DatagramSettings(request_timeout=0.1, retries=10))
+            net, 2, replace(FAST, datagram=DatagramSettings(request_timeout=0.1, retries=20))
         ) as (a, b),
     ):
         assert b.address is not None

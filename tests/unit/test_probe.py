@@ -213,3 +213,28 @@ def test_a_refused_probe_fails_at_once_without_hurting_our_health() -> None:
     assert p.awareness == 0
     assert p.stats["refused"] == 1
     assert p.on_refused(ping.target, ping.seq) == []  # already over
+
+
+def test_a_hurried_member_is_probed_next_and_still_in_its_round() -> None:
+    p = prober()
+    ping = start(p)
+    p.on_ack(ping.target, ping.seq, 0.01)
+    chosen = next(m for m in MEMBERS[1:] if m != ping.target)
+    p.hurry(chosen)
+    p.hurry(chosen)  # twice in a row is once
+    p.hurry(OWN)  # never ourselves
+    (following,) = p.tick(1.0, MEMBERS)
+    assert isinstance(following, SendPing)
+    assert following.target == chosen
+    p.hurry(chosen)  # being probed now: nothing to hurry
+    p.on_ack(chosen, following.seq, 1.01)
+    targets = [ping.target, chosen]
+    now = 2.0
+    for _ in range(len(MEMBERS) - 2):
+        nxt = start(p, now)
+        p.on_ack(nxt.target, nxt.seq, now + 0.01)
+        targets.append(nxt.target)
+        now += 1.0
+    # the round still covers every member, the hurried one included
+    assert sorted(set(targets)) == sorted(MEMBERS[1:])
+    assert targets.count(chosen) == 2
