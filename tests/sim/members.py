@@ -26,6 +26,7 @@ from plexinode.net.streams import StreamService
 from plexinode.net.transport import DatagramSocket, Transport
 from plexinode.security.keyring import Keyring
 from plexinode.security.service import KeyringService
+from plexinode.storage import Database, open_database
 from tests.sim.helpers import DatagramWrappingTransport, seeded_identity
 
 LAN = MembershipSettings()
@@ -73,8 +74,13 @@ class Cluster:
         wrap: Callable[[int, Transport], Transport] | None,
         skew: dict[int, float] | None = None,
         keyrings: Callable[[int], Keyring] | None = None,
+        databases: contextlib.AsyncExitStack | None = None,
     ) -> None:
         self.net = net
+        #: Each node's database (kept across restarts, as its data dir would be), when the
+        #: cluster runs with databases: then a restarted node comes back at a higher incarnation.
+        self.databases: dict[int, Database] = {}
+        self._database_stack = databases
         self.skew = skew or {}
         self._make_keyring = keyrings
         #: Each node's keyring (kept across restarts, as the data dir keeps it), when the
@@ -104,12 +110,13 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    async def restart(self, old: MemberNode) -> MemberNode:
-        """Start `old`'s identity again on its host (after :meth:`kill`)."""
+    async def restart(self, old: MemberNode, *, new_host: bool = False) -> MemberNode:
+        """Start `old`'s identity again on its host, or on a new one (after :meth:`kill`)."""
         await old.stopped.wait()
         others = [n for n in self.live() if n is not old]
         seeds = [Seed(n.address, n.node_id) for n in others[:3]]
-        node = await self.add(seeds, index=old.index, host=old.host)
+        host = self.net.new_host() if new_host else old.host
+        node = await self.add(seeds, index=old.index, host=host)
         self.nodes.remove(old)
         return node
 
@@ -143,6 +150,12 @@ class Cluster:
                 )
                 node.streams = streams
                 node.datagrams = datagrams
+                db = None
+                if self._database_stack is not None:
+                    db = self.databases.get(node.index)
+                    if db is None:
+                        db = await self._database_stack.enter_async_context(open_database(None))
+                        self.databases[node.index] = db
                 node.membership = MembershipService(
                     datagrams,
                     streams,
@@ -150,6 +163,7 @@ class Cluster:
                     advertise=lambda: endpoint.address,
                     seeds=lambda: node.seeds,
                     rng=random.Random(f"{self.seed}/{node.index}/{trio.current_time()}"),
+                    db=db,
                     tags={"role": "sim"},
                     wall_clock=lambda: trio.current_time() + offset,
                 )
@@ -212,13 +226,17 @@ async def member_cluster(
     skew: dict[int, float] | None = None,
     converge: bool = True,
     keyrings: Callable[[int], Keyring] | None = None,
+    databases: bool = False,
 ) -> AsyncIterator[Cluster]:
     """`count` member nodes, each seeded with the first; yields once all see all alive (unless
     `converge` is false). Node `i`'s transport goes through ``wrap(i, transport)`` and its
     wall clock is ``skew[i]`` seconds off; with `keyrings`, node `i` starts with the keyring
-    ``keyrings(i)`` and runs a keyring service. Every node is stopped on exit."""
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(net, nursery, settings, seed, wrap, skew, keyrings)
+    ``keyrings(i)`` and runs a keyring service; with `databases`, each node keeps an in-memory
+    database across restarts. Every node is stopped on exit."""
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        cluster = Cluster(
+            net, nursery, settings, seed, wrap, skew, keyrings, stack if databases else None
+        )
         for _ in range(count):
             await cluster.add()
         if converge:
