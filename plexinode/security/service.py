@@ -148,7 +148,12 @@ class KeyringService:
             task_status.started()
             await self.membership.ready.wait()
             while True:
-                await self.step()
+                try:
+                    await self.step()
+                except Exception:
+                    # A bug in one step must not take the node down; the next step retries.
+                    self.stats["step_error"] += 1
+                    log.exception("keyring step failed")
                 await trio.sleep(CHECK_INTERVAL)
 
     async def _watch_members(self, events: trio.MemoryReceiveChannel[Any]) -> None:

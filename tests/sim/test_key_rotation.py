@@ -8,9 +8,19 @@ import pytest
 import trio
 
 from plexinode.membership.members import State
+from plexinode.membership.service import Seed
 from plexinode.net.memory import MemoryNetwork
+from plexinode.net.secure import SecureStream
 from plexinode.security.keyring import Keyring, key_id
-from plexinode.security.rotation import PLAN_KEY, revocation_key
+from plexinode.security.rotation import (
+    KEYRING_PROTOCOL,
+    PLAN_KEY,
+    KeyringReply,
+    KeyringRequest,
+    reply_to,
+    revocation_key,
+)
+from plexinode.wire import envelope
 from tests.sim.members import Cluster, MemberNode, member_cluster, wait_for
 
 K0 = bytes(range(32))
@@ -142,3 +152,65 @@ async def test_a_malformed_plan_is_counted_and_ignored(
         await trio.sleep(30)
         assert all(sends_with(n, K0) for n in cluster.nodes)
         assert cluster.converged()
+
+
+async def test_a_failing_step_is_counted_and_the_service_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=15)
+    async with member_cluster(net, 2, seed=15, keyrings=private) as cluster:
+        service = cluster.nodes[1].keyring_service
+        real_step = service.step
+        calls = 0
+
+        async def flaky_step() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug")
+            await real_step()
+
+        service.step = flaky_step  # type: ignore[method-assign]
+        await trio.sleep(3)
+        assert service.stats["step_error"] == 1
+        cluster.nodes[0].keyring_service.install(K1)
+        with trio.fail_after(30):
+            await wait_for(lambda: holds(cluster.nodes[1], K1))
+
+
+async def test_bad_answers_and_bad_requests_are_counted_and_change_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=16)
+    async with member_cluster(net, 3, seed=16, keyrings=private) as cluster:
+        honest, asker, liar = cluster.nodes
+        service = asker.keyring_service
+        at_liar = [Seed(liar.address, liar.node_id)]
+
+        async def wrong_message(stream: SecureStream) -> None:
+            await stream.receive()
+            await stream.send(envelope.encode(KeyringRequest(())))
+
+        liar.streams.on(KEYRING_PROTOCOL, wrong_message, retired_ok=True)
+        assert not await service._fetch(at_liar)
+        assert service.stats["fetch_failed"] == 1
+
+        async def sealed_to_another(stream: SecureStream) -> None:
+            await stream.receive()
+            ring = Keyring([K0, K1], K1, private=True)
+            await stream.send(
+                envelope.encode(reply_to(ring, KeyringRequest(()), honest.identity.public_key))
+            )
+
+        liar.streams.on(KEYRING_PROTOCOL, sealed_to_another, retired_ok=True)
+        assert not await service._fetch(at_liar)
+        assert service.stats["fetch_bad_key"] == 1
+        assert list(service.keyring) == [K0]
+
+        # a request that is not one gets no answer
+        stream = await asker.streams.open(honest.address, KEYRING_PROTOCOL, node_id=honest.node_id)
+        async with stream:
+            await stream.send(envelope.encode(KeyringReply(False, b"", ())))
+            with pytest.raises(trio.EndOfChannel):
+                await stream.receive()
+        assert honest.keyring_service.stats["request_malformed"] == 1
