@@ -153,6 +153,13 @@ class MembershipSettings:
     probe_timeout: float = 0.5
     # k, the relays an indirect probe asks: enough that one bad path does not condemn a member.
     indirect_probes: int = 3
+    # Who probes whom. "aligned": probes start on the wall clock's period boundaries and, in
+    # period p, the member at position i of the ID-sorted view probes the one at
+    # i + 1 + p mod (N - 1), so that every member is probed by exactly one other in every
+    # period (when clocks and views agree) and a failure is suspected within about one period.
+    # "random": SWIM's shuffled round robin, where a member goes unprobed for k periods with
+    # probability about e^-k (the tail of the time to first suspicion).
+    probe_order: str = "aligned"
     # The suspicion floor is suspicion_mult * log10(N) periods. memberlist uses 4 (12 s at
     # N = 1,000); Lifeguard's confirmations make 2 safe (6 s), and dead members are then known
     # within 10 s.
@@ -673,6 +680,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "membership.max_members",
         _integer(2, 1_000_000),
         "Most members a node keeps; claims about further new members are refused.",
+    ),
+    Setting(
+        "membership.probe_order",
+        _choice("aligned", "random"),
+        "Who probes whom: aligned on the wall clock (every member probed every period), or "
+        "SWIM's shuffled round robin.",
     ),
     Setting(
         "membership.max_awareness",

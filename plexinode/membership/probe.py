@@ -1,8 +1,21 @@
 """SWIM's failure detector with Lifeguard's local health, as a sans-I/O state machine.
 
-Each protocol period this node probes one member, picked by a shuffled round robin (every live
-member once per round, in a new random order each round, so every member is probed within two
-rounds of any moment, SWIM section 4.3):
+Each protocol period this node probes one member, picked in one of two ways:
+
+* **Aligned** (the default; the driver passes the wall clock to :meth:`Prober.tick`). Probes
+  start on the wall clock's period boundaries. In period ``p`` (the boundary's index), the
+  member at position ``i`` of the view sorted by node ID probes the one at
+  ``i + 1 + p mod (N - 1)``. Over N - 1 periods each member probes every other once (a round
+  robin), and, when clocks and views agree, every member is probed by exactly one other member
+  in every period, so a failure is suspected within about one period instead of after a
+  random wait (with independent random choices a member goes unprobed for k periods with
+  probability about e^-k, which makes the slow tail of detection). Views that differ for a
+  moment, or a skewed clock, only make some member probed twice or not at all in a period.
+* **Shuffled round robin** (SWIM section 4.3; without a wall clock): every live member once per
+  round, in a new random order each round, so every member is probed within two rounds.
+
+A member others suspect can be hurried (:meth:`Prober.hurry`): it is probed next, before the
+member the order names. Then:
 
 1. **Direct probe.** A ``ping`` with a sequence number; an ``ack`` within the probe timeout ends
    the probe.
@@ -28,6 +41,7 @@ datagram layer authenticates senders), so a reply from anyone else is ignored.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import random
 from collections.abc import Callable, Collection
@@ -148,6 +162,9 @@ class Prober:
         self._rng = rng
         self._seq = 0
         self._order: list[NodeId] = []
+        self._hurried: list[NodeId] = []
+        # The aligned order: the live members and this node, sorted (rebuilt when it changes).
+        self._sorted: list[NodeId] = []
         self._probe: _Probe | None = None
         self._next_probe = now
         self._relayed: dict[int, _Relayed] = {}
@@ -186,20 +203,35 @@ class Prober:
             if candidate != self.own_id and live(candidate):
                 return candidate
 
+    def aligned_target(self, members: Collection[NodeId], period: int) -> NodeId | None:
+        """The member this node probes in wall-clock period `period` (module docstring)."""
+        view = self._sorted
+        if len(view) != len(members) + 1 or not all(m in members for m in view if m != self.own_id):
+            view = self._sorted = sorted({*members, self.own_id}, key=lambda m: m.raw)
+        n = len(view)
+        if n < 2:
+            return None
+        own = bisect.bisect_left(view, self.own_id.raw, key=lambda m: m.raw)
+        return view[(own + 1 + period % (n - 1)) % n]
+
     def hurry(self, target: NodeId) -> None:
-        """Make `target` the next member probed (it stays in its place in the round too).
+        """Make `target` the next member probed (it keeps its own place in the order too).
 
         The driver calls this for some of the members it hears others suspect: an independent
         probe soon either confirms the suspicion, which shortens its Lifeguard timeout, or
         finds the member well, which the ack's gossip of its refutation then spreads.
         """
         current = self._probe.target if self._probe is not None else None
-        if target not in (self.own_id, current) and target not in self._order[-1:]:
-            self._order.append(target)
+        if target not in (self.own_id, current) and target not in self._hurried:
+            self._hurried.append(target)
 
-    def tick(self, now: float, members: Collection[NodeId]) -> list[Action]:
+    def tick(
+        self, now: float, members: Collection[NodeId], wall: float | None = None
+    ) -> list[Action]:
         """Advance to `now`. `members` are the live members (alive or suspect), in any order:
-        a set or a dict's keys, as membership tests on it should be cheap.
+        a set or a dict's keys, as membership tests on it should be cheap. `wall` is the wall
+        clock at `now` (Unix seconds): with it, probes are aligned (module docstring); without
+        it, they follow the shuffled round robin.
 
         Returns the actions due: a new probe, indirect probes, a suspicion, relay nacks.
         """
@@ -223,12 +255,30 @@ class Prober:
             if now >= probe.period_end:
                 self._finish(probe, actions)
         if self._probe is None and now >= self._next_probe:
-            target = self._pick(live, members)
+            period = None if wall is None else round(wall / self.probe_interval)
+            target = self._next_target(live, members, period)
             if target is None:
                 self._next_probe = now + self.probe_interval * self.multiplier
             else:
                 self._start(target, now, actions)
+            if wall is not None and period is not None:
+                # The next probe starts on a boundary of the wall clock's periods, however
+                # late this one started.
+                boundary = (period + self.multiplier) * self.probe_interval
+                self._next_probe = now + max(0.0, boundary - wall)
         return actions
+
+    def _next_target(
+        self, live: Callable[[NodeId], bool], members: Collection[NodeId], period: int | None
+    ) -> NodeId | None:
+        while self._hurried:
+            hurried = self._hurried.pop(0)
+            if live(hurried):
+                self.stats["hurried"] += 1
+                return hurried
+        if period is None:
+            return self._pick(live, members)
+        return self.aligned_target(members, period)
 
     def _start(self, target: NodeId, now: float, actions: list[Action]) -> None:
         m = self.multiplier

@@ -207,6 +207,7 @@ class MembershipService:
         self._tags = dict(tags or {})
         self._id_difficulty = id_difficulty
         self._wall_clock = wall_clock
+        self._aligned = settings.probe_order == "aligned"
         self.table: MemberTable | None = None
         #: The replicated cluster state (module plexinode.membership.state).
         self.state = StateMap()
@@ -492,7 +493,8 @@ class MembershipService:
         while True:
             now = trio.current_time()
             if not self._left:
-                self._execute(self.prober.tick(now, table.others_live))
+                wall = self._wall_clock() if self._aligned else None
+                self._execute(self.prober.tick(now, table.others_live, wall))
                 if now >= next_address_check:
                     next_address_check = now + ADDRESS_CHECK_INTERVAL
                     self._check_address(now)

@@ -6,10 +6,12 @@ the in-memory network under trio's MockClock, so every figure is in simulated se
 replays from the printed seed (up to trio's scheduling order). Scenarios:
 
   detect     N nodes, 1% loss; one node after another is killed (no goodbye); prints the
-             time to the first suspicion and until every other node lists it dead.
+             time to the first suspicion and until every other node lists it dead
+             (--probe-order random for SWIM's shuffled round robin).
   falsepos   N nodes, 5% loss, 10% of them starved (their datagrams stall for up to 2 s at
              random) for a 120 s run per seed: healthy nodes declared dead, with Lifeguard and,
-             from the same seeds, with plain SWIM (no local health, fixed suspicion timeout).
+             from the same seeds, with plain SWIM (no local health, fixed suspicion timeout,
+             random probe order).
   dissem     a node joins networks of 64 ... N nodes under 5% loss: protocol periods until
              every member lists it alive, beside 2 * log2(N).
   idle       a formed network with nothing happening: datagrams and bytes sent per node per
@@ -83,11 +85,17 @@ class Watch:
                 self.died.setdefault(subject, {})[node.index] = trio.current_time()
 
 
-async def detect(net: MemoryNetwork, nodes: int, seed: int, kills: int) -> dict[str, list[float]]:
+async def detect(
+    net: MemoryNetwork, nodes: int, seed: int, kills: int, probe_order: str
+) -> dict[str, list[float]]:
     first: list[float] = []
     everyone: list[float] = []
     per_node: list[float] = []
-    async with cluster_of(net, nodes, seed=seed) as c, trio.open_nursery() as nursery:
+    settings = dataclasses.replace(LAN, probe_order=probe_order)
+    async with (
+        cluster_of(net, nodes, settings, seed=seed) as c,
+        trio.open_nursery() as nursery,
+    ):
         await trio.sleep(30)
         watch = Watch(c, nursery)
         rng = random.Random(seed)
@@ -113,7 +121,11 @@ async def detect(net: MemoryNetwork, nodes: int, seed: int, kills: int) -> dict[
 async def false_positives(
     net: MemoryNetwork, nodes: int, seed: int, lifeguard: bool, duration: float
 ) -> tuple[int, int]:
-    settings = LAN if lifeguard else dataclasses.replace(LAN, max_awareness=0, suspicion_max_mult=1)
+    settings = (
+        LAN
+        if lifeguard
+        else dataclasses.replace(LAN, max_awareness=0, suspicion_max_mult=1, probe_order="random")
+    )
     starved = set(random.Random(seed).sample(range(nodes), nodes // 10))
     starvations: list[Starvation] = []
 
@@ -178,6 +190,12 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--kills", type=int, default=5, help="detect: nodes killed per seed")
     parser.add_argument("--duration", type=float, default=120.0, help="falsepos: seconds per run")
+    parser.add_argument(
+        "--probe-order",
+        choices=("aligned", "random"),
+        default="aligned",
+        help="detect: who probes whom (membership.probe_order)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     header("membership in simulation")
@@ -190,7 +208,7 @@ def main() -> int:
             results: dict[str, list[float]] = {"first": [], "all": [], "each": []}
             for seed in seeds:
                 async with open_memory_network(seed=seed, latency=LATENCY, loss=0.01) as net:
-                    got = await detect(net, args.nodes, seed, args.kills)
+                    got = await detect(net, args.nodes, seed, args.kills, args.probe_order)
                 print(
                     f"seed {seed}: first suspicion {[round(x, 2) for x in got['first']]}, "
                     f"all dead after {[round(x, 2) for x in got['all']]}",
@@ -199,7 +217,9 @@ def main() -> int:
                 for key, values in results.items():
                     values.extend(got[key])
             period = LAN.probe_interval
-            print(f"N={args.nodes}, 1% loss, {len(results['first'])} kills")
+            print(
+                f"N={args.nodes}, 1% loss, {len(results['first'])} kills, {args.probe_order} probes"
+            )
             print(
                 f"first suspicion, periods:        {dist([x / period for x in results['first']])}"
             )

@@ -238,3 +238,49 @@ def test_a_hurried_member_is_probed_next_and_still_in_its_round() -> None:
     # the round still covers every member, the hurried one included
     assert sorted(set(targets)) == sorted(MEMBERS[1:])
     assert targets.count(chosen) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(2, 10_000), min_size=2, max_size=40), st.integers(0, 10**9))
+def test_aligned_probes_give_every_member_exactly_one_prober_per_period(
+    numbers: set[int], period: int
+) -> None:
+    ids = [nid(n) for n in numbers]
+    targets = []
+    for own in ids:
+        others = {m for m in ids if m != own}
+        target = Prober(own, 0.0, random.Random(1)).aligned_target(others, period)
+        assert target is not None
+        assert target != own
+        targets.append(target)
+    assert sorted(t.raw for t in targets) == sorted(m.raw for m in ids)
+
+
+def test_aligned_probes_visit_every_member_once_per_round() -> None:
+    p = prober()
+    others = set(MEMBERS[1:])
+    round_ = [p.aligned_target(others, period) for period in range(100, 100 + len(others))]
+    assert sorted(t.raw for t in round_) == sorted(m.raw for m in others)
+    assert p.aligned_target(set(), 5) is None  # alone
+
+
+def test_aligned_probes_start_on_the_wall_clocks_period_boundaries() -> None:
+    p = prober()
+    others = set(MEMBERS[1:])
+    (ping,) = p.tick(0.0, others, wall=1000.3)  # late in period 1000
+    assert isinstance(ping, SendPing)
+    assert ping.target == p.aligned_target(others, 1000)
+    p.on_ack(ping.target, ping.seq, 0.01)
+    assert p.next_deadline() == pytest.approx(0.7)  # the boundary of period 1001
+    assert p.tick(0.69, others, wall=1000.99) == []
+    (following,) = p.tick(0.701, others, wall=1001.001)
+    assert isinstance(following, SendPing)
+    assert following.target == p.aligned_target(others, 1001)
+    # a hurried member goes first
+    p.on_ack(following.target, following.seq, 0.72)
+    suspect = next(m for m in others if m != p.aligned_target(others, 1002))
+    p.hurry(suspect)
+    (hurried,) = p.tick(1.71, others, wall=1002.01)
+    assert isinstance(hurried, SendPing)
+    assert hurried.target == suspect
+    assert p.stats["hurried"] == 1
