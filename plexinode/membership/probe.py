@@ -45,6 +45,7 @@ import bisect
 import collections
 import random
 from collections.abc import Callable, Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from plexinode.identity import NodeId
@@ -165,6 +166,7 @@ class Prober:
         self._hurried: list[NodeId] = []
         # The aligned order: the live members and this node, sorted (rebuilt when it changes).
         self._sorted: list[NodeId] = []
+        self._view_members: frozenset[NodeId] = frozenset()
         self._probe: _Probe | None = None
         self._next_probe = now
         self._relayed: dict[int, _Relayed] = {}
@@ -205,9 +207,11 @@ class Prober:
 
     def aligned_target(self, members: Collection[NodeId], period: int) -> NodeId | None:
         """The member this node probes in wall-clock period `period` (module docstring)."""
+        current = members if isinstance(members, AbstractSet) else set(members)
+        if self._view_members != current:  # a set comparison, in C: cheap at N = 10,000
+            self._view_members = frozenset(current)
+            self._sorted = sorted({*current, self.own_id}, key=lambda m: m.raw)
         view = self._sorted
-        if len(view) != len(members) + 1 or not all(m in members for m in view if m != self.own_id):
-            view = self._sorted = sorted({*members, self.own_id}, key=lambda m: m.raw)
         n = len(view)
         if n < 2:
             return None
