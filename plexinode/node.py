@@ -59,7 +59,7 @@ from plexinode.security.keyring import (
     parse_key,
     save_keyring,
 )
-from plexinode.security.rotation import RESERVED_STATE_PREFIX
+from plexinode.security.rotation import KEYS_TAG, RESERVED_STATE_PREFIX, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database
 from plexinode.wire import envelope
@@ -263,7 +263,8 @@ class Node:
             seeds=self._member_seeds,
             db=self._db,
             rng=random.Random(self.node_id.raw + b"/membership"),
-            tags={"version": __version__},
+            # The keys tag from the start, so that the keyring service need not announce it.
+            tags={"version": __version__, KEYS_TAG: keys_tag(self.keyring)},
             id_difficulty=difficulty,
             wall_clock=self._wall_clock,
         )
