@@ -92,9 +92,11 @@ class SendNack:
 
 @dataclass(frozen=True, slots=True)
 class SuspectMember:
-    """The probe of `target` failed: suspect it."""
+    """The probe of `target` under `seq` failed: suspect it (in the life that probe reached
+    for; the driver knows which incarnation that was)."""
 
     target: NodeId
+    seq: int
 
 
 Action = SendPing | SendPingReq | SendAck | SendNack | SuspectMember
@@ -308,7 +310,7 @@ class Prober:
             self.stats["missed_nacks"] += 1
             delta += 1
         self._adjust(delta)
-        actions.append(SuspectMember(probe.target))
+        actions.append(SuspectMember(probe.target, probe.seq))
 
     def next_deadline(self) -> float:
         """When :meth:`tick` next has something to do."""
@@ -356,7 +358,7 @@ class Prober:
         self._probe = None
         self.stats["failed"] += 1
         self.stats["refused"] += 1
-        return [SuspectMember(target)]
+        return [SuspectMember(target, seq)]
 
     def on_nack(self, sender: NodeId, seq: int) -> None:
         """A relay we asked could not reach the target in time."""

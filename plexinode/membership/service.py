@@ -136,6 +136,9 @@ M = TypeVar("M", bound=Message)
 
 #: Members that probe a suspect out of turn when they hear of the suspicion (in expectation).
 CONFIRMERS: Final = 4
+#: Recent pings whose target incarnation is remembered (a probe and its relayed pings take a
+#: handful per period; older ones are long finished).
+MAX_PINGS_REMEMBERED: Final = 256
 #: How a stream exchange with a peer can fail (unreachable, refused, slow, broken, malformed).
 _STREAM_FAILURES: Final = (
     trio.TooSlowError,
@@ -236,6 +239,10 @@ class MembershipService:
         )
         self._relay_waiters: dict[tuple[NodeId, int], list[Any]] = {}
         self._relay_keys = 0
+        # The incarnation each recent ping (by sequence number) was sent to: a probe that fails
+        # accuses that life only, never a newer one learned while it waited (a member back at
+        # a new address would otherwise be suspected for silence at its old one).
+        self._pinged: dict[int, int] = {}
         self._subscribers: list[trio.MemorySendChannel[Event]] = []
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -525,6 +532,7 @@ class MembershipService:
         fallback: SendPingReq | None = None
         for action in actions:
             if isinstance(action, SendPing):
+                self._remember_ping(action.target, action.seq)
                 self._nursery.start_soon(self._send_ping, action.target, action.seq, None)
             elif isinstance(action, SendPingReq):
                 fallback = action
@@ -537,14 +545,26 @@ class MembershipService:
                     waiter[1] = isinstance(action, SendAck)
                     waiter[0].set()
             elif isinstance(action, SuspectMember):
-                self._suspect(action.target)
+                self._suspect(action.target, self._pinged.pop(action.seq, None))
         if fallback is not None:
             self._nursery.start_soon(self._stream_ping, fallback.target, fallback.seq)
 
-    def _suspect(self, target: NodeId) -> None:
+    def _remember_ping(self, target: NodeId, seq: int) -> None:
+        member = self._table().get(target)
+        if member is None:
+            return
+        self._pinged[seq] = member.incarnation
+        while len(self._pinged) > MAX_PINGS_REMEMBERED:
+            del self._pinged[next(iter(self._pinged))]  # the oldest (sequence numbers grow)
+
+    def _suspect(self, target: NodeId, pinged: int | None = None) -> None:
+        """Our probe of `target` failed; `pinged` is the incarnation it was sent to."""
         table = self._table()
         member = table.get(target)
         if member is None or member.state > State.SUSPECT:
+            return
+        if pinged is not None and pinged < member.incarnation:
+            self.stats["suspicions_stale"] += 1  # it came back in a new life meanwhile
             return
         claim = Claim(target, member.incarnation, State.SUSPECT, accuser=self.node_id)
         outcome = table.apply(claim, trio.current_time())

@@ -14,8 +14,13 @@ view with :meth:`MemoryNetwork.transport`, which fixes its host address::
 Determinism
 -----------
 Trio's scheduler deliberately does not promise an order between tasks that are runnable at the
-same time, so a simulation can only be reproducible if everything random is decided by our own
-code, at the moment of a call, in call order. Hence:
+same time: by default it reverses each batch of runnable tasks at random, from a generator seeded
+by the operating system, so two runs of one seeded simulation drift apart after a few thousand
+task switches. :func:`open_memory_network` therefore puts trio's scheduler in the deterministic
+mode that trio itself uses under Hypothesis (each batch sorted by task creation order, then
+shuffled by trio's generator) and seeds that generator from the network's seed (see
+:func:`replayable_scheduling`). The rest is decided by our own code, at the moment of a call, in
+call order:
 
 * All randomness (loss, duplication, jitter) comes from ONE ``random.Random(seed)`` owned by the
   network, drawn synchronously inside ``sendto``. A probability or jitter of zero draws nothing,
@@ -630,6 +635,27 @@ async def _sleep_or_checkpoint(seconds: float) -> None:
         await trio.lowlevel.checkpoint()
 
 
+def replayable_scheduling(seed: int) -> bool:
+    """Make trio's order among tasks runnable at one instant a function of `seed`, for the rest of
+    this process; return whether it could.
+
+    Trio keeps its scheduling generator, and the switch that sorts each batch before shuffling
+    it, in ``trio._core._run``; Hypothesis turns the switch on for its own examples through
+    trio's plugin hook. Those are private names: if a trio release moves them, this logs a
+    warning and returns False, and simulations still run, only without exact replay.
+    """
+    run_module = getattr(getattr(trio, "_core", None), "_run", None)
+    generator = getattr(run_module, "_r", None)
+    if not isinstance(generator, random.Random) or not hasattr(
+        run_module, "_ALLOW_DETERMINISTIC_SCHEDULING"
+    ):
+        log.warning("this trio release hides its scheduler's generator: runs will not replay")
+        return False
+    setattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010 (a Final global)
+    generator.seed(seed)
+    return True
+
+
 @asynccontextmanager
 async def open_memory_network(
     seed: int,
@@ -647,6 +673,7 @@ async def open_memory_network(
     The arguments are those of :class:`MemoryNetwork`. On exit the network is closed: every host
     crashes and the datagrams still in flight are dropped.
     """
+    replayable_scheduling(seed)
     network = MemoryNetwork(
         seed,
         latency=latency,

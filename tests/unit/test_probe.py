@@ -90,7 +90,7 @@ def test_no_ack_then_indirect_probes_then_suspicion() -> None:
         p.on_nack(relay, ping.seq)
     assert p.tick(0.9, MEMBERS) == []
     actions = p.tick(1.0, MEMBERS)
-    assert actions[0] == SuspectMember(ping.target)
+    assert actions[0] == SuspectMember(ping.target, ping.seq)
     assert isinstance(actions[1], SendPing)  # the next period's probe
     assert p.awareness == 1  # a failed probe; every relay answered, so no extra point
 
@@ -110,7 +110,7 @@ def test_missing_nacks_count_against_our_own_health() -> None:
     ping = start(p)
     p.tick(0.5, MEMBERS)
     actions = p.tick(1.0, MEMBERS)
-    assert SuspectMember(ping.target) in actions
+    assert SuspectMember(ping.target, ping.seq) in actions
     assert p.awareness == 2
     assert p.stats["missed_nacks"] == 1
 
@@ -124,7 +124,7 @@ def test_health_stretches_the_period_and_recovers_with_successes() -> None:
         p.tick(now + 0.5 * m, MEMBERS)  # the indirect probes go out; no nack comes back
         assert p.tick(now + 1.0 * m - 1e-6, MEMBERS) == []  # the period is stretched m times
         actions = p.tick(now + 1.0 * m, MEMBERS)
-        assert actions[0] == SuspectMember(ping.target)
+        assert actions[0] == SuspectMember(ping.target, ping.seq)
         assert isinstance(actions[1], SendPing)
         ping = actions[1]
         now += 1.0 * m
@@ -209,7 +209,7 @@ def test_a_refused_probe_fails_at_once_without_hurting_our_health() -> None:
     p = prober()
     ping = start(p)
     assert p.on_refused(ping.target, ping.seq + 1) == []  # not this probe
-    assert p.on_refused(ping.target, ping.seq) == [SuspectMember(ping.target)]
+    assert p.on_refused(ping.target, ping.seq) == [SuspectMember(ping.target, ping.seq)]
     assert p.awareness == 0
     assert p.stats["refused"] == 1
     assert p.on_refused(ping.target, ping.seq) == []  # already over
