@@ -9,10 +9,10 @@ interpreter's hash seed is fixed by common.py). Scenarios:
   detect     N nodes, 1% loss; one node after another is killed (no goodbye); prints the
              time to the first suspicion and until every other node lists it dead
              (--probe-order random for SWIM's shuffled round robin).
-  falsepos   N nodes, 5% loss, 10% of them starved (their datagrams stall for up to 2 s at
-             random) for a 120 s run per seed: healthy nodes declared dead, with Lifeguard and,
-             from the same seeds, with plain SWIM (no local health, fixed suspicion timeout,
-             random probe order).
+  falsepos   N nodes, 5% loss, 10% of them starved (their datagrams and streams stall for up
+             to 2 s at random) for a 120 s run per seed: healthy nodes declared dead, and
+             suspected, with Lifeguard and, from the same seeds, with plain SWIM (no local
+             health, fixed suspicion timeout, random probe order).
   dissem     newcomers join networks of 64 ... N nodes under 5% loss, one every 10 s:
              protocol periods until every member lists each, beside 2 * log2(N).
   idle       a formed network with nothing happening: datagrams and bytes sent per node per
@@ -121,7 +121,9 @@ async def detect(
 
 async def false_positives(
     net: MemoryNetwork, nodes: int, seed: int, lifeguard: bool, duration: float
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """Healthy members declared dead and suspected (node x member, counted at each node that
+    did so), and the stalls of the starved nodes."""
     settings = (
         LAN
         if lifeguard
@@ -145,7 +147,8 @@ async def false_positives(
         await trio.sleep(duration)
         nursery.cancel_scope.cancel()
     declared = sum(len(by) for by in watch.died.values())
-    return declared, sum(s.stalls for s in starvations)
+    suspected = sum(len(times) for times in watch.suspected.values())
+    return declared, suspected, sum(s.stalls for s in starvations)
 
 
 async def dissemination(net: MemoryNetwork, nodes: int, seed: int, joins: int) -> list[float]:
@@ -244,15 +247,20 @@ def main() -> int:
             )
         elif args.scenario == "falsepos":
             totals = {True: 0, False: 0}
+            suspicions = {True: 0, False: 0}
             for seed in seeds:
                 line = [f"seed {seed}:"]
                 for lifeguard in (True, False):
                     async with open_memory_network(seed=seed, latency=LATENCY, loss=0.05) as net:
-                        declared, stalls = await false_positives(
+                        declared, suspected, stalls = await false_positives(
                             net, args.nodes, seed, lifeguard, args.duration
                         )
                     totals[lifeguard] += declared
-                    line.append(f"{'lifeguard' if lifeguard else 'swim'} {declared}")
+                    suspicions[lifeguard] += suspected
+                    line.append(
+                        f"{'lifeguard' if lifeguard else 'swim'} {declared} dead, "
+                        f"{suspected} suspected;"
+                    )
                 line.append(f"(stalls {stalls})")
                 print(" ".join(line), flush=True)
             print(
@@ -261,6 +269,10 @@ def main() -> int:
             print(
                 f"healthy nodes declared dead (node x member): lifeguard {totals[True]}, "
                 f"plain SWIM {totals[False]}"
+            )
+            print(
+                f"healthy nodes suspected (node x member): lifeguard {suspicions[True]}, "
+                f"plain SWIM {suspicions[False]}"
             )
         elif args.scenario == "dissem":
             size = 64

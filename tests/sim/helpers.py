@@ -99,10 +99,18 @@ async def dht_network(
             node.stop()
 
 
-class _WrappedEndpoint:
-    def __init__(self, inner: Endpoint, datagrams: DatagramSocket) -> None:
+class WrappedEndpoint:
+    """`inner` with its datagram socket (and, if given, its listener) replaced."""
+
+    def __init__(
+        self,
+        inner: Endpoint,
+        datagrams: DatagramSocket,
+        listener: trio.abc.Listener[trio.abc.Stream] | None = None,
+    ) -> None:
         self._inner = inner
         self._datagrams = datagrams
+        self._listener = inner.listener if listener is None else listener
 
     @property
     def address(self) -> Address:
@@ -114,7 +122,7 @@ class _WrappedEndpoint:
 
     @property
     def listener(self) -> trio.abc.Listener[trio.abc.Stream]:
-        return self._inner.listener
+        return self._listener
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -130,7 +138,7 @@ class DatagramWrappingTransport:
 
     async def bind(self, address: Address) -> Endpoint:
         endpoint = await self._inner.bind(address)
-        return _WrappedEndpoint(endpoint, self._wrap(endpoint.datagrams))
+        return WrappedEndpoint(endpoint, self._wrap(endpoint.datagrams))
 
     async def connect(self, address: Address) -> trio.abc.Stream:
         return await self._inner.connect(address)

@@ -23,11 +23,11 @@ from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.memory import MemoryNetwork
 from plexinode.net.streams import StreamService
-from plexinode.net.transport import DatagramSocket, Transport
+from plexinode.net.transport import DatagramSocket, Endpoint, Transport
 from plexinode.security.keyring import Keyring
 from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database
-from tests.sim.helpers import DatagramWrappingTransport, seeded_identity
+from tests.sim.helpers import WrappedEndpoint, seeded_identity
 
 LAN = MembershipSettings()
 DATAGRAM = DatagramSettings(request_timeout=0.5, retries=2)
@@ -248,8 +248,9 @@ async def member_cluster(
 class Starvation:
     """When a node's event loop stalls (CPU starvation, a long GC pause, a swapped-out
     process): stalls of up to `longest` seconds at random, every `every` seconds on average,
-    drawn from `rng`. During a stall nothing the node sends leaves and nothing sent to it is
-    read; both happen when the stall ends, as with a real stalled process."""
+    drawn from `rng`. During a stall nothing the node sends leaves (datagrams, stream bytes,
+    connections) and nothing sent to it is read; both happen when the stall ends, as with a
+    real stalled process. `stalls` counts the stalls that held up at least one of them."""
 
     def __init__(self, rng: random.Random, longest: float = 2.0, every: float = 15.0) -> None:
         self.rng = rng
@@ -258,6 +259,7 @@ class Starvation:
         self.stalls = 0
         self._start = rng.expovariate(1 / every)
         self._end = self._start + rng.uniform(0.1, longest)
+        self._counted = -1.0
 
     async def wait(self) -> None:
         now = trio.current_time()
@@ -265,7 +267,9 @@ class Starvation:
             self._start = self._end + self.rng.expovariate(1 / self.every)
             self._end = self._start + self.rng.uniform(0.1, self.longest)
         if now >= self._start:
-            self.stalls += 1
+            if self._counted != self._start:
+                self._counted = self._start
+                self.stalls += 1
             await trio.sleep_until(self._end)
 
 
@@ -287,6 +291,64 @@ class _StarvedSocket:
         self._inner.close()
 
 
+class _StarvedStream(trio.abc.HalfCloseableStream):
+    def __init__(self, inner: trio.abc.Stream, starvation: Starvation) -> None:
+        self._inner = inner
+        self._starvation = starvation
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._starvation.wait()
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self._inner.receive_some(max_bytes)
+        await self._starvation.wait()
+        return data
+
+    async def send_eof(self) -> None:
+        if isinstance(self._inner, trio.abc.HalfCloseableStream):
+            await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _StarvedListener(trio.abc.Listener[trio.abc.Stream]):
+    def __init__(self, inner: trio.abc.Listener[trio.abc.Stream], starvation: Starvation) -> None:
+        self._inner = inner
+        self._starvation = starvation
+
+    async def accept(self) -> trio.abc.Stream:
+        stream = await self._inner.accept()
+        await self._starvation.wait()
+        return _StarvedStream(stream, self._starvation)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _StarvedTransport:
+    def __init__(self, inner: Transport, starvation: Starvation) -> None:
+        self._inner = inner
+        self._starvation = starvation
+
+    async def bind(self, address: Address) -> Endpoint:
+        endpoint = await self._inner.bind(address)
+        return WrappedEndpoint(
+            endpoint,
+            _StarvedSocket(endpoint.datagrams, self._starvation),
+            _StarvedListener(endpoint.listener, self._starvation),
+        )
+
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        await self._starvation.wait()
+        return _StarvedStream(await self._inner.connect(address), self._starvation)
+
+
 def starve(inner: Transport, starvation: Starvation) -> Transport:
-    """`inner`, its datagrams waiting out the stalls of `starvation`."""
-    return DatagramWrappingTransport(inner, lambda sock: _StarvedSocket(sock, starvation))
+    """`inner`, its datagrams, connections and stream bytes waiting out the stalls of
+    `starvation`."""
+    return _StarvedTransport(inner, starvation)
