@@ -32,7 +32,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 import trio.testing
@@ -56,6 +58,7 @@ from tests.sim.members import (
 from tests.sim.members import member_cluster as cluster_of
 
 LATENCY = 0.002
+T = TypeVar("T")
 
 
 def dist(values: list[float]) -> str:
@@ -193,6 +196,18 @@ async def idle(
         return busy, (packets - sent) / nodes / window, (volume - sent_bytes) / nodes / window
 
 
+def simulate(scenario: Callable[..., Awaitable[T]], seed: int, loss: float, *args: object) -> T:
+    """One seeded run, in a trio run of its own on a fresh MockClock (the simulation reads the
+    clock: its random generators and aligned probes), so that each seed printed replays alone
+    with ``--first-seed SEED --seeds 1``."""
+
+    async def main() -> T:
+        async with open_memory_network(seed=seed, latency=LATENCY, loss=loss) as net:
+            return await scenario(net, *args)
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -217,12 +232,11 @@ def main() -> int:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     cpu = time.process_time()
 
-    async def run() -> None:
+    def run() -> None:
         if args.scenario == "detect":
             results: dict[str, list[float]] = {"first": [], "all": [], "each": []}
             for seed in seeds:
-                async with open_memory_network(seed=seed, latency=LATENCY, loss=0.01) as net:
-                    got = await detect(net, args.nodes, seed, args.kills, args.probe_order)
+                got = simulate(detect, seed, 0.01, args.nodes, seed, args.kills, args.probe_order)
                 print(
                     f"seed {seed}: first suspicion {[round(x, 2) for x in got['first']]}, "
                     f"all dead after {[round(x, 2) for x in got['all']]}",
@@ -251,10 +265,9 @@ def main() -> int:
             for seed in seeds:
                 line = [f"seed {seed}:"]
                 for lifeguard in (True, False):
-                    async with open_memory_network(seed=seed, latency=LATENCY, loss=0.05) as net:
-                        declared, suspected, stalls = await false_positives(
-                            net, args.nodes, seed, lifeguard, args.duration
-                        )
+                    declared, suspected, stalls = simulate(
+                        false_positives, seed, 0.05, args.nodes, seed, lifeguard, args.duration
+                    )
                     totals[lifeguard] += declared
                     suspicions[lifeguard] += suspected
                     line.append(
@@ -279,8 +292,7 @@ def main() -> int:
             while size <= args.nodes:
                 rounds = []
                 for seed in seeds:
-                    async with open_memory_network(seed=seed, latency=LATENCY, loss=0.05) as net:
-                        rounds.extend(await dissemination(net, size, seed, args.joins))
+                    rounds.extend(simulate(dissemination, seed, 0.05, size, seed, args.joins))
                 bound = 2 * math.log2(size)
                 print(
                     f"N={size:5d}, {len(rounds)} joins: periods until everyone lists the newcomer "
@@ -291,8 +303,7 @@ def main() -> int:
                 size *= 2
         else:
             for seed in seeds:
-                async with open_memory_network(seed=seed, latency=LATENCY) as net:
-                    busy, packets, volume = await idle(net, args.nodes, seed, 60.0)
+                busy, packets, volume = simulate(idle, seed, 0.0, args.nodes, seed, 60.0)
                 print(
                     f"seed {seed}: N={args.nodes} idle: {packets:.2f} datagrams/s, "
                     f"{volume / 1000:.2f} KB/s sent per node (while the joins were gossiped: "
@@ -300,7 +311,7 @@ def main() -> int:
                     flush=True,
                 )
 
-    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    run()
     print(f"# cpu {time.process_time() - cpu:.0f} s, max rss {rss_bytes() / 2**20:.0f} MiB")
     return 0
 
