@@ -476,6 +476,25 @@ class MemberTable:
             event = Left(view)
         return Applied(True, () if event is None else (event,))
 
+    @property
+    def remembered_dead(self) -> int:
+        """Members dead or left, still remembered (until their retention ends)."""
+        return len(self._tombstones)
+
+    def reap_oldest(self) -> Event | None:
+        """Forget the member that died or left longest ago before its retention ends, to make
+        room for a newcomer in a full table; None if no member is dead or left.
+
+        Forgetting it early reopens, for that member alone, the window that retention closes:
+        an old alive claim of it arriving later would be taken as a join again (and probed
+        dead again). A full table of dead members locking every newcomer out is worse."""
+        if not self._tombstones:
+            return None
+        node_id = next(iter(self._tombstones))
+        del self._tombstones[node_id]
+        self.stats["reaped_early"] += 1
+        return Reaped(self._members.pop(node_id).snapshot())
+
     # -- time ----------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:

@@ -380,7 +380,8 @@ class MembershipService:
         if not table.is_news(claim):
             self.stats["claims_known"] += 1
             return False
-        if claim.node_id not in table and len(table) >= self.settings.max_members:
+        full = claim.node_id not in table and len(table) >= self.settings.max_members
+        if full and not table.remembered_dead:
             self.stats["claims_table_full"] += 1
             return False
         now = trio.current_time()
@@ -398,6 +399,13 @@ class MembershipService:
         except AuthenticationError:
             self.stats["claims_bad_signature"] += 1
             return False
+        if full:
+            # A full table whose dead members would lock every newcomer out: the one dead
+            # longest goes first (only for a claim whose signature holds).
+            reaped = table.reap_oldest()
+            if reaped is not None:
+                self.stats["claims_made_room"] += 1
+                self._publish([reaped])
         outcome = table.apply(claim, now)
         if outcome.refutation is not None:
             self.stats["refuted"] += 1

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from plexinode.errors import AuthenticationError, DecodeError
-from plexinode.identity import Identity, NodeId, seal_to
+from plexinode.identity import SEAL_OVERHEAD, Identity, NodeId, seal_to
 from plexinode.security.keyring import MAX_KEYS, MAX_RETIRED, NETWORK_KEY_BYTES, Keyring, key_id
 from plexinode.wire.schema import Bool, Bytes, ListOf, Message, Nested, Struct, register, wire
 
@@ -52,7 +52,7 @@ KEYRING_PROTOCOL: Final = "keyring/1"
 #: Bytes of a key id on the wire (:func:`plexinode.security.keyring.key_id` is their hex).
 KEY_ID_BYTES: Final = 6
 #: Bytes of a network key sealed to a member.
-SEALED_KEY_BYTES: Final = NETWORK_KEY_BYTES + 48
+SEALED_KEY_BYTES: Final = NETWORK_KEY_BYTES + SEAL_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)

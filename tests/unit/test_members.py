@@ -201,6 +201,23 @@ def test_expired_suspicion_is_declared_dead_by_us_then_reaped() -> None:
     assert X not in t
 
 
+def test_the_member_dead_longest_can_be_forgotten_early_to_make_room() -> None:
+    t = table()
+    assert t.reap_oldest() is None  # nobody dead: nothing to forget
+    t.apply(alive(X, 1), 0.0)
+    t.apply(alive(Y, 1), 0.0)
+    t.apply(dead(Y, 1, by=X), 1.0)
+    t.apply(dead(X, 1), 2.0)
+    assert t.remembered_dead == 2
+    reaped = t.reap_oldest()
+    assert isinstance(reaped, Reaped)
+    assert reaped.member.node_id == Y
+    assert Y not in t
+    assert X in t
+    assert (t.remembered_dead, t.stats["reaped_early"]) == (1, 1)
+    assert [e.member.node_id for e in t.expire(10_000.0)[1]] == [X]  # the other, in its time
+
+
 def test_a_restarted_member_rejoins_with_a_higher_incarnation() -> None:
     t = table()
     t.apply(alive(X, 2), 0.0)
