@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import random
 from collections.abc import AsyncIterator
 
 import pytest
@@ -56,16 +57,35 @@ async def test_members_find_each_other_through_one_seed(autojump_clock) -> None:
             assert member.tags == {"role": "sim"}
 
 
-async def test_a_crashed_member_is_declared_dead_everywhere(autojump_clock) -> None:
-    async with open_memory_network(seed=2, latency=0.002) as net, member_cluster(net, 16) as c:
-        events = c.nodes[1].membership.subscribe()
-        victim = c.nodes[5]
+@pytest.mark.parametrize("seed", [2, 3, 4, 5])
+async def test_a_crashed_member_is_declared_dead_everywhere(autojump_clock, seed: int) -> None:
+    """The detection targets at CI size (the benchmark measures them at N = 1,000): the first
+    suspicion within 1.6 periods (aligned probes), dead everywhere within 10 s, under 1% loss,
+    crashed at a random phase of the period."""
+    async with (
+        open_memory_network(seed=seed, latency=0.002, loss=0.01) as net,
+        member_cluster(net, 32, seed=seed) as c,
+    ):
+        victim = c.nodes[5 + seed]
+        others = [n for n in c.live() if n is not victim]
+        channels = [n.membership.subscribe() for n in others]
+        await trio.sleep(random.Random(seed).uniform(0, LAN.probe_interval))
+        killed = trio.current_time()
         c.kill(victim)
-        others = c.live()
-        elapsed = await wait_for(lambda: all(n.state_of(victim) is State.DEAD for n in others))
-        assert elapsed < 30
-        kinds = [type(e) for e in drain(events) if e.member.node_id == victim.node_id]
-        assert kinds == [Suspected, Died]
+        elapsed = await wait_for(
+            lambda: all(n.state_of(victim) is State.DEAD for n in others), step=0.05
+        )
+        suspected = [
+            e for channel in channels for e in drain(channel) if e.member.node_id == victim.node_id
+        ]
+        # drain() gives no times: the first suspicion is read from the suspects' own clocks.
+        # Its bound: at most a period until the victim's next probe, half a period until that
+        # probe's stream ping meets the closed port (1.17-1.45 s over these seeds; dead
+        # everywhere after 4.8-6.2 s).
+        first = min(e.member.since for e in suspected if isinstance(e, Suspected)) - killed
+        assert first <= 1.6 * LAN.probe_interval, f"first suspicion after {first:.2f} s"
+        assert elapsed <= 10, f"dead everywhere after {elapsed:.2f} s"
+        assert {type(e) for e in suspected} <= {Suspected, Died}
         assert c.converged(others)  # nobody else was harmed
 
 
@@ -203,6 +223,34 @@ async def test_forged_and_replayed_claims_change_nothing(autojump_clock) -> None
         view = target.membership.table.get(victim.node_id)
         assert view is not None
         assert (view.incarnation, view.state) == (inc, State.ALIVE)
+
+
+async def test_a_forged_dead_claim_is_beaten_by_the_victims_refutation(autojump_clock) -> None:
+    """A member holding the network key says a live member is dead: the claim spreads, the
+    victim hears it and answers with a higher incarnation, which wins everywhere."""
+    async with (
+        open_memory_network(seed=6, latency=0.002) as net,
+        member_cluster(net, 6) as c,
+        adversary(net) as attacker,
+    ):
+        me = seeded_identity(999, seed=77)
+        target, victim = c.nodes[0], c.nodes[3]
+        view = target.membership.table.get(victim.node_id)
+        assert view is not None
+        inc = view.incarnation
+        lie = sign_claim(me, Claim(victim.node_id, inc, State.DEAD, accuser=me.node_id))
+        await send_claims(attacker, target, [lie])
+        assert target.state_of(victim) is State.DEAD  # believed at first: it was news
+        took = await wait_for(
+            lambda: all(
+                (v := n.membership.table.get(victim.node_id)) is not None
+                and (v.state, v.incarnation > inc) == (State.ALIVE, True)
+                for n in c.nodes
+            )
+        )
+        assert took < 10, f"refuted everywhere after {took:.1f} s"
+        assert victim.membership.stats["refuted"] >= 1
+        assert c.converged()
 
 
 async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
