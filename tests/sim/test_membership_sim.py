@@ -253,6 +253,32 @@ async def test_a_forged_dead_claim_is_beaten_by_the_victims_refutation(autojump_
         assert c.converged()
 
 
+async def test_a_suspect_is_told_of_the_suspicion_directly(autojump_clock) -> None:
+    """Lifeguard's buddy system: a ping to a member we suspect carries our accusation first,
+    so it can refute even when the accusation's gossip never reached it."""
+    async with open_memory_network(seed=11, latency=0.002) as net, member_cluster(net, 4) as c:
+        accuser, suspect = c.nodes[0].membership, c.nodes[1]
+        sent: list[tuple[Address, object]] = []
+        request = accuser.datagrams.request
+
+        async def watched(address: Address, message: object, **kwargs: object) -> object:
+            sent.append((address, message))
+            return await request(address, message, **kwargs)  # type: ignore[arg-type]
+
+        accuser.datagrams.request = watched  # type: ignore[method-assign]
+        accuser._suspect(suspect.node_id)
+        accusation = accuser._overriding[suspect.node_id]
+        while accuser._gossip.take(1 << 20, 4):  # its retransmissions, used up: no gossip
+            pass
+        accuser.prober.hurry(suspect.node_id)
+        with trio.fail_after(5):
+            await wait_for(lambda: suspect.membership.stats["refuted"] >= 1, step=0.05)
+        pings = [m for a, m in sent if a == suspect.address and isinstance(m, MemberPing)]
+        assert pings, "the suspect was not probed"
+        assert pings[0].claims[0] == accusation
+        await wait_for(lambda: accuser.table.get(suspect.node_id).state is State.ALIVE)
+
+
 async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
     autojump_clock,
 ) -> None:
