@@ -129,3 +129,49 @@ async def test_join_refuses_another_network_and_an_inviter_that_is_gone(autojump
                 await newcomer.join(token)
             other_network.stop()
             newcomer.stop()
+
+
+async def test_a_node_cut_off_past_retention_rejoins_through_its_dht_contacts(
+    autojump_clock,
+) -> None:
+    """Membership's seeds come from the DHT: a node cut off for longer than the dead are
+    remembered (so it knows no member any more, nor they it), whose only bootstrap node is gone,
+    rejoins through the contacts of its DHT routing table when the network heals."""
+    settings = replace(FAST, membership=replace(FAST.membership, retention=30.0))
+    async with open_memory_network(seed=23, latency=0.002) as net:
+        hosts = [net.new_host() for _ in range(6)]
+        joining = replace(settings, bootstrap=(Address(hosts[0], FAST.listen.port),))
+        nodes = [
+            Node(
+                seeded_identity(index),
+                settings if index == 0 else joining,
+                net.transport(host),
+                wall_clock=trio.current_time,
+            )
+            for index, host in enumerate(hosts)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            boot, alone = nodes[0], nodes[4]
+            rest = [n for n in nodes if n not in (boot, alone)]
+
+            def alive_in(viewer: Node, subject: Node) -> bool:
+                member = viewer.membership.table.get(subject.node_id)
+                return member is not None and member.state is State.ALIVE
+
+            await wait_until(lambda: all(alive_in(a, b) for a in nodes for b in nodes))
+            net.partition([alone_host := hosts[4]], [h for h in hosts if h != alone_host])
+            boot.stop()  # the one bootstrap address any node has
+            await trio.sleep(120)
+            assert len(alone.membership.table) == 1  # only itself: the others were reaped
+            assert all(alone.node_id not in n.membership.table for n in rest)
+            assert alone.dht.routing.entries()  # what it still has: its DHT contacts
+            net.heal()
+            healed = trio.current_time()
+            with trio.fail_after(60):
+                while not all(alive_in(alone, n) and alive_in(n, alone) for n in rest):  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert trio.current_time() - healed <= 60
+            for node in nodes:
+                node.stop()
