@@ -15,9 +15,9 @@ interpreter's hash seed is fixed by common.py). Scenarios:
              health, fixed suspicion timeout, random probe order).
   dissem     newcomers join networks of 64 ... N nodes under 5% loss, one every 10 s:
              protocol periods until every member lists each, beside 2 * log2(N).
-  idle       a formed network with nothing happening: datagrams and bytes sent per node per
-             second (its own baseline: the same network's traffic while the join burst was
-             still being gossiped).
+  idle       a formed network with nothing happening: datagrams, and bytes of datagrams and
+             push-pull streams, sent per node per second (its own baseline: the same
+             network's datagrams while the join burst was still being gossiped).
 
 Usage: scripts/bench/bench_membership.py --scenario detect --nodes 1000 --seeds 3
 """
@@ -51,7 +51,9 @@ from tests.sim.members import (
     LAN,
     Cluster,
     MemberNode,
+    Meter,
     Starvation,
+    meter,
     starve,
     wait_for,
 )
@@ -177,12 +179,16 @@ async def dissemination(net: MemoryNetwork, nodes: int, seed: int, joins: int) -
 async def idle(
     net: MemoryNetwork, nodes: int, seed: int, window: float
 ) -> tuple[float, float, float]:
-    async with cluster_of(net, nodes, seed=seed) as c:
-        sent, sent_bytes = 0, 0
+    """Datagrams/s sent per node while the joins are gossiped, then datagrams/s and bytes/s
+    (datagrams and push-pull streams) per node once the network is idle."""
+    meters = [Meter() for _ in range(nodes)]
+    async with cluster_of(
+        net, nodes, seed=seed, wrap=lambda i, transport: meter(transport, meters[i])
+    ) as c:
 
         def totals() -> tuple[int, int]:
-            packets = sum(n.membership.datagrams.stats["sent"] for n in c.live())
-            volume = sum(n.membership.datagrams.stats["sent_bytes"] for n in c.live())
+            packets = sum(m.datagrams for m in meters)
+            volume = sum(m.datagram_bytes + m.stream_bytes for m in meters)
             return packets, volume
 
         sent, sent_bytes = totals()

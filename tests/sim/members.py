@@ -12,6 +12,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -272,32 +273,87 @@ class Starvation:
                 self.stalls += 1
             await trio.sleep_until(self._end)
 
+    async def datagram_out(self, size: int) -> None:
+        await self.wait()
 
-class _StarvedSocket:
-    def __init__(self, inner: DatagramSocket, starvation: Starvation) -> None:
+    async def datagram_in(self, size: int) -> None:
+        await self.wait()
+
+    async def stream_out(self, size: int) -> None:
+        await self.wait()
+
+    async def stream_in(self, size: int) -> None:
+        await self.wait()
+
+    async def connecting(self) -> None:
+        await self.wait()
+
+
+class TransportHooks(Protocol):
+    """What a hooked transport calls around each datagram, stream read or write, and
+    connection of one node."""
+
+    async def datagram_out(self, size: int) -> None: ...
+
+    async def datagram_in(self, size: int) -> None: ...
+
+    async def stream_out(self, size: int) -> None: ...
+
+    async def stream_in(self, size: int) -> None: ...
+
+    async def connecting(self) -> None: ...
+
+
+class Meter:
+    """Counts what a node sends: datagrams and their bytes, and bytes written to its streams."""
+
+    def __init__(self) -> None:
+        self.datagrams = 0
+        self.datagram_bytes = 0
+        self.stream_bytes = 0
+
+    async def datagram_out(self, size: int) -> None:
+        self.datagrams += 1
+        self.datagram_bytes += size
+
+    async def datagram_in(self, size: int) -> None:
+        pass
+
+    async def stream_out(self, size: int) -> None:
+        self.stream_bytes += size
+
+    async def stream_in(self, size: int) -> None:
+        pass
+
+    async def connecting(self) -> None:
+        pass
+
+
+class _HookedSocket:
+    def __init__(self, inner: DatagramSocket, hooks: TransportHooks) -> None:
         self._inner = inner
-        self._starvation = starvation
+        self._hooks = hooks
 
     async def sendto(self, data: bytes, address: Address) -> None:
-        await self._starvation.wait()
+        await self._hooks.datagram_out(len(data))
         await self._inner.sendto(data, address)
 
     async def recvfrom(self) -> tuple[bytes, Address]:
         received = await self._inner.recvfrom()
-        await self._starvation.wait()
+        await self._hooks.datagram_in(len(received[0]))
         return received
 
     def close(self) -> None:
         self._inner.close()
 
 
-class _StarvedStream(trio.abc.HalfCloseableStream):
-    def __init__(self, inner: trio.abc.Stream, starvation: Starvation) -> None:
+class _HookedStream(trio.abc.HalfCloseableStream):
+    def __init__(self, inner: trio.abc.Stream, hooks: TransportHooks) -> None:
         self._inner = inner
-        self._starvation = starvation
+        self._hooks = hooks
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._starvation.wait()
+        await self._hooks.stream_out(len(data))
         await self._inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -305,7 +361,7 @@ class _StarvedStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         data = await self._inner.receive_some(max_bytes)
-        await self._starvation.wait()
+        await self._hooks.stream_in(len(data))
         return data
 
     async def send_eof(self) -> None:
@@ -316,39 +372,44 @@ class _StarvedStream(trio.abc.HalfCloseableStream):
         await self._inner.aclose()
 
 
-class _StarvedListener(trio.abc.Listener[trio.abc.Stream]):
-    def __init__(self, inner: trio.abc.Listener[trio.abc.Stream], starvation: Starvation) -> None:
+class _HookedListener(trio.abc.Listener[trio.abc.Stream]):
+    def __init__(self, inner: trio.abc.Listener[trio.abc.Stream], hooks: TransportHooks) -> None:
         self._inner = inner
-        self._starvation = starvation
+        self._hooks = hooks
 
     async def accept(self) -> trio.abc.Stream:
         stream = await self._inner.accept()
-        await self._starvation.wait()
-        return _StarvedStream(stream, self._starvation)
+        await self._hooks.stream_in(0)
+        return _HookedStream(stream, self._hooks)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-class _StarvedTransport:
-    def __init__(self, inner: Transport, starvation: Starvation) -> None:
+class _HookedTransport:
+    def __init__(self, inner: Transport, hooks: TransportHooks) -> None:
         self._inner = inner
-        self._starvation = starvation
+        self._hooks = hooks
 
     async def bind(self, address: Address) -> Endpoint:
         endpoint = await self._inner.bind(address)
         return WrappedEndpoint(
             endpoint,
-            _StarvedSocket(endpoint.datagrams, self._starvation),
-            _StarvedListener(endpoint.listener, self._starvation),
+            _HookedSocket(endpoint.datagrams, self._hooks),
+            _HookedListener(endpoint.listener, self._hooks),
         )
 
     async def connect(self, address: Address) -> trio.abc.Stream:
-        await self._starvation.wait()
-        return _StarvedStream(await self._inner.connect(address), self._starvation)
+        await self._hooks.connecting()
+        return _HookedStream(await self._inner.connect(address), self._hooks)
 
 
 def starve(inner: Transport, starvation: Starvation) -> Transport:
     """`inner`, its datagrams, connections and stream bytes waiting out the stalls of
     `starvation`."""
-    return _StarvedTransport(inner, starvation)
+    return _HookedTransport(inner, starvation)
+
+
+def meter(inner: Transport, counts: Meter) -> Transport:
+    """`inner`, with what it sends counted in `counts`."""
+    return _HookedTransport(inner, counts)

@@ -33,7 +33,16 @@ from plexinode.net.streams import StreamService
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 from tests.sim.helpers import seeded_identity
-from tests.sim.members import DATAGRAM, LAN, STREAM, MemberNode, member_cluster, wait_for
+from tests.sim.members import (
+    DATAGRAM,
+    LAN,
+    STREAM,
+    MemberNode,
+    Meter,
+    member_cluster,
+    meter,
+    wait_for,
+)
 
 #: The cluster-state digest of a node that holds no entry (push-pull then skips the state).
 EMPTY_STATE = state_digest(iter(()))
@@ -155,6 +164,47 @@ async def test_a_member_back_at_a_new_address_is_known_there_within_a_disseminat
         assert took <= window, f"known everywhere after {took:.2f} s (window {window:.0f} s)"
         assert not accused, f"members {sorted(accused)} accused the new life"
         assert all(n.membership.table.get(moved.node_id).incarnation >= 1 for n in others)
+
+
+async def test_idle_traffic_per_member_stays_flat_as_the_network_grows(autojump_clock) -> None:
+    """Idle, a member sends about the same at N = 8 as at N = 32: a probe and an ack each
+    period, and a push-pull every 20 s (over a stream) that exchanges digests first, whole
+    states only when the digests differ, so the cost per member does not grow with N."""
+    rates: dict[int, tuple[float, float]] = {}
+    window = 60.0
+    for count in (8, 32):
+        meters = [Meter() for _ in range(count)]
+        async with (
+            open_memory_network(seed=16, latency=0.002) as net,
+            member_cluster(
+                net,
+                count,
+                seed=16,
+                wrap=lambda i, transport: meter(transport, meters[i]),  # noqa: B023
+            ) as c,
+        ):
+            await wait_for(
+                lambda: not any(n.membership.summary()["gossip_queued"] for n in c.nodes)
+            )
+            await trio.sleep(20)
+
+            def totals() -> tuple[int, int]:
+                packets = sum(m.datagrams for m in meters)  # noqa: B023
+                volume = sum(m.datagram_bytes + m.stream_bytes for m in meters)  # noqa: B023
+                return packets, volume
+
+            packets, volume = totals()
+            await trio.sleep(window)
+            packets_after, volume_after = totals()
+            rates[count] = (
+                (packets_after - packets) / count / window,
+                (volume_after - volume) / count / window,
+            )
+    (small_packets, small_bytes), (large_packets, large_bytes) = rates[8], rates[32]
+    assert large_packets <= 1.2 * small_packets, rates
+    assert large_bytes <= 1.2 * small_bytes, rates
+    assert large_packets <= 10, rates  # the issue's budget at N = 1,000: 10 datagrams/s
+    assert large_bytes <= 4000, rates  # and 4 KB/s
 
 
 # -- bad input ---------------------------------------------------------------------------------
