@@ -239,6 +239,21 @@ def test_left_outranks_dead_at_one_incarnation() -> None:
     assert belief(t, X) == (2, State.LEFT)
 
 
+def test_a_suspect_that_leaves_is_left_and_comes_back_only_in_a_new_life() -> None:
+    t = table(retention=100.0)
+    t.apply(alive(X, 2), 0.0)
+    t.apply(suspect(X, 2), 1.0)
+    outcome = t.apply(Claim(X, 2, State.LEFT), 2.0)
+    assert [type(e) for e in outcome.events] == [Left]
+    assert t.next_deadline() is None  # the suspicion ended with the leave: no death to declare
+    assert t.live_count == 1
+    assert not t.apply(alive(X, 2), 3.0).accepted  # its old alive claim, late: not a rejoin
+    back = t.apply(alive(X, 3), 4.0)  # its next life
+    assert [type(e) for e in back.events] == [Joined]
+    assert belief(t, X) == (3, State.ALIVE)
+    assert t.expire(1_000.0) == ([], [])  # no longer remembered as left
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
