@@ -170,9 +170,10 @@ class MembershipSettings:
     # Each claim is piggybacked retransmit_mult * ceil(log10(N + 1)) times (memberlist's 4).
     retransmit_mult: int = 4
     # While there is news, it is also sent on its own to gossip_nodes random members this
-    # often, besides riding on probes: a death is known everywhere about a second after it
-    # is declared. memberlist sends every 200 ms to 3; every 500 ms keeps a busy node under
-    # 10 packets a second with its probes.
+    # often, besides riding on probes (news after a quiet spell, and deaths, leaves and a
+    # node's own claims, go at once): a death is known everywhere within about half a second
+    # of its first declaration. memberlist sends every 200 ms to
+    # 3; every 500 ms keeps a busy node under 10 packets a second with its probes.
     gossip_interval: float = 0.5
     gossip_nodes: int = 3
     # Full-state exchange with one random member this often: partitions heal and missed

@@ -136,6 +136,9 @@ M = TypeVar("M", bound=Message)
 
 #: Members that probe a suspect out of turn when they hear of the suspicion (in expectation).
 CONFIRMERS: Final = 4
+#: Urgent gossip rounds (deaths, leaves, our own claims) are at least gossip_interval / this
+#: apart.
+URGENT_SPACING: Final = 5
 #: Recent pings whose target incarnation is remembered (a probe and its relayed pings take a
 #: handful per period; older ones are long finished).
 MAX_PINGS_REMEMBERED: Final = 256
@@ -245,6 +248,8 @@ class MembershipService:
         self._pinged: dict[int, int] = {}
         self._subscribers: list[trio.MemorySendChannel[Event]] = []
         self._wakeup = trio.Event()
+        self._news = trio.Event()  # set when something is queued for gossip
+        self._urgent = trio.Event()  # set when a death, a leave or our refutation is queued
         self._nursery: trio.Nursery | None = None
         self._left = False
         #: Set once this node knows its address and takes part (probes, answers, gossips).
@@ -349,6 +354,14 @@ class MembershipService:
         signed = sign_claim(self.identity, claim)
         self._store(claim, signed)
         self._gossip.add(claim.node_id, signed)
+        self._queued(urgent=claim.state is not State.SUSPECT)
+
+    def _queued(self, *, urgent: bool = False) -> None:
+        """Something was queued for gossip; `urgent` news (a death, a leave, our own claims)
+        goes out in a round of its own at once rather than at the next tick."""
+        self._news.set()
+        if urgent:
+            self._urgent.set()
 
     def _store(self, claim: Claim, signed: SignedClaim) -> None:
         if claim.state is State.ALIVE:
@@ -424,6 +437,7 @@ class MembershipService:
             self._store(claim, signed)
             if gossip:
                 self._gossip.add(claim.node_id, signed)
+                self._queued(urgent=claim.state >= State.DEAD)
             self._wake()
         self._publish(outcome.events)
         return outcome.accepted
@@ -469,6 +483,7 @@ class MembershipService:
         if not self.state.merge(entry, self._wall_ms()).accepted:
             raise ValueError(f"the cluster state is full ({self.state.max_entries} keys)")
         self._state_gossip.add(key, entry)
+        self._news.set()
         return entry
 
     def hear_state(self, entry: StateEntry, *, gossip: bool = True) -> bool:
@@ -490,6 +505,7 @@ class MembershipService:
         self.stats["state_accepted"] += 1
         if gossip:
             self._state_gossip.add(entry.key, entry)
+            self._news.set()
         return True
 
     def _state_piggyback(self) -> tuple[StateEntry, ...]:
@@ -670,11 +686,27 @@ class MembershipService:
             self.prober.on_nack(relay, seq)
 
     async def _gossip_loop(self) -> None:
+        """While news is queued, one round to `gossip_nodes` members every `gossip_interval`.
+        News after a quiet spell goes out at once, and urgent news (a death, a leave, our own
+        claims, such as a refutation) does not wait for the tick either, though rounds stay at
+        least a fifth of the interval apart: each hop of a verdict costs a network delay, not
+        also the wait for the next tick, which is what sets how long after the first member
+        declares a death the last one knows."""
         table = self._table()
+        interval = self.settings.gossip_interval
+        last_round = -math.inf
         while True:
-            await trio.sleep(self.settings.gossip_interval)
+            if not (self._gossip or self._state_gossip) or self._left:
+                self._news = trio.Event()
+                await self._news.wait()
+                continue
+            with trio.move_on_at(last_round + interval):
+                await self._urgent.wait()
+                await trio.sleep_until(last_round + interval / URGENT_SPACING)
+            self._urgent = trio.Event()
             if not (self._gossip or self._state_gossip) or self._left:
                 continue
+            last_round = trio.current_time()
             live = list(table.others_live)
             for node_id in self._rng.sample(live, min(self.settings.gossip_nodes, len(live))):
                 member = table.get(node_id)

@@ -223,6 +223,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--kills", type=int, default=5, help="detect: nodes killed per seed")
+    parser.add_argument(
+        "--min-nodes", type=int, default=64, help="dissem: the first size (doubled up to --nodes)"
+    )
     parser.add_argument("--joins", type=int, default=10, help="dissem: newcomers per seed")
     parser.add_argument("--duration", type=float, default=120.0, help="falsepos: seconds per run")
     parser.add_argument(
@@ -294,7 +297,7 @@ def main() -> int:
                 f"plain SWIM {suspicions[False]}"
             )
         elif args.scenario == "dissem":
-            size = 64
+            size = args.min_nodes
             while size <= args.nodes:
                 rounds = []
                 for seed in seeds:

@@ -94,6 +94,10 @@ async def test_a_crashed_member_is_declared_dead_everywhere(autojump_clock, seed
         first = min(e.member.since for e in suspected if isinstance(e, Suspected)) - killed
         assert first <= 1.6 * LAN.probe_interval, f"first suspicion after {first:.2f} s"
         assert elapsed <= 10, f"dead everywhere after {elapsed:.2f} s"
+        # The verdict spreads at once (urgent gossip): 0.49-0.6 s from the first member that
+        # declares the death to the last that learns it; 1.0-1.5 s at a gossip tick per hop.
+        deaths = [e.member.since for e in suspected if isinstance(e, Died)]
+        assert max(deaths) - min(deaths) <= 1.5 * LAN.gossip_interval
         assert {type(e) for e in suspected} <= {Suspected, Died}
         assert c.converged(others)  # nobody else was harmed
 
