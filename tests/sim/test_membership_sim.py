@@ -25,6 +25,7 @@ from plexinode.membership.messages import (
     MemberSyncClaims,
     MemberSyncDigest,
 )
+from plexinode.membership.service import ACCUSATION_BURST, ACCUSATIONS_PER_PERIOD
 from plexinode.membership.state import state_digest
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
@@ -64,6 +65,24 @@ async def test_members_find_each_other_through_one_seed(autojump_clock) -> None:
             member = node.membership.table.get(c.nodes[0].node_id)
             assert member is not None
             assert member.tags == {"role": "sim"}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_nodes_that_join_one_seed_together_learn_of_each_other_by_gossip(
+    autojump_clock, seed: int
+) -> None:
+    """Nodes started together all join through the first one while it is still alone, which
+    has nobody to gossip them to yet; the exchange each joiner starts right after its join
+    fills the gaps, so all know all within seconds with no periodic push-pull (with that
+    exchange switched off too, nodes knew only the first one after 155 s)."""
+    settings = dataclasses.replace(LAN, push_pull_interval=3600)
+    async with (
+        open_memory_network(seed=seed, latency=0.002) as net,
+        member_cluster(net, 16, settings, seed=seed, converge=False) as c,
+    ):
+        with trio.move_on_after(10):
+            await c.wait_converged()
+        assert c.converged()
 
 
 @pytest.mark.parametrize("seed", [2, 3, 4, 5])
@@ -343,6 +362,7 @@ async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
     ):
         me = seeded_identity(999, seed=77)
         target = c.nodes[0]
+        channels = [n.membership.subscribe(10_000) for n in c.nodes]
         accusations = []
         for victim in c.nodes[1:]:
             view = target.membership.table.get(victim.node_id)
@@ -365,6 +385,8 @@ async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
         # Each accusation counted once; repeats were old news, not signature checks.
         assert target.membership.stats["claims_known"] >= 5 * 7
         # Now a flood: every member accused again as soon as it refuted, round after round.
+        drain(channels[0])
+        flood_started = trio.current_time()
         for _ in range(30):
             await trio.sleep(2)  # time for the victims to refute: each accusation is news
             flood = []
@@ -375,8 +397,17 @@ async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
                 flood.append(sign_claim(me, claim))
             await send_claims(attacker, target, flood)
         assert target.membership.stats["claims_accuser_limited"] > 0
+        # All the while, the target took in no more than the accuser's token bucket allows
+        # (150 accusations were sent, each news when it arrived) ...
+        flood_took = trio.current_time() - flood_started
+        allowed = ACCUSATION_BURST + ACCUSATIONS_PER_PERIOD * flood_took / LAN.probe_interval
+        believed = [e for e in drain(channels[0]) if isinstance(e, Suspected)]
+        assert 0 < len(believed) <= allowed, (len(believed), allowed)
         await trio.sleep(30)
         assert c.converged()
+        # ... and nobody, at any moment, declared anybody dead.
+        for channel in channels:
+            assert not [e for e in drain(channel) if isinstance(e, Died | Left)]
 
 
 async def test_claims_about_many_invented_members_stop_at_the_table_cap(autojump_clock) -> None:
