@@ -54,8 +54,12 @@ class ZombieWatch:
         return deaths
 
 
-async def test_a_ten_minute_partition_heals_within_a_minute(autojump_clock) -> None:
-    async with open_memory_network(seed=11, latency=0.002) as net, member_cluster(net, 12) as c:
+@pytest.mark.parametrize("seed", [11, 24, 25])
+async def test_a_ten_minute_partition_heals_within_a_minute(autojump_clock, seed: int) -> None:
+    async with (
+        open_memory_network(seed=seed, latency=0.002) as net,
+        member_cluster(net, 12, seed=seed) as c,
+    ):
         watch = ZombieWatch(c)
         left, right = c.nodes[:6], c.nodes[6:]
         net.partition([n.host for n in left], [n.host for n in right])
@@ -69,8 +73,12 @@ async def test_a_ten_minute_partition_heals_within_a_minute(autojump_clock) -> N
         assert watch.check() >= 2 * 6 * 6  # each side saw the other die, and nothing came back
 
 
-async def test_a_node_cut_off_from_all_others_rejoins_by_itself(autojump_clock) -> None:
-    async with open_memory_network(seed=12, latency=0.002) as net, member_cluster(net, 8) as c:
+@pytest.mark.parametrize("seed", [12, 26, 27])
+async def test_a_node_cut_off_from_all_others_rejoins_by_itself(autojump_clock, seed: int) -> None:
+    async with (
+        open_memory_network(seed=seed, latency=0.002) as net,
+        member_cluster(net, 8, seed=seed) as c,
+    ):
         watch = ZombieWatch(c)
         alone = c.nodes[5]
         net.partition([alone.host], [n.host for n in c.nodes if n is not alone])
@@ -83,12 +91,15 @@ async def test_a_node_cut_off_from_all_others_rejoins_by_itself(autojump_clock) 
         watch.check()
 
 
-async def test_heavy_inbound_loss_or_blocked_inbound_udp_kill_nobody(autojump_clock) -> None:
+@pytest.mark.parametrize("seed", [13, 28])
+async def test_heavy_inbound_loss_or_blocked_inbound_udp_kill_nobody(
+    autojump_clock, seed: int
+) -> None:
     """One node loses 80% of what is sent to it, another gets no datagram at all (its streams
     still work): neither is declared dead, and nobody cycles between dead and alive."""
     async with (
-        open_memory_network(seed=13, latency=0.002, loss=0.01) as net,
-        member_cluster(net, 10) as c,
+        open_memory_network(seed=seed, latency=0.002, loss=0.01) as net,
+        member_cluster(net, 10, seed=seed) as c,
     ):
         watch = ZombieWatch(c)
         lossy, deaf = c.nodes[3], c.nodes[7]
