@@ -8,6 +8,7 @@ once and crashes its host (no goodbye, streams reset), as ``kill -9`` would.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ import trio
 
 from plexinode.config import DatagramSettings, MembershipSettings, StreamSettings
 from plexinode.identity import Identity, NodeId
-from plexinode.membership.members import State
+from plexinode.membership.members import Died, Event, Joined, Left, MemberView, State, Suspected
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
@@ -202,6 +203,48 @@ class Cluster:
     async def wait_converged(self, nodes: list[MemberNode] | None = None) -> float:
         """Sleep until :meth:`converged`; returns the simulated seconds it took."""
         return await wait_for(lambda: self.converged(nodes))
+
+
+class ZombieWatch:
+    """Follows every node's events and checks that no dead or left member comes back except
+    through a higher incarnation of its own. With `strict`, a resurrection fails at once;
+    otherwise it is recorded in :attr:`resurrections` (for the benchmark). Read the events with
+    :meth:`check`, often enough that the channels (10,000 events each) never fill up."""
+
+    def __init__(self, cluster: Cluster, *, strict: bool = True) -> None:
+        self.channels = [(n, n.membership.subscribe(10_000)) for n in cluster.live()]
+        self.strict = strict
+        #: Suspicions seen, node x member, in all and per member.
+        self.suspicions = 0
+        self.suspected: collections.Counter[NodeId] = collections.Counter()
+        self.resurrections: list[tuple[int, MemberView]] = []
+        # Per observer: the members it saw die or leave, with the incarnation they ended at.
+        self._ended: dict[int, dict[NodeId, int]] = {}
+
+    def check(self) -> int:
+        """Reads the events since the last call; returns the deaths and leaves among them
+        (node x member)."""
+        deaths = 0
+        for node, channel in self.channels:
+            ended = self._ended.setdefault(node.index, {})
+            while True:
+                try:
+                    event: Event = channel.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                member = event.member
+                if isinstance(event, Suspected):
+                    self.suspicions += 1
+                    self.suspected[member.node_id] += 1
+                elif isinstance(event, Died | Left):
+                    deaths += 1
+                    ended[member.node_id] = member.incarnation
+                elif isinstance(event, Joined) and member.node_id in ended:
+                    if member.incarnation <= ended[member.node_id]:
+                        assert not self.strict, (node.index, member)
+                        self.resurrections.append((node.index, member))
+                    del ended[member.node_id]
+        return deaths
 
 
 async def wait_for(condition: Callable[[], bool], step: float = 0.1) -> float:

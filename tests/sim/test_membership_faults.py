@@ -10,48 +10,17 @@ import random
 import pytest
 import trio
 
-from plexinode.membership.members import Died, Event, Joined, Left, State, Suspected
+from plexinode.membership.members import State
 from plexinode.net.memory import open_memory_network
 from plexinode.net.transport import Transport
 from tests.sim.members import (
     LAN,
-    Cluster,
     Starvation,
+    ZombieWatch,
     member_cluster,
     starve,
     wait_for,
 )
-
-
-class ZombieWatch:
-    """Records every node's events and checks that no dead or left member came back except
-    through a higher incarnation of its own."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.channels = [(n, n.membership.subscribe(10_000)) for n in cluster.live()]
-        self.suspicions = 0
-
-    def check(self) -> int:
-        """The number of deaths seen (each node, each member); fails on any resurrection.
-        Suspicions seen are added to :attr:`suspicions`."""
-        deaths = 0
-        for node, channel in self.channels:
-            ended: dict[object, int] = {}
-            while True:
-                try:
-                    event: Event = channel.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                member = event.member
-                if isinstance(event, Suspected):
-                    self.suspicions += 1
-                if isinstance(event, Died | Left):
-                    deaths += 1
-                    ended[member.node_id] = member.incarnation
-                elif isinstance(event, Joined) and member.node_id in ended:
-                    assert member.incarnation > ended[member.node_id], (node.index, member)
-                    del ended[member.node_id]
-        return deaths
 
 
 @pytest.mark.parametrize("seed", [11, 24, 25])
