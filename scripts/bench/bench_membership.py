@@ -18,6 +18,13 @@ interpreter's hash seed is fixed by common.py). Scenarios:
   idle       a formed network with nothing happening: datagrams, and bytes of datagrams and
              push-pull streams, sent per node per second (its own baseline: the same
              network's datagrams while the join burst was still being gossiped).
+  inbound    N nodes, 1% loss; one node loses 80% of the datagrams sent to it and another
+             gets none (its streams still work) for --duration seconds: deaths declared
+             (node x member) and resurrections, and the suspicions of the two beside those
+             of a healthy node.
+  partition  N nodes split 50/50 for 10 minutes, then one node cut off from all others for
+             2 minutes: seconds after each heal until every node lists every node alive,
+             and resurrections (a dead member back without a higher incarnation).
 
 Usage: scripts/bench/bench_membership.py --scenario detect --nodes 1000 --seeds 3
 """
@@ -53,6 +60,7 @@ from tests.sim.members import (
     MemberNode,
     Meter,
     Starvation,
+    ZombieWatch,
     meter,
     starve,
     wait_for,
@@ -202,6 +210,62 @@ async def idle(
         return busy, (packets - sent) / nodes / window, (volume - sent_bytes) / nodes / window
 
 
+async def inbound_loss(
+    net: MemoryNetwork, nodes: int, seed: int, duration: float
+) -> dict[str, int]:
+    """Deaths, resurrections and suspicions while node 1 loses 80% of its inbound datagrams
+    and node 2 gets none (node 3, healthy, for comparison)."""
+    async with cluster_of(net, nodes, seed=seed) as c:
+        lossy, deaf, healthy = c.nodes[1], c.nodes[2], c.nodes[3]
+        for other in c.nodes:
+            if other is not lossy:
+                net.set_link(other.host, lossy.host, loss=0.8)
+            if other is not deaf:
+                net.set_link(other.host, deaf.host, loss=1.0)
+        watch = ZombieWatch(c, strict=False)
+        deaths = 0
+        for _ in range(math.ceil(duration / 10)):
+            await trio.sleep(10)
+            deaths += watch.check()
+        return {
+            "deaths": deaths,
+            "resurrections": len(watch.resurrections),
+            "suspected_lossy": watch.suspected[lossy.node_id],
+            "suspected_deaf": watch.suspected[deaf.node_id],
+            "suspected_healthy": watch.suspected[healthy.node_id],
+            "stream_pings_acked": sum(n.membership.stats["stream_pings_acked"] for n in c.nodes),
+            "converged": int(c.converged()),
+        }
+
+
+async def partition(net: MemoryNetwork, nodes: int, seed: int) -> dict[str, float]:
+    """A 10-minute 50/50 split, then one node cut off for 2 minutes: seconds from each heal
+    until every node lists every node alive, and resurrections throughout."""
+    async with cluster_of(net, nodes, seed=seed) as c:
+        watch = ZombieWatch(c, strict=False)
+
+        async def split(a: list[MemberNode], b: list[MemberNode], held: float) -> float:
+            net.partition([n.host for n in a], [n.host for n in b])
+            for _ in range(math.ceil(held / 10)):
+                await trio.sleep(10)
+                watch.check()
+            net.heal()
+            with trio.fail_after(600):
+                healed = await wait_for(c.converged, step=0.5)
+            watch.check()
+            return healed
+
+        half = nodes // 2
+        halves = await split(c.nodes[:half], c.nodes[half:], 600)
+        alone = c.nodes[random.Random(seed).randrange(1, nodes)]
+        cut_off = await split([alone], [n for n in c.nodes if n is not alone], 120)
+        return {
+            "halves": halves,
+            "cut_off": cut_off,
+            "resurrections": len(watch.resurrections),
+        }
+
+
 def simulate(scenario: Callable[..., Awaitable[T]], seed: int, loss: float, *args: object) -> T:
     """One seeded run, in a trio run of its own on a fresh MockClock (the simulation reads the
     clock: its random generators and aligned probes), so that each seed printed replays alone
@@ -217,7 +281,9 @@ def simulate(scenario: Callable[..., Awaitable[T]], seed: int, loss: float, *arg
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--scenario", choices=["detect", "falsepos", "dissem", "idle"], required=True
+        "--scenario",
+        choices=["detect", "falsepos", "dissem", "idle", "inbound", "partition"],
+        required=True,
     )
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=3)
@@ -227,7 +293,9 @@ def main() -> int:
         "--min-nodes", type=int, default=64, help="dissem: the first size (doubled up to --nodes)"
     )
     parser.add_argument("--joins", type=int, default=10, help="dissem: newcomers per seed")
-    parser.add_argument("--duration", type=float, default=120.0, help="falsepos: seconds per run")
+    parser.add_argument(
+        "--duration", type=float, default=120.0, help="falsepos, inbound: seconds per run"
+    )
     parser.add_argument(
         "--probe-order",
         choices=("aligned", "random"),
@@ -310,6 +378,29 @@ def main() -> int:
                     flush=True,
                 )
                 size *= 2
+        elif args.scenario == "inbound":
+            for seed in seeds:
+                got = simulate(inbound_loss, seed, 0.01, args.nodes, seed, args.duration)
+                print(
+                    f"seed {seed}: N={args.nodes}, 1% loss, {args.duration:.0f} s, one node with "
+                    f"80% inbound loss and one with no inbound datagram: {got['deaths']} deaths "
+                    f"declared, {got['resurrections']} resurrections; suspicions (node x "
+                    f"member) of the lossy node {got['suspected_lossy']}, the deaf one "
+                    f"{got['suspected_deaf']}, a healthy one {got['suspected_healthy']}; "
+                    f"{got['stream_pings_acked']} stream pings acked; converged at the end: "
+                    f"{'yes' if got['converged'] else 'NO'}",
+                    flush=True,
+                )
+        elif args.scenario == "partition":
+            for seed in seeds:
+                got = simulate(partition, seed, 0.0, args.nodes, seed)
+                print(
+                    f"seed {seed}: N={args.nodes}: full view again {got['halves']:.1f} s after a "
+                    f"10-minute 50/50 split healed, {got['cut_off']:.1f} s after a node cut off "
+                    f"for 2 minutes came back (target 60 s); "
+                    f"{got['resurrections']:.0f} resurrections",
+                    flush=True,
+                )
         else:
             for seed in seeds:
                 busy, packets, volume = simulate(idle, seed, 0.0, args.nodes, seed, 60.0)
