@@ -14,8 +14,10 @@ It feeds the sans-I/O cores from the network and the clock, and carries out what
 **Hearing a claim** costs, in order: decoding with size limits (done by the wire layer), the
 network's ID puzzle on the member's ID, :meth:`MemberTable.is_news` (most gossip repeats what
 we know and stops here, before any signature check), the table's size cap for new members, a
-rate limit per accuser, and only then the claim's signature. A claim that survives is applied,
-stored (so that push-pull can hand the member's own signed words to others) and gossiped on.
+rate limit per accuser (checked here, charged only once the signature holds, so that forgeries
+naming an honest accuser cannot use up its allowance), and only then the claim's signature. A
+claim that survives is applied, stored (so that push-pull can hand the member's own signed
+words to others) and gossiped on.
 
 **Push-pull never revives the dead.** Claims arrive grouped by member; a member we do not know
 whose best claim says dead or left is skipped, so a tombstone we already reaped (or never had)
@@ -217,6 +219,10 @@ class MembershipService:
         self.table: MemberTable | None = None
         #: The replicated cluster state (module plexinode.membership.state).
         self.state = StateMap()
+        #: Decides whether an entry heard from the network may be merged: the reason to refuse
+        #: it, or None (set by the services that own part of the key space; the keyring
+        #: service guards ``net.``). Not applied to this node's own writes.
+        self.state_guard: Callable[[StateEntry], str | None] | None = None
         self._hybrid = HybridClock(self._wall_ms)
         self._state_gossip: GossipQueue[StateEntry] = GossipQueue(
             _entry_size, retransmit_mult=settings.retransmit_mult
@@ -398,20 +404,19 @@ class MembershipService:
             self.stats["claims_table_full"] += 1
             return False
         now = trio.current_time()
-        accuser = claim.accuser
-        if accuser is not None and accuser != self.node_id:
-            known = table.get(claim.node_id)
-            of_suspect = (
-                claim.state is State.DEAD and known is not None and known.state is State.SUSPECT
-            )
-            if not of_suspect and not self._accusers.allow(accuser, now):
-                self.stats["claims_accuser_limited"] += 1
-                return False
+        charged = self._rate_limited_accuser(claim, table)
+        if charged is not None and not self._accusers.would_allow(charged, now):
+            # Checked before the signature (cheap drop of a flood) but charged only after it:
+            # a forgery that names an honest accuser must not spend that accuser's tokens.
+            self.stats["claims_accuser_limited"] += 1
+            return False
         try:
             signed.verify()
         except AuthenticationError:
             self.stats["claims_bad_signature"] += 1
             return False
+        if charged is not None:
+            self._accusers.allow(charged, now)
         if full:
             # A full table whose dead members would lock every newcomer out: the one dead
             # longest goes first (only for a claim whose signature holds).
@@ -441,6 +446,18 @@ class MembershipService:
             self._wake()
         self._publish(outcome.events)
         return outcome.accepted
+
+    def _rate_limited_accuser(self, claim: Claim, table: MemberTable) -> NodeId | None:
+        """The accuser whose allowance `claim` draws on: another member's suspicion, or its
+        verdict on a member we do not hold suspect (a dead claim confirming a suspicion we
+        hold is free: it ends one)."""
+        accuser = claim.accuser
+        if accuser is None or accuser == self.node_id:
+            return None
+        known = table.get(claim.node_id)
+        if claim.state is State.DEAD and known is not None and known.state is State.SUSPECT:
+            return None
+        return accuser
 
     def _maybe_confirm(self, suspect: NodeId, live: int) -> None:
         """Probe a member others suspect next, with a chance that makes about
@@ -499,9 +516,14 @@ class MembershipService:
         except DecodeError:
             self.stats["state_malformed"] += 1
             return False
-        self._hybrid.observe(entry.wall_ms, entry.counter)
+        refusal = self.state_guard(entry) if self.state_guard is not None else None
+        if refusal is not None:
+            self.stats["state_refused"] += 1
+            log.debug("refused cluster-state entry %r: %s", entry.key, refusal)
+            return False
         if not self.state.merge(entry, self._wall_ms()).accepted:
             return False
+        self._hybrid.observe(entry.wall_ms, entry.counter)
         self.stats["state_accepted"] += 1
         if gossip:
             self._state_gossip.add(entry.key, entry)

@@ -27,7 +27,12 @@ Clock skew: a node whose clock runs hours ahead stamps its writes hours ahead, a
 conflicts with writes made elsewhere until the other clocks pass them. That is the price of
 last-writer-wins without a coordinator; writes stamped more than ``max_drift`` ahead of the
 receiver's clock are still accepted (refusing them would split the network's view for hours)
-but counted, so that ``status`` shows the skewed writer.
+but counted, so that ``status`` shows the skewed writer. Writes stamped more than
+:data:`FUTURE_LIMIT_MS` (a day) ahead are refused and counted, and never move the receiver's
+clock: a member that stamped a write near the end of time would otherwise freeze that key,
+and through the clock every key, for good. A copy that refused such a write takes it once its
+own clock comes within a day of the stamp (push-pull offers it again), so the copies still
+converge; a writer can hold a key against later writes for at most a day.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ KEY_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9._/-]{0,63}")
 MAX_VALUE: Final = 256
 #: Most keys the map holds (tombstones included); writes of new keys beyond it are refused.
 MAX_ENTRIES: Final = 256
+#: Writes stamped further ahead of the receiver's clock than this (ms) are refused: hours of
+#: skew between honest clocks pass, a stamp near the end of time does not.
+FUTURE_LIMIT_MS: Final = 24 * 3600 * 1000
 #: Largest counter: the clock's logical part.
 MAX_COUNTER: Final = (1 << 32) - 1
 
@@ -186,6 +194,9 @@ class StateMap:
         if current is None and len(self._entries) >= self.max_entries:
             self.stats["refused_full"] += 1
             return Merged(False, "full")
+        if entry.wall_ms > now_ms + FUTURE_LIMIT_MS:
+            self.stats["refused_far_future"] += 1
+            return Merged(False, "far future")
         if entry.wall_ms > now_ms + self.max_drift_ms:
             self.stats["from_the_future"] += 1
         self._entries[entry.key] = entry

@@ -39,6 +39,15 @@ class TokenBuckets(Generic[K]):
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def would_allow(self, key: K, now: float, cost: float = 1.0) -> bool:
+        """Whether :meth:`allow` would, without taking anything: for a check that must come
+        before expensive work whose outcome decides whether the event counts at all."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return self.burst >= cost - _EPSILON
+        tokens = min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * self.rate)
+        return tokens >= cost - _EPSILON
+
     def allow(self, key: K, now: float, cost: float = 1.0) -> bool:
         """Take `cost` tokens from `key`'s bucket if it has them; True if it had."""
         bucket = self._buckets.get(key)

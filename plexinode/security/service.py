@@ -22,6 +22,7 @@ from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import NodeId
 from plexinode.membership.members import Joined, State, Updated
 from plexinode.membership.service import MembershipService, Seed
+from plexinode.membership.state import StateEntry
 from plexinode.net.secure import SecureStream
 from plexinode.security.keyring import Keyring, key_id
 from plexinode.security.rotation import (
@@ -29,6 +30,7 @@ from plexinode.security.rotation import (
     KEYS_TAG,
     PLAN_KEY,
     REFUSED,
+    RESERVED_STATE_PREFIX,
     KeyringReply,
     KeyringRequest,
     Plan,
@@ -137,6 +139,7 @@ class KeyringService:
         self._alone_since: float | None = None
         #: Fetches, grants, refusals and plan changes carried out, for status and tests.
         self.stats: collections.Counter[str] = collections.Counter()
+        membership.state_guard = self.guard_state
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve and reconcile until cancelled."""
@@ -164,10 +167,30 @@ class KeyringService:
 
     # -- reconciling ---------------------------------------------------------------------------
 
+    def guard_state(self, entry: StateEntry) -> str | None:
+        """Why a ``net.`` entry heard from the network must not be merged, or None. A member
+        never writes its own revocation (nor deletes it), and a revoked member writes nothing
+        under ``net.``: else it could undo its revocation, or steer the key plan, with the
+        network key it still holds until the rotation."""
+        if not entry.key.startswith(RESERVED_STATE_PREFIX):
+            return None
+        writer = NodeId.from_public_key(entry.writer)
+        if entry.key == revocation_key(writer):
+            self.stats["state_own_revocation"] += 1
+            return "a member's write of its own revocation"
+        if self.revoked(writer):
+            self.stats["state_from_revoked"] += 1
+            return "a write by a revoked member"
+        return None
+
     def plan(self) -> Plan | None:
-        """The network's key plan, if one was ever written (and is well formed)."""
+        """The network's key plan, if one was ever written (and is well formed), unless a
+        revoked member wrote it (before this node heard of the revocation)."""
         entry = self.membership.state.get(PLAN_KEY)
         if entry is None or entry.deleted:
+            return None
+        if self.revoked(NodeId.from_public_key(entry.writer)):
+            self.stats["plan_from_revoked"] += 1
             return None
         try:
             return Plan.decode(entry.value)

@@ -1,6 +1,7 @@
 """The replicated cluster state on the in-memory network: writes reach everyone, concurrent
 writes converge on one winner, a node that missed writes catches up through push-pull, a
-clock hours ahead is counted, and forged entries are refused."""
+clock hours ahead is counted, and forged entries, and entries stamped more than a day
+ahead, are refused."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import dataclasses
 import trio
 
 from plexinode.membership.messages import MemberGossip
-from plexinode.membership.state import sign_entry
+from plexinode.membership.state import FUTURE_LIMIT_MS, MAX_COUNTER, sign_entry
 from plexinode.net.memory import open_memory_network
 from tests.sim.helpers import seeded_identity
 from tests.sim.members import Cluster, member_cluster, wait_for
 from tests.sim.test_membership_sim import adversary
+
+#: A day and a minute, in milliseconds: beyond what a receiver takes.
+DAY = FUTURE_LIMIT_MS + 60_000
 
 
 def agreed(c: Cluster) -> dict[str, bytes] | None:
@@ -82,9 +86,9 @@ async def test_forged_state_entries_are_refused(autojump_clock) -> None:
         target = c.nodes[0]
         honest = c.nodes[1].identity
         me = seeded_identity(999, seed=77)
-        genuine = sign_entry(honest, "net.motd", b"hi", (10**12, 0))
+        genuine = sign_entry(honest, "net.motd", b"hi", (1_000, 0))
         forged = dataclasses.replace(genuine, value=b"pwned")  # honest's key, not its words
-        bad_key = dataclasses.replace(sign_entry(me, "ok", b"x", (10**12, 0)), key="NOT OK")
+        bad_key = dataclasses.replace(sign_entry(me, "ok", b"x", (1_000, 0)), key="NOT OK")
         message = MemberGossip((), (forged, bad_key))
         await attacker.send(target.address, message, node_id=target.node_id)
         await trio.sleep(1)
@@ -95,3 +99,29 @@ async def test_forged_state_entries_are_refused(autojump_clock) -> None:
             >= 1
         )
         assert "net.motd" not in target.membership.state.items()
+
+
+async def test_a_write_stamped_near_the_end_of_time_is_refused_and_moves_no_clock(
+    autojump_clock,
+) -> None:
+    """Taken, such a write would win its key for good and drag the receiver's clock to the
+    top of its range, where no later write of any key could outrank the ones before."""
+    async with (
+        open_memory_network(seed=36, latency=0.002) as net,
+        member_cluster(net, 4) as c,
+        adversary(net) as attacker,
+    ):
+        target = c.nodes[0]
+        me = seeded_identity(999, seed=77)
+        doomsday = sign_entry(me, "net.motd", b"frozen", ((1 << 63) - 1, MAX_COUNTER))
+        tomorrow = sign_entry(me, "blocklist/t", b"x", (target.membership._wall_ms() + DAY, 0))
+        await attacker.send(
+            target.address, MemberGossip((), (doomsday, tomorrow)), node_id=target.node_id
+        )
+        await trio.sleep(1)
+        assert target.membership.state.stats["refused_far_future"] == 2
+        assert target.membership.state.items() == {}
+        # The target's own writes still stamp by its wall clock and reach everyone.
+        entry = target.membership.set_state("net.motd", b"fine")
+        assert entry.wall_ms <= target.membership._wall_ms()
+        await wait_for(lambda: agreed(c) == {"net.motd": b"fine"})

@@ -133,6 +133,58 @@ async def test_a_revoked_member_gets_no_new_key_and_is_cut_off(
         assert sum(n.datagrams.stats["drop_network_key"] for n in others) > 0
 
 
+async def test_a_revoked_member_can_neither_undo_its_revocation_nor_steer_the_plan(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Until the rotation it still holds the network key, so its gossip arrives: it deletes
+    its revocation and writes a plan of its own (as a tampered node would), and every other
+    member refuses both, then rotates it out."""
+    net = MemoryNetwork(seed=15)
+    async with member_cluster(net, 5, seed=15, keyrings=private) as cluster:
+        operator, revoked = cluster.nodes[0], cluster.nodes[4]
+        others = cluster.nodes[:4]
+        revocation = revocation_key(revoked.node_id)
+        operator.keyring_service.revoke(revoked.node_id)
+        with trio.fail_after(60):
+            await wait_for(
+                lambda: all(n.membership.state.get(revocation) is not None for n in cluster.nodes)
+            )
+        plan_before = [n.membership.state.get(PLAN_KEY) for n in others]
+        revoked.membership.set_state(revocation, None)
+        revoked.membership.set_state(
+            PLAN_KEY,
+            b'{"keys": ["%s"], "primary": "%s"}' % (key_id(K0).encode(), key_id(K0).encode()),
+        )
+        await trio.sleep(30)
+        for node, plan in zip(others, plan_before, strict=True):
+            entry = node.membership.state.get(revocation)
+            assert entry is not None
+            assert not entry.deleted
+            assert node.keyring_service.revoked(revoked.node_id)
+            assert node.membership.state.get(PLAN_KEY) == plan
+        assert sum(n.keyring_service.stats["state_own_revocation"] for n in others) >= 1
+        assert sum(n.keyring_service.stats["state_from_revoked"] for n in others) >= 1
+        await rotate(cluster, operator, others)
+        assert not holds(revoked, K1)
+        with trio.fail_after(120):
+            await wait_for(lambda: all(n.state_of(revoked) is State.DEAD for n in others))
+
+
+async def test_a_plan_written_before_its_writer_was_revoked_is_ignored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=16)
+    async with member_cluster(net, 4, seed=16, keyrings=private) as cluster:
+        operator, writer = cluster.nodes[0], cluster.nodes[3]
+        writer.keyring_service.install(K1)  # its plan: K0 and K1, still sending with K0
+        with trio.fail_after(30):
+            await wait_for(lambda: all(n.keyring_service.plan() is not None for n in cluster.nodes))
+        operator.keyring_service.revoke(writer.node_id)
+        with trio.fail_after(30):
+            await wait_for(lambda: all(n.keyring_service.plan() is None for n in cluster.nodes[:3]))
+        assert all(n.keyring_service.stats["plan_from_revoked"] >= 1 for n in cluster.nodes[:3])
+
+
 async def test_a_malformed_plan_is_counted_and_ignored(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

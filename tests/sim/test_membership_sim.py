@@ -24,9 +24,10 @@ from plexinode.membership.messages import (
     MemberSyncBuckets,
     MemberSyncClaims,
     MemberSyncDigest,
+    MemberSyncState,
 )
 from plexinode.membership.service import ACCUSATION_BURST, ACCUSATIONS_PER_PERIOD
-from plexinode.membership.state import state_digest
+from plexinode.membership.state import StateEntry, sign_entry, state_digest
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.memory import MemoryNetwork, open_memory_network
@@ -410,6 +411,71 @@ async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
             assert not [e for e in drain(channel) if isinstance(e, Died | Left)]
 
 
+async def test_claims_about_100000_invented_members_stop_at_the_default_cap(
+    autojump_clock,
+) -> None:
+    """The issue's size, at the default cap of 10,000 members: past the cap, each claim is
+    refused before its signature is checked (the ones past it here carry none that holds),
+    and the table, the real members and the claims stored stay as they were."""
+    async with open_memory_network(seed=18, latency=0.002) as net, member_cluster(net, 3) as c:
+        target = c.nodes[0].membership
+        cap = target.settings.max_members
+        assert cap == 10_000
+        template = None
+        checked = target.stats["claims_bad_signature"]
+        for i in range(100_000):
+            identity = Identity.from_seed(b"invented" + i.to_bytes(24, "big"))
+            claim = Claim(identity.node_id, 0, State.ALIVE, address=Address("10.200.0.1", 7420))
+            if i < cap:
+                signed = sign_claim(identity, claim)
+                template = template or signed
+            else:  # a real member's key and ID, a signature that does not match
+                assert template is not None
+                signed = dataclasses.replace(
+                    template, subject=identity.node_id.raw, signer=identity.public_key
+                )
+            target.hear(signed, gossip=False)
+        assert len(target.table) == cap
+        assert target.stats["claims_table_full"] == 100_000 - (cap - 3)
+        assert target.stats["claims_bad_signature"] == checked  # none got that far
+        assert len(target._alive) <= cap
+        assert all(c.nodes[0].state_of(n) is State.ALIVE for n in c.nodes)
+
+
+async def test_forged_accusations_in_an_honest_members_name_do_not_use_up_its_allowance(
+    autojump_clock,
+) -> None:
+    """The per-accuser limit is checked before the signature (a flood costs no signature
+    check) but charged only once the signature holds: forgeries that name an honest member as
+    accuser, with a bad signature, are dropped as such and leave its allowance whole."""
+    async with (
+        open_memory_network(seed=9, latency=0.002) as net,
+        member_cluster(net, 6) as c,
+        adversary(net) as attacker,
+    ):
+        target, honest, victim = c.nodes[0], c.nodes[1], c.nodes[2]
+        forged = []
+        for other in c.nodes[2:]:
+            view = target.membership.table.get(other.node_id)
+            assert view is not None
+            real = sign_claim(
+                honest.identity,
+                Claim(other.node_id, view.incarnation, State.SUSPECT, accuser=honest.node_id),
+            )
+            forged += [dataclasses.replace(real, signature=bytes(64))] * 10
+        assert len(forged) > 3 * ACCUSATION_BURST
+        stats = target.membership.stats
+        await send_claims(attacker, target, forged)
+        assert stats["claims_bad_signature"] == len(forged)
+        assert stats["claims_accuser_limited"] == 0
+        # The honest member's own accusation, right after, is believed.
+        view = target.membership.table.get(victim.node_id)
+        assert view is not None
+        claim = Claim(victim.node_id, view.incarnation, State.SUSPECT, accuser=honest.node_id)
+        assert target.membership.hear(sign_claim(honest.identity, claim))
+        assert target.state_of(victim) is State.SUSPECT
+
+
 async def test_claims_about_many_invented_members_stop_at_the_table_cap(autojump_clock) -> None:
     settings = dataclasses.replace(LAN, max_members=40)
     async with (
@@ -480,6 +546,52 @@ async def test_hostile_push_pull_streams_are_refused_and_counted(autojump_clock)
         assert target.streams.stats["stream_error"] >= 3
         await endpoint.aclose()
         # The node is unharmed.
+        await trio.sleep(5)
+        assert c.converged()
+
+
+async def test_hostile_cluster_state_in_push_pull_is_refused_and_counted(autojump_clock) -> None:
+    """The cluster-state half of push-pull: more entries than a map may hold end the exchange
+    (counted); forged and malformed entries in a batch of an acceptable size are each
+    dropped and counted, and the genuine ones beside them are merged."""
+    async with open_memory_network(seed=19, latency=0.002) as net, member_cluster(net, 4) as c:
+        target = c.nodes[0]
+        liar = seeded_identity(998, seed=77)
+        host = net.new_host()
+        endpoint = await net.transport(host).bind(Address("0.0.0.0", 7420))
+        streams = StreamService(liar, endpoint.listener, net.transport(host), STREAM)
+
+        async def push_state(batches: list[tuple[StateEntry, ...]]) -> None:
+            stream = await streams.open(target.address, SYNC_PROTOCOL, node_id=target.node_id)
+            async with stream:
+                with (
+                    trio.move_on_after(5),
+                    contextlib.suppress(
+                        trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel
+                    ),
+                ):
+                    await stream.send(envelope.encode(MemberSyncDigest(bytes(16), 1, bytes(16))))
+                    await stream.receive()  # its digest: the state roots differ
+                    for i, batch in enumerate(batches):
+                        last = i == len(batches) - 1
+                        await stream.send(envelope.encode(MemberSyncState(batch, last)))
+                    while await stream.receive():
+                        pass
+
+        stamp = (1_000, 0)  # the simulated wall clock starts at 0
+        many = [sign_entry(liar, f"k{i}", b"v", stamp) for i in range(300)]
+        await push_state([tuple(many[i : i + 32]) for i in range(0, 300, 32)])
+        assert target.membership.stats["sync_too_large"] == 1
+        assert target.membership.state.items() == {}
+        genuine = sign_entry(liar, "blocklist/a", b"1", stamp)
+        forged = dataclasses.replace(genuine, key="blocklist/b")
+        malformed = dataclasses.replace(sign_entry(liar, "ok", b"x", stamp), key="NOT OK")
+        await push_state([(forged, malformed, genuine)])
+        stats = target.membership.stats
+        assert stats["state_bad_signature"] == 1
+        assert stats["state_malformed"] == 1
+        assert target.membership.state.items() == {"blocklist/a": b"1"}
+        await endpoint.aclose()
         await trio.sleep(5)
         assert c.converged()
 

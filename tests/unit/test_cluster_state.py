@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity
 from plexinode.membership.state import (
+    FUTURE_LIMIT_MS,
     MAX_COUNTER,
     MAX_VALUE,
     HybridClock,
+    Merged,
     StateEntry,
     StateMap,
     sign_entry,
@@ -92,6 +94,17 @@ def test_writes_from_far_ahead_are_accepted_and_counted() -> None:
     ahead = sign_entry(WRITERS[0], "k", b"v", (10_000_000, 0))
     assert m.merge(ahead, now_ms=1_000).accepted
     assert m.stats["from_the_future"] == 1
+
+
+def test_writes_more_than_a_day_ahead_are_refused_until_the_clock_comes_near() -> None:
+    m = StateMap()
+    far = sign_entry(WRITERS[0], "k", b"v", (FUTURE_LIMIT_MS + 1_001, 0))
+    assert m.merge(far, now_ms=1_000) == Merged(False, "far future")
+    assert m.stats["refused_far_future"] == 1
+    assert m.get("k") is None
+    # Offered again (push-pull) once this clock is within a day of the stamp: taken.
+    assert m.merge(far, now_ms=1_001).accepted
+    assert m.get("k") == far
 
 
 # -- the laws ----------------------------------------------------------------------------------

@@ -229,6 +229,30 @@ def test_a_restarted_member_rejoins_with_a_higher_incarnation() -> None:
     assert t.expire(10_000.0) == ([], [])  # no longer a tombstone
 
 
+def test_an_alive_member_that_leaves_is_left_at_once() -> None:
+    t = table()
+    t.apply(alive(X, 2), 0.0)
+    outcome = t.apply(Claim(X, 2, State.LEFT), 1.0)
+    assert outcome.accepted
+    assert [type(e) for e in outcome.events] == [Left]
+    assert belief(t, X) == (2, State.LEFT)
+    assert t.live_count == 1  # ourselves
+    assert not t.apply(suspect(X, 2), 2.0).accepted  # nothing to accuse any more
+
+
+def test_a_suspect_declared_dead_by_another_member_is_dead_here_too() -> None:
+    t = table()
+    t.apply(alive(X, 2), 0.0)
+    t.apply(suspect(X, 2), 1.0)
+    assert t.suspicion_deadline(X) is not None
+    outcome = t.apply(dead(X, 2, by=Z), 2.0)
+    assert outcome.accepted
+    assert [type(e) for e in outcome.events] == [Died]
+    assert belief(t, X) == (2, State.DEAD)
+    assert t.suspicion_deadline(X) is None  # its own verdict is no longer due
+    assert not t.apply(alive(X, 2), 3.0).accepted  # its old life cannot come back
+
+
 def test_left_outranks_dead_at_one_incarnation() -> None:
     t = table()
     t.apply(alive(X, 2), 0.0)

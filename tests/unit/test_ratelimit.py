@@ -71,3 +71,24 @@ def test_never_allows_more_than_burst_plus_rate_times_elapsed(
 def test_a_key_under_the_rate_is_never_refused(rate: float, burst: int, count: int) -> None:
     limits = TokenBuckets[str](rate=rate, burst=burst)
     assert all(limits.allow("a", i / rate) for i in range(count))
+
+
+@given(
+    rate=st.floats(0.1, 100.0),
+    burst=st.integers(1, 20),
+    events=st.lists(st.tuples(st.floats(0.0, 2.0), st.booleans()), min_size=1, max_size=100),
+)
+def test_would_allow_predicts_allow_and_takes_nothing(
+    rate: float, burst: int, events: list[tuple[float, bool]]
+) -> None:
+    """Peeking any number of times changes nothing: a limiter that is only peeked at between
+    real events behaves exactly like one that is not."""
+    peeked = TokenBuckets[str](rate=rate, burst=burst)
+    plain = TokenBuckets[str](rate=rate, burst=burst)
+    now = 0.0
+    for gap, take in events:
+        now += gap
+        predicted = peeked.would_allow("a", now)
+        assert peeked.would_allow("a", now) == predicted
+        if take:
+            assert peeked.allow("a", now) == predicted == plain.allow("a", now)
