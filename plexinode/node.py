@@ -18,6 +18,7 @@ on the way out and the database is checkpointed and closed last.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -69,6 +70,11 @@ from plexinode.wire.schema import Message
 
 log = logging.getLogger(__name__)
 
+#: Tags the node sets itself: its version, its storage quota in bytes (what it can hold of
+#: others' shares) and its network key ids. The operator sets any other (``plexinode tags``).
+RESERVED_TAGS = frozenset({"version", "capacity", KEYS_TAG})
+#: The meta row that keeps the operator's tags, as a JSON object.
+OPERATOR_TAGS = "member_tags"
 ECHO_PROTOCOL = "echo/1"
 #: An echo stream that stays silent this long is closed (it only serves pings and benchmarks).
 ECHO_IDLE_TIMEOUT = 60.0
@@ -254,7 +260,62 @@ class Node:
             self._register_admin_commands(self.admin)
             await nursery.start(self.admin.run)
 
+    async def _operator_tags(self) -> dict[str, str]:
+        """The tags set with ``plexinode tags set``, kept in the database across restarts."""
+        if self._db is None:
+            return {}
+        rows = await self._db.execute("SELECT value FROM meta WHERE key = ?", (OPERATOR_TAGS,))
+        if not rows:
+            return {}
+        try:
+            stored = json.loads(bytes(rows[0][0]))
+        except ValueError:
+            log.warning("ignoring unreadable stored tags")
+            return {}
+        if not isinstance(stored, dict):
+            return {}
+        return {str(k): str(v) for k, v in stored.items() if k not in RESERVED_TAGS}
+
+    async def set_tag(self, key: str, value: str | None) -> dict[str, str]:
+        """``tags set KEY VALUE`` / ``tags rm KEY``: change one of this node's tags at run time
+        (a new incarnation, gossiped to every member) and keep it for later starts. Returns
+        the node's tags.
+
+        Raises:
+            AdminError: A tag the node sets itself, or tags that no longer fit a claim.
+        """
+        if key in RESERVED_TAGS:
+            raise AdminError(
+                f"the {key!r} tag is set by the node itself "
+                f"(reserved: {', '.join(sorted(RESERVED_TAGS))})"
+            )
+        tags = self.membership.tags
+        if value is None:
+            if key not in tags:
+                raise AdminError(f"this node has no {key!r} tag")
+            del tags[key]
+        else:
+            tags[key] = value
+        try:
+            self.membership.set_tags(tags)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+        if self._db is not None:
+            own = {k: v for k, v in tags.items() if k not in RESERVED_TAGS}
+            await self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (OPERATOR_TAGS, json.dumps(own, sort_keys=True).encode()),
+            )
+        return self.membership.tags
+
     async def _start_membership(self, nursery: trio.Nursery, difficulty: int) -> None:
+        tags = {
+            **await self._operator_tags(),
+            "version": __version__,
+            "capacity": str(self.settings.storage.quota_bytes),
+            # The keys tag from the start, so that the keyring service need not announce it.
+            KEYS_TAG: keys_tag(self.keyring),
+        }
         self._membership = MembershipService(
             self.datagrams,
             self.streams,
@@ -263,8 +324,7 @@ class Node:
             seeds=self._member_seeds,
             db=self._db,
             rng=random.Random(self.node_id.raw + b"/membership"),
-            # The keys tag from the start, so that the keyring service need not announce it.
-            tags={"version": __version__, KEYS_TAG: keys_tag(self.keyring)},
+            tags=tags,
             id_difficulty=difficulty,
             wall_clock=self._wall_clock,
         )
@@ -611,6 +671,15 @@ class Node:
                 raise AdminError(str(exc)) from None
             return self.membership.describe_entry(entry)
 
+        async def tags_set(args: dict[str, Any]) -> Any:
+            key, value = args.get("key"), args.get("value")
+            if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+                raise AdminError("a tag is a text key and a text value")
+            return await self.set_tag(key, value)
+
+        async def tags_list(_args: dict[str, Any]) -> Any:
+            return self.membership.tags
+
         async def state_list(_args: dict[str, Any]) -> Any:
             service = self.membership
             return [service.describe_entry(e) for e in service.state.entries()]
@@ -631,5 +700,7 @@ class Node:
             "revoke": revoke,
             "join": join,
             "state_list": state_list,
+            "tags_set": tags_set,
+            "tags_list": tags_list,
         }.items():
             admin.command(name, handler)

@@ -122,7 +122,7 @@ def start(
     from plexinode.config import load_config
     from plexinode.identity import key_path, load_identity_file
     from plexinode.logs import setup_logging
-    from plexinode.membership.invite import InviteError, parse_invite
+    from plexinode.membership.invite import parse_invite
     from plexinode.net.transport import SocketTransport
     from plexinode.node import Node
     from plexinode.security.keyring import load_keyring
@@ -140,10 +140,8 @@ def start(
             flags[key.strip()] = value.strip()
         invite = None
         if join_token is not None:
-            try:
-                invite = parse_invite(join_token, time.time())
-            except InviteError as exc:
-                raise click.BadParameter(str(exc), param_hint="--join") from None
+            # A bad token fails as `join TOKEN` does (exit 1, its reason on stderr).
+            invite = parse_invite(join_token, time.time())
             bootstrap = (*bootstrap, *(str(a) for a in invite.bootstrap()))
         flags.update(
             {
@@ -516,6 +514,41 @@ def state_rm(key: str) -> None:
     """Delete KEY on every member of the network."""
     row = _client().call("state_set", key=key, value=None)
     emit(row, f"{row['key']} deleted (spreading to every member)")
+
+
+@cli.group()
+def tags() -> None:
+    """This node's tags: short facts other members see beside it in `members` (a role, a
+    site). `version`, `capacity` (the storage quota, bytes) and `keys` are set by the node."""
+
+
+def _render_tags(result: dict[str, str]) -> str:
+    return "\n".join(f"{k} = {v}" for k, v in sorted(result.items()))
+
+
+@tags.command("list")
+def tags_list() -> None:
+    """Show this node's tags."""
+    result: dict[str, str] = _client().call("tags_list")
+    emit(result, _render_tags(result))
+
+
+@tags.command("set")
+@click.argument("key")
+@click.argument("value")
+def tags_set(key: str, value: str) -> None:
+    """Set tag KEY to VALUE (at most 8 tags, 256 bytes in all): gossiped to every member at
+    once, and kept across restarts."""
+    result: dict[str, str] = _client().call("tags_set", key=key, value=value)
+    emit(result, _render_tags(result))
+
+
+@tags.command("rm")
+@click.argument("key")
+def tags_rm(key: str) -> None:
+    """Remove tag KEY."""
+    result: dict[str, str] = _client().call("tags_set", key=key, value=None)
+    emit(result, _render_tags(result))
 
 
 @cli.group()

@@ -94,3 +94,30 @@ def test_five_nodes_detect_a_killed_node_and_see_it_again_after_a_restart(start_
         15,
         "the others list the leaver as left",
     )
+
+
+def test_tags_set_at_run_time_reach_other_members_and_survive_a_restart(start_node) -> None:
+    a = start_node("a")
+    b = start_node("b", "--bootstrap", a.address)
+
+    def tags_of(observer: NodeProcess, node: NodeProcess) -> dict[str, str]:
+        listed = {m["node_id"]: m for m in cli_json(observer.data_dir, "members")}
+        return listed[node.node_id]["tags"] if node.node_id in listed else {}
+
+    wait_until(lambda: tags_of(a, b), 30, "a lists b")
+    assert tags_of(a, b)["capacity"] == str(10 << 30)  # the default storage quota
+    assert cli_json(b.data_dir, "tags", "set", "role", "relay")["role"] == "relay"
+    wait_until(lambda: tags_of(a, b).get("role") == "relay", 15, "a sees b's new tag")
+    refused = cli(b.data_dir, "tags", "set", "version", "9.9")
+    assert refused.returncode == 1
+    assert "set by the node itself" in refused.stderr
+    too_long = cli(b.data_dir, "tags", "set", "site", "x" * 65)
+    assert too_long.returncode == 1
+    assert cli_json(b.data_dir, "tags", "set", "site", "attic")["site"] == "attic"
+    assert "site" not in cli_json(b.data_dir, "tags", "rm", "site")
+    assert cli(b.data_dir, "tags", "rm", "site").returncode == 1  # no such tag any more
+    assert cli(b.data_dir, "stop").returncode == 0
+    b.wait_exit()
+    b = start_node("b", "--bootstrap", a.address)
+    assert cli_json(b.data_dir, "tags", "list")["role"] == "relay"
+    wait_until(lambda: tags_of(a, b).get("role") == "relay", 30, "a sees b's tag after restart")
