@@ -34,7 +34,8 @@ Invariants this module keeps:
    ``min = suspicion_mult * log10(max(N, 1)) * probe_interval`` grows with the network size N
    because gossip takes longer to reach everyone (and the accused longer to hear and refute),
    and ``max = suspicion_max_mult * min``: a lone accuser, who may be the one in trouble, waits
-   the longest.
+   the longest. When that time runs out, a driver that asks for last calls pings the suspect
+   once more before the verdict (:meth:`MemberTable.last_calls`).
 """
 
 from __future__ import annotations
@@ -228,8 +229,13 @@ class _Suspicion:
     maximum: float
     expected: int
     accusers: set[NodeId]
+    #: Set once the time ran out and the driver gave the suspect a last call: the verdict
+    #: waits until then.
+    last_call_until: float | None = None
 
     def deadline(self) -> float:
+        if self.last_call_until is not None:
+            return self.last_call_until
         confirmations = len(self.accusers) - 1
         return self.started + suspicion_timeout(
             confirmations, self.minimum, self.maximum, self.expected
@@ -501,6 +507,24 @@ class MemberTable:
         """The earliest time :meth:`expire` has something to do (suspicions only)."""
         deadlines = [s.deadline() for s in self._suspicions.values()]
         return min(deadlines, default=None)
+
+    def last_calls(self, now: float, window: float) -> list[NodeId]:
+        """The suspects whose time ran out and who have not had a last call yet: each gets
+        `window` more seconds before :meth:`expire` declares it dead, for the driver to ping
+        it once more.
+
+        Gossip sends each claim a limited number of times, so now and then one member misses
+        a suspect's refutation that everyone else heard; pinging the suspect with the
+        accusation (which it answers with its current alive claim) before the verdict spares
+        it a false death at that member. A driver that never asks for last calls gets the
+        plain verdicts.
+        """
+        due: list[NodeId] = []
+        for node_id, suspicion in self._suspicions.items():
+            if suspicion.last_call_until is None and suspicion.deadline() <= now:
+                suspicion.last_call_until = now + window
+                due.append(node_id)
+        return due
 
     def expire(self, now: float) -> tuple[list[Claim], list[Event]]:
         """Declare dead the suspects whose time ran out, and reap old tombstones.

@@ -482,6 +482,8 @@ class MembershipService:
         budget = CLAIMS_BUDGET - sum(_claim_size(c) for c in first)
         live = self._table().live_count
         taken = self._gossip.take(budget, live, overhead=CLAIM_OVERHEAD)
+        if first:
+            taken = [claim for claim in taken if claim not in first]
         return (*first, *taken)[:MAX_PIGGYBACK]
 
     # -- cluster state -------------------------------------------------------------------------
@@ -551,6 +553,10 @@ class MembershipService:
                 if now >= next_address_check:
                     next_address_check = now + ADDRESS_CHECK_INTERVAL
                     self._check_address(now)
+            assert self._nursery is not None
+            for suspect in table.last_calls(now, self.settings.probe_timeout):
+                self.stats["last_calls"] += 1
+                self._nursery.start_soon(self._last_call, suspect)
             claims, events = table.expire(now)
             for claim in claims:
                 self.stats["declared_dead"] += 1
@@ -642,6 +648,33 @@ class MembershipService:
         if isinstance(reply.message, MemberAck):
             self._acked(reply.message, target, seq)
 
+    async def _last_call(self, target: NodeId) -> None:
+        """A suspect's time ran out: ping it once more, with the accusation, before the
+        verdict (twice within the probe timeout, which is all the verdict waits). A suspect
+        that is well answers with its current alive claim, which ends the suspicion here even
+        if this node missed the refutation the rest of the network heard."""
+        member = self._table().get(target)
+        accusation = self._overriding.get(target)
+        if member is None or member.state is not State.SUSPECT or accusation is None:
+            return
+        try:
+            reply = await self.datagrams.request(
+                member.address,
+                MemberPing(self._piggyback((accusation,)), self._state_piggyback()),
+                node_id=target,
+                attempt_timeout=self.settings.probe_timeout / 2,
+                retries=1,
+            )
+        except (PeerTimeout, RemoteProtocolError):
+            self.stats["last_calls_unanswered"] += 1
+            return
+        if isinstance(reply.message, MemberAck):
+            self._hear_message(reply.message)
+            after = self._table().get(target)
+            spared = after is None or after.state is not State.SUSPECT
+            self.stats["last_calls_spared" if spared else "last_calls_unrefuted"] += 1
+            self._wake()
+
     def _acked(self, ack: MemberAck, sender: NodeId, seq: int) -> None:
         """An ack for our `seq` arrived from `sender` (the target, or a relay we asked)."""
         self._hear_message(ack)
@@ -677,9 +710,8 @@ class MembershipService:
         with trio.move_on_after(SYNC_TIMEOUT):
             ping = await self._receive(stream, MemberPing)
             self._hear_message(ping)
-            await stream.send(
-                envelope.encode(MemberAck(self._piggyback(), self._state_piggyback()))
-            )
+            ack = MemberAck(self._piggyback(self._rebuttal(ping)), self._state_piggyback())
+            await stream.send(envelope.encode(ack))
 
     async def _send_ping_req(self, relay: NodeId, target: NodeId, seq: int) -> None:
         table = self._table()
@@ -748,7 +780,21 @@ class MembershipService:
         message = inbound.message
         assert isinstance(message, MemberPing)
         self._hear_message(message)
-        return MemberAck(self._piggyback(), self._state_piggyback())
+        return MemberAck(self._piggyback(self._rebuttal(message)), self._state_piggyback())
+
+    def _rebuttal(self, message: MemberPing) -> tuple[SignedClaim, ...]:
+        """Our current alive claim, if `message` accuses us (Lifeguard's buddy system): a
+        fresh accusation was just refuted, and an old one means its sender missed the
+        refutation, which gossip may no longer carry."""
+        own = self._alive.get(self.node_id)
+        raw = self.node_id.raw
+        for claim in message.claims:
+            if claim.subject == raw and claim.state in (State.SUSPECT, State.DEAD):
+                if own is not None:
+                    self.stats["rebuttals"] += 1
+                    return (own,)
+                break
+        return ()
 
     async def _on_ping_req(self, inbound: Inbound) -> Message:
         message = inbound.message

@@ -331,10 +331,12 @@ def main() -> int:
             print(f"dead at each node, s:            {dist(results['each'])}")
             print(f"dead at every node, s:           {dist(results['all'])}")
             ok_first = statistics.median(results["first"]) / period <= 1.6
+            # "Every member marks it dead within 10 s at p99": over (kill, member) pairs; the
+            # slowest member of each kill ("dead at every node") is printed above.
             ok_all = percentile(results["each"], 99) <= 10
             print(
                 f"targets: first median <= 1.6 periods {'ok' if ok_first else 'MISSED'}; "
-                f"p99 dead everywhere <= 10 s {'ok' if ok_all else 'MISSED'}"
+                f"p99 of each member's verdict <= 10 s {'ok' if ok_all else 'MISSED'}"
             )
         elif args.scenario == "falsepos":
             totals = {True: 0, False: 0}

@@ -159,6 +159,6 @@ async def test_starved_nodes_under_loss_are_never_declared_dead(autojump_clock) 
                 assert sum(s.stalls for s in starvations.values()) > 0
                 if settings is LAN:
                     assert deaths == 0, f"seed {seed}: a healthy node was declared dead"
-    # Lifeguard suspects healthy members less often (589 against 685 suspicions, node x
+    # Lifeguard suspects healthy members less often (520 against 720 suspicions, node x
     # member, over these two seeds): a starved prober slows down and waits longer.
     assert suspicions[LAN] < suspicions[swim], suspicions

@@ -353,6 +353,84 @@ async def test_a_suspect_is_told_of_the_suspicion_directly(autojump_clock) -> No
         await wait_for(lambda: accuser.table.get(suspect.node_id).state is State.ALIVE)
 
 
+def refuted_in_secret(suspect: MemberNode, accuser: MemberNode) -> SignedClaim:
+    """`accuser`'s accusation of `suspect`'s current life, heard by the suspect alone: it
+    refutes with a higher incarnation whose gossip is used up at once, as if every member but
+    the ones that heard it had missed it. Returns the (now stale) accusation."""
+    view = suspect.membership.table.get(suspect.node_id)
+    assert view is not None
+    claim = Claim(suspect.node_id, view.incarnation, State.SUSPECT, accuser=accuser.node_id)
+    accusation = sign_claim(accuser.identity, claim)
+    suspect.membership.hear(accusation)
+    assert suspect.membership.table.incarnation == view.incarnation + 1
+    while suspect.membership._gossip.take(1 << 20, 4):
+        pass
+    return accusation
+
+
+async def test_a_stale_accusation_is_answered_with_the_current_alive_claim(autojump_clock) -> None:
+    """A ping carrying an accusation the suspect already refuted gets the refutation back
+    (first in the ack), though gossip no longer carries it: its sender missed it."""
+    async with open_memory_network(seed=12, latency=0.002) as net, member_cluster(net, 4) as c:
+        late, suspect, accuser = c.nodes[0], c.nodes[1], c.nodes[2]
+        accusation = refuted_in_secret(suspect, accuser)
+        reply = await late.datagrams.request(
+            suspect.address, MemberPing((accusation,)), node_id=suspect.node_id
+        )
+        assert isinstance(reply.message, MemberAck)
+        first = reply.message.claims[0].verify()
+        assert (first.node_id, first.state) == (suspect.node_id, State.ALIVE)
+        assert first.incarnation == suspect.membership.table.incarnation
+        assert len(set(reply.message.claims)) == len(reply.message.claims)  # not twice
+        assert suspect.membership.stats["rebuttals"] == 1
+
+
+async def test_a_member_that_missed_a_refutation_gives_the_suspect_a_last_call(
+    autojump_clock,
+) -> None:
+    """A member holding a suspicion the suspect refuted long ago (the refutation\'s gossip
+    never reached it) pings the suspect once more when its time runs out, gets the
+    refutation in the ack, and declares nobody dead; a member that is really gone still dies
+    after its last call."""
+    quiet = dataclasses.replace(LAN, push_pull_interval=600.0)  # no full-state exchange
+    async with (
+        open_memory_network(seed=13, latency=0.002) as net,
+        member_cluster(net, 5, quiet) as c,
+    ):
+        await trio.sleep(10)  # the joins' exchanges are over
+        late, suspect, accuser = c.nodes[0], c.nodes[1], c.nodes[2]
+        service = late.membership
+        events = service.subscribe()
+        tick = service.prober.tick
+
+        def not_the_suspect(now, members, wall):  # type: ignore[no-untyped-def]
+            # Its probes happen to go elsewhere all along.
+            return tick(now, [m for m in members if m != suspect.node_id], wall)
+
+        service.prober.tick = not_the_suspect  # type: ignore[method-assign]
+        service.prober.hurry = lambda member: None  # type: ignore[method-assign]
+        service.hear(refuted_in_secret(suspect, accuser))
+        while service._gossip.take(1 << 20, 5):  # nobody else hears the suspicion either
+            pass
+        assert late.state_of(suspect) is State.SUSPECT
+        with trio.fail_after(60):
+            took = await wait_for(lambda: late.state_of(suspect) is State.ALIVE, step=0.05)
+        assert took > 1  # after the suspicion timeout, not before
+        assert service.stats["last_calls"] == 1
+        assert service.stats["last_calls_spared"] == 1
+        assert not [e for e in drain(events) if isinstance(e, Died)]
+        view = service.table.get(suspect.node_id)
+        assert view is not None
+        assert view.incarnation == suspect.membership.table.incarnation
+
+        gone = c.nodes[3]
+        c.kill(gone)
+        with trio.fail_after(60):
+            await wait_for(lambda: all(n.state_of(gone) is State.DEAD for n in c.live()))
+        unanswered = sum(n.membership.stats["last_calls_unanswered"] for n in c.live())
+        assert unanswered >= 1  # the first verdict came after a last call nobody answered
+
+
 async def test_a_false_accusation_is_refuted_and_a_suspicion_flood_is_limited(
     autojump_clock,
 ) -> None:

@@ -201,6 +201,46 @@ def test_expired_suspicion_is_declared_dead_by_us_then_reaped() -> None:
     assert X not in t
 
 
+def test_a_suspect_whose_time_ran_out_gets_one_last_call_before_the_verdict() -> None:
+    t = table()
+    t.apply(alive(X, 2), 0.0)
+    t.apply(alive(Y, 1), 0.0)
+    t.apply(alive(Z, 1), 0.0)
+    t.apply(suspect(X, 2), 1.0)
+    deadline = t.next_deadline()
+    assert deadline is not None
+    assert t.last_calls(deadline - 0.01, 0.5) == []  # not yet
+    assert t.last_calls(deadline, 0.5) == [X]
+    assert t.last_calls(deadline + 0.1, 0.5) == []  # one last call per suspicion
+    assert t.next_deadline() == deadline + 0.5
+    # A late confirmation does not hurry it.
+    assert t.apply(suspect(X, 2, by=Z), deadline + 0.1).accepted
+    assert t.expire(deadline + 0.49) == ([], [])
+    claims, events = t.expire(deadline + 0.5)
+    assert claims == [Claim(X, 2, State.DEAD, accuser=OWN)]
+    assert [type(e) for e in events] == [Died]
+    assert t.last_calls(deadline + 10.0, 0.5) == []  # the dead get none
+
+
+def test_a_refutation_during_the_last_call_spares_the_suspect() -> None:
+    t = table()
+    t.apply(alive(X, 2), 0.0)
+    t.apply(suspect(X, 2), 1.0)
+    deadline = t.next_deadline()
+    assert deadline is not None
+    assert t.last_calls(deadline, 0.5) == [X]
+    assert t.apply(alive(X, 3), deadline + 0.01).accepted  # the answer to the last call
+    assert t.expire(deadline + 1.0) == ([], [])
+    view = t.get(X)
+    assert view is not None
+    assert view.state is State.ALIVE
+    # A new suspicion of the new life gets a last call of its own.
+    t.apply(suspect(X, 3), deadline + 2.0)
+    again = t.next_deadline()
+    assert again is not None
+    assert t.last_calls(again, 0.5) == [X]
+
+
 def test_the_member_dead_longest_can_be_forgotten_early_to_make_room() -> None:
     t = table()
     assert t.reap_oldest() is None  # nobody dead: nothing to forget
