@@ -788,13 +788,13 @@ class MembershipService:
         refutation, which gossip may no longer carry."""
         own = self._alive.get(self.node_id)
         raw = self.node_id.raw
-        for claim in message.claims:
-            if claim.subject == raw and claim.state in (State.SUSPECT, State.DEAD):
-                if own is not None:
-                    self.stats["rebuttals"] += 1
-                    return (own,)
-                break
-        return ()
+        accused = any(
+            c.subject == raw and c.state in (State.SUSPECT, State.DEAD) for c in message.claims
+        )
+        if own is None or not accused:
+            return ()
+        self.stats["rebuttals"] += 1
+        return (own,)
 
     async def _on_ping_req(self, inbound: Inbound) -> Message:
         message = inbound.message
