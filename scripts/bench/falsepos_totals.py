@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 LINE = re.compile(
@@ -63,7 +64,7 @@ def main() -> int:
         print(f"{path}: no counted seed lines", file=sys.stderr)
         return 1
     seeds = [row[0] for row in rows]
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    repeated = sorted(s for s, times in Counter(seeds).items() if times > 1)
     if repeated:
         print(f"{path}: seeds listed twice: {repeated}", file=sys.stderr)
         return 1
