@@ -24,13 +24,14 @@ from types import TracebackType
 
 import platformdirs
 
-from plexinode.admin.client import SOCKET_NAME
 from plexinode.errors import DataDirError
 from plexinode.fsutil import ensure_private_dir
 
 HOME_ENV = "PLEXINODE_HOME"
 LOCK_NAME = "node.lock"
 DB_NAME = "node.db"
+# The admin socket (../CLI.md promises it at DATA_DIR/admin.sock).
+SOCKET_NAME = "admin.sock"
 
 
 def default_data_dir(env: dict[str, str] | None = None) -> Path:

@@ -50,16 +50,16 @@ from plexinode.membership.invite import InviteError, make_invite, parse_invite
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
-from plexinode.net.secure import SecureStream
-from plexinode.net.streams import StreamService
-from plexinode.net.transport import Transport
-from plexinode.security.keyring import (
+from plexinode.net.keyring import (
     NETWORK_KEY_BYTES,
     Keyring,
     key_id,
     parse_key,
     save_keyring,
 )
+from plexinode.net.secure import SecureStream
+from plexinode.net.streams import StreamService
+from plexinode.net.transport import Transport
 from plexinode.security.rotation import KEYS_TAG, RESERVED_STATE_PREFIX, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from plexinode.admin.framing import LENGTH, MAX_RESPONSE_BYTES, RESPONSE_LIMITS, frame
+from plexinode.datadir import SOCKET_NAME
 from plexinode.errors import AdminError, DecodeError, NodeNotRunning
 from plexinode.wire.codec import unpack
-
-SOCKET_NAME = "admin.sock"
 
 
 class AdminClient:

@@ -67,7 +67,7 @@ def init(network: str | None) -> None:
     if network is not None:
         # A named network is a private one: its first member makes its key. Others get it in
         # an invite (`plexinode invite`).
-        from plexinode.security.keyring import Keyring, key_id, keyring_path, save_keyring
+        from plexinode.net.keyring import Keyring, key_id, keyring_path, save_keyring
 
         if not keyring_path(g.data_dir).exists():
             keyring = Keyring.generate()
@@ -85,7 +85,7 @@ def init(network: str | None) -> None:
 def _accept_network_key(data_dir: Path, network: str, key: bytes) -> None:
     """Keep a private network's key from an invite: the only key of a node that had none (it
     then sends with it), or one more key of a node that already had private keys."""
-    from plexinode.security.keyring import Keyring, load_keyring, save_keyring
+    from plexinode.net.keyring import Keyring, load_keyring, save_keyring
 
     keyring = load_keyring(data_dir, network)
     if key in keyring:
@@ -123,9 +123,9 @@ def start(
     from plexinode.identity import key_path, load_identity_file
     from plexinode.logs import setup_logging
     from plexinode.membership.invite import parse_invite
+    from plexinode.net.keyring import load_keyring
     from plexinode.net.transport import SocketTransport
     from plexinode.node import Node
-    from plexinode.security.keyring import load_keyring
 
     g = _globals()
     datadir.prepare(g.data_dir)
@@ -386,7 +386,7 @@ def network_key_generate() -> None:
     """Print a new random network key (64 hex digits), to install on every member."""
     import os
 
-    from plexinode.security.keyring import NETWORK_KEY_BYTES, key_id
+    from plexinode.net.keyring import NETWORK_KEY_BYTES, key_id
 
     key = os.urandom(NETWORK_KEY_BYTES)
     emit({"key": key.hex(), "key_id": key_id(key)}, lambda d: str(d["key"]))

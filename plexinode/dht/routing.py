@@ -77,7 +77,6 @@ import bisect
 import enum
 import logging
 import math
-import random
 import statistics
 from collections import Counter
 from collections.abc import Collection, Container, Iterator
@@ -88,6 +87,7 @@ from typing import Final, TypeAlias
 from plexinode.dht.contact import ID_BITS, Contact, is_public, is_routable, subnet
 from plexinode.identity import NODE_ID_BYTES, NodeId
 from plexinode.net.address import Address
+from plexinode.randomness import Rng
 
 log = logging.getLogger(__name__)
 
@@ -607,7 +607,7 @@ class RoutingTable:
             if now - self._activity.get(index, never) >= interval
         ]
 
-    def random_id_in_bucket(self, index: int, rng: random.Random) -> NodeId:
+    def random_id_in_bucket(self, index: int, rng: Rng) -> NodeId:
         """A uniformly random node ID that belongs in bucket `index` of this table."""
         _check_index(index)
         # The distance to us has bit `index` set and random bits below it, nothing above.

@@ -32,7 +32,6 @@ from typing import Any
 
 import trio
 
-from plexinode.config import DhtSettings
 from plexinode.dht.contact import Contact, bucket_index, distance, is_public, is_routable, subnet
 from plexinode.dht.lookup import Lookup, LookupResult, LookupStats
 from plexinode.dht.messages import (
@@ -58,6 +57,7 @@ from plexinode.dht.records import (
     validate_record,
 )
 from plexinode.dht.routing import Added, BucketFull, RoutingTable
+from plexinode.dht.settings import DhtSettings
 from plexinode.dht.store import RecordStore, Refused, Stored, Unchanged
 from plexinode.errors import DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId

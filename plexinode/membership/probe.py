@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import bisect
 import collections
-import random
 from collections.abc import Callable, Collection
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from plexinode.identity import NodeId
+from plexinode.randomness import Rng
 
 #: A relay answers ``nack`` after this fraction of the probe timeout without the target's ack.
 NACK_FRACTION = 0.8
@@ -145,7 +145,7 @@ class Prober:
         self,
         own_id: NodeId,
         now: float,
-        rng: random.Random,
+        rng: Rng,
         *,
         probe_interval: float = 1.0,
         probe_timeout: float = 0.5,

@@ -43,7 +43,6 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from plexinode.config import MembershipSettings
 from plexinode.errors import AuthenticationError, DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.membership.claims import SignedClaim, sign_claim
@@ -91,6 +90,7 @@ from plexinode.membership.probe import (
     SendPingReq,
     SuspectMember,
 )
+from plexinode.membership.settings import MembershipSettings
 from plexinode.membership.state import (
     HybridClock,
     StateEntry,

@@ -29,14 +29,14 @@ from typing import Any
 
 import trio
 
-from plexinode.config import DatagramSettings
 from plexinode.errors import AuthenticationError, DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address, is_public_host
+from plexinode.net.keyring import Keyring
 from plexinode.net.ratelimit import TokenBuckets
+from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import DatagramSocket
-from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS
 from plexinode.wire.messages import ErrorReply

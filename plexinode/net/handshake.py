@@ -14,7 +14,7 @@ The exchange (``||`` is concatenation, sizes in bytes)::
     msg2  R -> I   e_R(32) || AEAD(k2, s_R(32) || sig_R(64))                     144 bytes
     msg3  I -> R   AEAD(k3, s_I(32) || sig_I(64))                                112 bytes
 
-``tag`` is the network tag (:mod:`plexinode.security.keyring`) of ``MAGIC || VERSION || e_I``
+``tag`` is the network tag (:mod:`plexinode.net.keyring`) of ``MAGIC || VERSION || e_I``
 under the initiator's primary network key; the responder checks it against its keyring before
 any Diffie-Hellman, so a node of another network costs it one keyed hash per key. A tag under
 one of the responder's *retired* keys is let through too, marked on the result
@@ -72,7 +72,7 @@ import nacl.public
 
 from plexinode.errors import AuthenticationError, HandshakeError, IdentityError
 from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId, verify_signature
-from plexinode.security.keyring import TAG_BYTES, Keyring, network_tag, open_network_key
+from plexinode.net.keyring import TAG_BYTES, Keyring, network_tag, open_network_key
 
 log = logging.getLogger(__name__)
 

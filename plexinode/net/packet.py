@@ -13,7 +13,7 @@ Layout (big-endian)::
     49      n     payload: a msgpack envelope (plexinode.wire.envelope)
     49+n    64    Ed25519 signature over DOMAIN || bytes[0 : 49+n]
     113+n   16    network tag: keyed BLAKE2b of bytes[0 : 113+n] under the sender's primary
-                  network key (plexinode.security.keyring), checked before the signature
+                  network key (plexinode.net.keyring), checked before the signature
 
 Why signatures rather than a per-peer authenticated box (see docs/decisions.md): a signature
 works for the first datagram to an address whose key we do not know yet (bootstrap), the
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -49,8 +48,8 @@ from plexinode.identity import (
     NodeId,
     verify_signature,
 )
+from plexinode.net.keyring import TAG_BYTES, Keyring
 from plexinode.net.transport import MAX_DATAGRAM
-from plexinode.security.keyring import TAG_BYTES, Keyring
 
 VERSION: Final = 2
 DOMAIN: Final = b"plexinode-datagram-v1\x00"
@@ -100,7 +99,7 @@ class Sealer:
     def __init__(
         self,
         identity: Identity,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
         keyring: Keyring | None = None,
     ) -> None:
         self._identity = identity

@@ -72,7 +72,7 @@ from plexinode.net.handshake import (
     Initiator,
     Responder,
 )
-from plexinode.security.keyring import Keyring
+from plexinode.net.keyring import Keyring
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,14 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from plexinode.config import StreamSettings
 from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.handshake import NetworkKeyError
+from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_accept, secure_connect
+from plexinode.net.settings import StreamSettings
 from plexinode.net.transport import Transport
-from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 from plexinode.wire.messages import StreamOpen

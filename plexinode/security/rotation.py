@@ -19,7 +19,7 @@ the network carries it out:
    given only to a node on the answerer's **roster** (every node it has seen as a member) that
    no :data:`REVOKED_PREFIX` entry names. A member offline during the whole rotation comes back
    with only a retired key: its datagrams are dropped, but the stream handshake is let through
-   for this one protocol (:mod:`plexinode.security.keyring`), so it fetches the current keys
+   for this one protocol (:mod:`plexinode.net.keyring`), so it fetches the current keys
    and rejoins without operator action. A revoked member never gets them.
 4. **Progress.** Every member advertises the ids of its keys in its ``keys`` tag (primary
    first), which gossip spreads like any tag change; :func:`progress` counts, per key, the
@@ -35,7 +35,7 @@ from typing import ClassVar, Final
 
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import SEAL_OVERHEAD, Identity, NodeId, seal_to
-from plexinode.security.keyring import MAX_KEYS, MAX_RETIRED, NETWORK_KEY_BYTES, Keyring, key_id
+from plexinode.net.keyring import MAX_KEYS, MAX_RETIRED, NETWORK_KEY_BYTES, Keyring, key_id
 from plexinode.wire.schema import Bool, Bytes, ListOf, Message, Nested, Struct, register, wire
 
 #: Cluster-state keys under this prefix are written only by the node's own commands.
@@ -49,7 +49,7 @@ REVOKED_PREFIX: Final = "net.revoked/"
 KEYS_TAG: Final = "keys"
 #: The secure-stream protocol that hands a member the keys it lacks.
 KEYRING_PROTOCOL: Final = "keyring/1"
-#: Bytes of a key id on the wire (:func:`plexinode.security.keyring.key_id` is their hex).
+#: Bytes of a key id on the wire (:func:`plexinode.net.keyring.key_id` is their hex).
 KEY_ID_BYTES: Final = 6
 #: Bytes of a network key sealed to a member.
 SEALED_KEY_BYTES: Final = NETWORK_KEY_BYTES + SEAL_OVERHEAD

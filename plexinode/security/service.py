@@ -23,8 +23,8 @@ from plexinode.identity import NodeId
 from plexinode.membership.members import Joined, State, Updated
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.membership.state import StateEntry
+from plexinode.net.keyring import Keyring, key_id
 from plexinode.net.secure import SecureStream
-from plexinode.security.keyring import Keyring, key_id
 from plexinode.security.rotation import (
     KEYRING_PROTOCOL,
     KEYS_TAG,

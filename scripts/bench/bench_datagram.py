@@ -24,11 +24,11 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header, per_op, percentile
 
-from plexinode.config import DatagramSettings
 from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
+from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import SocketTransport
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS
@@ -43,7 +43,7 @@ def cost_per_datagram(n: int) -> dict[str, float]:
     def plain() -> None:
         envelope.decode(envelope.encode(message, 12345), DATAGRAM_LIMITS)
 
-    sealer = packet.Sealer(alice)
+    sealer = packet.Sealer(alice, time.time)
     guard = packet.ReplayGuard(60_000_000)
 
     def signed() -> None:

@@ -66,9 +66,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import header, percentile, rss_bytes
 
-from plexinode.config import DhtSettings, Settings
+from plexinode.config import Settings
 from plexinode.dht.records import Reason
 from plexinode.dht.service import DhtService
+from plexinode.dht.settings import DhtSettings
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.transport import SocketTransport

@@ -24,8 +24,8 @@ from plexinode.dht.contact import Contact
 from plexinode.dht.messages import FindNode, Nodes, WireContact
 from plexinode.dht.routing import RoutingTable
 from plexinode.net.datagram import Inbound
-from plexinode.net.memory import MemoryNetwork
 from plexinode.node import Node
+from plexinode.testing.memory import MemoryNetwork
 from plexinode.wire.schema import Message
 
 GONE_FRACTION_B = 0.3

@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from plexinode.config import DatagramSettings
 from plexinode.dht.messages import (
     MAX_CONTACTS,
     FindNode,
@@ -60,8 +59,9 @@ from plexinode.errors import DecodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address
+from plexinode.net.keyring import Keyring
+from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import DatagramSocket, Transport
-from plexinode.security.keyring import Keyring
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS, pack
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen

@@ -8,12 +8,14 @@ from dataclasses import replace
 
 import trio
 
-from plexinode.config import DatagramSettings, DhtSettings, Settings, StreamSettings
+from plexinode.config import Settings
+from plexinode.dht.settings import DhtSettings
 from plexinode.identity import Identity
 from plexinode.net.address import Address
-from plexinode.net.memory import MemoryNetwork
+from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.net.transport import DatagramSocket, Endpoint, Transport
 from plexinode.node import Node
+from plexinode.testing.memory import MemoryNetwork
 
 FAST = Settings(
     listen=Address("0.0.0.0", 7420),

@@ -17,18 +17,19 @@ from typing import Protocol
 
 import trio
 
-from plexinode.config import DatagramSettings, MembershipSettings, StreamSettings
 from plexinode.identity import Identity, NodeId
 from plexinode.membership.members import Died, Event, Joined, Left, MemberView, State, Suspected
 from plexinode.membership.service import MembershipService, Seed
+from plexinode.membership.settings import MembershipSettings
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
-from plexinode.net.memory import MemoryNetwork
+from plexinode.net.keyring import Keyring
+from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import DatagramSocket, Endpoint, Transport
-from plexinode.security.keyring import Keyring
 from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database
+from plexinode.testing.memory import MemoryNetwork
 from tests.sim.helpers import WrappedEndpoint, seeded_identity
 
 LAN = MembershipSettings()

@@ -16,7 +16,6 @@ import pytest
 import trio
 import trio.lowlevel
 
-from plexinode.config import DatagramSettings
 from plexinode.dht.messages import Store
 from plexinode.dht.records import PROVIDER, InvalidRecord, Reason, sign_record
 from plexinode.dht.service import VERIFY_WORKERS
@@ -24,9 +23,10 @@ from plexinode.identity import NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
-from plexinode.net.memory import MemoryNetwork, open_memory_network
+from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import MAX_DATAGRAM, DatagramSocket
 from plexinode.node import Node
+from plexinode.testing.memory import MemoryNetwork, open_memory_network
 from plexinode.wire import envelope
 from plexinode.wire.messages import Ping, Pong
 from plexinode.wire.schema import Message

@@ -17,8 +17,8 @@ from plexinode.dht.records import PEER, PROVIDER, peer_addresses, sign_record
 from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
-from plexinode.net.memory import MemoryNetwork, open_memory_network
 from plexinode.node import Node
+from plexinode.testing.memory import MemoryNetwork, open_memory_network
 from plexinode.wire.messages import Ping, Pong
 from tests.sim.helpers import FAST, dht_network, seeded_identity
 

@@ -24,8 +24,8 @@ from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
-from plexinode.net.memory import open_memory_network
 from plexinode.node import Node
+from plexinode.testing.memory import open_memory_network
 from plexinode.wire.schema import Message
 from tests.sim.helpers import FAST, dht_network, seeded_identity
 

@@ -9,9 +9,8 @@ import trio
 
 from plexinode.membership.members import State
 from plexinode.membership.service import Seed
-from plexinode.net.memory import MemoryNetwork
+from plexinode.net.keyring import Keyring, key_id
 from plexinode.net.secure import SecureStream
-from plexinode.security.keyring import Keyring, key_id
 from plexinode.security.rotation import (
     KEYRING_PROTOCOL,
     PLAN_KEY,
@@ -20,6 +19,7 @@ from plexinode.security.rotation import (
     reply_to,
     revocation_key,
 )
+from plexinode.testing.memory import MemoryNetwork
 from plexinode.wire import envelope
 from tests.sim.members import Cluster, MemberNode, member_cluster, wait_for
 

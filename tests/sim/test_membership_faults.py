@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from plexinode.membership.members import State
-from plexinode.net.memory import open_memory_network
 from plexinode.net.transport import Transport
+from plexinode.testing.memory import open_memory_network
 from tests.sim.members import (
     LAN,
     Starvation,

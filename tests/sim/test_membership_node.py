@@ -11,8 +11,8 @@ import trio
 from plexinode.errors import AdminError
 from plexinode.membership.members import State
 from plexinode.net.address import Address
-from plexinode.net.memory import open_memory_network
 from plexinode.node import Node
+from plexinode.testing.memory import open_memory_network
 from tests.sim.helpers import FAST, seeded_identity
 
 

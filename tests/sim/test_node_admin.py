@@ -13,9 +13,9 @@ import trio
 from plexinode.admin.client import AdminClient
 from plexinode.errors import AdminError
 from plexinode.net.address import Address
-from plexinode.net.memory import open_memory_network
+from plexinode.net.keyring import Keyring, key_id
 from plexinode.node import Node
-from plexinode.security.keyring import Keyring, key_id
+from plexinode.testing.memory import open_memory_network
 from tests.sim.helpers import FAST, seeded_identity
 
 

@@ -10,7 +10,6 @@ import pytest
 import trio
 import trio.testing
 
-from plexinode.config import DatagramSettings, StreamSettings
 from plexinode.dht.contact import Contact
 from plexinode.dht.messages import FindNode, Nodes, WireContact
 from plexinode.errors import HandshakeError, IdentityError, PeerTimeout, RemoteProtocolError
@@ -19,10 +18,11 @@ from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
 from plexinode.net.handshake import Initiator
-from plexinode.net.memory import open_memory_network
+from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_connect
+from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.node import ECHO_PROTOCOL, Node
-from plexinode.security.keyring import Keyring
+from plexinode.testing.memory import open_memory_network
 from plexinode.wire import envelope
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen
 from plexinode.wire.schema import Message

@@ -7,9 +7,9 @@ import trio
 
 from plexinode.errors import HandshakeError, PeerTimeout
 from plexinode.membership.members import State
-from plexinode.net.memory import open_memory_network
+from plexinode.net.keyring import Keyring, key_id
 from plexinode.node import Node
-from plexinode.security.keyring import Keyring, key_id
+from plexinode.testing.memory import open_memory_network
 from tests.sim.helpers import FAST, seeded_identity
 
 

@@ -18,7 +18,6 @@ from plexinode.config import (
     CONFIG_FILE_NAME,
     SETTINGS,
     SETTINGS_BY_KEY,
-    DatagramSettings,
     Settings,
     format_duration,
     format_size,
@@ -28,8 +27,11 @@ from plexinode.config import (
     render_default_config,
     write_default_config,
 )
+from plexinode.config import defaults as config_defaults
+from plexinode.config import table as config_table
 from plexinode.errors import ConfigError, DataDirError
 from plexinode.net.address import Address
+from plexinode.net.settings import DatagramSettings
 
 
 def _write(data_dir: Path, text: str) -> Path:
@@ -54,7 +56,7 @@ def _sources(cfg: config_module.Config) -> dict[str, str]:
 
 
 def test_table_covers_every_dataclass_field_and_defaults_match() -> None:
-    assert set(SETTINGS_BY_KEY) == set(config_module._dataclass_keys(Settings()))
+    assert set(SETTINGS_BY_KEY) == set(config_table._dataclass_keys(Settings()))
     assert SETTINGS_BY_KEY["datagram.request_timeout"].default == DatagramSettings().request_timeout
     assert SETTINGS_BY_KEY["listen"].env_var == "PLEXINODE_LISTEN"
     assert (
@@ -558,7 +560,7 @@ def test_default_file_without_write_permission_is_a_data_dir_error(
     def refuse(path: Path, data: bytes, **kwargs: object) -> None:
         raise PermissionError(13, os.strerror(13), str(path))
 
-    monkeypatch.setattr(config_module, "atomic_write", refuse)
+    monkeypatch.setattr(config_defaults, "atomic_write", refuse)
     with pytest.raises(DataDirError, match=r"cannot write .*config.toml: Permission denied"):
         write_default_config(tmp_path)
 

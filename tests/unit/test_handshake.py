@@ -28,7 +28,7 @@ from plexinode.net.handshake import (
     Responder,
     UnexpectedPeerError,
 )
-from plexinode.security.keyring import (
+from plexinode.net.keyring import (
     TAG_BYTES,
     Keyring,
     network_tag,

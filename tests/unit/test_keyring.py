@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from plexinode.errors import DataDirError
-from plexinode.security.keyring import (
+from plexinode.net.keyring import (
     MAX_KEYS,
     Keyring,
     key_id,

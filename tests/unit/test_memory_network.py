@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plexinode.net.address import Address
-from plexinode.net.memory import (
+from plexinode.net.transport import MAX_DATAGRAM
+from plexinode.testing.memory import (
     DEFAULT_QUEUE_SIZE,
     FIRST_EPHEMERAL_PORT,
     LinkConditions,
@@ -30,7 +31,6 @@ from plexinode.net.memory import (
     open_memory_network,
     replayable_scheduling,
 )
-from plexinode.net.transport import MAX_DATAGRAM
 
 ANY = Address("0.0.0.0", 0)
 

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -5,8 +7,8 @@ from hypothesis import strategies as st
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity
 from plexinode.net import packet
+from plexinode.net.keyring import Keyring
 from plexinode.net.transport import MAX_DATAGRAM
-from plexinode.security.keyring import Keyring
 
 ALICE = Identity.from_seed(b"a" * 32)
 BOB = Identity.from_seed(b"b" * 32)
@@ -34,14 +36,14 @@ def test_counters_strictly_increase_even_if_the_clock_stalls_or_goes_back() -> N
 
 
 def test_largest_payload_fits_and_larger_is_refused() -> None:
-    sealer = packet.Sealer(ALICE)
+    sealer = packet.Sealer(ALICE, time.time)
     assert len(sealer.seal(b"x" * packet.MAX_PAYLOAD, None)) == MAX_DATAGRAM
     with pytest.raises(ValueError, match="exceeds"):
         sealer.seal(b"x" * (packet.MAX_PAYLOAD + 1), None)
 
 
 def test_key_that_does_not_match_signature_is_rejected() -> None:
-    datagram = bytearray(packet.Sealer(ALICE).seal(b"hello", None))
+    datagram = bytearray(packet.Sealer(ALICE, time.time).seal(b"hello", None))
     datagram[1:33] = BOB.public_key  # claim to be Bob, keep Alice's signature
     with pytest.raises(AuthenticationError):
         packet.parse(bytes(datagram)).verify()
@@ -60,7 +62,7 @@ def admit(datagram: bytes, keyring: Keyring = OPEN) -> None:
 
 @pytest.mark.parametrize("index", [0, 1, 40, 45, 50, -20, -1])
 def test_any_flipped_byte_is_rejected(index: int) -> None:
-    datagram = bytearray(packet.Sealer(ALICE).seal(b"hello", BOB.node_id))
+    datagram = bytearray(packet.Sealer(ALICE, time.time).seal(b"hello", BOB.node_id))
     admit(bytes(datagram))
     datagram[index] ^= 0x01
     with pytest.raises((AuthenticationError, DecodeError)):
@@ -69,7 +71,7 @@ def test_any_flipped_byte_is_rejected(index: int) -> None:
 
 def test_the_network_tag_keeps_networks_apart_and_follows_rotation() -> None:
     home, work = Keyring.generate(), Keyring.generate()
-    from_home = packet.Sealer(ALICE, keyring=home).seal(b"hello", None)
+    from_home = packet.Sealer(ALICE, time.time, keyring=home).seal(b"hello", None)
     admit(from_home, home)
     with pytest.raises(AuthenticationError):
         admit(from_home, work)
@@ -78,11 +80,11 @@ def test_the_network_tag_keeps_networks_apart_and_follows_rotation() -> None:
     # Mid-rotation: a receiver with both keys accepts either primary.
     work.install(home.primary)
     admit(from_home, work)
-    admit(packet.Sealer(ALICE, keyring=work).seal(b"x", None), work)
+    admit(packet.Sealer(ALICE, time.time, keyring=work).seal(b"x", None), work)
 
 
 def test_truncated_and_oversized() -> None:
-    datagram = packet.Sealer(ALICE).seal(b"hello", None)
+    datagram = packet.Sealer(ALICE, time.time).seal(b"hello", None)
     with pytest.raises(DecodeError, match="too short"):
         packet.parse(datagram[: packet.OVERHEAD - 1])
     with pytest.raises(DecodeError, match="exceeds"):

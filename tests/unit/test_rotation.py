@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity, seal_to
-from plexinode.security.keyring import MAX_KEYS, MAX_RETIRED, Keyring, key_id
+from plexinode.net.keyring import MAX_KEYS, MAX_RETIRED, Keyring, key_id
 from plexinode.security.rotation import (
     KEYS_TAG,
     REFUSED,
