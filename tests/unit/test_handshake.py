@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Callable
 
 import nacl.bindings
+import nacl.exceptions
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from plexinode.errors import HandshakeError
@@ -281,9 +281,28 @@ def test_random_msg1_fails_cleanly(data: bytes) -> None:
 
 @settings(max_examples=300)
 @given(st.binary(min_size=32, max_size=32))
-def test_random_ephemeral_in_msg1_never_crashes(key: bytes) -> None:
-    with contextlib.suppress(HandshakeError):
-        Responder(BOB).receive(MAGIC + bytes([VERSION]) + key)
+@example(bytes(32))  # the point at zero: low order, refused
+@example(b"\x01" + bytes(31))  # u = 1: low order, refused
+@example(b"\x09" + bytes(31))  # the base point: usable
+def test_random_ephemeral_in_msg1_is_answered_or_refused_cleanly(key: bytes) -> None:
+    # A well-formed, correctly tagged msg1 around any 32 bytes: only the ephemeral key varies.
+    body = MAGIC + bytes([VERSION]) + key
+    msg1 = body + network_tag(open_network_key("open"), body)
+    # Decided independently of the code under test: libsodium refuses an X25519 point whose
+    # product with a secret is all zeros (a low-order point); any other point is usable.
+    try:
+        nacl.bindings.crypto_scalarmult(b"\x01" * 32, key)
+    except nacl.exceptions.CryptoError:
+        usable = False
+    else:
+        usable = True
+    if usable:
+        msg2 = Responder(BOB).receive(msg1)
+        assert msg2 is not None
+        assert len(msg2) == MSG2_BYTES
+    else:
+        with pytest.raises(HandshakeError, match="invalid ephemeral key"):
+            Responder(BOB).receive(msg1)
 
 
 @settings(max_examples=300)

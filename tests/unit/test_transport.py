@@ -1,4 +1,5 @@
 import errno
+import logging
 
 import pytest
 import trio
@@ -49,13 +50,22 @@ async def test_binding_a_taken_port_fails() -> None:
         await a.aclose()
 
 
-async def test_send_errors_are_swallowed_like_udp() -> None:
+async def test_send_errors_are_swallowed_like_udp(caplog: pytest.LogCaptureFixture) -> None:
     transport = SocketTransport()
     a = await transport.bind(Address("127.0.0.1", 0))
+    b = await transport.bind(Address("127.0.0.1", 0))
     try:
-        await a.datagrams.sendto(b"x", Address("::1", 9))  # wrong family: logged, not raised
+        with caplog.at_level(logging.DEBUG, logger="plexinode.net.transport"):
+            await a.datagrams.sendto(b"x", Address("::1", 9))  # wrong family: logged, not raised
+        assert [r.getMessage() for r in caplog.records if "sendto [::1]:9 failed" in r.getMessage()]
+        # The socket is still usable after the failed send.
+        await a.datagrams.sendto(b"after", b.address)
+        with trio.fail_after(5):
+            data, source = await b.datagrams.recvfrom()
+        assert (data, source.port) == (b"after", a.address.port)
     finally:
         await a.aclose()
+        await b.aclose()
 
 
 async def test_a_refused_connection_is_reported_as_refused() -> None:
