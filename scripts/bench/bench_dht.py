@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import header, percentile, rss_bytes
 
-from plexinode.testing.memory import open_memory_network
+from plexinode.testing.network import open_memory_network
 from tests.sim.dht_scenarios import Outcome, Scenarios
 from tests.sim.helpers import FAST, dht_network
 

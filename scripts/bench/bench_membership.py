@@ -53,7 +53,7 @@ from common import header, percentile, rss_bytes
 from plexinode.identity import NodeId
 from plexinode.membership.members import Died, Suspected
 from plexinode.net.transport import Transport
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
+from plexinode.testing.network import MemoryNetwork, open_memory_network
 from tests.sim.members import (
     LAN,
     Cluster,

@@ -25,7 +25,7 @@ from plexinode.dht.messages import FindNode, Nodes, WireContact
 from plexinode.dht.routing import RoutingTable
 from plexinode.net.datagram import Inbound
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork
+from plexinode.testing.network import MemoryNetwork
 from plexinode.wire.schema import Message
 
 GONE_FRACTION_B = 0.3

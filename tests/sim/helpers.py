@@ -15,7 +15,7 @@ from plexinode.net.address import Address
 from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.net.transport import DatagramSocket, Endpoint, Transport
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork
+from plexinode.testing.network import MemoryNetwork
 
 FAST = Settings(
     listen=Address("0.0.0.0", 7420),

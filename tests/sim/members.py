@@ -29,7 +29,7 @@ from plexinode.net.streams import StreamService
 from plexinode.net.transport import DatagramSocket, Endpoint, Transport
 from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database
-from plexinode.testing.memory import MemoryNetwork
+from plexinode.testing.network import MemoryNetwork
 from tests.sim.helpers import WrappedEndpoint, seeded_identity
 
 LAN = MembershipSettings()

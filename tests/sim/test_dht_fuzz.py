@@ -26,7 +26,7 @@ from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import MAX_DATAGRAM, DatagramSocket
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
+from plexinode.testing.network import MemoryNetwork, open_memory_network
 from plexinode.wire import envelope
 from plexinode.wire.messages import Ping, Pong
 from plexinode.wire.schema import Message

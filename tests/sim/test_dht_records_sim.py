@@ -18,7 +18,7 @@ from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
+from plexinode.testing.network import MemoryNetwork, open_memory_network
 from plexinode.wire.messages import Ping, Pong
 from tests.sim.helpers import FAST, dht_network, seeded_identity
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import trio
 
-from plexinode.testing.memory import open_memory_network
+from plexinode.testing.network import open_memory_network
 from tests.sim.dht_scenarios import Scenarios
 from tests.sim.helpers import FAST, dht_network
 

@@ -19,7 +19,7 @@ from plexinode.security.rotation import (
     reply_to,
     revocation_key,
 )
-from plexinode.testing.memory import MemoryNetwork
+from plexinode.testing.network import MemoryNetwork
 from plexinode.wire import envelope
 from tests.sim.members import Cluster, MemberNode, member_cluster, wait_for
 

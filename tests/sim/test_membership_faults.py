@@ -12,7 +12,7 @@ import trio
 
 from plexinode.membership.members import State
 from plexinode.net.transport import Transport
-from plexinode.testing.memory import open_memory_network
+from plexinode.testing.network import open_memory_network
 from tests.sim.members import (
     LAN,
     Starvation,

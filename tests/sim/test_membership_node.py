@@ -12,7 +12,7 @@ from plexinode.errors import AdminError
 from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
-from plexinode.testing.memory import open_memory_network
+from plexinode.testing.network import open_memory_network
 from tests.sim.helpers import FAST, seeded_identity
 
 

@@ -31,7 +31,7 @@ from plexinode.membership.state import StateEntry, sign_entry, state_digest
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.streams import StreamService
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
+from plexinode.testing.network import MemoryNetwork, open_memory_network
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 from tests.sim.helpers import seeded_identity

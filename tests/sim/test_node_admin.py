@@ -15,7 +15,7 @@ from plexinode.errors import AdminError
 from plexinode.net.address import Address
 from plexinode.net.keyring import Keyring, key_id
 from plexinode.node import Node
-from plexinode.testing.memory import open_memory_network
+from plexinode.testing.network import open_memory_network
 from tests.sim.helpers import FAST, seeded_identity
 
 
