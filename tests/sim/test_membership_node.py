@@ -13,7 +13,7 @@ from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
 from plexinode.testing.network import open_memory_network
-from tests.sim.helpers import FAST, seeded_identity
+from plexinode.testing.nodes import FAST, seeded_identity
 
 
 async def wait_until(condition) -> None:

@@ -48,7 +48,7 @@ def collude(liars: list[Node], k: int) -> Callable[[Inbound], Awaitable[Message]
     return handler
 
 
-def _nearest_rank(values: list[float], q: float) -> float:
+def _nearest_rank(values: list[float], q: int) -> float:
     ordered = sorted(values)
     return ordered[max(0, -(-len(ordered) * q // 100) - 1)] if ordered else float("nan")
 
