@@ -2,7 +2,7 @@
 
 Services never touch sockets directly: they get a :class:`Transport`, which opens a UDP-like
 datagram socket and TCP-like stream listeners and connections. :class:`SocketTransport` uses the
-operating system; :mod:`plexinode.testing.memory` implements the same interface in one process for
+operating system; :mod:`plexinode.testing.network` implements the same interface in one process for
 simulations. Both bind the datagram socket and the stream listener to the same port number.
 """
 

@@ -8,7 +8,7 @@ Starts --nodes real ``Node``s on one in-memory network under trio's MockClock, e
 bootstrapping from the first, and measures what issue 3 asks for, each figure beside its target:
 
 abc      on one network per seed (formed once; routing tables restored before each scenario,
-         see tests/sim/dht_scenarios.py): (a) healthy, (b) 30% of the nodes gone without
+         see plexinode/testing/dht_scenarios.py): (a) healthy, (b) 30% of the nodes gone without
          notice, (c) 20% colluding liars while 20% of the honest nodes are gone, with d = 4 and,
          on the same tables and pairs, d = 1. Links of 5 ms, no loss. --lookups lookups each,
          one after another, between random pairs of usable nodes.
@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import header, percentile, rss_bytes
 
-from plexinode.testing.memory import open_memory_network
-from tests.sim.dht_scenarios import Outcome, Scenarios
-from tests.sim.helpers import FAST, dht_network
+from plexinode.testing.dht_scenarios import Outcome, Scenarios
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, dht_network
 
 #: One-way link latency of scenarios (a)-(c): small, so simulated time still moves.
 BASE_LATENCY = 0.005

@@ -9,7 +9,7 @@ Starts --nodes real ``Node``s in this process on 127.0.0.1 with the real ``Socke
 each bootstrapping from the first, and picks one of them as the victim. --senders processes
 (multiprocessing, spawn: their CPU is not the node's) then send --count datagrams in all to the
 victim's UDP port from plain sockets, drawn from the categories of
-``tests/sim/fuzz_datagrams.py`` (the generators of ``tests/sim/test_dht_fuzz.py``): random
+``plexinode/testing/fuzz_datagrams.py`` (shared with ``tests/sim/test_dht_fuzz.py``): random
 bytes; truncated, extended and bit-flipped copies of real signed datagrams (captured from the
 honest network while it formed, or freshly sealed); forged signatures; replays; and, most of
 all, datagrams validly signed by a pool of --identities fuzzer identities, addressed to the
@@ -74,13 +74,12 @@ from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.transport import SocketTransport
 from plexinode.node import Node
-from tests.sim.fuzz_datagrams import (
+from plexinode.testing.capture import Capture, capturing
+from plexinode.testing.fuzz_datagrams import (
     ANSWER_KINDS,
     CATEGORIES,
     OUTCOMES,
-    Capture,
     Fuzzer,
-    capturing,
     solving_identity,
 )
 

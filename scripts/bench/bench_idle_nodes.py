@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import header, rss_bytes
 
-from plexinode.testing.memory import open_memory_network
-from tests.sim.helpers import running_nodes
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import running_nodes
 
 
 async def run(count: int, idle: float) -> None:

@@ -19,8 +19,8 @@ each node stores its address under its own node ID instead, and a lookup is a FI
 target's ID that must return the target's address (see kademlia_side.py).
 
 plexinode: real ``Node``s with ``SocketTransport`` and default settings, in this process, except
-the ID puzzle: ``dht.id_difficulty`` is 0, as in the simulations (tests/sim/helpers.py), so that
-the seeded identities need no solving. Every node joins (``dht.joined``); the network is then
+the ID puzzle: ``dht.id_difficulty`` is 0, as in the simulations (plexinode/testing/nodes.py), so
+that the seeded identities need no solving. Every node joins (``dht.joined``); the network is then
 left until it is quiet (tables no longer grow and fewer than 0.25 requests per node per second:
 the join-time bucket refresh, peer-record publication and handoffs are over; the wait is
 printed), the same nodes are stopped and the lookups run:

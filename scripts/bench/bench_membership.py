@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Membership in simulation: detection, false positives, dissemination, idle cost.
 
-Runs membership-only nodes (tests/sim/members.py: datagrams, streams, membership; no DHT) on
-the in-memory network under trio's MockClock, so every figure is in simulated seconds and
-replays from the printed seed (the network seeds trio's scheduling order too, and the
-interpreter's hash seed is fixed by common.py). Scenarios:
+Runs membership-only nodes (plexinode/testing/member_cluster.py: datagrams, streams,
+membership; no DHT) on the in-memory network under trio's MockClock, so every figure is in
+simulated seconds and replays from the printed seed (the network seeds trio's scheduling order
+too, and the interpreter's hash seed is fixed by common.py). Scenarios:
 
   detect     N nodes, 1% loss; one node after another is killed (no goodbye); prints the
              time to the first suspicion and until every other node lists it dead
@@ -53,19 +53,12 @@ from common import header, percentile, rss_bytes
 from plexinode.identity import NodeId
 from plexinode.membership.members import Died, Suspected
 from plexinode.net.transport import Transport
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
-from tests.sim.members import (
-    LAN,
-    Cluster,
-    MemberNode,
-    Meter,
-    Starvation,
-    ZombieWatch,
-    meter,
-    starve,
-    wait_for,
-)
-from tests.sim.members import member_cluster as cluster_of
+from plexinode.testing.member_cluster import LAN, Cluster, MemberNode
+from plexinode.testing.member_cluster import member_cluster as cluster_of
+from plexinode.testing.network import MemoryNetwork, open_memory_network
+from plexinode.testing.scheduling import wait_for
+from plexinode.testing.transport_hooks import Meter, Starvation, meter, starve
+from plexinode.testing.zombie_watch import ZombieWatch
 
 LATENCY = 0.002
 T = TypeVar("T")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import cli, cli_json
+from plexinode.testing.processes import cli, cli_json
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import pytest
 
 from plexinode.identity import Identity
 from plexinode.net import packet
+from plexinode.testing.processes import ID_DIFFICULTY, cli_json
 from plexinode.wire import envelope
 from plexinode.wire.messages import Ping
-from tests.e2e.conftest import ID_DIFFICULTY, cli_json
 
 pytestmark = pytest.mark.e2e
 

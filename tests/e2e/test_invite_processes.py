@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import cli, cli_json
+from plexinode.testing.processes import cli, cli_json
 from tests.e2e.test_membership_processes import states, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NodeProcess, cli, cli_json
+from plexinode.testing.processes import NodeProcess, cli, cli_json
 
 pytestmark = pytest.mark.e2e
 

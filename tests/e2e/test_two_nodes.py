@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import cli, cli_json, environ
+from plexinode.testing.processes import cli, cli_json, environ
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,10 @@ import trio
 
 from plexinode.membership.messages import MemberGossip
 from plexinode.membership.state import FUTURE_LIMIT_MS, MAX_COUNTER, sign_entry
-from plexinode.testing.memory import open_memory_network
-from tests.sim.helpers import seeded_identity
-from tests.sim.members import Cluster, member_cluster, wait_for
+from plexinode.testing.member_cluster import Cluster, member_cluster
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import seeded_identity
+from plexinode.testing.scheduling import wait_for
 from tests.sim.test_membership_sim import adversary
 
 #: A day and a minute, in milliseconds: beyond what a receiver takes.

@@ -26,21 +26,20 @@ from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import MAX_DATAGRAM, DatagramSocket
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
-from plexinode.wire import envelope
-from plexinode.wire.messages import Ping, Pong
-from plexinode.wire.schema import Message
-from tests.sim.fuzz_datagrams import (
+from plexinode.testing.capture import Capture, capturing
+from plexinode.testing.fuzz_datagrams import (
     CATEGORIES,
     OUTCOMES,
-    Capture,
     Fuzzer,
-    capturing,
     fuzz_identity,
     seal,
     solving_identity,
 )
-from tests.sim.helpers import FAST, dht_network, seeded_identity
+from plexinode.testing.network import MemoryNetwork, open_memory_network
+from plexinode.testing.nodes import FAST, dht_network, seeded_identity
+from plexinode.wire import envelope
+from plexinode.wire.messages import Ping, Pong
+from plexinode.wire.schema import Message
 
 SEED = 20261128
 NODES = 20

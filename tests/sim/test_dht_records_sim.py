@@ -18,9 +18,9 @@ from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
+from plexinode.testing.network import MemoryNetwork, open_memory_network
+from plexinode.testing.nodes import FAST, dht_network, seeded_identity
 from plexinode.wire.messages import Ping, Pong
-from tests.sim.helpers import FAST, dht_network, seeded_identity
 
 #: Ten simulated minutes between republishing rounds, so tests cover several of them.
 REPUBLISH = replace(FAST, dht=replace(FAST.dht, republish_interval=600.0))

@@ -15,9 +15,9 @@ import time
 import pytest
 import trio
 
-from plexinode.testing.memory import open_memory_network
-from tests.sim.dht_scenarios import Scenarios
-from tests.sim.helpers import FAST, dht_network
+from plexinode.testing.dht_scenarios import Scenarios
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, dht_network
 
 NODES = int(os.environ.get("PLEXINODE_SCALE_NODES", "1000"))
 SEED = int(os.environ.get("PLEXINODE_SCALE_SEED", "1"))

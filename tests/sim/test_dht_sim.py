@@ -25,9 +25,9 @@ from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
 from plexinode.node import Node
-from plexinode.testing.memory import open_memory_network
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, dht_network, seeded_identity
 from plexinode.wire.schema import Message
-from tests.sim.helpers import FAST, dht_network, seeded_identity
 
 
 async def test_every_node_resolves_every_other(autojump_clock) -> None:

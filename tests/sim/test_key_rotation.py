@@ -19,9 +19,10 @@ from plexinode.security.rotation import (
     reply_to,
     revocation_key,
 )
-from plexinode.testing.memory import MemoryNetwork
+from plexinode.testing.member_cluster import Cluster, MemberNode, member_cluster
+from plexinode.testing.network import MemoryNetwork
+from plexinode.testing.scheduling import wait_for
 from plexinode.wire import envelope
-from tests.sim.members import Cluster, MemberNode, member_cluster, wait_for
 
 K0 = bytes(range(32))
 K1 = bytes(range(32, 64))

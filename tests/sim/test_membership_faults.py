@@ -12,15 +12,11 @@ import trio
 
 from plexinode.membership.members import State
 from plexinode.net.transport import Transport
-from plexinode.testing.memory import open_memory_network
-from tests.sim.members import (
-    LAN,
-    Starvation,
-    ZombieWatch,
-    member_cluster,
-    starve,
-    wait_for,
-)
+from plexinode.testing.member_cluster import LAN, member_cluster
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.scheduling import wait_for
+from plexinode.testing.transport_hooks import Starvation, starve
+from plexinode.testing.zombie_watch import ZombieWatch
 
 
 @pytest.mark.parametrize("seed", [11, 24, 25])

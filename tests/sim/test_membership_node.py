@@ -12,8 +12,8 @@ from plexinode.errors import AdminError
 from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
-from plexinode.testing.memory import open_memory_network
-from tests.sim.helpers import FAST, seeded_identity
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, seeded_identity
 
 
 async def wait_until(condition) -> None:

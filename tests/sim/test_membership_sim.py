@@ -31,20 +31,13 @@ from plexinode.membership.state import StateEntry, sign_entry, state_digest
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.streams import StreamService
-from plexinode.testing.memory import MemoryNetwork, open_memory_network
+from plexinode.testing.member_cluster import DATAGRAM, LAN, STREAM, MemberNode, member_cluster
+from plexinode.testing.network import MemoryNetwork, open_memory_network
+from plexinode.testing.nodes import seeded_identity
+from plexinode.testing.scheduling import wait_for
+from plexinode.testing.transport_hooks import Meter, meter
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
-from tests.sim.helpers import seeded_identity
-from tests.sim.members import (
-    DATAGRAM,
-    LAN,
-    STREAM,
-    MemberNode,
-    Meter,
-    member_cluster,
-    meter,
-    wait_for,
-)
 
 #: The cluster-state digest of a node that holds no entry (push-pull then skips the state).
 EMPTY_STATE = state_digest(iter(()))

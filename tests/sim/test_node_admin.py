@@ -15,8 +15,8 @@ from plexinode.errors import AdminError
 from plexinode.net.address import Address
 from plexinode.net.keyring import Keyring, key_id
 from plexinode.node import Node
-from plexinode.testing.memory import open_memory_network
-from tests.sim.helpers import FAST, seeded_identity
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, seeded_identity
 
 
 async def test_admin_commands_answer_and_refuse_bad_arguments(tmp_path) -> None:

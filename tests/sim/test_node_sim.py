@@ -22,11 +22,11 @@ from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_connect
 from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.node import ECHO_PROTOCOL, Node
-from plexinode.testing.memory import open_memory_network
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, running_nodes, seeded_identity
 from plexinode.wire import envelope
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen
 from plexinode.wire.schema import Message
-from tests.sim.helpers import FAST, running_nodes, seeded_identity
 
 
 async def test_ping_over_datagrams_and_streams(autojump_clock) -> None:

@@ -9,8 +9,8 @@ from plexinode.errors import HandshakeError, PeerTimeout
 from plexinode.membership.members import State
 from plexinode.net.keyring import Keyring, key_id
 from plexinode.node import Node
-from plexinode.testing.memory import open_memory_network
-from tests.sim.helpers import FAST, seeded_identity
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, seeded_identity
 
 
 async def test_outsiders_are_dropped_and_a_rotation_keeps_members_together(

@@ -20,17 +20,16 @@ from hypothesis import strategies as st
 
 from plexinode.net.address import Address
 from plexinode.net.transport import MAX_DATAGRAM
-from plexinode.testing.memory import (
-    DEFAULT_QUEUE_SIZE,
+from plexinode.testing.datagrams import DEFAULT_QUEUE_SIZE, MemoryEndpoint
+from plexinode.testing.network import (
     FIRST_EPHEMERAL_PORT,
     LinkConditions,
-    MemoryEndpoint,
     MemoryNetwork,
-    MemoryStream,
     MemoryTransport,
     open_memory_network,
-    replayable_scheduling,
 )
+from plexinode.testing.scheduling import replayable_scheduling
+from plexinode.testing.streams import MemoryStream
 
 ANY = Address("0.0.0.0", 0)
 

@@ -1,4 +1,9 @@
-"""Nodes on the in-memory network, for simulation tests."""
+"""Full nodes on the in-memory network: fast settings, seeded identities, running nodes.
+
+:func:`running_nodes` starts nodes (:class:`~plexinode.node.Node`), each on a host of its own;
+:func:`dht_network` starts a DHT that has formed (every node bootstrapped from the first).
+Identities come from :func:`seeded_identity`, so a simulation replays from its seed.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,9 @@ from plexinode.dht.settings import DhtSettings
 from plexinode.identity import Identity
 from plexinode.net.address import Address
 from plexinode.net.settings import DatagramSettings, StreamSettings
-from plexinode.net.transport import DatagramSocket, Endpoint, Transport
+from plexinode.net.transport import Transport
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork
+from plexinode.testing.network import MemoryNetwork
 
 FAST = Settings(
     listen=Address("0.0.0.0", 7420),
@@ -99,48 +104,3 @@ async def dht_network(
         yield nodes
         for node in nodes:
             node.stop()
-
-
-class WrappedEndpoint:
-    """`inner` with its datagram socket (and, if given, its listener) replaced."""
-
-    def __init__(
-        self,
-        inner: Endpoint,
-        datagrams: DatagramSocket,
-        listener: trio.abc.Listener[trio.abc.Stream] | None = None,
-    ) -> None:
-        self._inner = inner
-        self._datagrams = datagrams
-        self._listener = inner.listener if listener is None else listener
-
-    @property
-    def address(self) -> Address:
-        return self._inner.address
-
-    @property
-    def datagrams(self) -> DatagramSocket:
-        return self._datagrams
-
-    @property
-    def listener(self) -> trio.abc.Listener[trio.abc.Stream]:
-        return self._listener
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class DatagramWrappingTransport:
-    """A transport whose endpoints' datagram sockets pass through ``wrap(socket)`` (to watch,
-    delay or alter the datagrams of one node); streams are untouched."""
-
-    def __init__(self, inner: Transport, wrap: Callable[[DatagramSocket], DatagramSocket]) -> None:
-        self._inner = inner
-        self._wrap = wrap
-
-    async def bind(self, address: Address) -> Endpoint:
-        endpoint = await self._inner.bind(address)
-        return WrappedEndpoint(endpoint, self._wrap(endpoint.datagrams))
-
-    async def connect(self, address: Address) -> trio.abc.Stream:
-        return await self._inner.connect(address)

@@ -25,7 +25,7 @@ from plexinode.dht.messages import FindNode, Nodes, WireContact
 from plexinode.dht.routing import RoutingTable
 from plexinode.net.datagram import Inbound
 from plexinode.node import Node
-from plexinode.testing.memory import MemoryNetwork
+from plexinode.testing.network import MemoryNetwork
 from plexinode.wire.schema import Message
 
 GONE_FRACTION_B = 0.3
@@ -48,7 +48,7 @@ def collude(liars: list[Node], k: int) -> Callable[[Inbound], Awaitable[Message]
     return handler
 
 
-def _nearest_rank(values: list[float], q: float) -> float:
+def _nearest_rank(values: list[float], q: int) -> float:
     ordered = sorted(values)
     return ordered[max(0, -(-len(ordered) * q // 100) - 1)] if ordered else float("nan")
 

@@ -58,10 +58,8 @@ from plexinode.dht.records import (
 from plexinode.errors import DecodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
-from plexinode.net.address import Address
 from plexinode.net.keyring import Keyring
 from plexinode.net.settings import DatagramSettings
-from plexinode.net.transport import DatagramSocket, Transport
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS, pack
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong, StreamOpen
@@ -77,7 +75,6 @@ from plexinode.wire.schema import (
     Str,
     Struct,
 )
-from tests.sim.helpers import DatagramWrappingTransport
 
 #: Every counter of ``DatagramService.stats`` that one received datagram can end in.
 OUTCOMES: Final = (
@@ -413,7 +410,8 @@ class Fuzzer:
             process, take disjoint ranges so that their counters never collide).
         clock: Unix time as the victim sees it, for record expiry (the node's wall clock).
         known_keys: Public keys of honest nodes (targets, tags, impersonations).
-        captured: Datagrams captured from the honest network (see :class:`Capture`).
+        captured: Datagrams captured from the honest network (see
+            :class:`~plexinode.testing.capture.Capture`).
         id_difficulty: The network's ID puzzle: pool identities solve it (``signed_unsolved_id``
             uses a few that do not).
         dense_counters: Counters advance by 1 from datagram to datagram of one identity, instead
@@ -849,7 +847,7 @@ class Fuzzer:
             version = rng.choice((0, 2, 255, -1, True, False, "1", 1.0, None, b"\x01", [1]))
             return pack([version, 16, rid, [self._id()]])
         if kind == 3:
-            request_id = rng.choice((-1, -(2**63), "1", 1.5, None, b"\x00", [], True))
+            request_id: object = rng.choice((-1, -(2**63), "1", 1.5, None, b"\x00", [], True))
             return pack([1, 16, request_id, [self._id()]])
         if kind == 4:
             return pack([1, 16, rid, rng.choice((None, 0, "x", b"x", {"a": 1}, True))])
@@ -1072,50 +1070,3 @@ class Fuzzer:
 
     def _reply(self, i: int, message: Message, request_id: int, tag: bytes) -> bytes:
         return self._signed_by(i, self._envelope(message, request_id), guarded=False, tag=tag)
-
-
-# -- capturing honest traffic -------------------------------------------------------------------
-
-
-class Capture:
-    """A seeded reservoir sample of the datagrams honest nodes send (at most `size`)."""
-
-    def __init__(self, seed: int, size: int = 512) -> None:
-        self._rng = random.Random(seed)
-        self.size = size
-        self.seen = 0
-        self.samples: list[bytes] = []
-        self.enabled = True
-
-    def offer(self, data: bytes) -> None:
-        """Consider one datagram for the sample."""
-        if not self.enabled:
-            return
-        self.seen += 1
-        if len(self.samples) < self.size:
-            self.samples.append(data)
-        else:
-            at = self._rng.randrange(self.seen)
-            if at < self.size:
-                self.samples[at] = data
-
-
-class _CapturingSocket:
-    def __init__(self, inner: DatagramSocket, capture: Capture) -> None:
-        self._inner = inner
-        self._capture = capture
-
-    async def sendto(self, data: bytes, address: Address) -> None:
-        self._capture.offer(data)
-        await self._inner.sendto(data, address)
-
-    async def recvfrom(self) -> tuple[bytes, Address]:
-        return await self._inner.recvfrom()
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-def capturing(inner: Transport, capture: Capture) -> Transport:
-    """`inner`, offering every datagram its node sends to `capture`."""
-    return DatagramWrappingTransport(inner, lambda sock: _CapturingSocket(sock, capture))

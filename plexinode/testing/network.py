@@ -11,16 +11,18 @@ view with :meth:`MemoryNetwork.transport`, which fixes its host address::
         alice = net.transport(net.new_host())
         endpoint = await alice.bind(Address("0.0.0.0", 0))
 
+The network is the part that knows every host: it owns the host records, the link conditions,
+partitions and blocks, the one random generator and the delivery of delayed datagrams, and it
+creates the pieces below it, which know nothing of it: the bound ports
+(:mod:`plexinode.testing.datagrams`) and the stream connections
+(:mod:`plexinode.testing.streams`). Trio's own scheduling order is made replayable by
+:mod:`plexinode.testing.scheduling`.
+
 Determinism
 -----------
-Trio's scheduler deliberately does not promise an order between tasks that are runnable at the
-same time: by default it reverses each batch of runnable tasks at random, from a generator seeded
-by the operating system, so two runs of one seeded simulation drift apart after a few thousand
-task switches. :func:`open_memory_network` therefore puts trio's scheduler in the deterministic
-mode that trio itself uses under Hypothesis (each batch sorted by task creation order, then
-shuffled by trio's generator) and seeds that generator from the network's seed (see
-:func:`replayable_scheduling`). The rest is decided by our own code, at the moment of a call, in
-call order:
+:func:`open_memory_network` seeds trio's scheduler from the network's seed (see
+:func:`~plexinode.testing.scheduling.replayable_scheduling`). The rest is decided by our own
+code, at the moment of a call, in call order:
 
 * All randomness (loss, duplication, jitter) comes from ONE ``random.Random(seed)`` owned by the
   network, drawn synchronously inside ``sendto``. A probability or jitter of zero draws nothing,
@@ -38,9 +40,8 @@ call order:
 
 Datagrams
 ---------
-Each bound socket owns a bounded trio memory channel (:data:`DEFAULT_QUEUE_SIZE` datagrams); a
-full queue drops the datagram, as a full UDP receive buffer does. ``sendto`` decides a datagram's
-fate in this order, and every datagram ends in exactly one counter of :class:`NetworkStats`:
+``sendto`` decides a datagram's fate in this order, and every datagram ends in exactly one
+counter of :class:`NetworkStats`:
 
 1. larger than :data:`~plexinode.net.transport.MAX_DATAGRAM`: ``dropped_oversize``;
 2. ``src -> dst`` cut by a partition or a directional block: ``dropped_partition``;
@@ -49,31 +50,22 @@ fate in this order, and every datagram ends in exactly one counter of :class:`Ne
    each copy then draws its own delay);
 5. delay = ``latency + uniform(0, jitter)``, so jitter only ever adds delay and datagrams sent
    close together can be reordered;
-6. on arrival: nothing bound (or closed) at the destination: ``dropped_unbound``; queue full:
-   ``dropped_full``; otherwise ``delivered``.
+6. on arrival: nothing bound (or closed) at the destination: ``dropped_unbound``; the socket's
+   queue full (:data:`~plexinode.testing.datagrams.DEFAULT_QUEUE_SIZE`): ``dropped_full``;
+   otherwise ``delivered``.
 
 So ``sent + duplicated == delivered + dropped + in_flight`` at all times. Partitions are checked
 when a datagram is sent, not when it arrives: a datagram already on the wire when the partition
 starts still arrives, as it would on a real network. Link settings are directional and default to
 the network-wide ones given to :func:`open_memory_network`.
 
-Streams
--------
-``connect`` returns one end of a reliable, in-order, half-closeable byte stream
-(:class:`MemoryStream`); ``listener.accept()`` returns the other. Each direction is a bounded pipe
-(:data:`DEFAULT_STREAM_BUFFER` bytes), written here rather than borrowed from
-:mod:`trio.testing`: ``memory_stream_pair`` buffers without limit, so a writer never feels
-backpressure, and ``lockstep_stream_pair`` has no buffer at all, so two peers that both write a
-greeting before reading (which TCP allows) would deadlock. The bounded pipe behaves like a pair of
-socket buffers: ``send_all`` returns once its bytes fit in the buffer and blocks while the buffer
-is full, until the reader catches up.
-
-Latency applies to connection set-up only: ``connect`` takes the forward link latency to reach
+Connections
+-----------
+Latency applies to connection set-up only (the bytes of an established stream arrive with no
+delay, see :mod:`plexinode.testing.streams`): ``connect`` takes the forward link latency to reach
 the listener (or to fail with ``EHOSTUNREACH`` across a partition or block, or with
 ``ECONNREFUSED`` after the return latency when nothing listens) and the return latency to
-complete. Bytes on an established stream arrive with no delay and are never lost; modelling
-per-write delay would need a timer per write, and protocols over streams care about order and
-backpressure, which are modelled, far more than about the exact transfer time.
+complete.
 
 Blocks follow a stateful firewall: a connection is allowed when its initiator may send to the
 acceptor (``block(b, a)`` does not stop ``a`` from connecting to ``b``; replies on an established
@@ -90,13 +82,9 @@ Closing and crashing
 Closing an endpoint closes its socket (a pending ``recvfrom`` raises
 :class:`trio.ClosedResourceError`) and its listener (a pending ``accept`` raises the same, and
 connections not yet accepted are reset); accepted streams stay open, as with TCP. The port is
-free again once both are closed. Closing a stream ends the peer's reads with ``b""`` after the
-data already sent, and the peer's writes raise :class:`trio.BrokenResourceError`.
-:meth:`~MemoryNetwork.crash` models a power cut: every endpoint of the host is closed and every
-stream touching the host is reset; the host can then bind again (a restart). Using a closed
-datagram socket raises :class:`trio.ClosedResourceError`; the real socket would fail with an
-``OSError`` that is logged and swallowed, but sending after close is always a bug, and a
-simulation is the place to find it.
+free again once both are closed. :meth:`~MemoryNetwork.crash` models a power cut: every endpoint
+of the host is closed and every stream touching the host is reset; the host can then bind again
+(a restart).
 
 Not modelled: bandwidth, MTU and fragmentation, address translation, loopback addresses, per-write
 stream latency, and stalls. Everything per socket is lazy and slotted (no task per socket, a
@@ -112,7 +100,6 @@ import heapq
 import ipaddress
 import logging
 import math
-import operator
 import random
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -123,25 +110,19 @@ import trio
 
 from plexinode.net.address import Address
 from plexinode.net.transport import MAX_DATAGRAM
+from plexinode.testing.datagrams import DEFAULT_QUEUE_SIZE, MemoryEndpoint, SendDatagram
+from plexinode.testing.scheduling import replayable_scheduling, sleep_or_checkpoint
+from plexinode.testing.streams import (
+    DEFAULT_BACKLOG,
+    DEFAULT_STREAM_BUFFER,
+    MemoryStream,
+    StreamConnection,
+)
 
 if TYPE_CHECKING:
     from plexinode.net.transport import Endpoint, Transport
 
 log = logging.getLogger(__name__)
-
-#: Datagrams queued per socket before new ones are dropped. 256 full-size datagrams are about
-#: 300 KB, the order of a default Linux UDP receive buffer (``net.core.rmem_default``); a node that
-#: falls further behind than that is overloaded, and dropping is what UDP would do.
-DEFAULT_QUEUE_SIZE: int = 256
-
-#: Bytes buffered per stream direction before ``send_all`` blocks: 64 KiB, the order of a default
-#: TCP socket buffer. Large enough that request/response exchanges never stall on it, small enough
-#: that a writer to a reader that stopped reading blocks instead of growing memory without bound.
-DEFAULT_STREAM_BUFFER: int = 64 * 1024
-
-#: Connections waiting for ``accept`` before new ones are refused; the same backlog that
-#: :class:`~plexinode.net.transport.SocketTransport` passes to ``listen``.
-DEFAULT_BACKLOG: int = 512
 
 #: ``bind`` with port 0 allocates from the IANA dynamic range (49152-65535), lowest free port after
 #: the previous allocation, wrapping around: deterministic, and ports are not reused immediately.
@@ -232,7 +213,7 @@ class _Host:
     def __init__(self, name: str) -> None:
         self.name = name
         self.endpoints: dict[int, MemoryEndpoint] = {}
-        self.connections: set[_Connection] | None = None
+        self.connections: set[StreamConnection] | None = None
         #: Bumped by a crash, so that a connect in progress across the crash fails.
         self.epoch = 0
         self.next_port = FIRST_EPHEMERAL_PORT
@@ -269,6 +250,7 @@ class MemoryNetwork:
         "_queue_size",
         "_rng",
         "_running",
+        "_send",
         "_seq",
         "_stream_buffer",
         "_timer",
@@ -307,6 +289,8 @@ class MemoryNetwork:
         self._closed = False
         #: Datagram counters; see :class:`NetworkStats`.
         self.stats = NetworkStats()
+        #: What every bound socket sends through (one bound method, shared by all of them).
+        self._send: SendDatagram = self._send_datagram
 
     # ---- hosts and transports ------------------------------------------------------------------
 
@@ -458,7 +442,7 @@ class MemoryNetwork:
         log.info("crash %s", host)
         state.epoch += 1
         for endpoint in list(state.endpoints.values()):
-            endpoint._abort()
+            endpoint.close()
         state.endpoints.clear()
         for connection in list(state.connections or ()):
             connection.reset()
@@ -552,15 +536,12 @@ class MemoryNetwork:
     def _deliver(self, src: Address, dst: Address, payload: bytes) -> None:
         host = self._hosts.get(dst.host)
         endpoint = host.endpoints.get(dst.port) if host is not None else None
-        if endpoint is None or endpoint._datagrams._closed:
+        if endpoint is None or endpoint.datagrams.closed:
             self.stats.dropped_unbound += 1
-            return
-        try:
-            endpoint._datagrams._queue_in.send_nowait((payload, src))
-        except trio.WouldBlock:
-            self.stats.dropped_full += 1
-        else:
+        elif endpoint.datagrams.deliver(payload, src):
             self.stats.delivered += 1
+        else:
+            self.stats.dropped_full += 1
 
     # ---- binding and connecting ----------------------------------------------------------------
 
@@ -581,7 +562,7 @@ class MemoryNetwork:
             port = self._free_port(host)
         elif port in host.endpoints:
             raise OSError(errno.EADDRINUSE, f"address already in use: {host.name}:{port}")
-        endpoint = MemoryEndpoint(self, host, Address(host.name, port))
+        endpoint = MemoryEndpoint(host, Address(host.name, port), self._send, self._queue_size)
         host.endpoints[port] = endpoint
         return endpoint
 
@@ -600,7 +581,7 @@ class MemoryNetwork:
         epoch = host.epoch
         forward = self.link(host.name, address.host).latency
         backward = self.link(address.host, host.name).latency
-        await _sleep_or_checkpoint(forward)
+        await sleep_or_checkpoint(forward)
         self._check_open()
         if host.epoch != epoch:
             raise OSError(errno.ECONNABORTED, f"{host.name} crashed while connecting")
@@ -608,18 +589,16 @@ class MemoryNetwork:
         if target is None or self.is_blocked(host.name, address.host):
             raise OSError(errno.EHOSTUNREACH, f"no route from {host.name} to {address.host}")
         endpoint = target.endpoints.get(address.port)
-        listener = endpoint._listener if endpoint is not None else None
-        if listener is None or listener._closed or listener._queued() >= self._backlog:
-            await _sleep_or_checkpoint(backward)
+        listener = endpoint.listener if endpoint is not None else None
+        if listener is None or listener.closed or listener.queued >= self._backlog:
+            await sleep_or_checkpoint(backward)
             raise OSError(errno.ECONNREFUSED, f"connection refused by {address}")
         source = Address(host.name, host.next_source_port)
         host.next_source_port = source.port + 1 if source.port < LAST_PORT else FIRST_EPHEMERAL_PORT
-        connection = _Connection(
-            host, target, source, listener._endpoint._address, self._stream_buffer
-        )
-        listener._enqueue(connection)
+        connection = StreamConnection(host, target, source, listener.address, self._stream_buffer)
+        listener.enqueue(connection)
         try:
-            await _sleep_or_checkpoint(backward)
+            await sleep_or_checkpoint(backward)
             if host.epoch != epoch:
                 raise OSError(errno.ECONNABORTED, f"{host.name} crashed while connecting")
         except BaseException:
@@ -628,32 +607,46 @@ class MemoryNetwork:
         return connection.client
 
 
-async def _sleep_or_checkpoint(seconds: float) -> None:
-    if seconds > 0:
-        await trio.sleep(seconds)
-    else:
+class MemoryTransport:
+    """One host's view of a :class:`MemoryNetwork`; a drop-in :class:`Transport`."""
+
+    __slots__ = ("_host", "_network")
+
+    def __init__(self, network: MemoryNetwork, host: _Host) -> None:
+        self._network = network
+        self._host = host
+
+    @property
+    def host(self) -> str:
+        """This host's address."""
+        return self._host.name
+
+    @property
+    def network(self) -> MemoryNetwork:
+        """The network this transport belongs to."""
+        return self._network
+
+    async def bind(self, address: Address) -> MemoryEndpoint:
+        """Bind a datagram socket and a stream listener on one port of this host.
+
+        Args:
+            address: This host's address or a wildcard (``0.0.0.0``, ``::``), and a port; port 0
+                allocates a free one.
+
+        Raises:
+            OSError: ``EADDRINUSE`` if the port is taken, ``EADDRNOTAVAIL`` for another host.
+        """
         await trio.lowlevel.checkpoint()
+        return self._network._bind(self._host, address)
 
+    async def connect(self, address: Address) -> MemoryStream:
+        """Open a stream to a listener, after the round-trip latency.
 
-def replayable_scheduling(seed: int) -> bool:
-    """Make trio's order among tasks runnable at one instant a function of `seed`, for the rest of
-    this process; return whether it could.
-
-    Trio keeps its scheduling generator, and the switch that sorts each batch before shuffling
-    it, in ``trio._core._run``; Hypothesis turns the switch on for its own examples through
-    trio's plugin hook. Those are private names: if a trio release moves them, this logs a
-    warning and returns False, and simulations still run, only without exact replay.
-    """
-    run_module = getattr(getattr(trio, "_core", None), "_run", None)
-    generator = getattr(run_module, "_r", None)
-    if not isinstance(generator, random.Random) or not hasattr(
-        run_module, "_ALLOW_DETERMINISTIC_SCHEDULING"
-    ):
-        log.warning("this trio release hides its scheduler's generator: runs will not replay")
-        return False
-    setattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010 (a Final global)
-    generator.seed(seed)
-    return True
+        Raises:
+            OSError: ``EHOSTUNREACH`` across a partition or block, or to an unknown host;
+                ``ECONNREFUSED`` if nothing listens there (or its backlog is full).
+        """
+        return await self._network._connect(self._host, address)
 
 
 @asynccontextmanager
@@ -699,408 +692,6 @@ async def open_memory_network(
             raise
         error = group.exceptions[0]
         raise error from error.__cause__
-
-
-class MemoryTransport:
-    """One host's view of a :class:`MemoryNetwork`; a drop-in :class:`Transport`."""
-
-    __slots__ = ("_host", "_network")
-
-    def __init__(self, network: MemoryNetwork, host: _Host) -> None:
-        self._network = network
-        self._host = host
-
-    @property
-    def host(self) -> str:
-        """This host's address."""
-        return self._host.name
-
-    @property
-    def network(self) -> MemoryNetwork:
-        """The network this transport belongs to."""
-        return self._network
-
-    async def bind(self, address: Address) -> MemoryEndpoint:
-        """Bind a datagram socket and a stream listener on one port of this host.
-
-        Args:
-            address: This host's address or a wildcard (``0.0.0.0``, ``::``), and a port; port 0
-                allocates a free one.
-
-        Raises:
-            OSError: ``EADDRINUSE`` if the port is taken, ``EADDRNOTAVAIL`` for another host.
-        """
-        await trio.lowlevel.checkpoint()
-        return self._network._bind(self._host, address)
-
-    async def connect(self, address: Address) -> MemoryStream:
-        """Open a stream to a listener, after the round-trip latency.
-
-        Raises:
-            OSError: ``EHOSTUNREACH`` across a partition or block, or to an unknown host;
-                ``ECONNREFUSED`` if nothing listens there (or its backlog is full).
-        """
-        return await self._network._connect(self._host, address)
-
-
-class MemoryEndpoint:
-    """A bound port: one datagram socket and one stream listener (a drop-in ``Endpoint``)."""
-
-    __slots__ = ("_address", "_datagrams", "_host", "_listener", "_network")
-
-    def __init__(self, network: MemoryNetwork, host: _Host, address: Address) -> None:
-        self._network = network
-        self._host = host
-        self._address = address
-        self._datagrams = MemoryDatagramSocket(self, network._queue_size)
-        self._listener = MemoryListener(self)
-
-    @property
-    def address(self) -> Address:
-        """The bound address, with the real port even when 0 was asked for."""
-        return self._address
-
-    @property
-    def datagrams(self) -> MemoryDatagramSocket:
-        """The datagram socket."""
-        return self._datagrams
-
-    @property
-    def listener(self) -> MemoryListener:
-        """The stream listener."""
-        return self._listener
-
-    async def aclose(self) -> None:
-        """Close the socket and the listener; the port is free again."""
-        self._datagrams.close()
-        await self._listener.aclose()
-
-    def _abort(self) -> None:
-        self._datagrams.close()
-        self._listener._close()
-
-    def _part_closed(self) -> None:
-        # The port stays taken until both the socket and the listener are closed.
-        if self._datagrams._closed and self._listener._closed:
-            endpoints = self._host.endpoints
-            if endpoints.get(self._address.port) is self:
-                del endpoints[self._address.port]
-
-
-class MemoryDatagramSocket:
-    """A bound datagram socket with a bounded receive queue (a drop-in ``DatagramSocket``)."""
-
-    __slots__ = ("_closed", "_endpoint", "_queue_in", "_queue_out")
-
-    def __init__(self, endpoint: MemoryEndpoint, queue_size: int) -> None:
-        self._endpoint = endpoint
-        self._closed = False
-        self._queue_in, self._queue_out = trio.open_memory_channel[tuple[bytes, Address]](
-            queue_size
-        )
-
-    async def sendto(self, data: bytes, address: Address) -> None:
-        """Send one datagram; losses and drops are silent (counted in ``network.stats``).
-
-        Raises:
-            trio.ClosedResourceError: This socket is closed.
-        """
-        await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("the datagram socket is closed")
-        self._endpoint._network._send_datagram(self._endpoint._address, bytes(data), address)
-
-    async def recvfrom(self) -> tuple[bytes, Address]:
-        """Wait for the next datagram and its source address.
-
-        Raises:
-            trio.ClosedResourceError: The socket is closed, before or during the wait.
-        """
-        return await self._queue_out.receive()
-
-    def close(self) -> None:
-        """Close the socket; queued datagrams are discarded."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue_out.close()
-        self._queue_in.close()
-        self._endpoint._part_closed()
-
-
-class MemoryListener(trio.abc.Listener["MemoryStream"]):
-    """The stream listener of a :class:`MemoryEndpoint`."""
-
-    __slots__ = ("_closed", "_endpoint", "_lot", "_pending")
-
-    def __init__(self, endpoint: MemoryEndpoint) -> None:
-        self._endpoint = endpoint
-        self._closed = False
-        self._pending: list[_Connection] | None = None
-        self._lot: trio.lowlevel.ParkingLot | None = None
-
-    async def accept(self) -> MemoryStream:
-        """Wait for the next incoming connection and return our end of it.
-
-        Raises:
-            trio.ClosedResourceError: The listener is closed, before or during the wait.
-        """
-        await trio.lowlevel.checkpoint()
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError("the listener is closed")
-            if self._pending:
-                return self._pending.pop(0).server
-            if self._lot is None:
-                self._lot = trio.lowlevel.ParkingLot()
-            await self._lot.park()
-
-    async def aclose(self) -> None:
-        """Stop listening; connections not yet accepted are reset."""
-        self._close()
-        await trio.lowlevel.checkpoint()
-
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        pending, self._pending = self._pending or [], None
-        for connection in pending:
-            connection.reset()
-        if self._lot is not None:
-            self._lot.unpark_all()
-        self._endpoint._part_closed()
-
-    def _queued(self) -> int:
-        return len(self._pending) if self._pending else 0
-
-    def _enqueue(self, connection: _Connection) -> None:
-        if self._pending is None:
-            self._pending = []
-        self._pending.append(connection)
-        if self._lot is not None:
-            self._lot.unpark()
-
-
-class _Pipe:
-    """One direction of a stream: a bounded byte buffer between one writer and one reader."""
-
-    __slots__ = ("buffer", "capacity", "eof", "lot", "reader_closed", "reset")
-
-    def __init__(self, capacity: int) -> None:
-        self.buffer = bytearray()
-        self.capacity = capacity
-        #: The writer will write no more (``send_eof`` or ``aclose``): reads end with b"".
-        self.eof = False
-        #: The reader closed its end: writes raise BrokenResourceError.
-        self.reader_closed = False
-        #: The connection was aborted: both ends raise BrokenResourceError.
-        self.reset = False
-        self.lot: trio.lowlevel.ParkingLot | None = None
-
-    async def wait(self) -> None:
-        """Block until the state changes (any waiter re-checks what it waits for)."""
-        if self.lot is None:
-            self.lot = trio.lowlevel.ParkingLot()
-        await self.lot.park()
-
-    def changed(self) -> None:
-        if self.lot is not None:
-            self.lot.unpark_all()
-
-
-class _Connection:
-    """A stream connection: two pipes and the two :class:`MemoryStream` ends that share them."""
-
-    __slots__ = ("client", "client_host", "open_ends", "server", "server_host")
-
-    def __init__(
-        self,
-        client_host: _Host,
-        server_host: _Host,
-        client_address: Address,
-        server_address: Address,
-        buffer: int,
-    ) -> None:
-        self.client_host = client_host
-        self.server_host = server_host
-        upstream, downstream = _Pipe(buffer), _Pipe(buffer)
-        self.client = MemoryStream(self, upstream, downstream, client_address, server_address)
-        self.server = MemoryStream(self, downstream, upstream, server_address, client_address)
-        self.open_ends = 2
-        for host in (client_host, server_host):
-            if host.connections is None:
-                host.connections = set()
-            host.connections.add(self)
-
-    def end_closed(self) -> None:
-        self.open_ends -= 1
-        if self.open_ends == 0:
-            self._forget()
-
-    def reset(self) -> None:
-        """Abort the connection: both ends raise BrokenResourceError from now on."""
-        for pipe in (self.client._send_pipe, self.server._send_pipe):
-            pipe.reset = True
-            pipe.buffer.clear()
-            pipe.changed()
-        self._forget()
-
-    def _forget(self) -> None:
-        for host in (self.client_host, self.server_host):
-            if host.connections is not None:
-                host.connections.discard(self)
-
-
-class MemoryStream(trio.abc.HalfCloseableStream):
-    """One end of a reliable, in-order, half-closeable byte stream with bounded buffering.
-
-    Attributes:
-        local_address: This end's address (for a connecting end, a notional source port).
-        remote_address: The other end's address.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_connection",
-        "_receive_busy",
-        "_receive_pipe",
-        "_send_busy",
-        "_send_pipe",
-        "local_address",
-        "remote_address",
-    )
-
-    def __init__(
-        self,
-        connection: _Connection,
-        send_pipe: _Pipe,
-        receive_pipe: _Pipe,
-        local_address: Address,
-        remote_address: Address,
-    ) -> None:
-        self._connection = connection
-        self._send_pipe = send_pipe
-        self._receive_pipe = receive_pipe
-        self.local_address = local_address
-        self.remote_address = remote_address
-        self._closed = False
-        self._send_busy = False
-        self._receive_busy = False
-
-    def _check_sendable(self) -> None:
-        pipe = self._send_pipe
-        if self._closed or (pipe.eof and not pipe.reset):
-            raise trio.ClosedResourceError("this stream is closed for sending")
-        if pipe.reset or pipe.reader_closed:
-            raise trio.BrokenResourceError("the connection was closed or reset by the peer")
-
-    def _claim_send(self) -> None:
-        if self._send_busy:
-            raise trio.BusyResourceError("another task is already sending on this stream")
-        self._send_busy = True
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Write all of `data`, blocking while the buffer towards the peer is full.
-
-        Raises:
-            trio.BusyResourceError: Another task is sending on this stream.
-            trio.BrokenResourceError: The peer closed its end, or the connection was reset.
-            trio.ClosedResourceError: This end was closed, or ``send_eof`` was called.
-        """
-        self._claim_send()
-        try:
-            await trio.lowlevel.checkpoint()
-            view = memoryview(data).cast("B")
-            pipe = self._send_pipe
-            while True:
-                self._check_sendable()
-                if not view:
-                    return
-                room = pipe.capacity - len(pipe.buffer)
-                if room > 0:
-                    pipe.buffer += view[:room]
-                    view = view[room:]
-                    pipe.changed()
-                else:
-                    await pipe.wait()
-        finally:
-            self._send_busy = False
-
-    async def wait_send_all_might_not_block(self) -> None:
-        """Block until the buffer towards the peer has room (or the stream broke)."""
-        self._claim_send()
-        try:
-            await trio.lowlevel.checkpoint()
-            pipe = self._send_pipe
-            while True:
-                self._check_sendable()
-                if len(pipe.buffer) < pipe.capacity:
-                    return
-                await pipe.wait()
-        finally:
-            self._send_busy = False
-
-    async def send_eof(self) -> None:
-        """Tell the peer we will send no more; it reads b"" after the data already sent."""
-        self._claim_send()
-        try:
-            await trio.lowlevel.checkpoint()
-            if self._closed:
-                raise trio.ClosedResourceError("this stream is closed")
-            if self._send_pipe.reset:
-                raise trio.BrokenResourceError("the connection was reset")
-            self._send_pipe.eof = True
-            self._send_pipe.changed()
-        finally:
-            self._send_busy = False
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Return up to `max_bytes` bytes (all that is buffered if None), or b"" at the end.
-
-        Raises:
-            trio.BusyResourceError: Another task is receiving on this stream.
-            trio.BrokenResourceError: The connection was reset.
-            trio.ClosedResourceError: This end was closed.
-        """
-        if max_bytes is not None:
-            max_bytes = operator.index(max_bytes)
-            if max_bytes < 1:
-                raise ValueError("max_bytes must be >= 1")
-        if self._receive_busy:
-            raise trio.BusyResourceError("another task is already receiving on this stream")
-        self._receive_busy = True
-        try:
-            await trio.lowlevel.checkpoint()
-            pipe = self._receive_pipe
-            while True:
-                if self._closed:
-                    raise trio.ClosedResourceError("this stream is closed")
-                if pipe.reset:
-                    raise trio.BrokenResourceError("the connection was reset")
-                if pipe.buffer:
-                    size = len(pipe.buffer) if max_bytes is None else max_bytes
-                    chunk = bytes(pipe.buffer[:size])
-                    del pipe.buffer[:size]
-                    pipe.changed()
-                    return chunk
-                if pipe.eof:
-                    return b""
-                await pipe.wait()
-        finally:
-            self._receive_busy = False
-
-    async def aclose(self) -> None:
-        """Close this end: the peer reads the data already sent, then b""; its writes break."""
-        if not self._closed:
-            self._closed = True
-            self._send_pipe.eof = True
-            self._send_pipe.changed()
-            self._receive_pipe.reader_closed = True
-            self._receive_pipe.buffer.clear()
-            self._receive_pipe.changed()
-            self._connection.end_closed()
-        await trio.lowlevel.checkpoint()
 
 
 if TYPE_CHECKING:
