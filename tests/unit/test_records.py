@@ -578,3 +578,54 @@ def test_random_peer_values_raise_only_invalid_record(value: bytes) -> None:
     else:
         assert 1 <= len(addresses) <= PEER_MAX_ADDRESSES
     assert reason in (None, Reason.BAD_VALUE, Reason.OVERSIZED)
+
+
+# -- pinned bytes ---------------------------------------------------------------------------
+# Records signed by earlier releases must verify in later ones, and the other way round: the
+# signed bytes, the (deterministic Ed25519) signature and the wire form are pinned here.
+
+PINNED_PEER_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d7265636f72642d7631009601c4203ac2a451eaf43783802f2d9594a9d4a8d3a9629d"
+    "64c840c103dc62851ec6eacdc420af06a3e3291714e4f356c19c9b15cd1951ec6e6662aa77be07547f289383"
+    "341d07ce65554280c4219292c404c0000201cd0fa092c41020010db8000000000000000000000001cd0fa1"
+)
+PINNED_PEER_WIRE = bytes.fromhex(
+    "9701c4203ac2a451eaf43783802f2d9594a9d4a8d3a9629d64c840c103dc62851ec6eacdc420af06a3e32917"
+    "14e4f356c19c9b15cd1951ec6e6662aa77be07547f289383341d07ce65554280c4219292c404c0000201cd0f"
+    "a092c41020010db8000000000000000000000001cd0fa1c440bd429b15aadeb5e16bef34eee5d7fb876955f9"
+    "d58391960eb47039edba9d332fbf6613cc05ccd60c9eda6d104810856a62c1d8acce256b2cbd3f7eaa19b298"
+    "08"
+)
+PINNED_PROVIDER_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d7265636f72642d7631009602c420000102030405060708090a0b0c0d0e0f10111213"
+    "1415161718191a1b1c1d1e1fc420af06a3e3291714e4f356c19c9b15cd1951ec6e6662aa77be07547f289383"
+    "341d01ce6553ff10c40468696e74"
+)
+PINNED_PROVIDER_WIRE = bytes.fromhex(
+    "9702c420000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fc420af06a3e32917"
+    "14e4f356c19c9b15cd1951ec6e6662aa77be07547f289383341d01ce6553ff10c40468696e74c4409f9b9785"
+    "70dfc01677defb3d8bbebe13243df899a282421dbc1095f83489208192c29c4e16900ddbd08855212c23eb50"
+    "1b58d2ae8fda2cb9492d20562109cf07"
+)
+
+
+@pytest.mark.parametrize(
+    ("make", "signed", "wire_form"),
+    [
+        (
+            lambda: make_peer_record(ALICE, ADDRESSES, seq=7, now=NOW),
+            PINNED_PEER_SIGNED,
+            PINNED_PEER_WIRE,
+        ),
+        (lambda: provider(value=b"hint"), PINNED_PROVIDER_SIGNED, PINNED_PROVIDER_WIRE),
+    ],
+)
+def test_record_bytes_are_pinned(make: Any, signed: bytes, wire_form: bytes) -> None:
+    record = make()
+    assert record.signed_bytes() == signed
+    assert record.signature == wire_form[-64:]
+    assert pack(record.to_wire()) == wire_form
+    # What an earlier release sent still decodes to the same record and verifies.
+    decoded = Record.from_wire(unpack(wire_form, DATAGRAM_LIMITS))
+    assert decoded == record
+    validate_record(decoded, NOW, REGISTRY)
