@@ -10,34 +10,27 @@ therefore carries the signature of the node it speaks for:
   that floods them can be rate-limited and, later, lose reputation; and a member refutes it
   with its own signed ``alive`` at a higher incarnation.
 
-Signed bytes: ``CLAIM_DOMAIN || msgpack([state, subject, incarnation, signer, ip, port,
-[[key, value], ...]])``, the fields as decoded (a verifier rebuilds them; it never trusts the
-bytes it received), with the domain string keeping a claim signature from ever passing for a
-datagram or a DHT record signature, and vice versa.
+A claim is a signed statement (:class:`~plexinode.signing.signed.Signed`). Signed bytes:
+``CLAIM_DOMAIN || msgpack([state, subject, incarnation, signer, ip, port, [[key, value], ...]])``,
+the fields as decoded (a verifier rebuilds them; it never trusts the bytes it received), with the
+domain string keeping a claim signature from ever passing for a datagram or a DHT record
+signature, and vice versa.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from plexinode.errors import AuthenticationError, DecodeError
-from plexinode.identity import (
-    NODE_ID_BYTES,
-    PUBLIC_KEY_BYTES,
-    SIGNATURE_BYTES,
-    Identity,
-    NodeId,
-    verify_signature,
-)
+from plexinode.identity import NODE_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
 from plexinode.membership.members import Claim, State
 from plexinode.net.address import Address, ip_text, packed_ip
-from plexinode.wire.codec import pack
+from plexinode.signing.signed import Signed, domain
 from plexinode.wire.schema import Bytes, Int, ListOf, Nested, Str, Struct, wire
 
 #: Prefix of every signed membership claim; never used for anything else.
-CLAIM_DOMAIN: Final = b"plexinode-member-v1\x00"
+CLAIM_DOMAIN: Final = domain(b"plexinode-member-v1\x00")
 #: Most tags a member may carry, and their longest key and value (characters).
 MAX_TAGS: Final = 8
 MAX_TAG_KEY: Final = 32
@@ -56,7 +49,7 @@ class Tag(Struct):
 
 
 @dataclass(frozen=True, slots=True)
-class SignedClaim(Struct):
+class SignedClaim(Signed):
     """A :class:`~plexinode.membership.members.Claim` as it travels.
 
     Attributes:
@@ -71,6 +64,9 @@ class SignedClaim(Struct):
         signature: The signer's signature of the claim (see the module docstring).
     """
 
+    DOMAIN: ClassVar[bytes] = CLAIM_DOMAIN
+    SIGNER: ClassVar[str] = "signer"
+
     state: int = wire(Int(0, len(State) - 1))
     subject: bytes = wire(Bytes(NODE_ID_BYTES, NODE_ID_BYTES))
     incarnation: int = wire(Int())
@@ -79,12 +75,6 @@ class SignedClaim(Struct):
     port: int = wire(Int(0, 65535))
     tags: tuple[Tag, ...] = wire(ListOf(Nested(Tag), MAX_TAGS))
     signature: bytes = wire(Bytes(SIGNATURE_BYTES, SIGNATURE_BYTES))
-
-    def signed_bytes(self) -> bytes:
-        """What the signature covers."""
-        tags = [[t.key, t.value] for t in self.tags]
-        fields = [self.state, self.subject, self.incarnation, self.signer, self.ip, self.port, tags]
-        return CLAIM_DOMAIN + pack(fields)
 
     def wire_size(self) -> int:
         """The length of ``pack(self.to_wire())``, computed without encoding (gossip queues ask
@@ -115,7 +105,7 @@ class SignedClaim(Struct):
             AuthenticationError: The signer may not make this claim, or the signature is bad.
         """
         claim = self.unverified()
-        verify_signature(self.signer, self.signed_bytes(), self.signature)
+        self.verify_signature()
         return claim
 
     def unverified(self) -> Claim:
@@ -208,13 +198,6 @@ def sign_claim(identity: Identity, claim: Claim) -> SignedClaim:
             f"at most {MAX_TAGS} tags, keys of {MAX_TAG_KEY}, values of {MAX_TAG_VALUE}"
         )
     unsigned = SignedClaim(
-        int(claim.state),
-        claim.node_id.raw,
-        claim.incarnation,
-        identity.public_key,
-        ip,
-        port,
-        tags,
-        b"",
+        int(claim.state), claim.node_id.raw, claim.incarnation, b"", ip, port, tags, b""
     )
-    return dataclasses.replace(unsigned, signature=identity.sign(unsigned.signed_bytes()))
+    return unsigned.signed_by(identity)

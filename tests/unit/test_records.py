@@ -40,6 +40,7 @@ from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.transport import MAX_DATAGRAM
+from plexinode.signing import signed
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS, pack, unpack
 from plexinode.wire.schema import U64_MAX, Bytes, ListOf, Message, Nested, Registry, wire
@@ -78,7 +79,7 @@ def no_verify(monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*args: object) -> None:
         raise AssertionError("signature verified before a cheaper check refused the record")
 
-    monkeypatch.setattr(records, "verify_signature", explode)
+    monkeypatch.setattr(signed, "verify_signature", explode)
 
 
 # -- round trips ----------------------------------------------------------------------------
