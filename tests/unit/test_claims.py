@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity
 from plexinode.membership.claims import (
+    CLAIM_SIGNATURES,
     MAX_TAG_BYTES,
     MAX_TAG_KEY,
     MAX_TAG_VALUE,
@@ -245,3 +246,18 @@ def test_claim_bytes_are_pinned(
     decoded = SignedClaim.from_wire(unpack(wire_form, DATAGRAM_LIMITS))
     assert decoded == made
     assert decoded.verify() == claim
+
+
+def test_a_claim_heard_again_is_not_checked_again() -> None:
+    signed = forge(MEMBER, incarnation=77)
+    hits, misses = CLAIM_SIGNATURES.hits, CLAIM_SIGNATURES.misses
+    relayed = SignedClaim.from_wire(signed.to_wire())  # the same claim, from another member
+    assert signed.verify() == relayed.verify()
+    relayed.verify_signature()
+    assert (CLAIM_SIGNATURES.hits - hits, CLAIM_SIGNATURES.misses - misses) == (2, 1)
+    # A claim that differs in anything is checked, and refused.
+    with pytest.raises(AuthenticationError, match="bad signature"):
+        dataclasses.replace(signed, incarnation=78).verify()
+    with pytest.raises(AuthenticationError, match="bad signature"):
+        dataclasses.replace(signed, signature=OTHER.sign(signed.signed_bytes())).verify()
+    assert CLAIM_SIGNATURES.misses - misses == 3
