@@ -67,7 +67,7 @@ from plexinode.errors import AuthenticationError, DecodeError, RemoteProtocolErr
 from plexinode.identity import NODE_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.signing.signed import Signed, domain
-from plexinode.wire.codec import Limits, pack, unpack
+from plexinode.wire.codec import Limits, bin_size, int_size, pack, unpack
 from plexinode.wire.schema import U64_MAX, Bytes, Int, wire
 
 #: Prefix of every signed record statement; never used for anything else.
@@ -166,32 +166,6 @@ class InvalidRecord(RemoteProtocolError):
         self.detail = detail
 
 
-def _int_size(n: int) -> int:
-    """Encoded size of an integer in its shortest msgpack form."""
-    if n >= 0:
-        if n <= 0x7F:
-            return 1
-        if n <= 0xFF:
-            return 2
-        if n <= 0xFFFF:
-            return 3
-        return 5 if n <= 0xFFFFFFFF else 9
-    if n >= -32:
-        return 1
-    if n >= -(1 << 7):
-        return 2
-    if n >= -(1 << 15):
-        return 3
-    return 5 if n >= -(1 << 31) else 9
-
-
-def _bin_size(n: int) -> int:
-    """Encoded size of an n-byte msgpack ``bin``."""
-    if n <= 0xFF:
-        return 2 + n
-    return (3 if n <= 0xFFFF else 5) + n
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Record(Signed):
     """One signed statement stored in the DHT.
@@ -230,13 +204,13 @@ class Record(Signed):
         """
         return (
             1  # array of 7
-            + _int_size(self.rtype)
-            + _bin_size(len(self.key))
-            + _bin_size(len(self.publisher))
-            + _int_size(self.seq)
-            + _int_size(self.expires_at)
-            + _bin_size(len(self.value))
-            + _bin_size(len(self.signature))
+            + int_size(self.rtype)
+            + bin_size(len(self.key))
+            + bin_size(len(self.publisher))
+            + int_size(self.seq)
+            + int_size(self.expires_at)
+            + bin_size(len(self.value))
+            + bin_size(len(self.signature))
         )
 
     def slot(self) -> tuple[int, bytes, bytes]:

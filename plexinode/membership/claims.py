@@ -33,6 +33,7 @@ from plexinode.membership.members import Claim, State
 from plexinode.net.address import Address, ip_text, packed_ip
 from plexinode.signing.cache import VerifiedSignatures
 from plexinode.signing.signed import Signed, domain
+from plexinode.wire.codec import bin_size, int_size, str_size
 from plexinode.wire.schema import Bytes, Int, ListOf, Nested, Str, Struct, wire
 
 #: Prefix of every signed membership claim; never used for anything else.
@@ -91,22 +92,20 @@ class SignedClaim(Signed):
     def wire_size(self) -> int:
         """The length of ``pack(self.to_wire())``, computed without encoding (gossip queues ask
         for it for every claim they hold)."""
-        tags = sum(1 + _str_size(t.key) + _str_size(t.value) for t in self.tags)
+        tags = sum(
+            1 + str_size(len(t.key.encode())) + str_size(len(t.value.encode())) for t in self.tags
+        )
         return (
             1  # the array header (8 fields)
-            + 1  # state: a positive fixint
-            + 2
-            + len(self.subject)
-            + _uint_size(self.incarnation)
-            + 2
-            + len(self.signer)
-            + 2
-            + len(self.ip)
-            + _uint_size(self.port)
-            + 1
-            + tags  # at most 8 tags: a fixarray header
-            + 2
-            + len(self.signature)
+            + int_size(self.state)
+            + bin_size(len(self.subject))
+            + int_size(self.incarnation)
+            + bin_size(len(self.signer))
+            + bin_size(len(self.ip))
+            + int_size(self.port)
+            + 1  # at most 8 tags: a fixarray header
+            + tags
+            + bin_size(len(self.signature))
         )
 
     def verify(self) -> Claim:
@@ -151,25 +150,6 @@ class SignedClaim(Signed):
             address=address,
             tags=tags,
         )
-
-
-def _uint_size(n: int) -> int:
-    """Bytes msgpack spends on the unsigned integer `n`."""
-    if n < 128:
-        return 1
-    if n < 1 << 8:
-        return 2
-    if n < 1 << 16:
-        return 3
-    if n < 1 << 32:
-        return 5
-    return 9
-
-
-def _str_size(text: str) -> int:
-    """Bytes msgpack spends on the string `text` (tag strings are at most 64 characters)."""
-    n = len(text.encode())
-    return n + (1 if n < 32 else 2)
 
 
 def _check_tags(tags: tuple[Tag, ...]) -> dict[str, str]:

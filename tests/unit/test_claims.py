@@ -261,3 +261,10 @@ def test_a_claim_heard_again_is_not_checked_again() -> None:
     with pytest.raises(AuthenticationError, match="bad signature"):
         dataclasses.replace(signed, signature=OTHER.sign(signed.signed_bytes())).verify()
     assert CLAIM_SIGNATURES.misses - misses == 3
+
+
+def test_wire_size_counts_tag_bytes_not_characters() -> None:
+    # 64 four-byte characters: a 256-byte value (str16), within MAX_TAG_BYTES with an empty key.
+    claim = Claim(MEMBER.node_id, 1, State.ALIVE, address=HERE, tags={"": "\U0001f600" * 64})
+    signed = sign_claim(MEMBER, claim)
+    assert signed.wire_size() == len(pack(signed.to_wire()))

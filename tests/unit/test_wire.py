@@ -9,7 +9,16 @@ from hypothesis import strategies as st
 
 from plexinode.errors import DecodeError
 from plexinode.wire import envelope
-from plexinode.wire.codec import DATAGRAM_LIMITS, FRAME_LIMITS, Limits, pack, unpack
+from plexinode.wire.codec import (
+    DATAGRAM_LIMITS,
+    FRAME_LIMITS,
+    Limits,
+    bin_size,
+    int_size,
+    pack,
+    str_size,
+    unpack,
+)
 from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong
 from plexinode.wire.schema import (
     Bool,
@@ -244,3 +253,28 @@ def test_any_value_is_accepted_or_refused_as_the_checks_say(value: object) -> No
         except DecodeError as exc:
             got = str(exc)
         assert got == expected
+
+
+# -- encoded sizes, without encoding ------------------------------------------------------------
+
+_INT_BOUNDARIES = [0, 0x7F, 0xFF, 0xFFFF, 0xFFFFFFFF, 2**64 - 1, -32, -(1 << 7), -(1 << 15)]
+_INT_BOUNDARIES += [-(1 << 31), -(1 << 63)]
+_LENGTH_BOUNDARIES = [0, 31, 0xFF, 0xFFFF]
+
+
+@pytest.mark.parametrize("n", sorted({b + d for b in _INT_BOUNDARIES for d in (-1, 0, 1)}))
+def test_integer_sizes_match_msgpack_at_the_boundaries(n: int) -> None:
+    if -(1 << 63) <= n <= 2**64 - 1:
+        assert int_size(n) == len(pack(n))
+
+
+@given(st.integers(-(1 << 63), 2**64 - 1))
+def test_integer_sizes_match_msgpack(n: int) -> None:
+    assert int_size(n) == len(pack(n))
+
+
+@pytest.mark.parametrize("n", sorted({b + d for b in _LENGTH_BOUNDARIES for d in (0, 1)}))
+def test_binary_and_string_sizes_match_msgpack(n: int) -> None:
+    assert bin_size(n) == len(pack(b"x" * n))
+    assert str_size(n) == len(pack("x" * n))
+    assert str_size(len("é".encode()) * n) == len(pack("é" * n))  # UTF-8 bytes, not characters
