@@ -190,6 +190,13 @@ def sign_claim(identity: Identity, claim: Claim) -> SignedClaim:
             f"at most {MAX_TAGS} tags, keys of {MAX_TAG_KEY}, values of {MAX_TAG_VALUE}"
         )
     unsigned = SignedClaim(
-        int(claim.state), claim.node_id.raw, claim.incarnation, b"", ip, port, tags, b""
+        int(claim.state),
+        claim.node_id.raw,
+        claim.incarnation,
+        identity.public_key,
+        ip,
+        port,
+        tags,
+        b"",
     )
     return unsigned.signed_by(identity)

@@ -107,7 +107,8 @@ def make_invite(
         )
     if len(network_key) not in (0, NETWORK_KEY_BYTES):
         raise InviteError(f"a network key is {NETWORK_KEY_BYTES} bytes")
-    return Invite(network, network_key, tuple(packed), expires_at, b"", b"").signed_by(identity)
+    unsigned = Invite(network, network_key, tuple(packed), expires_at, identity.public_key, b"")
+    return unsigned.signed_by(identity)
 
 
 def parse_invite(token: str, now: float) -> Invite:

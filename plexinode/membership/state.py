@@ -226,5 +226,6 @@ def sign_entry(
         )
     if value is not None and len(value) > MAX_VALUE:
         raise ValueError(f"a state value is at most {MAX_VALUE} bytes, not {len(value)}")
-    unsigned = StateEntry(key, value or b"", value is None, stamp[0], stamp[1], b"", b"")
+    writer = identity.public_key
+    unsigned = StateEntry(key, value or b"", value is None, stamp[0], stamp[1], writer, b"")
     return unsigned.signed_by(identity)

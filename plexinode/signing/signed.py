@@ -114,11 +114,13 @@ class Signed(Struct):
     def signed_by(self, identity: Identity) -> Self:
         """This statement with `identity` as its signer, signed by it.
 
-        The signer field is set to the identity's public key and the signature computed over
-        the result; whatever the two fields held before is ignored.
+        The signer field is set to the identity's public key (if it holds anything else) and
+        the signature computed over the result; whatever the signature field held is ignored.
         """
-        fields: dict[str, Any] = {self.SIGNER: identity.public_key}
-        unsigned = dataclasses.replace(self, **fields)  # type: ignore[type-var]
+        unsigned = self
+        if self.signer_key != identity.public_key:
+            fields: dict[str, Any] = {self.SIGNER: identity.public_key}
+            unsigned = dataclasses.replace(self, **fields)  # type: ignore[type-var]
         signature = identity.sign(unsigned.signed_bytes())
         return dataclasses.replace(unsigned, signature=signature)  # type: ignore[type-var]
 
