@@ -22,13 +22,13 @@ Invariants this module keeps:
 
 Signed bytes
 ------------
-The signature covers ``RECORD_DOMAIN || msgpack([rtype, key, publisher, seq, expires_at,
-value])``: the domain string ``b"plexinode-record-v1\\x00"`` (so that a record signature can
-never be replayed as a datagram or any other signed statement, and vice versa), then a
-msgpack array of the six other fields in that order, integers in their shortest msgpack form,
-byte strings as msgpack ``bin``. This is exactly what ``msgpack.packb(..., use_bin_type=True)``
-produces, so it is canonical: a verifier rebuilds it from the decoded fields rather than from
-the bytes it received, and a record re-encoded differently on the wire still verifies.
+A record is a signed statement (:class:`~plexinode.signing.signed.Signed`): the signature covers
+``RECORD_DOMAIN || msgpack([rtype, key, publisher, seq, expires_at, value])``, the domain string
+``b"plexinode-record-v1\\x00"`` (so that a record signature can never be replayed as a datagram
+or any other signed statement, and vice versa), then a msgpack array of the six other fields in
+that order, integers in their shortest msgpack form, byte strings as msgpack ``bin``. This is
+canonical: a verifier rebuilds it from the decoded fields rather than from the bytes it
+received, and a record re-encoded differently on the wire still verifies.
 
 Wire form
 ---------
@@ -64,20 +64,14 @@ from typing import Any, ClassVar, Final
 
 from plexinode.dht.contact import is_routable
 from plexinode.errors import AuthenticationError, DecodeError, RemoteProtocolError
-from plexinode.identity import (
-    NODE_ID_BYTES,
-    PUBLIC_KEY_BYTES,
-    SIGNATURE_BYTES,
-    Identity,
-    NodeId,
-    verify_signature,
-)
+from plexinode.identity import NODE_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
 from plexinode.net.address import Address
-from plexinode.wire.codec import Limits, pack, unpack
-from plexinode.wire.schema import U64_MAX, Bytes, Int, Struct, wire
+from plexinode.signing.signed import Signed, domain
+from plexinode.wire.codec import Limits, bin_size, int_size, pack, unpack
+from plexinode.wire.schema import U64_MAX, Bytes, Int, wire
 
 #: Prefix of every signed record statement; never used for anything else.
-RECORD_DOMAIN: Final = b"plexinode-record-v1\x00"
+RECORD_DOMAIN: Final = domain(b"plexinode-record-v1\x00")
 
 #: Record keys are points of the 256-bit ID space, like node IDs.
 KEY_BYTES: Final = NODE_ID_BYTES
@@ -172,34 +166,8 @@ class InvalidRecord(RemoteProtocolError):
         self.detail = detail
 
 
-def _int_size(n: int) -> int:
-    """Encoded size of an integer in its shortest msgpack form."""
-    if n >= 0:
-        if n <= 0x7F:
-            return 1
-        if n <= 0xFF:
-            return 2
-        if n <= 0xFFFF:
-            return 3
-        return 5 if n <= 0xFFFFFFFF else 9
-    if n >= -32:
-        return 1
-    if n >= -(1 << 7):
-        return 2
-    if n >= -(1 << 15):
-        return 3
-    return 5 if n >= -(1 << 31) else 9
-
-
-def _bin_size(n: int) -> int:
-    """Encoded size of an n-byte msgpack ``bin``."""
-    if n <= 0xFF:
-        return 2 + n
-    return (3 if n <= 0xFFFF else 5) + n
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
-class Record(Struct):
+class Record(Signed):
     """One signed statement stored in the DHT.
 
     Attributes:
@@ -211,6 +179,9 @@ class Record(Struct):
         value: Type-specific payload.
         signature: Ed25519 signature of :meth:`signed_bytes` by ``publisher``.
     """
+
+    DOMAIN: ClassVar[bytes] = RECORD_DOMAIN
+    SIGNER: ClassVar[str] = "publisher"
 
     rtype: int = wire(Int(0, MAX_RTYPE))
     key: bytes = wire(Bytes(KEY_BYTES, KEY_BYTES))
@@ -233,19 +204,14 @@ class Record(Struct):
         """
         return (
             1  # array of 7
-            + _int_size(self.rtype)
-            + _bin_size(len(self.key))
-            + _bin_size(len(self.publisher))
-            + _int_size(self.seq)
-            + _int_size(self.expires_at)
-            + _bin_size(len(self.value))
-            + _bin_size(len(self.signature))
+            + int_size(self.rtype)
+            + bin_size(len(self.key))
+            + bin_size(len(self.publisher))
+            + int_size(self.seq)
+            + int_size(self.expires_at)
+            + bin_size(len(self.value))
+            + bin_size(len(self.signature))
         )
-
-    def signed_bytes(self) -> bytes:
-        """The bytes :attr:`signature` signs."""
-        fields = [self.rtype, self.key, self.publisher, self.seq, self.expires_at, self.value]
-        return RECORD_DOMAIN + pack(fields)
 
     def slot(self) -> tuple[int, bytes, bytes]:
         """``(rtype, key, publisher)``: records with equal slots are versions of each other."""
@@ -276,8 +242,7 @@ def sign_record(
         raise ValueError("seq and expires_at are unsigned 64-bit integers")
     if len(value) > MAX_VALUE_BYTES:
         raise ValueError(f"a record value is at most {MAX_VALUE_BYTES} bytes")
-    unsigned = Record(rtype, key, identity.public_key, seq, expires_at, value, b"")
-    return dataclasses.replace(unsigned, signature=identity.sign(unsigned.signed_bytes()))
+    return Record(rtype, key, identity.public_key, seq, expires_at, value, b"").signed_by(identity)
 
 
 def newer(a: Record, b: Record) -> bool:
@@ -521,7 +486,7 @@ def validate_record(record: Record, now: float, registry: RecordRegistry) -> Non
         )
     rtype.validate(record, now)
     try:
-        verify_signature(record.publisher, record.signed_bytes(), record.signature)
+        record.verify_signature()
     except AuthenticationError:
         raise InvalidRecord(Reason.BAD_SIGNATURE) from None
 

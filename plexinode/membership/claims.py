@@ -10,34 +10,39 @@ therefore carries the signature of the node it speaks for:
   that floods them can be rate-limited and, later, lose reputation; and a member refutes it
   with its own signed ``alive`` at a higher incarnation.
 
-Signed bytes: ``CLAIM_DOMAIN || msgpack([state, subject, incarnation, signer, ip, port,
-[[key, value], ...]])``, the fields as decoded (a verifier rebuilds them; it never trusts the
-bytes it received), with the domain string keeping a claim signature from ever passing for a
-datagram or a DHT record signature, and vice versa.
+A claim is a signed statement (:class:`~plexinode.signing.signed.Signed`). Signed bytes:
+``CLAIM_DOMAIN || msgpack([state, subject, incarnation, signer, ip, port, [[key, value], ...]])``,
+the fields as decoded (a verifier rebuilds them; it never trusts the bytes it received), with the
+domain string keeping a claim signature from ever passing for a datagram or a DHT record
+signature, and vice versa.
+
+Every claim's signature is checked through one process-wide memory of the signatures that
+verified (:data:`CLAIM_SIGNATURES`), whoever checks it: a node checks a given claim once (the
+table ignores what it already knows), but the nodes of a simulation share a process, and each of
+them hears every claim.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from plexinode.errors import AuthenticationError, DecodeError
-from plexinode.identity import (
-    NODE_ID_BYTES,
-    PUBLIC_KEY_BYTES,
-    SIGNATURE_BYTES,
-    Identity,
-    NodeId,
-    verify_signature,
-)
+from plexinode.identity import NODE_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
 from plexinode.membership.members import Claim, State
 from plexinode.net.address import Address, ip_text, packed_ip
-from plexinode.wire.codec import pack
+from plexinode.signing.cache import VerifiedSignatures
+from plexinode.signing.signed import Signed, domain
+from plexinode.wire.codec import bin_size, int_size, str_size
 from plexinode.wire.schema import Bytes, Int, ListOf, Nested, Str, Struct, wire
 
 #: Prefix of every signed membership claim; never used for anything else.
-CLAIM_DOMAIN: Final = b"plexinode-member-v1\x00"
+CLAIM_DOMAIN: Final = domain(b"plexinode-member-v1\x00")
+#: Claim signatures remembered once verified. A network holds one alive claim per member and a
+#: few accusations at a time; 4,096 covers the claims in flight in a simulation of a thousand
+#: nodes, in some 600 KB. (A real node hears each claim it accepts once: there the memory only
+#: ever holds what it checked.)
+CLAIM_SIGNATURES: Final = VerifiedSignatures(4096)
 #: Most tags a member may carry, and their longest key and value (characters).
 MAX_TAGS: Final = 8
 MAX_TAG_KEY: Final = 32
@@ -56,7 +61,7 @@ class Tag(Struct):
 
 
 @dataclass(frozen=True, slots=True)
-class SignedClaim(Struct):
+class SignedClaim(Signed):
     """A :class:`~plexinode.membership.members.Claim` as it travels.
 
     Attributes:
@@ -71,6 +76,10 @@ class SignedClaim(Struct):
         signature: The signer's signature of the claim (see the module docstring).
     """
 
+    DOMAIN: ClassVar[bytes] = CLAIM_DOMAIN
+    SIGNER: ClassVar[str] = "signer"
+    SIGNATURES: ClassVar[VerifiedSignatures | None] = CLAIM_SIGNATURES
+
     state: int = wire(Int(0, len(State) - 1))
     subject: bytes = wire(Bytes(NODE_ID_BYTES, NODE_ID_BYTES))
     incarnation: int = wire(Int())
@@ -80,31 +89,23 @@ class SignedClaim(Struct):
     tags: tuple[Tag, ...] = wire(ListOf(Nested(Tag), MAX_TAGS))
     signature: bytes = wire(Bytes(SIGNATURE_BYTES, SIGNATURE_BYTES))
 
-    def signed_bytes(self) -> bytes:
-        """What the signature covers."""
-        tags = [[t.key, t.value] for t in self.tags]
-        fields = [self.state, self.subject, self.incarnation, self.signer, self.ip, self.port, tags]
-        return CLAIM_DOMAIN + pack(fields)
-
     def wire_size(self) -> int:
         """The length of ``pack(self.to_wire())``, computed without encoding (gossip queues ask
         for it for every claim they hold)."""
-        tags = sum(1 + _str_size(t.key) + _str_size(t.value) for t in self.tags)
+        tags = sum(
+            1 + str_size(len(t.key.encode())) + str_size(len(t.value.encode())) for t in self.tags
+        )
         return (
             1  # the array header (8 fields)
-            + 1  # state: a positive fixint
-            + 2
-            + len(self.subject)
-            + _uint_size(self.incarnation)
-            + 2
-            + len(self.signer)
-            + 2
-            + len(self.ip)
-            + _uint_size(self.port)
-            + 1
-            + tags  # at most 8 tags: a fixarray header
-            + 2
-            + len(self.signature)
+            + int_size(self.state)
+            + bin_size(len(self.subject))
+            + int_size(self.incarnation)
+            + bin_size(len(self.signer))
+            + bin_size(len(self.ip))
+            + int_size(self.port)
+            + 1  # at most 8 tags: a fixarray header
+            + tags
+            + bin_size(len(self.signature))
         )
 
     def verify(self) -> Claim:
@@ -115,7 +116,7 @@ class SignedClaim(Struct):
             AuthenticationError: The signer may not make this claim, or the signature is bad.
         """
         claim = self.unverified()
-        verify_signature(self.signer, self.signed_bytes(), self.signature)
+        self.verify_signature()
         return claim
 
     def unverified(self) -> Claim:
@@ -149,25 +150,6 @@ class SignedClaim(Struct):
             address=address,
             tags=tags,
         )
-
-
-def _uint_size(n: int) -> int:
-    """Bytes msgpack spends on the unsigned integer `n`."""
-    if n < 128:
-        return 1
-    if n < 1 << 8:
-        return 2
-    if n < 1 << 16:
-        return 3
-    if n < 1 << 32:
-        return 5
-    return 9
-
-
-def _str_size(text: str) -> int:
-    """Bytes msgpack spends on the string `text` (tag strings are at most 64 characters)."""
-    n = len(text.encode())
-    return n + (1 if n < 32 else 2)
 
 
 def _check_tags(tags: tuple[Tag, ...]) -> dict[str, str]:
@@ -217,4 +199,4 @@ def sign_claim(identity: Identity, claim: Claim) -> SignedClaim:
         tags,
         b"",
     )
-    return dataclasses.replace(unsigned, signature=identity.sign(unsigned.signed_bytes()))
+    return unsigned.signed_by(identity)

@@ -25,18 +25,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from plexinode.errors import AuthenticationError, DecodeError, PlexinodeError
-from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId, verify_signature
+from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
 from plexinode.net.address import Address, ip_text, packed_ip
-from plexinode.wire.codec import Limits, pack, unpack
+from plexinode.signing.signed import Signed, domain
+from plexinode.wire.codec import Limits
 from plexinode.wire.schema import Bytes, Int, ListOf, Nested, Str, Struct, wire
 
 PREFIX: Final = "plexinode-invite-1:"
-INVITE_DOMAIN: Final = b"plexinode-invite-v1\x00"
+INVITE_DOMAIN: Final = domain(b"plexinode-invite-v1\x00")
 #: Most addresses a token lists.
 MAX_ADDRESSES: Final = 8
 #: Bytes of a network key.
@@ -57,8 +57,11 @@ class InviteAddress(Struct):
 
 
 @dataclass(frozen=True, slots=True)
-class Invite(Struct):
-    """A decoded invite token (see the module docstring)."""
+class Invite(Signed):
+    """A decoded invite token (see the module docstring): a signed statement of its inviter."""
+
+    DOMAIN: ClassVar[bytes] = INVITE_DOMAIN
+    SIGNER: ClassVar[str] = "inviter"
 
     network: str = wire(Str(64))
     network_key: bytes = wire(Bytes(0, NETWORK_KEY_BYTES))
@@ -66,16 +69,6 @@ class Invite(Struct):
     expires_at: int = wire(Int())
     inviter: bytes = wire(Bytes(PUBLIC_KEY_BYTES, PUBLIC_KEY_BYTES))
     signature: bytes = wire(Bytes(SIGNATURE_BYTES, SIGNATURE_BYTES))
-
-    def signed_bytes(self) -> bytes:
-        fields = [
-            self.network,
-            self.network_key,
-            [[a.ip, a.port] for a in self.addresses],
-            self.expires_at,
-            self.inviter,
-        ]
-        return INVITE_DOMAIN + pack(fields)
 
     @property
     def inviter_id(self) -> NodeId:
@@ -87,7 +80,7 @@ class Invite(Struct):
 
     def encode(self) -> str:
         """The token's one-line text form."""
-        return PREFIX + base64.urlsafe_b64encode(pack(self.to_wire())).decode().rstrip("=")
+        return PREFIX + base64.urlsafe_b64encode(self.to_bytes(_LIMITS)).decode().rstrip("=")
 
 
 def make_invite(
@@ -115,7 +108,7 @@ def make_invite(
     if len(network_key) not in (0, NETWORK_KEY_BYTES):
         raise InviteError(f"a network key is {NETWORK_KEY_BYTES} bytes")
     unsigned = Invite(network, network_key, tuple(packed), expires_at, identity.public_key, b"")
-    return dataclasses.replace(unsigned, signature=identity.sign(unsigned.signed_bytes()))
+    return unsigned.signed_by(identity)
 
 
 def parse_invite(token: str, now: float) -> Invite:
@@ -132,13 +125,13 @@ def parse_invite(token: str, now: float) -> Invite:
     body = token[len(PREFIX) :]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        invite = Invite.from_wire(unpack(raw, _LIMITS))
+        invite = Invite.from_bytes(raw, _LIMITS)
     except (binascii.Error, ValueError, DecodeError):
         raise InviteError("the invite token is damaged (was it copied whole?)") from None
     if not invite.addresses:
         raise InviteError("the invite token lists no address")
     try:
-        verify_signature(invite.inviter, invite.signed_bytes(), invite.signature)
+        invite.verify_signature()
     except AuthenticationError:
         raise InviteError(
             "the invite token was tampered with (its signature does not match)"

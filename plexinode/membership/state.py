@@ -20,8 +20,9 @@ without coordination because merging is a join in a total order:
    would need every node to refuse writes older than that, and a node that had missed a
    still-live old write would then never accept it: the copies would stay apart. The map is
    small (:data:`MAX_ENTRIES` keys, tombstones included), so keeping them costs little.
-4. **Every write is signed** by its writer (domain ``plexinode-state-v1\\0``): gossip relays
-   it untrusted, forgeries are refused, and every value is attributable.
+4. **Every write is signed** by its writer (domain ``plexinode-state-v1\\0``; a signed statement,
+   :class:`~plexinode.signing.signed.Signed`): gossip relays it untrusted, forgeries are
+   refused, and every value is attributable.
 
 Clock skew: a node whose clock runs hours ahead stamps its writes hours ahead, and they win
 conflicts with writes made elsewhere until the other clocks pass them. That is the price of
@@ -38,19 +39,18 @@ converge; a writer can hold a key against later writes for at most a day.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from plexinode.errors import DecodeError
-from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, verify_signature
-from plexinode.wire.codec import pack
-from plexinode.wire.schema import Bool, Bytes, Int, Str, Struct, wire
+from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity
+from plexinode.signing.signed import Signed, domain
+from plexinode.wire.schema import Bool, Bytes, Int, Str, wire
 
-STATE_DOMAIN: Final = b"plexinode-state-v1\x00"
+STATE_DOMAIN: Final = domain(b"plexinode-state-v1\x00")
 #: Longest key, and what a key may contain (dotted or slashed names of settings).
 MAX_KEY: Final = 64
 KEY_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9._/-]{0,63}")
@@ -66,7 +66,7 @@ MAX_COUNTER: Final = (1 << 32) - 1
 
 
 @dataclass(frozen=True, slots=True)
-class StateEntry(Struct):
+class StateEntry(Signed):
     """One signed write (or delete) of a key, as it travels and as it is kept.
 
     Attributes:
@@ -78,6 +78,9 @@ class StateEntry(Struct):
         writer: The writer's Ed25519 public key.
         signature: The writer's signature (module docstring, point 4).
     """
+
+    DOMAIN: ClassVar[bytes] = STATE_DOMAIN
+    SIGNER: ClassVar[str] = "writer"
 
     key: str = wire(Str(MAX_KEY))
     value: bytes = wire(Bytes(0, MAX_VALUE))
@@ -94,10 +97,6 @@ class StateEntry(Struct):
         every node must still pick the same one."""
         return (self.wall_ms, self.counter, self.writer, self.signature)
 
-    def signed_bytes(self) -> bytes:
-        fields = [self.key, self.value, self.deleted, self.wall_ms, self.counter, self.writer]
-        return STATE_DOMAIN + pack(fields)
-
     def check(self) -> None:
         """Check the entry's shape and signature.
 
@@ -109,7 +108,7 @@ class StateEntry(Struct):
             raise DecodeError(f"bad state key {self.key!r}")
         if self.deleted and self.value:
             raise DecodeError("a delete carries no value")
-        verify_signature(self.writer, self.signed_bytes(), self.signature)
+        self.verify_signature()
 
 
 class HybridClock:
@@ -227,7 +226,6 @@ def sign_entry(
         )
     if value is not None and len(value) > MAX_VALUE:
         raise ValueError(f"a state value is at most {MAX_VALUE} bytes, not {len(value)}")
-    unsigned = StateEntry(
-        key, value or b"", value is None, stamp[0], stamp[1], identity.public_key, b""
-    )
-    return dataclasses.replace(unsigned, signature=identity.sign(unsigned.signed_bytes()))
+    writer = identity.public_key
+    unsigned = StateEntry(key, value or b"", value is None, stamp[0], stamp[1], writer, b"")
+    return unsigned.signed_by(identity)

@@ -37,6 +37,42 @@ def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def int_size(n: int) -> int:
+    """Bytes :func:`pack` spends on the integer `n` (its shortest form; `n` within
+    ``[-2**63, 2**64)``): what a caller that must know a size without encoding adds up."""
+    if n >= 0:
+        if n <= 0x7F:
+            return 1
+        if n <= 0xFF:
+            return 2
+        if n <= 0xFFFF:
+            return 3
+        return 5 if n <= 0xFFFFFFFF else 9
+    if n >= -32:
+        return 1
+    if n >= -(1 << 7):
+        return 2
+    if n >= -(1 << 15):
+        return 3
+    return 5 if n >= -(1 << 31) else 9
+
+
+def bin_size(n: int) -> int:
+    """Bytes :func:`pack` spends on `n` bytes of binary (``bin8``, ``bin16`` or ``bin32``)."""
+    if n <= 0xFF:
+        return 2 + n
+    return (3 if n <= 0xFFFF else 5) + n
+
+
+def str_size(n: int) -> int:
+    """Bytes :func:`pack` spends on a string of `n` UTF-8 bytes (``fixstr`` to ``str32``)."""
+    if n < 32:
+        return 1 + n
+    if n <= 0xFF:
+        return 2 + n
+    return (3 if n <= 0xFFFF else 5) + n
+
+
 def unpack(data: bytes, limits: Limits) -> Any:
     """Decode one msgpack object that must fill `data` exactly."""
     if len(data) > limits.max_buffer:

@@ -5,11 +5,18 @@ A message is a frozen dataclass whose fields each carry a *check* (``Int``, ``By
 order; :func:`decode_fields` rebuilds the dataclass and rejects, with :class:`DecodeError`, any
 value of the wrong type, range or size. Nested structures are ``Struct`` subclasses, encoded the
 same way. No value from the network reaches a service before it has passed its checks.
+
+Messages are encoded and decoded on every datagram, so each struct class works out once, on
+first use, how it goes to and from the wire (its ``_Plan``): its field values read in one call,
+only the fields whose wire form differs from their value (nested structs, lists) encoded, and
+each check as a plain function (:meth:`Check.validator`). The bytes and the checks are those of
+:meth:`Check.encode` and :meth:`Check.__call__`; ``tests/unit/test_wire.py`` compares the two.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Self, TypeVar
@@ -28,6 +35,15 @@ class Check:
     def encode(self, value: Any) -> Any:
         """The msgpack-ready form of a field value."""
         return value
+
+    def encoder(self) -> Callable[[Any], Any] | None:
+        """:meth:`encode` as a function, or None where it returns the value as it is (so that
+        :meth:`Struct.to_wire` can skip the call)."""
+        return None if type(self).encode is Check.encode else self.encode
+
+    def validator(self) -> Callable[[Any], Any]:
+        """The check as a function (what :meth:`Struct.from_wire` calls for each field)."""
+        return self.__call__
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +107,9 @@ class Optional(Check):
     def encode(self, value: Any) -> Any:
         return None if value is None else self.inner.encode(value)
 
+    def encoder(self) -> Callable[[Any], Any] | None:
+        return None if self.inner.encoder() is None else self.encode
+
 
 @dataclass(frozen=True, slots=True)
 class ListOf(Check):
@@ -98,12 +117,24 @@ class ListOf(Check):
     max_items: int = 64
 
     def __call__(self, value: Any) -> Any:
-        if type(value) is not list or len(value) > self.max_items:
-            raise DecodeError(f"expected a list of at most {self.max_items} items")
-        return tuple(self.item(v) for v in value)
+        return self.validator()(value)
+
+    def validator(self) -> Callable[[Any], Any]:
+        item = self.item.validator()
+        max_items = self.max_items
+
+        def check(value: Any) -> Any:
+            if type(value) is not list or len(value) > max_items:
+                raise DecodeError(f"expected a list of at most {max_items} items")
+            return tuple([item(v) for v in value])
+
+        return check
 
     def encode(self, value: Any) -> Any:
         return [self.item.encode(v) for v in value]
+
+    def encoder(self) -> Callable[[Any], Any] | None:
+        return list if self.item.encoder() is None else self.encode
 
 
 S = TypeVar("S", bound="Struct")
@@ -116,6 +147,9 @@ class Nested(Check):
     def __call__(self, value: Any) -> Any:
         return self.struct.from_wire(value)
 
+    def validator(self) -> Callable[[Any], Any]:
+        return self.struct.from_wire
+
     def encode(self, value: Any) -> Any:
         return value.to_wire()
 
@@ -126,6 +160,49 @@ def wire(check: Check, **kwargs: Any) -> Any:
 
 
 _FIELD_CHECKS: dict[type, tuple[tuple[str, Check], ...]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one struct class goes to and from the wire, worked out once per class.
+
+    Attributes:
+        checks: Each field's check as a function (:meth:`Check.validator`), in order.
+        values: The field values of an instance, as a new list.
+        encoders: ``(index, encode)`` of the fields whose wire form differs from their value.
+    """
+
+    checks: tuple[Callable[[Any], Any], ...]
+    values: Callable[[Any], list[Any]]
+    encoders: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(cls: type[Struct]) -> _Plan:
+    """Work out how `cls` goes to and from the wire, and remember it (callers look in
+    :data:`_PLANS` first)."""
+    names = [name for name, _ in cls._field_checks()]
+    checks = [check for _, check in cls._field_checks()]
+    encoders = tuple(
+        (i, encode) for i, check in enumerate(checks) if (encode := check.encoder()) is not None
+    )
+    validators = tuple(check.validator() for check in checks)
+    plan = _PLANS[cls] = _Plan(validators, _getter(names), encoders)
+    return plan
+
+
+def _getter(names: list[str]) -> Callable[[Any], list[Any]]:
+    """A function that lists the values of the attributes `names` of an object (one C call,
+    ``operator.attrgetter``, rather than a ``getattr`` per field)."""
+    if not names:
+        return lambda _obj: []
+    if len(names) == 1:
+        get_one = operator.attrgetter(names[0])
+        return lambda obj: [get_one(obj)]
+    get_all = operator.attrgetter(*names)
+    return lambda obj: list(get_all(obj))
 
 
 class Struct:
@@ -142,18 +219,22 @@ class Struct:
 
     def to_wire(self) -> list[Any]:
         """The msgpack-ready array form."""
-        return [check.encode(getattr(self, name)) for name, check in self._field_checks()]
+        plan = _PLANS.get(type(self)) or _plan(type(self))
+        fields = plan.values(self)
+        for i, encode in plan.encoders:
+            fields[i] = encode(fields[i])
+        return fields
 
     @classmethod
     def from_wire(cls, value: Any) -> Self:
         """Validate and build from the array form; raises DecodeError."""
-        checks = cls._field_checks()
+        checks = (_PLANS.get(cls) or _plan(cls)).checks
         if type(value) is not list or len(value) != len(checks):
             raise DecodeError(f"{cls.__name__}: expected an array of {len(checks)} fields")
         try:
-            args = [check(item) for (_, check), item in zip(checks, value, strict=True)]
+            args = [check(item) for check, item in zip(checks, value, strict=True)]
         except DecodeError:
-            for (name, check), item in zip(checks, value, strict=True):
+            for (name, check), item in zip(cls._field_checks(), value, strict=True):
                 try:
                     check(item)
                 except DecodeError as exc:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity
 from plexinode.membership.claims import (
+    CLAIM_SIGNATURES,
     MAX_TAG_BYTES,
     MAX_TAG_KEY,
     MAX_TAG_VALUE,
@@ -21,7 +22,7 @@ from plexinode.membership.claims import (
 )
 from plexinode.membership.members import MAX_INCARNATION, Claim, State
 from plexinode.net.address import Address
-from plexinode.wire.codec import pack
+from plexinode.wire.codec import DATAGRAM_LIMITS, pack, unpack
 
 MEMBER = Identity.from_seed(bytes(31) + b"\x01")
 OTHER = Identity.from_seed(bytes(31) + b"\x02")
@@ -182,4 +183,88 @@ def test_wire_size_is_the_encoded_length(
     else:
         claim = Claim(MEMBER.node_id, incarnation, state, accuser=OTHER.node_id)
         signed = sign_claim(OTHER, claim)
+    assert signed.wire_size() == len(pack(signed.to_wire()))
+
+
+# Claims signed by earlier releases must verify in later ones, and the other way round: the
+# signed bytes, the (deterministic Ed25519) signature and the wire form are pinned here.
+PINNED_ALIVE_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d6d656d6265722d7631009700c42042d83331774bd94fb8c0ce95b4b376115cd36579"
+    "3d381eb33aac6972948c57a703c4204cb5abf6ad79fbf5abbccafcc269d85cd2651ed4b885b5869f241aedf0"
+    "a5ba29c404c0000207cd1cfc9292a4726f6c65a572656c617992a176a3302e31"
+)
+PINNED_ALIVE_WIRE = bytes.fromhex(
+    "9800c42042d83331774bd94fb8c0ce95b4b376115cd365793d381eb33aac6972948c57a703c4204cb5abf6ad"
+    "79fbf5abbccafcc269d85cd2651ed4b885b5869f241aedf0a5ba29c404c0000207cd1cfc9292a4726f6c65a5"
+    "72656c617992a176a3302e31c4400fdd6e6b1e50f1db62f1bb8c94077ae1ca71183ad94fbb0c71d59fb6b29f"
+    "07d2d64e5213bae5d601c6d9d44431b07b4537ee8d9aa496f8baea46c88892278206"
+)
+PINNED_SUSPECT_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d6d656d6265722d7631009701c42042d83331774bd94fb8c0ce95b4b376115cd36579"
+    "3d381eb33aac6972948c57a709c4207422b9887598068e32c4448a949adb290d0f4e35b9e01b0ee5f1a1e600"
+    "fe2674c4000090"
+)
+PINNED_SUSPECT_WIRE = bytes.fromhex(
+    "9801c42042d83331774bd94fb8c0ce95b4b376115cd365793d381eb33aac6972948c57a709c4207422b98875"
+    "98068e32c4448a949adb290d0f4e35b9e01b0ee5f1a1e600fe2674c4000090c440f2d9785366bc5a8e821c1a"
+    "8da23dc2c75c1296f5fd1e11aa408d40cd710582df7cf19890367a476acda2dc9d733b075ffe9b9d52d85437"
+    "8228d3b13ce92d220a"
+)
+
+
+@pytest.mark.parametrize(
+    ("signer", "claim", "signed", "wire_form"),
+    [
+        (
+            MEMBER,
+            Claim(
+                MEMBER.node_id,
+                3,
+                State.ALIVE,
+                address=Address("192.0.2.7", 7420),
+                tags={"v": "0.1", "role": "relay"},
+            ),
+            PINNED_ALIVE_SIGNED,
+            PINNED_ALIVE_WIRE,
+        ),
+        (
+            OTHER,
+            Claim(MEMBER.node_id, 9, State.SUSPECT, accuser=OTHER.node_id),
+            PINNED_SUSPECT_SIGNED,
+            PINNED_SUSPECT_WIRE,
+        ),
+    ],
+)
+def test_claim_bytes_are_pinned(
+    signer: Identity, claim: Claim, signed: bytes, wire_form: bytes
+) -> None:
+    made = sign_claim(signer, claim)
+    assert made.signed_bytes() == signed
+    assert made.signature == wire_form[-64:]
+    assert pack(made.to_wire()) == wire_form
+    # What an earlier release sent still decodes to the same claim and verifies.
+    decoded = SignedClaim.from_wire(unpack(wire_form, DATAGRAM_LIMITS))
+    assert decoded == made
+    assert decoded.verify() == claim
+
+
+def test_a_claim_heard_again_is_not_checked_again() -> None:
+    signed = forge(MEMBER, incarnation=77)
+    hits, misses = CLAIM_SIGNATURES.hits, CLAIM_SIGNATURES.misses
+    relayed = SignedClaim.from_wire(signed.to_wire())  # the same claim, from another member
+    assert signed.verify() == relayed.verify()
+    relayed.verify_signature()
+    assert (CLAIM_SIGNATURES.hits - hits, CLAIM_SIGNATURES.misses - misses) == (2, 1)
+    # A claim that differs in anything is checked, and refused.
+    with pytest.raises(AuthenticationError, match="bad signature"):
+        dataclasses.replace(signed, incarnation=78).verify()
+    with pytest.raises(AuthenticationError, match="bad signature"):
+        dataclasses.replace(signed, signature=OTHER.sign(signed.signed_bytes())).verify()
+    assert CLAIM_SIGNATURES.misses - misses == 3
+
+
+def test_wire_size_counts_tag_bytes_not_characters() -> None:
+    # 64 four-byte characters: a 256-byte value (str16), within MAX_TAG_BYTES with an empty key.
+    claim = Claim(MEMBER.node_id, 1, State.ALIVE, address=HERE, tags={"": "\U0001f600" * 64})
+    signed = sign_claim(MEMBER, claim)
     assert signed.wire_size() == len(pack(signed.to_wire()))

@@ -22,6 +22,7 @@ from plexinode.membership.state import (
     StateMap,
     sign_entry,
 )
+from plexinode.wire.codec import DATAGRAM_LIMITS, pack, unpack
 
 WRITERS = [Identity.from_seed(bytes(31) + bytes([i])) for i in range(1, 4)]
 KEYS = ["net.name", "blocklist/a", "x"]
@@ -164,3 +165,47 @@ def test_would_accept_predicts_merge(held: list[StateEntry], offered: list[State
     for entry in offered:
         predicted = m.would_accept(entry)
         assert m.merge(entry, 0).accepted == predicted
+
+
+# -- pinned bytes ------------------------------------------------------------------------------
+# Entries signed by earlier releases must verify in later ones, and the other way round: the
+# signed bytes, the (deterministic Ed25519) signature and the wire form are pinned here.
+
+PINNED_WRITE_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d73746174652d76310096a86e65742e6d6f7464c40568656c6c6fc2cf0000018bcfe5"
+    "687b04c4204cb5abf6ad79fbf5abbccafcc269d85cd2651ed4b885b5869f241aedf0a5ba29"
+)
+PINNED_WRITE_WIRE = bytes.fromhex(
+    "97a86e65742e6d6f7464c40568656c6c6fc2cf0000018bcfe5687b04c4204cb5abf6ad79fbf5abbccafcc269"
+    "d85cd2651ed4b885b5869f241aedf0a5ba29c440bcd1e1bbf655e46efdeff2d3a42a62064079c47a8812784e"
+    "0dbc5cd4e9cc370841ec66edf32d7a14915ec1f82362bd93413d11a21588eb1eda25e69c7fac6f0e"
+)
+PINNED_DELETE_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d73746174652d76310096a86e65742e6d6f7464c400c3cf0000018bcfe5687c00c420"
+    "4cb5abf6ad79fbf5abbccafcc269d85cd2651ed4b885b5869f241aedf0a5ba29"
+)
+PINNED_DELETE_WIRE = bytes.fromhex(
+    "97a86e65742e6d6f7464c400c3cf0000018bcfe5687c00c4204cb5abf6ad79fbf5abbccafcc269d85cd2651e"
+    "d4b885b5869f241aedf0a5ba29c440db94d6df538a2825ad636166e4aa12d596f2f6fc2180a53ac4bfaedf24"
+    "e2d2b418ec36ecbc534d5536bf3e380c46576c474f4776b5211e183a99a8a795c9bd0f"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "stamp", "signed", "wire_form"),
+    [
+        (b"hello", (1_700_000_000_123, 4), PINNED_WRITE_SIGNED, PINNED_WRITE_WIRE),
+        (None, (1_700_000_000_124, 0), PINNED_DELETE_SIGNED, PINNED_DELETE_WIRE),
+    ],
+)
+def test_entry_bytes_are_pinned(
+    value: bytes | None, stamp: tuple[int, int], signed: bytes, wire_form: bytes
+) -> None:
+    entry = sign_entry(WRITERS[0], "net.motd", value, stamp)
+    assert entry.signed_bytes() == signed
+    assert entry.signature == wire_form[-64:]
+    assert pack(entry.to_wire()) == wire_form
+    # What an earlier release sent still decodes to the same entry and verifies.
+    decoded = StateEntry.from_wire(unpack(wire_form, DATAGRAM_LIMITS))
+    assert decoded == entry
+    decoded.check()

@@ -106,3 +106,24 @@ def test_an_invite_needs_a_reachable_address() -> None:
         make_invite(INVITER, "home", b"", [Address("0.0.0.0", 0)], expires_at=1)
     with pytest.raises(InviteError, match="32 bytes"):
         make_invite(INVITER, "home", b"short", ADDRESSES, expires_at=1)
+
+
+# Tokens signed by earlier releases must parse in later ones, and the other way round: the
+# signed bytes and the whole token (signature included: Ed25519 is deterministic) are pinned.
+PINNED_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d696e766974652d76310095a4686f6d65c420000102030405060708090a0b0c0d0e0f"
+    "101112131415161718191a1b1c1d1e1f9292c404c0000207cd1cfc92c41020010db800000000000000000000"
+    "0007cd1cfdcd07d0c420dd7e84d010aed28a416e928f50c4c09ac0f94a8f5b346548168bddb61cdb7263"
+)
+PINNED_TOKEN = (
+    "plexinode-invite-1:lqRob21lxCAAAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eH5KSxATAAAIHzRz8ksQQIA"
+    "ENuAAAAAAAAAAAAAAAB80c_c0H0MQg3X6E0BCu0opBbpKPUMTAmsD5So9bNGVIFovdthzbcmPEQHjDLm9CMm3kZDh57C60"
+    "IMSLCZodfwiu7V9xdMPoLcM7lYVvEzbyH51vB-e7YpZufkMjCa0Qf3rBPqMlqBT0mAk"
+)
+
+
+def test_token_bytes_are_pinned() -> None:
+    invite = make_invite(INVITER, "home", bytes(range(32)), ADDRESSES, expires_at=2_000)
+    assert invite.signed_bytes() == PINNED_SIGNED
+    assert invite.encode() == PINNED_TOKEN
+    assert parse_invite(PINNED_TOKEN, now=1_000) == invite

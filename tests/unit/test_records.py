@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plexinode.dht import records
 from plexinode.dht.records import (
     CLOCK_SKEW_ALLOWANCE,
     MAX_RECORD_BYTES,
@@ -40,6 +39,7 @@ from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.transport import MAX_DATAGRAM
+from plexinode.signing import signed
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS, pack, unpack
 from plexinode.wire.schema import U64_MAX, Bytes, ListOf, Message, Nested, Registry, wire
@@ -78,7 +78,7 @@ def no_verify(monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*args: object) -> None:
         raise AssertionError("signature verified before a cheaper check refused the record")
 
-    monkeypatch.setattr(records, "verify_signature", explode)
+    monkeypatch.setattr(signed, "verify_signature", explode)
 
 
 # -- round trips ----------------------------------------------------------------------------
@@ -183,20 +183,6 @@ def test_size_is_the_encoded_length(
     assert record.size == len(pack(record.to_wire()))
 
 
-_BOUNDARIES = [0, 0x7F, 0xFF, 0xFFFF, 0xFFFFFFFF, U64_MAX, -32, -(1 << 7), -(1 << 15), -(1 << 31)]
-
-
-@pytest.mark.parametrize("n", sorted({b + d for b in _BOUNDARIES for d in (-1, 0, 1)}))
-def test_integer_sizes_match_msgpack_at_the_boundaries(n: int) -> None:
-    if -(1 << 63) <= n <= U64_MAX:
-        assert records._int_size(n) == len(pack(n))
-
-
-@given(st.integers(-(1 << 63), U64_MAX))
-def test_integer_sizes_match_msgpack(n: int) -> None:
-    assert records._int_size(n) == len(pack(n))
-
-
 # -- refusals -------------------------------------------------------------------------------
 
 
@@ -278,6 +264,9 @@ def test_oversized_value_is_refused_before_verifying(no_verify: None) -> None:
         fake, rtype=PEER, key=ALICE.node_id.raw, value=bytes(PEER_MAX_VALUE_BYTES + 1)
     )
     assert reason_of(peer) == Reason.OVERSIZED
+    with pytest.raises(InvalidRecord) as info:  # and on its own, before it is parsed
+        decode_addresses(b"\xc1" * (PEER_MAX_VALUE_BYTES + 1))
+    assert info.value.reason == Reason.OVERSIZED
 
 
 def test_oversized_record_is_refused_before_verifying(no_verify: None) -> None:
@@ -578,3 +567,54 @@ def test_random_peer_values_raise_only_invalid_record(value: bytes) -> None:
     else:
         assert 1 <= len(addresses) <= PEER_MAX_ADDRESSES
     assert reason in (None, Reason.BAD_VALUE, Reason.OVERSIZED)
+
+
+# -- pinned bytes ---------------------------------------------------------------------------
+# Records signed by earlier releases must verify in later ones, and the other way round: the
+# signed bytes, the (deterministic Ed25519) signature and the wire form are pinned here.
+
+PINNED_PEER_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d7265636f72642d7631009601c4203ac2a451eaf43783802f2d9594a9d4a8d3a9629d"
+    "64c840c103dc62851ec6eacdc420af06a3e3291714e4f356c19c9b15cd1951ec6e6662aa77be07547f289383"
+    "341d07ce65554280c4219292c404c0000201cd0fa092c41020010db8000000000000000000000001cd0fa1"
+)
+PINNED_PEER_WIRE = bytes.fromhex(
+    "9701c4203ac2a451eaf43783802f2d9594a9d4a8d3a9629d64c840c103dc62851ec6eacdc420af06a3e32917"
+    "14e4f356c19c9b15cd1951ec6e6662aa77be07547f289383341d07ce65554280c4219292c404c0000201cd0f"
+    "a092c41020010db8000000000000000000000001cd0fa1c440bd429b15aadeb5e16bef34eee5d7fb876955f9"
+    "d58391960eb47039edba9d332fbf6613cc05ccd60c9eda6d104810856a62c1d8acce256b2cbd3f7eaa19b298"
+    "08"
+)
+PINNED_PROVIDER_SIGNED = bytes.fromhex(
+    "706c6578696e6f64652d7265636f72642d7631009602c420000102030405060708090a0b0c0d0e0f10111213"
+    "1415161718191a1b1c1d1e1fc420af06a3e3291714e4f356c19c9b15cd1951ec6e6662aa77be07547f289383"
+    "341d01ce6553ff10c40468696e74"
+)
+PINNED_PROVIDER_WIRE = bytes.fromhex(
+    "9702c420000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fc420af06a3e32917"
+    "14e4f356c19c9b15cd1951ec6e6662aa77be07547f289383341d01ce6553ff10c40468696e74c4409f9b9785"
+    "70dfc01677defb3d8bbebe13243df899a282421dbc1095f83489208192c29c4e16900ddbd08855212c23eb50"
+    "1b58d2ae8fda2cb9492d20562109cf07"
+)
+
+
+@pytest.mark.parametrize(
+    ("make", "signed", "wire_form"),
+    [
+        (
+            lambda: make_peer_record(ALICE, ADDRESSES, seq=7, now=NOW),
+            PINNED_PEER_SIGNED,
+            PINNED_PEER_WIRE,
+        ),
+        (lambda: provider(value=b"hint"), PINNED_PROVIDER_SIGNED, PINNED_PROVIDER_WIRE),
+    ],
+)
+def test_record_bytes_are_pinned(make: Any, signed: bytes, wire_form: bytes) -> None:
+    record = make()
+    assert record.signed_bytes() == signed
+    assert record.signature == wire_form[-64:]
+    assert pack(record.to_wire()) == wire_form
+    # What an earlier release sent still decodes to the same record and verifies.
+    decoded = Record.from_wire(unpack(wire_form, DATAGRAM_LIMITS))
+    assert decoded == record
+    validate_record(decoded, NOW, REGISTRY)

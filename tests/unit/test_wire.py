@@ -9,8 +9,17 @@ from hypothesis import strategies as st
 
 from plexinode.errors import DecodeError
 from plexinode.wire import envelope
-from plexinode.wire.codec import DATAGRAM_LIMITS, FRAME_LIMITS, Limits, pack, unpack
-from plexinode.wire.messages import ErrorReply, Ping, Pong
+from plexinode.wire.codec import (
+    DATAGRAM_LIMITS,
+    FRAME_LIMITS,
+    Limits,
+    bin_size,
+    int_size,
+    pack,
+    str_size,
+    unpack,
+)
+from plexinode.wire.messages import Echo, ErrorReply, Ping, Pong
 from plexinode.wire.schema import (
     Bool,
     Bytes,
@@ -160,3 +169,112 @@ def test_registry_rejects_duplicate_type_codes() -> None:
         registry.register(Everything)
     assert Everything in registry
     assert Ping not in registry
+
+
+# -- the per-class plan gives what the checks say -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Shapes(Struct):
+    """Every way a field's wire form can differ from its value (or not)."""
+
+    ints: tuple[int, ...] = wire(ListOf(Int(), max_items=3))
+    maybe_point: Point | None = wire(Optional(Nested(Point)))  # noqa: RUF009 (a field)
+    maybe_points: tuple[Point, ...] | None = wire(Optional(ListOf(Nested(Point), max_items=2)))
+    lists: tuple[tuple[bytes, ...], ...] = wire(ListOf(ListOf(Bytes(0, 2), 2), 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Single(Struct):
+    point: Point = wire(Nested(Point))  # noqa: RUF009 (wire() is dataclasses.field)
+
+
+def reference_to_wire(struct: Struct) -> list[object]:
+    """What to_wire must give: each field's check's encode, field by field."""
+    checks = type(struct)._field_checks()
+    return [check.encode(getattr(struct, name)) for name, check in checks]
+
+
+def reference_from_wire(cls: type[Struct], value: object) -> object:
+    """What from_wire must give: each field's check, field by field (or the same error)."""
+    checks = cls._field_checks()
+    if type(value) is not list or len(value) != len(checks):
+        raise DecodeError(f"{cls.__name__}: expected an array of {len(checks)} fields")
+    args = []
+    for (name, check), item in zip(checks, value, strict=True):
+        try:
+            args.append(check(item))
+        except DecodeError as exc:
+            raise DecodeError(f"{cls.__name__}.{name}: {exc}") from None
+    return cls(*args)
+
+
+points = st.builds(Point, st.integers(0, 100), st.text(max_size=2))
+shapes = st.builds(
+    Shapes,
+    st.lists(st.integers(0, 2**64 - 1), max_size=3).map(tuple),
+    st.none() | points,
+    st.none() | st.lists(points, max_size=2).map(tuple),
+    st.lists(st.lists(st.binary(max_size=2), max_size=2).map(tuple), max_size=2).map(tuple),
+)
+
+
+@pytest.mark.parametrize(
+    "struct", [Ping(), Echo(b"x"), Single(Point(1, "a")), SAMPLE, Shapes((), None, None, ())]
+)
+def test_to_wire_is_each_fields_encoding(struct: Struct) -> None:
+    assert struct.to_wire() == reference_to_wire(struct)
+    assert type(struct).from_wire(struct.to_wire()) == struct
+
+
+@given(shapes)
+def test_any_struct_encodes_as_its_checks_say_and_round_trips(struct: Shapes) -> None:
+    wire_form = struct.to_wire()
+    assert wire_form == reference_to_wire(struct)
+    assert all(type(v) is list for v in (wire_form[0], wire_form[3], *wire_form[3]))
+    assert Shapes.from_wire(unpack(pack(wire_form), FRAME_LIMITS)) == struct
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers(-1, 2**64) | st.binary(max_size=3) | st.text(max_size=3),
+        lambda children: st.lists(children, max_size=4),
+        max_leaves=12,
+    )
+)
+def test_any_value_is_accepted_or_refused_as_the_checks_say(value: object) -> None:
+    for cls in (Shapes, Single, Point):
+        try:
+            expected: object = reference_from_wire(cls, value)
+        except DecodeError as exc:
+            expected = str(exc)
+        try:
+            got: object = cls.from_wire(value)
+        except DecodeError as exc:
+            got = str(exc)
+        assert got == expected
+
+
+# -- encoded sizes, without encoding ------------------------------------------------------------
+
+_INT_BOUNDARIES = [0, 0x7F, 0xFF, 0xFFFF, 0xFFFFFFFF, 2**64 - 1, -32, -(1 << 7), -(1 << 15)]
+_INT_BOUNDARIES += [-(1 << 31), -(1 << 63)]
+_LENGTH_BOUNDARIES = [0, 31, 0xFF, 0xFFFF]
+
+
+@pytest.mark.parametrize("n", sorted({b + d for b in _INT_BOUNDARIES for d in (-1, 0, 1)}))
+def test_integer_sizes_match_msgpack_at_the_boundaries(n: int) -> None:
+    if -(1 << 63) <= n <= 2**64 - 1:
+        assert int_size(n) == len(pack(n))
+
+
+@given(st.integers(-(1 << 63), 2**64 - 1))
+def test_integer_sizes_match_msgpack(n: int) -> None:
+    assert int_size(n) == len(pack(n))
+
+
+@pytest.mark.parametrize("n", sorted({b + d for b in _LENGTH_BOUNDARIES for d in (0, 1)}))
+def test_binary_and_string_sizes_match_msgpack(n: int) -> None:
+    assert bin_size(n) == len(pack(b"x" * n))
+    assert str_size(n) == len(pack("x" * n))
+    assert str_size(len("é".encode()) * n) == len(pack("é" * n))  # UTF-8 bytes, not characters
