@@ -37,19 +37,13 @@ from plexinode.datadir import DB_NAME, socket_path
 from plexinode.dht.contact import Contact
 from plexinode.dht.records import PEER
 from plexinode.dht.service import DhtService
-from plexinode.errors import (
-    AdminError,
-    DecodeError,
-    HandshakeError,
-    IdentityError,
-    PeerTimeout,
-    RemoteProtocolError,
-)
+from plexinode.errors import AdminError, HandshakeError, IdentityError, PeerTimeout
 from plexinode.identity import NODE_ID_BYTES, Identity, NodeId
 from plexinode.membership.invite import InviteError, make_invite, parse_invite
 from plexinode.membership.service import MembershipService, Seed
+from plexinode.net import echo
 from plexinode.net.address import Address
-from plexinode.net.datagram import DatagramService, Inbound
+from plexinode.net.datagram import DatagramService
 from plexinode.net.keyring import (
     NETWORK_KEY_BYTES,
     Keyring,
@@ -57,16 +51,12 @@ from plexinode.net.keyring import (
     parse_key,
     save_keyring,
 )
-from plexinode.net.secure import SecureStream
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import Transport
 from plexinode.security.rotation import KEYS_TAG, RESERVED_STATE_PREFIX, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database
-from plexinode.wire import envelope
-from plexinode.wire.codec import FRAME_LIMITS
-from plexinode.wire.messages import Echo, Ping, Pong
-from plexinode.wire.schema import Message
+from plexinode.wire.messages import Ping
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +65,6 @@ log = logging.getLogger(__name__)
 RESERVED_TAGS = frozenset({"version", "capacity", KEYS_TAG})
 #: The meta row that keeps the operator's tags, as a JSON object.
 OPERATOR_TAGS = "member_tags"
-ECHO_PROTOCOL = "echo/1"
-#: An echo stream that stays silent this long is closed (it only serves pings and benchmarks).
-ECHO_IDLE_TIMEOUT = 60.0
 
 
 def notify_ready() -> None:
@@ -228,7 +215,7 @@ class Node:
             id_difficulty=difficulty,
             keyring=self.keyring,
         )
-        self._datagrams.on(Ping, self._on_ping)
+        self._datagrams.on(Ping, echo.answer_ping)
         await nursery.start(self._datagrams.run)
         self._streams = StreamService(
             self.identity,
@@ -238,7 +225,7 @@ class Node:
             id_difficulty=difficulty,
             keyring=self.keyring,
         )
-        self._streams.on(ECHO_PROTOCOL, self._serve_echo)
+        self._streams.on(echo.ECHO_PROTOCOL, echo.serve_echo)
         await nursery.start(self._streams.run)
         assert self._db is not None
         self._dht = DhtService(
@@ -477,28 +464,17 @@ class Node:
 
     # -- ping ----------------------------------------------------------------------------------
 
-    async def _on_ping(self, inbound: Inbound) -> Message:
-        return Pong(inbound.address.host, inbound.address.port)
-
-    async def _serve_echo(self, stream: SecureStream) -> None:
-        while True:
-            with trio.move_on_after(ECHO_IDLE_TIMEOUT):
-                frame = await stream.receive()
-            if not frame:
-                return
-            message = envelope.decode(frame, FRAME_LIMITS).message
-            if not isinstance(message, Echo):
-                raise DecodeError(f"echo/1 expects echo frames, got {message.NAME}")
-            await stream.send(frame)
-
     async def ping(
         self, address: Address | None, *, node_id: NodeId | None = None, via: str = "datagram"
     ) -> dict[str, Any]:
         """Authenticate the node at `address` and measure the round-trip time.
 
         Over datagrams, the ping is signed by us and the pong by them (and bound to our ID);
-        over a stream, both sides complete the mutual handshake and then echo one frame.
-        With no address, `node_id` is found through the DHT first.
+        over a stream, both sides complete the mutual handshake and then echo one frame
+        (plexinode.net.echo). With no address, `node_id` is found through the DHT first.
+
+        Raises:
+            ValueError: Neither an address nor a node ID, or an unknown transport `via`.
         """
         if address is None:
             if node_id is None:
@@ -511,31 +487,10 @@ class Node:
                 fresh = await self._resolve(node_id, fresh=True)
                 return await self.ping(fresh, node_id=node_id, via=via)
         if via == "datagram":
-            reply = await self.datagrams.request(address, Ping(), node_id=node_id)
-            return {
-                "node_id": str(reply.sender),
-                "address": str(address),
-                "rtt_ms": round(reply.rtt * 1000, 3),
-                "via": via,
-            }
+            return await echo.ping_datagram(self.datagrams, address, node_id)
         if via != "stream":
             raise ValueError(f"unknown ping transport {via!r}")
-        started = trio.current_time()
-        stream = await self.streams.open(address, ECHO_PROTOCOL, node_id=node_id)
-        async with stream:
-            handshake_done = trio.current_time()
-            payload = envelope.encode(Echo(os.urandom(16)))
-            await stream.send(payload)
-            if await stream.receive() != payload:
-                raise RemoteProtocolError("echo reply does not match")
-        finished = trio.current_time()
-        return {
-            "node_id": str(stream.remote_node_id),
-            "address": str(address),
-            "rtt_ms": round((finished - handshake_done) * 1000, 3),
-            "handshake_ms": round((handshake_done - started) * 1000, 3),
-            "via": via,
-        }
+        return await echo.ping_stream(self.streams, address, node_id)
 
     async def dht_get(self, type_name: str, key_text: str) -> dict[str, Any]:
         """The valid records of a type under a key, from this node and the network.
