@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -14,11 +13,6 @@ from plexinode.cli.main import Globals, cli
 from plexinode.cli.output import emit, note, table
 from plexinode.errors import IdentityError, PlexinodeError
 from plexinode.net.address import Address
-
-if TYPE_CHECKING:
-    from plexinode.config import Config
-    from plexinode.identity import Identity
-    from plexinode.node import Node
 
 # The heavy modules (trio, the node, PyNaCl, the config schema) are imported inside the commands
 # that need them, so that `status`, `stop` and `ping`, which only talk to the admin socket, start
@@ -31,20 +25,6 @@ STOP_WAIT = 15.0
 def _globals() -> Globals:
     obj: Globals = click.get_current_context().find_root().obj
     return obj
-
-
-def _initialise(data_dir: Path, network: str | None, flags: dict[str, Any]) -> Identity:
-    """Write the default config (if none) and make an identity that solves the configured ID
-    puzzle (the config is read first: the difficulty is a network parameter)."""
-    from plexinode.config import load_config, write_default_config
-    from plexinode.identity import create_identity_file
-
-    datadir.prepare(data_dir)
-    write_default_config(data_dir, network=network)  # keeps an existing one
-    difficulty = load_config(data_dir, flags=flags).settings.dht.id_difficulty
-    if difficulty >= 12:
-        note(f"making an identity: solving the {difficulty}-bit ID puzzle (a few seconds)...")
-    return create_identity_file(data_dir, difficulty)
 
 
 @cli.command()
@@ -62,7 +42,9 @@ def init(network: str | None) -> None:
         raise IdentityError(
             f"{key_path(g.data_dir)} already exists: refusing to overwrite this node's identity"
         )
-    identity = _initialise(g.data_dir, network, {})
+    from plexinode.daemon import initialise
+
+    identity = initialise(g.data_dir, network, {}, note)
     doc: dict[str, Any] = {"node_id": str(identity.node_id), "data_dir": str(g.data_dir)}
     if network is not None:
         # A named network is a private one: its first member makes its key. Others get it in
@@ -80,21 +62,6 @@ def init(network: str | None) -> None:
             + (f" for private network {d['network']} (key {d['key_id']})" if "key_id" in d else "")
         ),
     )
-
-
-def _accept_network_key(data_dir: Path, network: str, key: bytes) -> None:
-    """Keep a private network's key from an invite: the only key of a node that had none (it
-    then sends with it), or one more key of a node that already had private keys."""
-    from plexinode.net.keyring import Keyring, load_keyring, save_keyring
-
-    keyring = load_keyring(data_dir, network)
-    if key in keyring:
-        return
-    if keyring.private:
-        keyring.install(key)
-    else:
-        keyring = Keyring([key], key, private=True)
-    save_keyring(data_dir, keyring)
 
 
 @cli.command()
@@ -117,116 +84,39 @@ def start(
     join_token: str | None,
 ) -> None:
     """Run the node in the foreground until SIGINT/SIGTERM or `plexinode stop`."""
-    import trio
+    from plexinode import daemon
 
-    from plexinode.config import load_config
-    from plexinode.identity import key_path, load_identity_file
-    from plexinode.logs import setup_logging
-    from plexinode.membership.invite import parse_invite
-    from plexinode.net.keyring import load_keyring
-    from plexinode.net.transport import SocketTransport
-    from plexinode.node import Node
-
+    flags: dict[str, str] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        flags[key.strip()] = value.strip()
     g = _globals()
-    datadir.prepare(g.data_dir)
-    lock = datadir.DataDirLock(g.data_dir)
-    lock.acquire()
-    try:
-        flags: dict[str, Any] = {}
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-            flags[key.strip()] = value.strip()
-        invite = None
-        if join_token is not None:
-            # A bad token fails as `join TOKEN` does (exit 1, its reason on stderr).
-            invite = parse_invite(join_token, time.time())
-            bootstrap = (*bootstrap, *(str(a) for a in invite.bootstrap()))
-        flags.update(
-            {
-                "listen": listen,
-                "bootstrap": list(bootstrap) if bootstrap else None,
-                "log_level": g.log_level,
-                "log_format": g.log_format,
-            }
-        )
-        if not key_path(g.data_dir).exists():
-            identity = _initialise(g.data_dir, invite.network if invite else None, flags)
-            note(f"initialised {g.data_dir} for new node {identity.node_id}")
-        identity = load_identity_file(g.data_dir)
-        config = load_config(g.data_dir, flags=flags)
-        settings = config.settings
-        if invite is not None and invite.network != settings.network:
-            raise PlexinodeError(
-                f"this node belongs to network {settings.network!r} and the invite is for "
-                f"{invite.network!r}: use a new data dir to join that network"
-            )
-        setup_logging(settings.log_level, settings.log_format)
-        if invite is not None and invite.network_key:
-            _accept_network_key(g.data_dir, settings.network, invite.network_key)
-        node = Node(
-            identity,
-            settings,
-            SocketTransport(),
-            data_dir=g.data_dir,
-            config_rows=_config_rows(config),
-            keyring=load_keyring(g.data_dir, settings.network),
+    start_options = daemon.StartOptions(
+        listen=listen,
+        bootstrap=bootstrap,
+        overrides=flags,
+        join_token=join_token,
+        log_level=g.log_level,
+        log_format=g.log_format,
+    )
+
+    def ready(started: daemon.Ready) -> None:
+        doc = {
+            "node_id": str(started.node_id),
+            "address": str(started.address),
+            "data_dir": str(started.data_dir),
+        }
+        emit(
+            doc,
+            lambda d: (
+                f"plexinode {d['node_id']} listening on {d['address']} "
+                f"(udp+tcp), data dir {d['data_dir']}"
+            ),
         )
 
-        def ready(address: Address) -> None:
-            doc = {
-                "node_id": str(identity.node_id),
-                "address": str(address),
-                "data_dir": str(g.data_dir),
-            }
-            emit(
-                doc,
-                lambda d: (
-                    f"plexinode {d['node_id']} listening on {d['address']} "
-                    f"(udp+tcp), data dir {d['data_dir']}"
-                ),
-            )
-
-        try:
-            trio.run(_serve, node, ready)
-        except OSError as exc:
-            raise PlexinodeError(f"cannot listen on {settings.listen}: {exc.strerror}") from None
-    finally:
-        lock.release()
-
-
-async def _serve(node: Node, ready: Any) -> None:
-    import signal
-
-    import trio
-
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch_signals() -> None:
-                count = 0
-                async for _signum in signals:
-                    count += 1
-                    if count == 1:
-                        node.stop()
-                    else:  # a second signal: stop waiting for anything
-                        nursery.cancel_scope.cancel()
-
-            async def run_node(*, task_status: trio.TaskStatus[Address]) -> None:
-                await node.run(task_status=task_status)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_signals)
-            address = await nursery.start(run_node)
-            ready(address)
-
-
-def _config_rows(config: Config) -> list[dict[str, Any]]:
-    return [
-        {"key": row.key, "value": row.value, "text": row.text, "source": row.source}
-        for row in config.show()
-    ]
+    daemon.run(g.data_dir, start_options, ready=ready, note=note)
 
 
 def _client(timeout: float = 30.0) -> AdminClient:
@@ -601,12 +491,13 @@ def config() -> None:
 @config.command("show")
 def config_show() -> None:
     """Each effective setting with where it came from (the running node's if there is one)."""
-    from plexinode.config import load_config
-
     g = _globals()
     try:
         rows: list[dict[str, Any]] = _client(timeout=5.0).call("config")
     except PlexinodeError:
-        rows = _config_rows(load_config(g.data_dir))
+        from plexinode.admin.results import config_rows
+        from plexinode.config import load_config
+
+        rows = config_rows(load_config(g.data_dir).show()).to_result()
     doc = {row["key"]: {"value": row["value"], "source": row["source"]} for row in rows}
     emit(doc, table([[r["key"], r["text"], r["source"]] for r in rows], ["key", "value", "source"]))

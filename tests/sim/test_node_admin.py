@@ -11,6 +11,9 @@ import pytest
 import trio
 
 from plexinode.admin.client import AdminClient
+from plexinode.admin.commands import AdminCommands
+from plexinode.admin.server import AdminServer
+from plexinode.datadir import socket_path
 from plexinode.errors import AdminError
 from plexinode.net.address import Address
 from plexinode.net.keyring import Keyring, key_id
@@ -36,6 +39,8 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(tmp_path) -> None:
             data_dir=data_dir,
             wall_clock=trio.current_time,
         )
+        admin = AdminServer(socket_path(data_dir))
+        AdminCommands(node).register(admin)
         client = AdminClient(data_dir, timeout=30)
 
         async def call(command: str, **args: Any) -> Any:
@@ -47,7 +52,7 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(tmp_path) -> None:
 
         async with trio.open_nursery() as nursery:
             await nursery.start(other.run)
-            await nursery.start(node.run)
+            await nursery.start(functools.partial(node.run, beside=(admin.run,)))
             with trio.fail_after(30):
                 await node.dht.joined.wait()
                 await node.membership.ready.wait()
