@@ -129,6 +129,7 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(autojump_clock, tm
             assert by_id["via"] == "stream"
             await refused("^ping needs an address or a node ID$", "ping")
             await refused("expected HOST:PORT", "ping", address="10.0.0.1")
+            await refused("^cannot reach 10.9.9.9:1: ", "ping", address="10.9.9.9:1", via="stream")
             await refused("^invalid node ID 'nope'", "ping", node_id="nope")
             await refused(
                 "^invalid arguments for ping: unknown ping transport 'carrier-pigeon'$",
@@ -159,6 +160,7 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(autojump_clock, tm
             await refused("set by the node itself", "tags_set", key="version", value="9")
             await refused("^a tag is a text key and a text value$", "tags_set", value="x")
             await refused("^a tag is a text key and a text value$", "tags_set", key="a", value=1)
+            await refused("^tags exceed 256 bytes$", "tags_set", key="big", value="x" * 300)
 
             # invites
             invited = await call("invite", expires=600)
