@@ -8,12 +8,19 @@ each service with ``nursery.start`` so that start-up order and readiness are exp
                  ├── StreamService.run     secure streams (handshake, protocol routing)
                  ├── DhtService.run        Kademlia: routing table, lookups, bootstrap
                  ├── MembershipService.run SWIM/Lifeguard: members, failure detection, gossip
-                 └── AdminServer.run       Unix socket for the CLI (real nodes only)
+                 ├── KeyringService.run    the network's key plan, carried out on this node
+                 └── beside ...            what the caller runs beside the node, started last
+                                           (the daemon's admin socket)
 
-The node is ready when every service has started: it logs ``node ready``, the admin socket
-exists, and ``READY=1`` goes to systemd when ``NOTIFY_SOCKET`` is set. :meth:`Node.stop` (from
+The node is ready when every service, and everything started beside it, has started: it logs
+``node ready`` and ``Node.run`` reports its address to ``task_status``. :meth:`Node.stop` (from
 the admin ``stop`` command or a signal) cancels the nursery; each service closes its sockets
 on the way out and the database is checkpointed and closed last.
+
+Besides the nursery, the node offers what needs several of its services at once: pinging
+another node (found through the DHT when only its ID is known), joining a network from an
+invite token, leaving it, its tags, and its status. The admin commands
+(plexinode.admin.commands) call these; the protocols themselves live with their services.
 """
 
 from __future__ import annotations
@@ -22,77 +29,44 @@ import json
 import logging
 import os
 import random
-import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from plexinode import __version__
-from plexinode.admin.server import AdminServer
 from plexinode.config import Settings
-from plexinode.datadir import DB_NAME, socket_path
+from plexinode.datadir import DB_NAME
 from plexinode.dht.contact import Contact
-from plexinode.dht.records import PEER
 from plexinode.dht.service import DhtService
-from plexinode.errors import (
-    AdminError,
-    DecodeError,
-    HandshakeError,
-    IdentityError,
-    PeerTimeout,
-    RemoteProtocolError,
-)
-from plexinode.identity import NODE_ID_BYTES, Identity, NodeId
-from plexinode.membership.invite import InviteError, make_invite, parse_invite
+from plexinode.errors import HandshakeError, IdentityError, PeerTimeout
+from plexinode.identity import Identity, NodeId
+from plexinode.membership.invite import Invite, InviteError, make_invite, parse_invite
 from plexinode.membership.service import MembershipService, Seed
+from plexinode.net import echo
 from plexinode.net.address import Address
-from plexinode.net.datagram import DatagramService, Inbound
-from plexinode.net.keyring import (
-    NETWORK_KEY_BYTES,
-    Keyring,
-    key_id,
-    parse_key,
-    save_keyring,
-)
-from plexinode.net.secure import SecureStream
+from plexinode.net.datagram import DatagramService
+from plexinode.net.keyring import Keyring, save_keyring
 from plexinode.net.streams import StreamService
-from plexinode.net.transport import Transport
-from plexinode.security.rotation import KEYS_TAG, RESERVED_STATE_PREFIX, keys_tag
+from plexinode.net.transport import Endpoint, Transport
+from plexinode.security.rotation import KEYS_TAG, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.storage import Database, open_database
-from plexinode.wire import envelope
-from plexinode.wire.codec import FRAME_LIMITS
-from plexinode.wire.messages import Echo, Ping, Pong
-from plexinode.wire.schema import Message
+from plexinode.wire.messages import Ping
 
 log = logging.getLogger(__name__)
 
 #: Tags the node sets itself: its version, its storage quota in bytes (what it can hold of
 #: others' shares) and its network key ids. The operator sets any other (``plexinode tags``).
-RESERVED_TAGS = frozenset({"version", "capacity", KEYS_TAG})
+RESERVED_TAGS: Final = frozenset({"version", "capacity", KEYS_TAG})
 #: The meta row that keeps the operator's tags, as a JSON object.
-OPERATOR_TAGS = "member_tags"
-ECHO_PROTOCOL = "echo/1"
-#: An echo stream that stays silent this long is closed (it only serves pings and benchmarks).
-ECHO_IDLE_TIMEOUT = 60.0
+OPERATOR_TAGS: Final = "member_tags"
 
-
-def notify_ready() -> None:
-    """Tell systemd (``Type=notify``) that the node is ready, if NOTIFY_SOCKET is set."""
-    target = os.environ.get("NOTIFY_SOCKET")
-    if not target:
-        return
-    if target.startswith("@"):
-        target = "\0" + target[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(target)
-            sock.sendall(b"READY=1")
-    except OSError as exc:
-        log.warning("cannot notify systemd at %s: %s", target, exc)
+#: Something the node starts in its nursery, after its own services, with ``nursery.start``:
+#: an async function that calls ``task_status.started()`` once it serves.
+Beside = Callable[..., Awaitable[object]]
 
 
 class Node:
@@ -102,9 +76,10 @@ class Node:
         identity: the node's key pair.
         settings: effective configuration.
         transport: the real network or an in-memory one.
-        data_dir: where the database and the admin socket live; None runs with an in-memory
-            database and no admin socket (simulations).
-        wall_clock: the clock used for datagram counters (simulations pass trio's clock).
+        data_dir: where the database and the network keys live; None runs with an in-memory
+            database and keeps the keys in memory only (simulations).
+        wall_clock: the clock used for datagram counters, records, claims and invites
+            (simulations pass trio's clock).
         membership: False runs the node without the membership service (simulations of the
             DHT alone, where it would only add cost).
         keyring: The network's keys (default: the open network named by ``settings.network``).
@@ -118,7 +93,6 @@ class Node:
         *,
         data_dir: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
-        config_rows: list[dict[str, Any]] | None = None,
         membership: bool = True,
         keyring: Keyring | None = None,
     ) -> None:
@@ -133,7 +107,6 @@ class Node:
         self.transport = transport
         self.data_dir = data_dir
         self._wall_clock = wall_clock
-        self._config_rows = config_rows or []
         self._with_membership = membership
         #: The network's keys; changes (``network key ...``) apply to datagrams and streams
         #: at once, and are saved in the data dir.
@@ -147,7 +120,6 @@ class Node:
         self._membership: MembershipService | None = None
         self._keyring_service: KeyringService | None = None
         self._db: Database | None = None
-        self.admin: AdminServer | None = None
 
     @property
     def node_id(self) -> NodeId:
@@ -182,14 +154,30 @@ class Node:
             raise RuntimeError("node is not running")
         return self._membership
 
+    @property
+    def keyring_service(self) -> KeyringService:
+        """The keyring service (only while running with membership)."""
+        if self._keyring_service is None:
+            raise RuntimeError("node is not running")
+        return self._keyring_service
+
     def stop(self) -> None:
         """Ask the node to shut down gracefully; :meth:`run` returns soon after."""
         self._stop.set()
 
     async def run(
-        self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        beside: Sequence[Beside] = (),
+        task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run every service until :meth:`stop` or cancellation."""
+        """Run every service until :meth:`stop` or cancellation.
+
+        Args:
+            beside: started in the node's nursery after its own services, in order, with
+                ``nursery.start`` (e.g. the admin socket): the node is ready once they are.
+            task_status: receives the node's bound address once it is ready.
+        """
         db_path = self.data_dir / DB_NAME if self.data_dir is not None else None
         async with open_database(db_path) as db:
             self._db = db
@@ -198,14 +186,10 @@ class Node:
             try:
                 async with trio.open_nursery() as nursery:
                     await self._start_services(nursery, endpoint)
+                    for start in beside:
+                        await nursery.start(start)
                     self._started_at = trio.current_time()
-                    log.info(
-                        "node ready: %s on udp+tcp %s%s",
-                        self.node_id,
-                        self.address,
-                        f", admin socket {self.admin.path}" if self.admin else "",
-                    )
-                    notify_ready()
+                    log.info("node ready: %s on udp+tcp %s", self.node_id, self.address)
                     task_status.started(self.address)
                     await self._stop.wait()
                     log.info("node stopping")
@@ -218,7 +202,7 @@ class Node:
                 self._db = None
         log.info("node stopped")
 
-    async def _start_services(self, nursery: trio.Nursery, endpoint: Any) -> None:
+    async def _start_services(self, nursery: trio.Nursery, endpoint: Endpoint) -> None:
         difficulty = self.settings.dht.id_difficulty
         self._datagrams = DatagramService(
             self.identity,
@@ -228,7 +212,7 @@ class Node:
             id_difficulty=difficulty,
             keyring=self.keyring,
         )
-        self._datagrams.on(Ping, self._on_ping)
+        self._datagrams.on(Ping, echo.answer_ping)
         await nursery.start(self._datagrams.run)
         self._streams = StreamService(
             self.identity,
@@ -238,7 +222,7 @@ class Node:
             id_difficulty=difficulty,
             keyring=self.keyring,
         )
-        self._streams.on(ECHO_PROTOCOL, self._serve_echo)
+        self._streams.on(echo.ECHO_PROTOCOL, echo.serve_echo)
         await nursery.start(self._streams.run)
         assert self._db is not None
         self._dht = DhtService(
@@ -255,58 +239,6 @@ class Node:
         await nursery.start(self._dht.run)
         if self._with_membership:
             await self._start_membership(nursery, difficulty)
-        if self.data_dir is not None:
-            self.admin = AdminServer(socket_path(self.data_dir))
-            self._register_admin_commands(self.admin)
-            await nursery.start(self.admin.run)
-
-    async def _operator_tags(self) -> dict[str, str]:
-        """The tags set with ``plexinode tags set``, kept in the database across restarts."""
-        if self._db is None:
-            return {}
-        rows = await self._db.execute("SELECT value FROM meta WHERE key = ?", (OPERATOR_TAGS,))
-        if not rows:
-            return {}
-        try:
-            stored = json.loads(bytes(rows[0][0]))
-        except ValueError:
-            log.warning("ignoring unreadable stored tags")
-            return {}
-        if not isinstance(stored, dict):
-            return {}
-        return {str(k): str(v) for k, v in stored.items() if k not in RESERVED_TAGS}
-
-    async def set_tag(self, key: str, value: str | None) -> dict[str, str]:
-        """``tags set KEY VALUE`` / ``tags rm KEY``: change one of this node's tags at run time
-        (a new incarnation, gossiped to every member) and keep it for later starts. Returns
-        the node's tags.
-
-        Raises:
-            AdminError: A tag the node sets itself, or tags that no longer fit a claim.
-        """
-        if key in RESERVED_TAGS:
-            raise AdminError(
-                f"the {key!r} tag is set by the node itself "
-                f"(reserved: {', '.join(sorted(RESERVED_TAGS))})"
-            )
-        tags = self.membership.tags
-        if value is None:
-            if key not in tags:
-                raise AdminError(f"this node has no {key!r} tag")
-            del tags[key]
-        else:
-            tags[key] = value
-        try:
-            self.membership.set_tags(tags)
-        except ValueError as exc:
-            raise AdminError(str(exc)) from None
-        if self._db is not None:
-            own = {k: v for k, v in tags.items() if k not in RESERVED_TAGS}
-            await self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                (OPERATOR_TAGS, json.dumps(own, sort_keys=True).encode()),
-            )
-        return self.membership.tags
 
     async def _start_membership(self, nursery: trio.Nursery, difficulty: int) -> None:
         tags = {
@@ -343,13 +275,6 @@ class Node:
         if self.data_dir is not None:
             save_keyring(self.data_dir, keyring)
 
-    @property
-    def keyring_service(self) -> KeyringService:
-        """The keyring service (only while running with membership)."""
-        if self._keyring_service is None:
-            raise RuntimeError("node is not running")
-        return self._keyring_service
-
     def _member_address(self) -> Address | None:
         """Our address for membership: the first the DHT advertises (bound, or observed)."""
         addresses = self.dht.advertised_addresses()
@@ -364,110 +289,94 @@ class Node:
         seeds = [Seed(c.address, c.node_id) for c in contacts]
         return seeds + [Seed(address) for address in self.settings.bootstrap]
 
-    def invite(self, expires: float) -> dict[str, Any]:
-        """A signed invite token to this node's network, valid for `expires` seconds."""
-        addresses = self.dht.advertised_addresses()
-        try:
-            invite = make_invite(
-                self.identity,
-                self.settings.network,
-                self.keyring.primary if self.keyring.private else b"",
-                addresses,
-                int(self._wall_clock() + expires),
-            )
-        except InviteError as exc:
-            raise AdminError(str(exc)) from None
-        return {
-            "token": invite.encode(),
-            "network": invite.network,
-            "expires_at": invite.expires_at,
-            "addresses": [str(a) for a in invite.bootstrap()],
-        }
+    # -- tags ----------------------------------------------------------------------------------
 
-    async def join(self, token: str) -> dict[str, Any]:
-        """Join the network of an invite token: through the inviter only (its node ID is in the
-        token), for the DHT and membership; the DHT then keeps the contacts it made."""
+    async def _operator_tags(self) -> dict[str, str]:
+        """The tags set with ``plexinode tags set``, kept in the database across restarts."""
+        if self._db is None:
+            return {}
+        rows = await self._db.execute("SELECT value FROM meta WHERE key = ?", (OPERATOR_TAGS,))
+        if not rows:
+            return {}
         try:
-            invite = parse_invite(token, self._wall_clock())
-        except InviteError as exc:
-            raise AdminError(str(exc)) from None
+            stored = json.loads(bytes(rows[0][0]))
+        except ValueError:
+            log.warning("ignoring unreadable stored tags")
+            return {}
+        if not isinstance(stored, dict):
+            return {}
+        return {str(k): str(v) for k, v in stored.items() if k not in RESERVED_TAGS}
+
+    async def set_tags(self, tags: dict[str, str]) -> None:
+        """Replace this node's tags at run time (a new incarnation, gossiped to every member),
+        and keep the operator's (all but :data:`RESERVED_TAGS`) for later starts.
+
+        Raises:
+            ValueError: The tags do not fit a claim (nothing changes).
+        """
+        self.membership.set_tags(tags)
+        if self._db is not None:
+            own = {k: v for k, v in tags.items() if k not in RESERVED_TAGS}
+            await self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (OPERATOR_TAGS, json.dumps(own, sort_keys=True).encode()),
+            )
+
+    # -- invites -------------------------------------------------------------------------------
+
+    def invite(self, expires: float) -> Invite:
+        """A signed invite to this node's network through this node, valid for `expires`
+        seconds; it carries the network's primary key when the network is private.
+
+        Raises:
+            InviteError: This node has no address other nodes can reach yet.
+        """
+        return make_invite(
+            self.identity,
+            self.settings.network,
+            self.keyring.primary if self.keyring.private else b"",
+            self.dht.advertised_addresses(),
+            int(self._wall_clock() + expires),
+        )
+
+    async def join(self, token: str) -> int:
+        """Join the network of an invite token: through the inviter only (its node ID is in the
+        token), for the DHT and membership; the DHT then keeps the contacts it made.
+
+        A private network's key in the token is installed (and sent with, unless this node
+        already had private keys of its own: then an operator rotates them deliberately).
+
+        Returns:
+            How many DHT contacts the bootstrap through the inviter made.
+
+        Raises:
+            InviteError: The token is unusable, or for another network.
+            PeerTimeout: The inviter did not answer.
+        """
+        invite = parse_invite(token, self._wall_clock())
         if invite.network != self.settings.network:
-            raise AdminError(
+            raise InviteError(
                 f"this node belongs to network {self.settings.network!r} and the invite is for "
                 f"{invite.network!r}: use a new data dir (`start --join TOKEN`) to join it"
             )
         if invite.network_key and invite.network_key not in self.keyring:
-            # A private network's key: accept it, and send with it unless we already had
-            # private keys of our own (then an operator rotates them deliberately).
             was_private = self.keyring.private
             try:
                 self.keyring.install(invite.network_key)
             except ValueError as exc:
-                raise AdminError(str(exc)) from None
+                raise InviteError(str(exc)) from None
             if not was_private:
                 self.keyring.use(invite.network_key)
-            if self.data_dir is not None:
-                save_keyring(self.data_dir, self.keyring)
+            self._save_keyring(self.keyring)
         inviter = invite.inviter_id
         addresses = invite.bootstrap()
         known = [Contact(inviter, address) for address in addresses]
         contacts = await self.dht.bootstrap(addresses, known)
         if contacts == 0:
-            raise AdminError(f"the inviter ({inviter.short()}) did not answer at {addresses}")
+            raise PeerTimeout(f"the inviter ({inviter.short()}) did not answer at {addresses}")
         await self.dht.persist()
         await self.membership.join([Seed(address, inviter) for address in addresses])
-        return {
-            "network": invite.network,
-            "bootstrapped": contacts,
-            "members": self.membership.counts()["alive"],
-        }
-
-    def network_key(self, action: str, key_text: object, *, force: bool = False) -> dict[str, Any]:
-        """``network key list|install|use|remove``: each step is run here and written to the
-        network's key plan, which every member then carries out (module
-        plexinode.security.rotation); the answer shows the progress."""
-        service = self.keyring_service
-        if action != "list":
-            if not isinstance(key_text, str):
-                raise AdminError(f"network key {action} needs a key")
-            key = self._find_key(key_text, installing=action == "install")
-            try:
-                if action == "install":
-                    service.install(key)
-                elif action == "use":
-                    service.use(key, force=force)
-                elif action == "remove":
-                    service.remove(key)
-                else:
-                    raise AdminError(f"unknown network key action {action!r}")
-            except ValueError as exc:
-                raise AdminError(str(exc)) from None
-        return {
-            "network": self.settings.network,
-            "private": self.keyring.private,
-            **service.describe(),
-        }
-
-    def revoke(self, node_text: object) -> dict[str, Any]:
-        """``network revoke NODE_ID``: no member hands that node a network key again."""
-        try:
-            node_id = NodeId.parse(str(node_text))
-            self.keyring_service.revoke(node_id)
-        except (IdentityError, ValueError) as exc:
-            raise AdminError(str(exc)) from None
-        return {"revoked": str(node_id)}
-
-    def _find_key(self, text: str, *, installing: bool) -> bytes:
-        text = text.strip().lower()
-        if installing or len(text) == 2 * NETWORK_KEY_BYTES:
-            try:
-                return parse_key(text)
-            except ValueError as exc:
-                raise AdminError(str(exc)) from None
-        matches = [k for k in self.keyring if key_id(k) == text]
-        if not matches:
-            raise AdminError(f"no installed key has the id {text!r} (see `network key list`)")
-        return matches[0]
+        return contacts
 
     async def leave(self) -> dict[str, Any]:
         """Leave the network gracefully (members see ``left``), then stop."""
@@ -477,28 +386,17 @@ class Node:
 
     # -- ping ----------------------------------------------------------------------------------
 
-    async def _on_ping(self, inbound: Inbound) -> Message:
-        return Pong(inbound.address.host, inbound.address.port)
-
-    async def _serve_echo(self, stream: SecureStream) -> None:
-        while True:
-            with trio.move_on_after(ECHO_IDLE_TIMEOUT):
-                frame = await stream.receive()
-            if not frame:
-                return
-            message = envelope.decode(frame, FRAME_LIMITS).message
-            if not isinstance(message, Echo):
-                raise DecodeError(f"echo/1 expects echo frames, got {message.NAME}")
-            await stream.send(frame)
-
     async def ping(
         self, address: Address | None, *, node_id: NodeId | None = None, via: str = "datagram"
     ) -> dict[str, Any]:
         """Authenticate the node at `address` and measure the round-trip time.
 
         Over datagrams, the ping is signed by us and the pong by them (and bound to our ID);
-        over a stream, both sides complete the mutual handshake and then echo one frame.
-        With no address, `node_id` is found through the DHT first.
+        over a stream, both sides complete the mutual handshake and then echo one frame
+        (plexinode.net.echo). With no address, `node_id` is found through the DHT first.
+
+        Raises:
+            ValueError: Neither an address nor a node ID, or an unknown transport `via`.
         """
         if address is None:
             if node_id is None:
@@ -511,55 +409,10 @@ class Node:
                 fresh = await self._resolve(node_id, fresh=True)
                 return await self.ping(fresh, node_id=node_id, via=via)
         if via == "datagram":
-            reply = await self.datagrams.request(address, Ping(), node_id=node_id)
-            return {
-                "node_id": str(reply.sender),
-                "address": str(address),
-                "rtt_ms": round(reply.rtt * 1000, 3),
-                "via": via,
-            }
+            return await echo.ping_datagram(self.datagrams, address, node_id)
         if via != "stream":
             raise ValueError(f"unknown ping transport {via!r}")
-        started = trio.current_time()
-        stream = await self.streams.open(address, ECHO_PROTOCOL, node_id=node_id)
-        async with stream:
-            handshake_done = trio.current_time()
-            payload = envelope.encode(Echo(os.urandom(16)))
-            await stream.send(payload)
-            if await stream.receive() != payload:
-                raise RemoteProtocolError("echo reply does not match")
-        finished = trio.current_time()
-        return {
-            "node_id": str(stream.remote_node_id),
-            "address": str(address),
-            "rtt_ms": round((finished - handshake_done) * 1000, 3),
-            "handshake_ms": round((handshake_done - started) * 1000, 3),
-            "via": via,
-        }
-
-    async def dht_get(self, type_name: str, key_text: str) -> dict[str, Any]:
-        """The valid records of a type under a key, from this node and the network.
-
-        `key_text` is a node ID for peer records, 64 hex digits (32 bytes) for others.
-        """
-        rtype = next((t for t in self.dht.registry.types() if t.name == type_name), None)
-        if rtype is None:
-            names = ", ".join(t.name for t in self.dht.registry.types())
-            raise AdminError(f"unknown record type {type_name!r} (known: {names})")
-        if rtype.code == PEER:
-            try:
-                key = NodeId.parse(key_text).raw
-            except IdentityError as exc:
-                raise AdminError(str(exc)) from None
-        else:
-            try:
-                key = bytes.fromhex(key_text)
-            except ValueError:
-                key = b""
-            if len(key) != NODE_ID_BYTES:
-                raise AdminError(f"a {rtype.name} key is {NODE_ID_BYTES} bytes: 64 hex digits")
-        records = await self.dht.get(rtype.code, key)
-        return {"records": [self.dht.describe(r) for r in sorted(records, key=lambda r: -r.seq)]}
+        return await echo.ping_stream(self.streams, address, node_id)
 
     async def _resolve(self, node_id: NodeId, *, fresh: bool = False) -> Address:
         contact = await self.dht.resolve(node_id, fresh=fresh)
@@ -567,7 +420,7 @@ class Node:
             raise PeerTimeout(f"node {node_id} was not found in the DHT")
         return contact.address
 
-    # -- admin ---------------------------------------------------------------------------------
+    # -- status --------------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
         """The node's status, as `plexinode status --json` prints it."""
@@ -595,112 +448,3 @@ class Node:
             "membership": self._membership.summary() if self._membership else {},
             "keyring": dict(self._keyring_service.stats) if self._keyring_service else {},
         }
-
-    def _register_admin_commands(self, admin: AdminServer) -> None:
-        async def status(_args: dict[str, Any]) -> Any:
-            return await self.status()
-
-        async def node_id(_args: dict[str, Any]) -> Any:
-            return {"node_id": str(self.node_id)}
-
-        async def stop(_args: dict[str, Any]) -> Any:
-            self.stop()
-            return {"stopped": True, "pid": os.getpid()}
-
-        async def config(_args: dict[str, Any]) -> Any:
-            return self._config_rows
-
-        async def peers(_args: dict[str, Any]) -> Any:
-            return self.dht.peers()
-
-        async def dht_get(args: dict[str, Any]) -> Any:
-            return await self.dht_get(str(args.get("type", "")), str(args.get("key", "")))
-
-        async def ping(args: dict[str, Any]) -> Any:
-            target = args.get("address")
-            wanted = args.get("node_id")
-            expected = NodeId.parse(wanted) if isinstance(wanted, str) else None
-            if not isinstance(target, str) and expected is None:
-                raise AdminError("ping needs an address or a node ID")
-            via = str(args.get("via", "datagram"))
-            try:
-                address = Address.parse(target) if isinstance(target, str) else None
-            except ValueError as exc:
-                raise AdminError(str(exc)) from None
-            try:
-                return await self.ping(address, node_id=expected, via=via)
-            except OSError as exc:
-                raise AdminError(f"cannot reach {address}: {exc.strerror or exc}") from None
-
-        async def members(_args: dict[str, Any]) -> Any:
-            service = self.membership
-            return [service.describe(m) for m in service.members()]
-
-        async def leave(_args: dict[str, Any]) -> Any:
-            return await self.leave()
-
-        async def network_keys(args: dict[str, Any]) -> Any:
-            return self.network_key(
-                str(args.get("action", "list")), args.get("key"), force=args.get("force") is True
-            )
-
-        async def revoke(args: dict[str, Any]) -> Any:
-            return self.revoke(args.get("node_id", ""))
-
-        async def invite(args: dict[str, Any]) -> Any:
-            expires = args.get("expires", 86_400.0)
-            if not isinstance(expires, int | float) or not 0 < expires <= 30 * 86_400:
-                raise AdminError("expires must be above 0 and at most 30 days")
-            return self.invite(float(expires))
-
-        async def join(args: dict[str, Any]) -> Any:
-            return await self.join(str(args.get("token", "")))
-
-        async def state_set(args: dict[str, Any]) -> Any:
-            key, value = str(args.get("key", "")), args.get("value")
-            if value is not None and not isinstance(value, str):
-                raise AdminError("a state value is text")
-            if key.startswith(RESERVED_STATE_PREFIX):
-                raise AdminError(
-                    f"keys under {RESERVED_STATE_PREFIX!r} are the node's own "
-                    "(see `network key` and `network revoke`)"
-                )
-            try:
-                entry = self.membership.set_state(key, None if value is None else value.encode())
-            except ValueError as exc:
-                raise AdminError(str(exc)) from None
-            return self.membership.describe_entry(entry)
-
-        async def tags_set(args: dict[str, Any]) -> Any:
-            key, value = args.get("key"), args.get("value")
-            if not isinstance(key, str) or not (value is None or isinstance(value, str)):
-                raise AdminError("a tag is a text key and a text value")
-            return await self.set_tag(key, value)
-
-        async def tags_list(_args: dict[str, Any]) -> Any:
-            return self.membership.tags
-
-        async def state_list(_args: dict[str, Any]) -> Any:
-            service = self.membership
-            return [service.describe_entry(e) for e in service.state.entries()]
-
-        for name, handler in {
-            "status": status,
-            "id": node_id,
-            "stop": stop,
-            "config": config,
-            "ping": ping,
-            "peers": peers,
-            "dht_get": dht_get,
-            "members": members,
-            "leave": leave,
-            "state_set": state_set,
-            "invite": invite,
-            "network_key": network_keys,
-            "revoke": revoke,
-            "join": join,
-            "state_list": state_list,
-            "tags_set": tags_set,
-            "tags_list": tags_list,
-        }.items():
-            admin.command(name, handler)

@@ -6,7 +6,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from plexinode.admin.framing import LENGTH, MAX_RESPONSE_BYTES, RESPONSE_LIMITS, frame
+from plexinode.admin.framing import (
+    LENGTH,
+    MAX_RESPONSE_BYTES,
+    RESPONSE_LIMITS,
+    frame,
+    parse_response,
+)
 from plexinode.datadir import SOCKET_NAME
 from plexinode.errors import AdminError, DecodeError, NodeNotRunning
 from plexinode.wire.codec import unpack
@@ -43,11 +49,7 @@ class AdminClient:
             raise AdminError(f"the node closed the connection during {command!r}") from None
         finally:
             sock.close()
-        if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
-            raise AdminError("malformed response from the node")
-        if not response["ok"]:
-            raise AdminError(str(response.get("error", "unknown error")))
-        return response.get("result")
+        return parse_response(response)
 
     @staticmethod
     def _recv_exact(sock: socket.socket, n: int) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-from plexinode.errors import DecodeError
+from plexinode.errors import AdminError, DecodeError
 from plexinode.wire.codec import Limits, pack, unpack
 
 LENGTH: Final = struct.Struct(">I")
@@ -38,3 +38,13 @@ def parse_request(body: bytes) -> tuple[str, dict[str, Any]]:
     if not isinstance(command, str) or not isinstance(args, dict):
         raise DecodeError("admin request needs a string 'command' and a map 'args'")
     return command, args
+
+
+def parse_response(obj: Any) -> Any:
+    """The result of a decoded response; AdminError with the node's error, or when the
+    response is not a well-formed one."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
+        raise AdminError("malformed response from the node")
+    if not obj["ok"]:
+        raise AdminError(str(obj.get("error", "unknown error")))
+    return obj.get("result")

@@ -23,6 +23,8 @@ from plexinode.errors import DecodeError, PlexinodeError
 
 log = logging.getLogger(__name__)
 
+#: A command's handler: its ``args`` map in, its msgpack-ready result out (typed commands are
+#: adapted to this by plexinode.admin.commands).
 Command = Callable[[dict[str, Any]], Awaitable[Any]]
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 
@@ -62,6 +64,7 @@ class AdminServer:
         listener = trio.SocketListener(sock)
         try:
             async with trio.open_nursery() as nursery:
+                log.info("admin socket %s", self.path)
                 task_status.started()
                 while True:
                     stream = await listener.accept()

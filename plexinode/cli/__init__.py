@@ -1,1 +1,1 @@
-"""Command-line interface."""
+"""Command-line interface: click commands by group, each a client of the admin socket."""

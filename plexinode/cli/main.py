@@ -1,5 +1,9 @@
 """The `plexinode` command: a thin client of the running node's admin socket.
 
+Each group of commands lives in its own module (``start``, ``status``, ``ping``, ``dht``,
+``network``, ``members``, ``state``, ``tags``, ``config``); this one defines the global
+options, registers the commands, and maps errors to exit codes.
+
 Exit codes (CLI.md): 0 success; 1 the operation failed (one line on stderr); 2 usage error;
 3 no node is running for the data dir.
 """
@@ -7,12 +11,13 @@ Exit codes (CLI.md): 0 success; 1 the operation failed (one line on stderr); 2 u
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from plexinode import __version__
+from plexinode.cli import config, dht, members, network, ping, start, state, status, tags
+from plexinode.cli.context import Globals
 from plexinode.datadir import default_data_dir
 from plexinode.errors import NodeNotRunning, PlexinodeError
 from plexinode.logs import FORMATS, LEVELS
@@ -20,16 +25,6 @@ from plexinode.logs import FORMATS, LEVELS
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
-
-
-@dataclass
-class Globals:
-    """Options given before the command."""
-
-    data_dir: Path
-    json: bool
-    log_level: str | None
-    log_format: str | None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,6 +55,27 @@ def cli(
     )
 
 
+for command in (
+    start.init,
+    start.start,
+    status.status,
+    status.stop,
+    status.show_id,
+    ping.ping,
+    dht.peers,
+    dht.dht,
+    network.invite,
+    network.join,
+    network.network,
+    members.members,
+    members.leave,
+    state.state,
+    tags.tags,
+    config.config,
+):
+    cli.add_command(command)
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"plexinode: {message}", err=True)
     sys.exit(code)
@@ -67,8 +83,6 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps errors to the documented exit codes."""
-    from plexinode.cli import node_commands  # noqa: F401  (registers the commands)
-
     try:
         result = cli.main(args=argv, prog_name="plexinode", standalone_mode=False)
     except click.UsageError as exc:

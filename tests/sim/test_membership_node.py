@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 import trio
 
-from plexinode.errors import AdminError
+from plexinode.errors import PeerTimeout
+from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
@@ -116,16 +117,16 @@ async def test_join_refuses_another_network_and_an_inviter_that_is_gone(autojump
             for node in nodes:
                 await nursery.start(node.run)
             inviter, other_network, newcomer = nodes
-            token = inviter.invite(3600)["token"]
-            with pytest.raises(AdminError, match="belongs to network 'elsewhere'"):
+            token = inviter.invite(3600).encode()
+            with pytest.raises(InviteError, match="belongs to network 'elsewhere'"):
                 await other_network.join(token)
-            stale = inviter.invite(1)["token"]
+            stale = inviter.invite(1).encode()
             await trio.sleep(2)
-            with pytest.raises(AdminError, match="expired"):
+            with pytest.raises(InviteError, match="expired"):
                 await newcomer.join(stale)
             inviter.stop()
             await trio.sleep(1)
-            with pytest.raises(AdminError, match="did not answer"):
+            with pytest.raises(PeerTimeout, match="did not answer"):
                 await newcomer.join(token)
             other_network.stop()
             newcomer.stop()

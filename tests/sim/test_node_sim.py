@@ -17,11 +17,12 @@ from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
+from plexinode.net.echo import ECHO_PROTOCOL
 from plexinode.net.handshake import Initiator
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_connect
 from plexinode.net.settings import DatagramSettings, StreamSettings
-from plexinode.node import ECHO_PROTOCOL, Node
+from plexinode.node import Node
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, running_nodes, seeded_identity
 from plexinode.wire import envelope

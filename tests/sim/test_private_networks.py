@@ -7,7 +7,7 @@ import trio
 
 from plexinode.errors import HandshakeError, PeerTimeout
 from plexinode.membership.members import State
-from plexinode.net.keyring import Keyring, key_id
+from plexinode.net.keyring import Keyring
 from plexinode.node import Node
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
@@ -72,13 +72,9 @@ async def test_outsiders_are_dropped_and_a_rotation_keeps_members_together(
 
             # Rotation: install the new key everywhere, use it everywhere, remove the old one.
             new = Keyring.generate().primary
-            for step, key in (
-                ("install", new.hex()),
-                ("use", key_id(new)),
-                ("remove", key_id(home.primary)),
-            ):
+            for step, key in (("install", new), ("use", new), ("remove", home.primary)):
                 for node in members:
-                    node.network_key(step, key)
+                    getattr(node.keyring_service, step)(key)
                 await trio.sleep(5)
                 assert together(members), step
             assert all(list(n.keyring) == [new] for n in members)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from plexinode import datadir
+from plexinode.daemon import notify_ready
 from plexinode.errors import DataDirError
 from plexinode.logs import JsonFormatter, setup_logging
-from plexinode.node import notify_ready
 
 
 def test_default_data_dir(monkeypatch) -> None:

@@ -1,0 +1,234 @@
+"""The admin command table: each command's typed request, run against the node.
+
+Every command is one method of :class:`AdminCommands` that takes its request (checked by
+plexinode.admin.requests before it gets here) and returns its result (plexinode.admin.results);
+:meth:`AdminCommands.register` adapts them to the admin server, which speaks maps. A method
+only gathers what the request needs from the node, runs it through the node or one of its
+services, and turns the refusals it can expect (a ``ValueError`` from a service, an address
+that cannot be reached) into the one line the CLI prints::
+
+    admin.sock ─► AdminServer ─► Request.parse(args) ─► AdminCommands.<command>(request)
+                                                          └─► Node / its services ─► Result
+               ◄── {"ok": true, "result": Result.to_result()} ◄───────────────────────┘
+
+The node knows nothing of this table (it sits below the admin floor); the daemon builds the
+table beside the node it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from plexinode.admin.requests import (
+    DhtGetRequest,
+    InviteRequest,
+    JoinRequest,
+    NetworkKeyRequest,
+    NoArguments,
+    PingRequest,
+    Request,
+    RevokeRequest,
+    StateSetRequest,
+    TagsSetRequest,
+)
+from plexinode.admin.results import (
+    Document,
+    Invited,
+    Joined,
+    Left,
+    NetworkKeys,
+    NodeIdResult,
+    PingResult,
+    Records,
+    Result,
+    Revoked,
+    Rows,
+    Status,
+    Stopped,
+)
+from plexinode.admin.server import AdminServer, Command
+from plexinode.errors import AdminError
+from plexinode.node import RESERVED_TAGS, Node
+
+R = TypeVar("R", bound=Request)
+
+
+def typed(command: str, request: type[R], run: Callable[[R], Awaitable[Result]]) -> Command:
+    """The server's handler for `command`: parse its arguments as `request`, `run` it, and
+    send back the result's value."""
+
+    async def handle(args: dict[str, Any]) -> Any:
+        result = await run(request.parse(command, args))
+        return result.to_result()
+
+    return handle
+
+
+class AdminCommands:
+    """The commands a running node answers on its admin socket.
+
+    Args:
+        node: the node (its services are looked up at each command: they exist only while it
+            runs).
+        config: the ``config`` answer: the node's effective settings and where each came from
+            (plexinode.admin.results.config_rows), fixed when the daemon loaded them.
+    """
+
+    def __init__(self, node: Node, *, config: Rows | None = None) -> None:
+        self.node = node
+        self.config = config or Rows(())
+
+    def register(self, server: AdminServer) -> None:
+        """Serve every command on `server`."""
+        table: dict[str, Command] = {
+            "status": typed("status", NoArguments, self.status),
+            "id": typed("id", NoArguments, self.node_id),
+            "stop": typed("stop", NoArguments, self.stop),
+            "config": typed("config", NoArguments, self.show_config),
+            "ping": typed("ping", PingRequest, self.ping),
+            "peers": typed("peers", NoArguments, self.peers),
+            "dht_get": typed("dht_get", DhtGetRequest, self.dht_get),
+            "members": typed("members", NoArguments, self.members),
+            "leave": typed("leave", NoArguments, self.leave),
+            "state_set": typed("state_set", StateSetRequest, self.state_set),
+            "state_list": typed("state_list", NoArguments, self.state_list),
+            "invite": typed("invite", InviteRequest, self.invite),
+            "join": typed("join", JoinRequest, self.join),
+            "network_key": typed("network_key", NetworkKeyRequest, self.network_key),
+            "revoke": typed("revoke", RevokeRequest, self.revoke),
+            "tags_set": typed("tags_set", TagsSetRequest, self.tags_set),
+            "tags_list": typed("tags_list", NoArguments, self.tags_list),
+        }
+        for name, handler in table.items():
+            server.command(name, handler)
+
+    # -- the node --------------------------------------------------------------------------------
+
+    async def status(self, _: NoArguments) -> Status:
+        """The node's status (``plexinode status``)."""
+        return Status.from_map(await self.node.status(), where="the node's status")
+
+    async def node_id(self, _: NoArguments) -> NodeIdResult:
+        """This node's ID."""
+        return NodeIdResult(str(self.node.node_id))
+
+    async def stop(self, _: NoArguments) -> Stopped:
+        """Stop the node gracefully; it answers first."""
+        self.node.stop()
+        return Stopped(stopped=True, pid=os.getpid())
+
+    async def show_config(self, _: NoArguments) -> Rows:
+        """The effective settings (``plexinode config show`` on a running node)."""
+        return self.config
+
+    async def ping(self, request: PingRequest) -> PingResult:
+        """Authenticate another node and measure the round trip."""
+        try:
+            report = await self.node.ping(request.address, node_id=request.node_id, via=request.via)
+        except OSError as exc:
+            raise AdminError(f"cannot reach {request.address}: {exc.strerror or exc}") from None
+        return PingResult.from_map(report, where="the node's ping report")
+
+    # -- the DHT ---------------------------------------------------------------------------------
+
+    async def peers(self, _: NoArguments) -> Rows:
+        """The DHT routing table."""
+        return Rows(tuple(self.node.dht.peers()))
+
+    async def dht_get(self, request: DhtGetRequest) -> Records:
+        """The valid records of a type under a key, from this node and the network."""
+        dht = self.node.dht
+        code, key = request.record_key(dht.registry.types())
+        records = sorted(await dht.get(code, key), key=lambda r: -r.seq)
+        return Records(tuple(dht.describe(r) for r in records))
+
+    # -- membership and the cluster state ------------------------------------------------------
+
+    async def members(self, _: NoArguments) -> Rows:
+        """The members of the network, as this node believes them."""
+        service = self.node.membership
+        return Rows(tuple(service.describe(m) for m in service.members()))
+
+    async def leave(self, _: NoArguments) -> Left:
+        """Leave the network gracefully, then stop."""
+        return Left.from_map(await self.node.leave(), where="the node's leave report")
+
+    async def state_set(self, request: StateSetRequest) -> Document:
+        """Write (or delete) a key of the cluster state."""
+        service = self.node.membership
+        try:
+            entry = service.set_state(request.key, request.encoded)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+        return Document(service.describe_entry(entry))
+
+    async def state_list(self, _: NoArguments) -> Rows:
+        """Every entry of the cluster state, deleted ones included."""
+        service = self.node.membership
+        return Rows(tuple(service.describe_entry(e) for e in service.state.entries()))
+
+    async def tags_set(self, request: TagsSetRequest) -> Document:
+        """Set or remove one of this node's tags; it is gossiped, and kept across restarts."""
+        tags = request.apply(self.node.membership.tags, RESERVED_TAGS)
+        try:
+            await self.node.set_tags(tags)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+        return Document(self.node.membership.tags)
+
+    async def tags_list(self, _: NoArguments) -> Document:
+        """This node's tags."""
+        return Document(self.node.membership.tags)
+
+    # -- invites and the network's keys ----------------------------------------------------------
+
+    async def invite(self, request: InviteRequest) -> Invited:
+        """A signed invite token to this node's network."""
+        invite = self.node.invite(request.expires)
+        return Invited(
+            token=invite.encode(),
+            network=invite.network,
+            expires_at=invite.expires_at,
+            addresses=tuple(str(a) for a in invite.bootstrap()),
+        )
+
+    async def join(self, request: JoinRequest) -> Joined:
+        """Join the network of an invite token now, through the inviter."""
+        contacts = await self.node.join(request.token)
+        return Joined(
+            network=self.node.settings.network,
+            bootstrapped=contacts,
+            members=self.node.membership.counts()["alive"],
+        )
+
+    async def network_key(self, request: NetworkKeyRequest) -> NetworkKeys:
+        """``network key list|install|use|remove``: each step is run here and written to the
+        network's key plan, which every member then carries out (plexinode.security.rotation);
+        the answer shows the progress."""
+        service = self.node.keyring_service
+        if request.action != "list":
+            key = request.find_key(self.node.keyring)
+            try:
+                if request.action == "install":
+                    service.install(key)
+                elif request.action == "use":
+                    service.use(key, force=request.force)
+                else:
+                    service.remove(key)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+        return NetworkKeys(
+            network=self.node.settings.network,
+            private=self.node.keyring.private,
+            keyring=service.describe(),
+        )
+
+    async def revoke(self, request: RevokeRequest) -> Revoked:
+        """No member hands that node a network key again."""
+        try:
+            self.node.keyring_service.revoke(request.node_id)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+        return Revoked(str(request.node_id))

@@ -1,0 +1,102 @@
+"""Setting a node up and running it: ``init`` and ``start``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from plexinode.cli.context import options
+from plexinode.cli.output import emit, note
+from plexinode.errors import IdentityError
+
+
+@click.command()
+@click.option(
+    "--network",
+    default=None,
+    help="Create a private network of this name (with a new network key) for this node.",
+)
+def init(network: str | None) -> None:
+    """Create this node's identity and config (never overwrites an identity)."""
+    from plexinode.daemon import initialise
+    from plexinode.identity import key_path
+
+    g = options()
+    if key_path(g.data_dir).exists():
+        raise IdentityError(
+            f"{key_path(g.data_dir)} already exists: refusing to overwrite this node's identity"
+        )
+    identity = initialise(g.data_dir, network, {}, note)
+    doc: dict[str, Any] = {"node_id": str(identity.node_id), "data_dir": str(g.data_dir)}
+    if network is not None:
+        # A named network is a private one: its first member makes its key. Others get it in
+        # an invite (`plexinode invite`).
+        from plexinode.net.keyring import Keyring, key_id, keyring_path, save_keyring
+
+        if not keyring_path(g.data_dir).exists():
+            keyring = Keyring.generate()
+            save_keyring(g.data_dir, keyring)
+            doc.update({"network": network, "key_id": key_id(keyring.primary)})
+    emit(
+        doc,
+        lambda d: (
+            f"created node {d['node_id']} in {d['data_dir']}"
+            + (f" for private network {d['network']} (key {d['key_id']})" if "key_id" in d else "")
+        ),
+    )
+
+
+@click.command()
+@click.option("--listen", default=None, metavar="HOST:PORT", help="Address for UDP and TCP.")
+@click.option(
+    "--bootstrap", multiple=True, metavar="HOST:PORT", help="A node to join through (repeatable)."
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any setting for this run, e.g. --set datagram.retries=4.",
+)
+@click.option("--join", "join_token", default=None, metavar="TOKEN", help="An invite token.")
+def start(
+    listen: str | None,
+    bootstrap: tuple[str, ...],
+    overrides: tuple[str, ...],
+    join_token: str | None,
+) -> None:
+    """Run the node in the foreground until SIGINT/SIGTERM or `plexinode stop`."""
+    from plexinode import daemon
+
+    flags: dict[str, str] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        flags[key.strip()] = value.strip()
+    g = options()
+    start_options = daemon.StartOptions(
+        listen=listen,
+        bootstrap=bootstrap,
+        overrides=flags,
+        join_token=join_token,
+        log_level=g.log_level,
+        log_format=g.log_format,
+    )
+
+    def ready(started: daemon.Ready) -> None:
+        doc = {
+            "node_id": str(started.node_id),
+            "address": str(started.address),
+            "data_dir": str(started.data_dir),
+        }
+        emit(
+            doc,
+            lambda d: (
+                f"plexinode {d['node_id']} listening on {d['address']} "
+                f"(udp+tcp), data dir {d['data_dir']}"
+            ),
+        )
+
+    daemon.run(g.data_dir, start_options, ready=ready, note=note)

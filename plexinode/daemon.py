@@ -1,0 +1,233 @@
+"""The daemon: a node process, composed from its data dir (what ``plexinode start`` runs).
+
+This is the composition root: the one place that knows every piece and how they fit. Given a
+data dir and the options of ``start``, :func:`run`:
+
+1. takes the data dir's lock (one node per data dir) and holds it until the process is done;
+2. initialises an empty data dir (config, then an identity that solves the configured ID
+   puzzle), or for ``--join TOKEN`` one for the token's network;
+3. loads the identity, the effective configuration (file, environment, the options) and the
+   network's keys, keeping a private network's key from the invite;
+4. builds the :class:`~plexinode.node.Node` on real sockets, and the admin socket with its
+   command table (plexinode.admin) beside it;
+5. runs them in one trio run: the node starts its services, then the admin socket, last, so
+   that a CLI that can connect finds every service ready; then systemd is told (``READY=1``)
+   and the caller's ``ready`` callback prints the node's address;
+6. stops the node on SIGINT or SIGTERM (gracefully; a second signal stops it at once) or on
+   the admin ``stop`` command.
+
+It never writes to stdout itself: the CLI passes ``ready`` and ``note`` (progress lines, for
+stderr) and renders what they receive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from plexinode import datadir
+from plexinode.admin.commands import AdminCommands
+from plexinode.admin.results import config_rows
+from plexinode.admin.server import AdminServer
+from plexinode.config import load_config, write_default_config
+from plexinode.errors import PlexinodeError
+from plexinode.identity import Identity, NodeId, create_identity_file, key_path, load_identity_file
+from plexinode.logs import setup_logging
+from plexinode.membership.invite import parse_invite
+from plexinode.net.address import Address
+from plexinode.net.keyring import Keyring, load_keyring, save_keyring
+from plexinode.net.transport import SocketTransport
+from plexinode.node import Node
+
+log = logging.getLogger(__name__)
+
+#: From this ID-puzzle difficulty on, making an identity takes long enough to say so.
+SLOW_PUZZLE_BITS = 12
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """What ``plexinode start`` was asked for, parsed.
+
+    Attributes:
+        listen: ``--listen HOST:PORT`` (None: the configured address).
+        bootstrap: ``--bootstrap HOST:PORT``, each time it was given.
+        overrides: ``--set KEY=VALUE`` pairs, by dotted key.
+        join_token: ``--join TOKEN``.
+        log_level: the global ``--log-level``.
+        log_format: the global ``--log-format``.
+    """
+
+    listen: str | None = None
+    bootstrap: tuple[str, ...] = ()
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    join_token: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The node is ready: every service and the admin socket serve."""
+
+    node_id: NodeId
+    address: Address
+    data_dir: Path
+
+
+def notify_ready() -> None:
+    """Tell systemd (``Type=notify``) that the node is ready, if NOTIFY_SOCKET is set."""
+    target = os.environ.get("NOTIFY_SOCKET")
+    if not target:
+        return
+    if target.startswith("@"):
+        target = "\0" + target[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(target)
+            sock.sendall(b"READY=1")
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", target, exc)
+
+
+def initialise(
+    data_dir: Path, network: str | None, flags: Mapping[str, Any], note: Callable[[str], None]
+) -> Identity:
+    """Write the default config (if there is none) and make an identity that solves the
+    configured ID puzzle (the config is read first: the difficulty is a network parameter).
+
+    Args:
+        data_dir: the data dir (created if needed).
+        network: the network to write into a new config, if any.
+        flags: the command-line settings, which may set the difficulty.
+        note: where to say that making the identity will take a while.
+    """
+    datadir.prepare(data_dir)
+    write_default_config(data_dir, network=network)  # keeps an existing one
+    difficulty = load_config(data_dir, flags=flags).settings.dht.id_difficulty
+    if difficulty >= SLOW_PUZZLE_BITS:
+        note(f"making an identity: solving the {difficulty}-bit ID puzzle (a few seconds)...")
+    return create_identity_file(data_dir, difficulty)
+
+
+def accept_network_key(data_dir: Path, network: str, key: bytes) -> None:
+    """Keep a private network's key from an invite: the only key of a node that had none (it
+    then sends with it), or one more key of a node that already had private keys."""
+    keyring = load_keyring(data_dir, network)
+    if key in keyring:
+        return
+    if keyring.private:
+        keyring.install(key)
+    else:
+        keyring = Keyring([key], key, private=True)
+    save_keyring(data_dir, keyring)
+
+
+def run(
+    data_dir: Path,
+    options: StartOptions,
+    *,
+    ready: Callable[[Ready], None],
+    note: Callable[[str], None],
+) -> None:
+    """Run the node of `data_dir` in the foreground until it is stopped.
+
+    Args:
+        data_dir: the node's data dir.
+        options: what ``start`` was asked for.
+        ready: called once the node and its admin socket serve.
+        note: called with progress lines (initialising the data dir).
+
+    Raises:
+        PlexinodeError: The data dir is unusable or locked by a running node, the config, the
+            key file or the invite token is invalid, or the address cannot be bound.
+    """
+    datadir.prepare(data_dir)
+    lock = datadir.DataDirLock(data_dir)
+    lock.acquire()
+    try:
+        flags: dict[str, Any] = dict(options.overrides)
+        bootstrap = options.bootstrap
+        invite = None
+        if options.join_token is not None:
+            # A bad token fails as `join TOKEN` does (exit 1, its reason on stderr).
+            invite = parse_invite(options.join_token, time.time())
+            bootstrap = (*bootstrap, *(str(a) for a in invite.bootstrap()))
+        flags.update(
+            {
+                "listen": options.listen,
+                "bootstrap": list(bootstrap) if bootstrap else None,
+                "log_level": options.log_level,
+                "log_format": options.log_format,
+            }
+        )
+        if not key_path(data_dir).exists():
+            created = initialise(data_dir, invite.network if invite else None, flags, note)
+            note(f"initialised {data_dir} for new node {created.node_id}")
+        identity = load_identity_file(data_dir)
+        config = load_config(data_dir, flags=flags)
+        settings = config.settings
+        if invite is not None and invite.network != settings.network:
+            raise PlexinodeError(
+                f"this node belongs to network {settings.network!r} and the invite is for "
+                f"{invite.network!r}: use a new data dir to join that network"
+            )
+        setup_logging(settings.log_level, settings.log_format)
+        if invite is not None and invite.network_key:
+            accept_network_key(data_dir, settings.network, invite.network_key)
+        node = Node(
+            identity,
+            settings,
+            SocketTransport(),
+            data_dir=data_dir,
+            keyring=load_keyring(data_dir, settings.network),
+        )
+        admin = AdminServer(datadir.socket_path(data_dir))
+        AdminCommands(node, config=config_rows(config.show())).register(admin)
+
+        def started(address: Address) -> None:
+            ready(Ready(identity.node_id, address, data_dir))
+
+        try:
+            trio.run(serve, node, admin, started)
+        except OSError as exc:
+            raise PlexinodeError(f"cannot listen on {settings.listen}: {exc.strerror}") from None
+    finally:
+        lock.release()
+
+
+async def serve(node: Node, admin: AdminServer, ready: Callable[[Address], None]) -> None:
+    """Run `node` with `admin` beside it until the node stops or a second signal arrives.
+
+    SIGINT or SIGTERM stops the node gracefully; a second one cancels everything at once.
+    Once the node and the admin socket serve: ``READY=1`` to systemd, then ``ready(address)``.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                count = 0
+                async for _signum in signals:
+                    count += 1
+                    if count == 1:
+                        node.stop()
+                    else:  # a second signal: stop waiting for anything
+                        nursery.cancel_scope.cancel()
+
+            async def run_node(*, task_status: trio.TaskStatus[Address]) -> None:
+                await node.run(beside=(admin.run,), task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+            address = await nursery.start(run_node)
+            notify_ready()
+            ready(address)
