@@ -6,6 +6,11 @@ it read from its own clock, and asks it which queries to send next. Everything h
 deterministic given that sequence of calls, which is what lets the unit tests run thousands of
 lookups over a simulated network in a second.
 
+Why one file of more than 500 lines: the lookup is one state machine, and its rules (disjoint
+paths, the per-path budget, slow and late replies, other addresses for a node) all act on the
+same shortlist entries: each is correct only together with the others. Most of the length is
+this essay and the documented statistics and result types the callers read.
+
 The plain Kademlia lookup
 -------------------------
 
