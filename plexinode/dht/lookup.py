@@ -6,6 +6,11 @@ it read from its own clock, and asks it which queries to send next. Everything h
 deterministic given that sequence of calls, which is what lets the unit tests run thousands of
 lookups over a simulated network in a second.
 
+Why one file of more than 500 lines: the lookup is one state machine, and its rules (disjoint
+paths, the per-path budget, slow and late replies, other addresses for a node) all act on the
+same shortlist entries: each is correct only together with the others. Most of the length is
+this essay and the documented statistics and result types the callers read.
+
 The plain Kademlia lookup
 -------------------------
 
@@ -95,11 +100,12 @@ the driver's authenticated requests, never from hearsay) and never validates rec
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from bisect import insort
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from plexinode.dht.contact import Contact, distance, is_routable
 from plexinode.identity import NodeId
@@ -239,6 +245,31 @@ class LookupResult:
     value: object | None
     value_from: Contact | None
     stats: LookupStats
+
+
+def merge_stages(stages: Sequence[LookupResult]) -> LookupResult:
+    """One result for lookups run one after another (the stages of a locate, say): the last
+    stage's findings, every stage's costs (queries, failures, time and the like summed; the hop
+    counts are those of the last stage, and the budget counts as exhausted if any stage's was).
+
+    Raises:
+        ValueError: `stages` is empty.
+    """
+    if not stages:
+        raise ValueError("no lookup to merge")
+    last = stages[-1]
+    if len(stages) == 1:
+        return last
+    totals: dict[str, Any] = {}
+    for name in (f.name for f in dataclasses.fields(LookupStats)):
+        values = [getattr(stage.stats, name) for stage in stages]
+        if name in ("target_hops", "value_hops", "max_hops"):
+            totals[name] = values[-1]
+        elif name == "budget_exhausted":
+            totals[name] = any(values)
+        else:
+            totals[name] = sum(values)
+    return dataclasses.replace(last, stats=LookupStats(**totals))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,12 @@ the time as ``now`` (a monotonic clock, trio's in production and MockClock in si
 answers with frozen result objects saying what changed and what the service must do next, like
 h11's state machine. Everything here is deterministic for a given sequence of calls.
 
+Why one file of more than 500 lines: the table is one state machine. Its invariants (below) each
+span every event method: an observation, a ping result, a failure and a removal all move
+entries, replacements, pending pings, subnet counts and activity times together, and whether an
+invariant holds can only be seen with all of them in view. Half of the length is this text and
+the documented result types, which belong beside the methods that return them.
+
 Layout. Bucket ``i`` (0..255) holds the contacts whose XOR distance to our own ID lies in
 ``[2**i, 2**(i+1))``, see :func:`~plexinode.dht.contact.bucket_index`: bucket 255 covers the half
 of the ID space farthest from us, bucket 0 the one ID next to us. Each bucket holds at most ``k``

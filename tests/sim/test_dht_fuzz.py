@@ -18,7 +18,7 @@ import trio.lowlevel
 
 from plexinode.dht.messages import Store
 from plexinode.dht.records import PROVIDER, InvalidRecord, Reason, sign_record
-from plexinode.dht.service import VERIFY_WORKERS
+from plexinode.dht.serving import VERIFY_WORKERS
 from plexinode.identity import NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address

@@ -9,6 +9,7 @@ timeout. Everything is seeded with ``random.Random``.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import statistics
@@ -28,10 +29,13 @@ from plexinode.dht.lookup import (
     QUERY_BUDGET_FACTOR,
     Lookup,
     LookupResult,
+    LookupStats,
     Query,
+    merge_stages,
 )
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
+from tests.unit.ids import nid
 
 K = DEFAULT_K
 N = 500
@@ -827,3 +831,33 @@ def test_invariants_hold_for_any_event_order(
     distances = [distance(c.node_id, TARGET) for c in result.closest]
     assert distances == sorted(distances)
     assert len(result.closest) <= k
+
+
+def test_merged_stages_keep_the_last_findings_and_sum_the_costs() -> None:
+    target = nid(1)
+    direct = LookupResult(target, (), False, None, None, LookupStats.direct(False, 0.5))
+    lookup = Lookup(target, [contact_of(nid(2), 2)], own_id=nid(0), k=2, alpha=1, paths=1)
+    [query] = lookup.next_queries(10.0)
+    lookup.on_response(query.contact.node_id, [contact_of(target, 1)], 10.25)
+    [query] = lookup.next_queries(10.25)
+    lookup.on_response(target, [], 10.75)
+    found = lookup.result()
+    assert found.found_target
+    merged = merge_stages([direct, found])
+    assert merged.closest == found.closest
+    assert merged.found_target
+    assert merged.stats.queries == 3
+    assert merged.stats.responses == 2
+    assert merged.stats.failures == 1
+    assert merged.stats.duration == 0.5 + 0.75
+    assert merged.stats.max_hops == found.stats.max_hops == 2
+    assert merged.stats.target_hops == 2
+    assert merged.stats.value_hops is None
+    assert not merged.stats.budget_exhausted
+    spent = dataclasses.replace(
+        direct, stats=dataclasses.replace(direct.stats, budget_exhausted=True)
+    )
+    assert merge_stages([spent, found]).stats.budget_exhausted
+    assert merge_stages([found]) is found
+    with pytest.raises(ValueError, match="no lookup"):
+        merge_stages([])

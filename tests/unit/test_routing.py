@@ -602,6 +602,15 @@ def test_closest_basics() -> None:
     assert table.closest(target, 2, exclude={target, contacts[0].node_id}) == contacts[1:3]
 
 
+def test_closest_sorts_the_entries_of_a_bucket_by_distance() -> None:
+    table = RoutingTable(OWN)
+    far, near = contact(in_bucket(100, 5), lan(1)), contact(in_bucket(100, 3), lan(2))
+    table.observe(far, 1.0)
+    table.observe(near, 2.0)  # the bucket holds them oldest first: far, near
+    assert table.closest(in_bucket(100, 2), 2) == [near, far]
+    assert table.closest(in_bucket(100, 4), 2) == [far, near]
+
+
 def distances_with_any_prefix() -> st.SearchStrategy[int]:
     """XOR offsets from a reference ID, spread over every bucket (random IDs fill only the top)."""
     return st.integers(0, 256).flatmap(
