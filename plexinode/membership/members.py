@@ -4,7 +4,8 @@ that merge what it hears (SWIM's states, memberlist's precedence, Lifeguard's su
 Sans-I/O, like the DHT's routing table: every method takes ``now`` and returns what happened;
 nothing here sends, sleeps or checks a signature. The driver (the membership service) verifies
 each claim's signature first, applies it here, gossips the claims this table accepted, and
-hands the events to subscribers.
+hands the events to subscribers. The words of beliefs (states, claims, views, events) are
+:mod:`plexinode.membership.beliefs`'s, and offered here too.
 
 Invariants this module keeps:
 
@@ -28,76 +29,56 @@ Invariants this module keeps:
 4. **The dead are remembered.** A dead or left member stays in the table, as a tombstone, for
    ``retention`` seconds, so that an older claim arriving late cannot bring it back; then it is
    reaped. A member that really restarted comes back with a higher incarnation.
-5. **Suspicion times out, faster when others agree** (Lifeguard, section 4.2). A suspect member
-   is declared dead after ``timeout(C) = max(min, max - (max - min) * log(C + 1) / log(K + 1))``
-   seconds, where C is the number of distinct other members that suspected it too (up to K).
-   ``min = suspicion_mult * log10(max(N, 1)) * probe_interval`` grows with the network size N
-   because gossip takes longer to reach everyone (and the accused longer to hear and refute),
-   and ``max = suspicion_max_mult * min``: a lone accuser, who may be the one in trouble, waits
-   the longest. When that time runs out, a driver that asks for last calls pings the suspect
-   once more before the verdict (:meth:`MemberTable.last_calls`).
+5. **Suspicion times out, faster when others agree** (Lifeguard, section 4.2): a suspect is
+   declared dead after a timeout that shrinks with each distinct member that suspected it too
+   (:mod:`plexinode.membership.suspicion`), with a floor that grows with the network size N
+   (:meth:`MemberTable.suspicion_bounds`). When that time runs out, a driver that asks for last
+   calls pings the suspect once more before the verdict (:meth:`MemberTable.last_calls`).
 """
 
 from __future__ import annotations
 
 import collections
-import enum
 import math
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from plexinode.identity import NodeId
+from plexinode.membership.beliefs import (
+    MAX_INCARNATION,
+    Claim,
+    Died,
+    Event,
+    Joined,
+    Left,
+    MemberView,
+    Reaped,
+    State,
+    Suspected,
+    Updated,
+)
+from plexinode.membership.suspicion import Suspicion
 from plexinode.net.address import Address
-from plexinode.wire.schema import U64_MAX
 
-#: Highest incarnation number (the wire carries it as an unsigned 64-bit integer).
-MAX_INCARNATION: Final = U64_MAX
-
-
-class State(enum.IntEnum):
-    """What we believe of a member. At one incarnation a greater state overrides a lesser."""
-
-    ALIVE = 0
-    SUSPECT = 1
-    DEAD = 2
-    LEFT = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """One statement about a member, as gossip carries it.
-
-    Attributes:
-        node_id: The member the claim is about.
-        incarnation: The member's incarnation the claim refers to.
-        state: What the claim says.
-        accuser: For ``suspect`` and ``dead``: the node that says so (it signed the claim).
-            None for ``alive`` and ``left``, which the member itself signed.
-        address: For ``alive``: where the member listens.
-        tags: For ``alive``: the member's tags (version, roles, capacity...).
-    """
-
-    node_id: NodeId
-    incarnation: int
-    state: State
-    accuser: NodeId | None = None
-    address: Address | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.incarnation <= MAX_INCARNATION:
-            raise ValueError(f"incarnation {self.incarnation} outside 0..2**64-1")
-        accusation = self.state in (State.SUSPECT, State.DEAD)
-        if accusation != (self.accuser is not None):
-            raise ValueError("suspect and dead claims have an accuser; alive and left do not")
-        if self.state is State.ALIVE and self.address is None:
-            raise ValueError("an alive claim carries the member's address")
-
-    @property
-    def rank(self) -> tuple[int, int]:
-        """The claim's place in the order of beliefs (invariant 1)."""
-        return (self.incarnation, int(self.state))
+# The words of beliefs are defined in plexinode.membership.beliefs and offered here too, beside
+# the table that uses them.
+__all__ = [
+    "MAX_INCARNATION",
+    "Applied",
+    "Claim",
+    "Died",
+    "Event",
+    "Joined",
+    "Left",
+    "Member",
+    "MemberTable",
+    "MemberView",
+    "Reaped",
+    "State",
+    "Suspected",
+    "Updated",
+]
 
 
 @dataclass(slots=True)
@@ -127,66 +108,6 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
-class MemberView:
-    """An immutable copy of a :class:`Member`, as events and queries return it."""
-
-    node_id: NodeId
-    address: Address
-    incarnation: int
-    state: State
-    since: float
-    tags: Mapping[str, str]
-
-
-# -- events ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    """A member we did not know, or knew as dead or left, is alive."""
-
-    member: MemberView
-
-
-@dataclass(frozen=True, slots=True)
-class Updated:
-    """A live member changed its address or tags, or refuted a suspicion."""
-
-    member: MemberView
-
-
-@dataclass(frozen=True, slots=True)
-class Suspected:
-    """A member is suspected of having failed."""
-
-    member: MemberView
-
-
-@dataclass(frozen=True, slots=True)
-class Died:
-    """A member was declared dead."""
-
-    member: MemberView
-
-
-@dataclass(frozen=True, slots=True)
-class Left:
-    """A member left the network gracefully (it said so itself)."""
-
-    member: MemberView
-
-
-@dataclass(frozen=True, slots=True)
-class Reaped:
-    """A dead or left member's tombstone expired; it is forgotten."""
-
-    member: MemberView
-
-
-Event = Joined | Updated | Suspected | Died | Left | Reaped
-
-
-@dataclass(frozen=True, slots=True)
 class Applied:
     """The outcome of :meth:`MemberTable.apply`.
 
@@ -202,44 +123,6 @@ class Applied:
 
 
 _IGNORED: Final = Applied(False)
-
-
-# -- suspicion ---------------------------------------------------------------------------------
-
-
-def suspicion_timeout(confirmations: int, minimum: float, maximum: float, expected: int) -> float:
-    """Lifeguard's suspicion timeout after `confirmations` independent suspicions (invariant 5).
-
-    Args:
-        confirmations: Distinct members other than the first accuser that suspected it too.
-        minimum: The floor, reached with `expected` confirmations.
-        maximum: The timeout with no confirmation.
-        expected: K, the confirmations after which the floor applies (0: always the floor).
-    """
-    if expected <= 0 or confirmations >= expected:
-        return minimum
-    fraction = math.log(confirmations + 1) / math.log(expected + 1)
-    return max(minimum, maximum - (maximum - minimum) * fraction)
-
-
-@dataclass(slots=True)
-class _Suspicion:
-    started: float
-    minimum: float
-    maximum: float
-    expected: int
-    accusers: set[NodeId]
-    #: Set once the time ran out and the driver gave the suspect a last call: the verdict
-    #: waits until then.
-    last_call_until: float | None = None
-
-    def deadline(self) -> float:
-        if self.last_call_until is not None:
-            return self.last_call_until
-        confirmations = len(self.accusers) - 1
-        return self.started + suspicion_timeout(
-            confirmations, self.minimum, self.maximum, self.expected
-        )
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -290,7 +173,7 @@ class MemberTable:
         self._members: dict[NodeId, Member] = {
             own_id: Member(own_id, address, incarnation, State.ALIVE, now, dict(tags or {}))
         }
-        self._suspicions: dict[NodeId, _Suspicion] = {}
+        self._suspicions: dict[NodeId, Suspicion] = {}
         # Dead and left members, in the order they died (so oldest first: reaping stops early).
         self._tombstones: dict[NodeId, float] = {}
         # The other members alive or suspect (an ordered set: iteration follows joining).
@@ -321,7 +204,9 @@ class MemberTable:
 
     @property
     def others_live(self) -> Collection[NodeId]:
-        """The other members alive or suspect (a live view: do not keep it across changes)."""
+        """The other members alive or suspect, in the order they joined (or came back): an
+        order set by what this node heard, never by hashing, so that choices drawn from it
+        replay from a simulation's seed. A live view: do not keep it across changes."""
         return self._live.keys()
 
     @property
@@ -457,7 +342,7 @@ class MemberTable:
         if claim.state is State.SUSPECT:
             assert claim.accuser is not None
             minimum, maximum, expected = self.suspicion_bounds()
-            self._suspicions[member.node_id] = _Suspicion(
+            self._suspicions[member.node_id] = Suspicion(
                 now, minimum, maximum, expected, {claim.accuser}
             )
         elif claim.state >= State.DEAD:

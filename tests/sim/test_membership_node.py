@@ -23,8 +23,11 @@ async def wait_until(condition) -> None:
             await trio.sleep(0.05)
 
 
-async def test_members_status_tags_leave_and_a_persisted_incarnation(tmp_path) -> None:
-    # Real clock on purpose: one node keeps its database in a file, used from a worker thread.
+async def test_members_status_tags_leave_and_a_persisted_incarnation(
+    tmp_path, autojump_clock
+) -> None:
+    # One node keeps its database in a file, used from a worker thread: simulated time may pass
+    # while a call runs there, as on a slow disk, and nothing here needs that call to be quick.
     async with open_memory_network(seed=21) as net:
         hosts = [net.new_host() for _ in range(3)]
         first_address = Address(hosts[0], FAST.listen.port)

@@ -23,8 +23,8 @@ from plexinode.membership.members import (
     State,
     Suspected,
     Updated,
-    suspicion_timeout,
 )
+from plexinode.membership.suspicion import suspicion_timeout
 from plexinode.net.address import Address
 from tests.unit.ids import nid
 
@@ -142,6 +142,21 @@ def test_update_self_and_leave() -> None:
     assert claim == alive(OWN, 1, at=5, v="2")
     assert t.own_claim() == claim
     assert t.leave(2.0) == Claim(OWN, 1, State.LEFT)
+    # One change at a time: the other stays as it was.
+    assert t.update_self(3.0, tags={"v": "3"}) == alive(OWN, 2, at=5, v="3")
+    assert t.update_self(4.0, address=addr(6)) == alive(OWN, 3, at=6, v="3")
+
+
+def test_the_other_live_members_in_the_order_they_joined() -> None:
+    t = table()
+    for node in (Z, X, Y):
+        t.apply(alive(node, 0), 0.0)
+    assert list(t.others_live) == [Z, X, Y]
+    t.apply(suspect(X, 0), 1.0)  # a suspect is still live
+    t.apply(dead(Y, 0), 1.0)
+    assert list(t.others_live) == [Z, X]
+    t.apply(alive(Y, 1), 2.0)  # back: at the end
+    assert list(t.others_live) == [Z, X, Y]
 
 
 def test_suspicion_timeout_shrinks_with_independent_confirmations() -> None:

@@ -164,6 +164,19 @@ def test_relaying_a_probe_answers_ack_or_nack() -> None:
     assert p.on_ack(target, late.seq, 20.9) == [SendAck(requester, 78)]  # late, still relayed
 
 
+def test_a_nacked_relay_is_forgotten_at_the_end_of_its_period() -> None:
+    p = prober()
+    assert p.tick(0.0, MEMBERS[:1]) == []  # alone: the next probe is a period away
+    (ping,) = p.on_ping_req(nid(5), nid(6), 9, 0.0)
+    assert p.next_deadline() == pytest.approx(0.5 * 0.8)  # the nack is due first
+    assert p.tick(0.4, MEMBERS[:1]) == [SendNack(nid(5), 9)]
+    assert p.next_deadline() == pytest.approx(1.0)  # then it expires, with the period
+    assert p.tick(1.0, MEMBERS[:1]) == []
+    assert p.next_deadline() == pytest.approx(2.0)  # nothing left of it
+    assert p.on_ack(nid(6), ping.seq, 1.1) == []  # too late: forgotten
+    assert p.stats["ack_unexpected"] == 1
+
+
 def test_relay_requests_about_ourselves_or_the_requester_or_beyond_the_cap_are_refused() -> None:
     p = prober()
     assert p.on_ping_req(nid(5), OWN, 1, 0.0) == []
@@ -238,6 +251,20 @@ def test_a_hurried_member_is_probed_next_and_still_in_its_round() -> None:
     # the round still covers every member, the hurried one included
     assert sorted(set(targets)) == sorted(MEMBERS[1:])
     assert targets.count(chosen) == 2
+
+
+def test_a_hurried_member_no_longer_live_is_skipped() -> None:
+    p = prober()
+    ping = start(p)
+    p.on_ack(ping.target, ping.seq, 0.01)
+    gone, chosen = [m for m in MEMBERS[1:] if m != ping.target][:2]
+    p.hurry(gone)
+    p.hurry(chosen)
+    live = [m for m in MEMBERS if m != gone]
+    (following,) = p.tick(1.0, live)
+    assert isinstance(following, SendPing)
+    assert following.target == chosen
+    assert p.stats["hurried"] == 1
 
 
 @settings(max_examples=60, deadline=None)
