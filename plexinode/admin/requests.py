@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, Self
 
 from plexinode.admin.fields import TEXT, Fields, Refused, arg
-from plexinode.dht.records import PEER
+from plexinode.dht.record_types import PEER
 from plexinode.errors import AdminError, DecodeError, IdentityError
 from plexinode.identity import NODE_ID_BYTES, NodeId
 from plexinode.net.address import Address

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from plexinode.dht.contact import is_public, is_routable, subnet
-from plexinode.dht.records import PEER_MAX_ADDRESSES
+from plexinode.dht.record_types import PEER_MAX_ADDRESSES
 from plexinode.net.address import Address
 
 #: An address others see us at is advertised once this many distinct witnesses reported it: one

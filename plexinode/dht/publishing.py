@@ -26,7 +26,8 @@ import trio
 from plexinode.dht.contact import Contact
 from plexinode.dht.observed import ObservedAddresses
 from plexinode.dht.querying import Querier
-from plexinode.dht.records import PEER_MAX_TTL, InvalidRecord, Record, make_peer_record
+from plexinode.dht.record_types import PEER_MAX_TTL, make_peer_record
+from plexinode.dht.records import InvalidRecord, Record
 from plexinode.dht.replication import Replication
 from plexinode.dht.routing import RoutingTable
 from plexinode.dht.settings import DhtSettings

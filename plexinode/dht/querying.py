@@ -28,7 +28,8 @@ import trio
 from plexinode.dht.contact import Contact
 from plexinode.dht.lookup import Lookup, LookupResult, LookupStats, merge_stages
 from plexinode.dht.messages import FindNode, FindValue, Nodes, Store, StoreResult, Value
-from plexinode.dht.records import PEER, InvalidRecord, Record, peer_addresses, validate_record
+from plexinode.dht.record_types import PEER, peer_addresses
+from plexinode.dht.records import InvalidRecord, Record, validate_record
 from plexinode.dht.replication import Replication
 from plexinode.dht.routing import RoutingTable
 from plexinode.dht.settings import DhtSettings

@@ -40,7 +40,8 @@ from plexinode.dht.maintenance import Maintenance
 from plexinode.dht.messages import FindNode
 from plexinode.dht.publishing import Publisher
 from plexinode.dht.querying import Querier
-from plexinode.dht.records import PEER, Record, RecordRegistry, default_registry, peer_addresses
+from plexinode.dht.record_types import PEER, default_registry, peer_addresses
+from plexinode.dht.records import Record, RecordRegistry
 from plexinode.dht.replication import Replication
 from plexinode.dht.routing import Added, BucketFull, RoutingTable
 from plexinode.dht.serving import VERIFY_WORKERS, Server

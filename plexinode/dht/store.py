@@ -48,13 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from plexinode.dht.records import (
-    InvalidRecord,
-    Record,
-    RecordRegistry,
-    newer,
-    validate_record,
-)
+from plexinode.dht.records import InvalidRecord, Record, RecordRegistry, newer, validate_record
 
 #: Default cap on records held. Typical records are 150 to 300 bytes (900 at most), so this
 #: is 15 to 30 MB of records, and bounds the per-record index overhead whatever their size; it

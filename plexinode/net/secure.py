@@ -53,7 +53,6 @@ same speed.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import struct
@@ -73,6 +72,7 @@ from plexinode.net.handshake import (
     Responder,
 )
 from plexinode.net.keyring import Keyring
+from plexinode.net.reader import BufferedReader
 
 log = logging.getLogger(__name__)
 
@@ -89,126 +89,17 @@ _MAX_FRAME_LIMIT: Final = min(
     (1 << 32) - 1 - FRAME_OVERHEAD,
     nacl.bindings.crypto_secretstream_xchacha20poly1305_MESSAGEBYTES_MAX,
 )
-#: How much to ask the transport for at a time: a few 64 KiB frames' worth, so that one receive
-#: call (and one trio checkpoint) usually brings in at least a whole frame, while a peer that
-#: announces a large frame still cannot make one call allocate more than this.
-RECEIVE_CHUNK_BYTES: Final = 256 * 1024
 #: Fairness budget of :meth:`SecureStream.receive`. Every call checks for cancellation, but a
 #: call that finds its frame already buffered does not also yield to the scheduler (a trio
 #: scheduling pass costs about a tenth of decrypting a 64 KiB frame) unless this many frames in
 #: a row were served that way: a peer that floods tiny frames cannot starve the other tasks,
 #: and large frames pay no extra pass. The same idea as tokio's cooperative budget.
 UNYIELDED_FRAMES_MAX: Final = 16
-#: Received chunks smaller than this are gathered into one buffer instead of being queued one
-#: by one (see _BufferedReader): it bounds the per-chunk overhead at under 1%.
-SMALL_CHUNK_BYTES: Final = 4096
 
 _TAG_MESSAGE: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 _TAG_FINAL: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 _HANDSHAKE_LENGTH: Final = struct.Struct(">H")
 _FRAME_LENGTH: Final = struct.Struct(">I")
-
-
-class _BufferedReader:
-    """Reads exact byte counts from a stream, keeping what arrived beyond them.
-
-    Received chunks are kept as they came, in a queue, rather than appended to one buffer: a
-    frame that lies within one chunk (the common case for large frames) is then copied once, by
-    slicing, or not at all when it is the whole chunk; only a frame that straddles chunks is
-    joined. Chunks smaller than SMALL_CHUNK_BYTES are first gathered in one bytearray, so a peer
-    that trickles a large frame a byte at a time cannot make us hold a million tiny objects:
-    memory stays proportional to the bytes buffered.
-
-    Cancellation-safe: :meth:`fill` queues what it received even when cancelled, and nothing is
-    consumed until the caller calls :meth:`take`.
-    """
-
-    __slots__ = ("_chunks", "_offset", "_size", "_stream", "receives")
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._offset = 0  # bytes of _chunks[0] already consumed
-        self._size = 0  # bytes buffered and not consumed
-        #: How many times :meth:`fill` awaited the stream (each await was a checkpoint).
-        self.receives = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    async def fill(self, count: int) -> bool:
-        """Wait until at least `count` bytes are buffered; False if EOF comes first."""
-        small = bytearray()
-        try:
-            while self._size < count:
-                self.receives += 1
-                chunk = await self._stream.receive_some(RECEIVE_CHUNK_BYTES)
-                if not chunk:
-                    return False
-                if len(chunk) < SMALL_CHUNK_BYTES:
-                    small += chunk
-                else:
-                    if small:
-                        self._chunks.append(bytes(small))
-                        small = bytearray()
-                    self._chunks.append(bytes(chunk))
-                self._size += len(chunk)
-            return True
-        finally:
-            if small:
-                self._chunks.append(bytes(small))
-
-    def peek(self, struct_: struct.Struct) -> int:
-        """Decode an unsigned length at the start of the buffer (which must hold it)."""
-        first = self._chunks[0]
-        if len(first) - self._offset >= struct_.size:
-            value: int = struct_.unpack_from(first, self._offset)[0]
-            return value
-        head = bytearray()
-        for index, chunk in enumerate(self._chunks):  # a length split across chunks: rare
-            head += chunk[self._offset if index == 0 else 0 :]
-            if len(head) >= struct_.size:
-                break
-        value = struct_.unpack_from(head)[0]
-        return value
-
-    def take(self, start: int, end: int) -> bytes:
-        """Return the buffered bytes [start:end] and consume the first `end` bytes."""
-        first = self._chunks[0]
-        offset = self._offset
-        if offset + end > len(first):
-            self._consume_joined(start)
-            return self._consume_joined(end - start)
-        if offset + start == 0 and end == len(first):
-            data = first  # exactly one whole chunk: no copy at all
-        else:
-            data = first[offset + start : offset + end]
-        self._size -= end
-        if offset + end == len(first):
-            self._chunks.popleft()
-            self._offset = 0
-        else:
-            self._offset = offset + end
-        return data
-
-    def _consume_joined(self, count: int) -> bytes:
-        """Consume and return the next `count` buffered bytes, joined across chunks."""
-        pieces = []
-        needed = count
-        while needed:
-            chunk = self._chunks[0]
-            available = len(chunk) - self._offset
-            if available <= needed:
-                pieces.append(memoryview(chunk)[self._offset :])
-                self._chunks.popleft()
-                self._offset = 0
-                needed -= available
-            else:
-                pieces.append(memoryview(chunk)[self._offset : self._offset + needed])
-                self._offset += needed
-                needed = 0
-        self._size -= count
-        return b"".join(pieces)
 
 
 async def _acquire(lock: trio.StrictFIFOLock) -> None:
@@ -224,7 +115,7 @@ async def _acquire(lock: trio.StrictFIFOLock) -> None:
         await lock.acquire()
 
 
-async def _read_handshake_message(reader: _BufferedReader, step: str) -> bytes:
+async def _read_handshake_message(reader: BufferedReader, step: str) -> bytes:
     if not await reader.fill(_HANDSHAKE_LENGTH.size):
         raise HandshakeError(f"peer closed the connection before {step}")
     length = reader.peek(_HANDSHAKE_LENGTH)
@@ -295,7 +186,7 @@ async def secure_connect(
     async with _closed_on_failure(stream):
         _check_max_frame_bytes(max_frame_bytes)
         initiator = Initiator(identity, expected_node_id, prologue, network_key=network_key)
-        reader = _BufferedReader(stream)
+        reader = BufferedReader(stream)
         await stream.send_all(_handshake_frame(initiator.start()))
         msg3 = initiator.receive(await _read_handshake_message(reader, "msg2"))
         return await _establish(
@@ -334,7 +225,7 @@ async def secure_accept(
     async with _closed_on_failure(stream):
         _check_max_frame_bytes(max_frame_bytes)
         responder = Responder(identity, prologue, keyring=keyring)
-        reader = _BufferedReader(stream)
+        reader = BufferedReader(stream)
         msg2 = responder.receive(await _read_handshake_message(reader, "msg1"))
         assert msg2 is not None
         await stream.send_all(_handshake_frame(msg2))
@@ -344,7 +235,7 @@ async def secure_accept(
 
 async def _establish(
     stream: trio.abc.Stream,
-    reader: _BufferedReader,
+    reader: BufferedReader,
     result: HandshakeResult,
     max_frame_bytes: int,
     pending: bytes,
@@ -392,7 +283,7 @@ class SecureStream(trio.abc.Channel[bytes]):
         self,
         transport_stream: trio.abc.Stream,
         *,
-        reader: _BufferedReader,
+        reader: BufferedReader,
         result: HandshakeResult,
         push_state: nacl.bindings.crypto_secretstream_xchacha20poly1305_state,
         pull_state: nacl.bindings.crypto_secretstream_xchacha20poly1305_state,

@@ -44,17 +44,14 @@ from plexinode.dht.messages import (
     Value,
     WireContact,
 )
-from plexinode.dht.records import (
-    CLOCK_SKEW_ALLOWANCE,
-    MAX_VALUE_BYTES,
+from plexinode.dht.record_types import (
     PEER,
     PEER_MAX_TTL,
     PEER_MAX_VALUE_BYTES,
     PROVIDER,
     PROVIDER_MAX_VALUE_BYTES,
-    Record,
-    sign_record,
 )
+from plexinode.dht.records import CLOCK_SKEW_ALLOWANCE, MAX_VALUE_BYTES, Record, sign_record
 from plexinode.errors import DecodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet

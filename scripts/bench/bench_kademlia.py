@@ -74,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import header, percentile
 
 from plexinode.config import Settings
-from plexinode.dht.records import PEER, make_peer_record, peer_addresses
+from plexinode.dht.record_types import PEER, make_peer_record, peer_addresses
 from plexinode.identity import Identity
 from plexinode.net.address import Address
 from plexinode.net.transport import SocketTransport

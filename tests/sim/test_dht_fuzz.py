@@ -17,7 +17,8 @@ import trio
 import trio.lowlevel
 
 from plexinode.dht.messages import Store
-from plexinode.dht.records import PROVIDER, InvalidRecord, Reason, sign_record
+from plexinode.dht.record_types import PROVIDER
+from plexinode.dht.records import InvalidRecord, Reason, sign_record
 from plexinode.dht.serving import VERIFY_WORKERS
 from plexinode.identity import NodeId
 from plexinode.net import packet
@@ -60,7 +61,7 @@ SETTINGS = replace(FAST, dht=replace(FAST.dht, id_difficulty=DIFFICULTY))
 def puzzle_network(
     net: MemoryNetwork, count: int, capture: Capture
 ) -> contextlib.AbstractAsyncContextManager[list[Node]]:
-    """``tests.sim.helpers.dht_network`` with identities that solve the ID puzzle and every
+    """``plexinode.testing.nodes.dht_network`` with identities that solve the ID puzzle and every
     datagram the nodes send offered to `capture`."""
     return dht_network(
         net,

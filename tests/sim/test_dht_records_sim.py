@@ -13,7 +13,8 @@ import trio
 
 from plexinode.dht.contact import distance
 from plexinode.dht.messages import Store
-from plexinode.dht.records import PEER, PROVIDER, peer_addresses, sign_record
+from plexinode.dht.record_types import PEER, PROVIDER, peer_addresses
+from plexinode.dht.records import sign_record
 from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address

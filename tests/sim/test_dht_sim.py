@@ -14,14 +14,8 @@ import trio
 from plexinode.config import Settings
 from plexinode.dht.contact import Contact, bucket_index
 from plexinode.dht.messages import FindNode, FindValue, Nodes, Store, Value, WireContact
-from plexinode.dht.records import (
-    PEER,
-    PROVIDER,
-    InvalidRecord,
-    make_peer_record,
-    peer_addresses,
-    sign_record,
-)
+from plexinode.dht.record_types import PEER, PROVIDER, make_peer_record, peer_addresses
+from plexinode.dht.records import InvalidRecord, sign_record
 from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address

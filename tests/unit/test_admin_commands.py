@@ -38,7 +38,7 @@ from plexinode.admin.results import (
     Stopped,
     config_rows,
 )
-from plexinode.dht.records import PEER, PROVIDER
+from plexinode.dht.record_types import PEER, PROVIDER
 from plexinode.errors import AdminError, DecodeError
 from plexinode.identity import Identity
 from plexinode.net.address import Address

@@ -5,17 +5,8 @@ from typing import ClassVar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plexinode.dht.records import (
-    PEER,
-    PROVIDER,
-    Reason,
-    Record,
-    RecordRegistry,
-    RecordType,
-    default_registry,
-    make_peer_record,
-    sign_record,
-)
+from plexinode.dht.record_types import PEER, PROVIDER, default_registry, make_peer_record
+from plexinode.dht.records import Reason, Record, RecordRegistry, RecordType, sign_record
 from plexinode.dht.store import (
     KEY_FULL,
     KEY_TAKEN,

@@ -8,29 +8,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plexinode.dht.records import (
-    CLOCK_SKEW_ALLOWANCE,
-    MAX_RECORD_BYTES,
-    MAX_VALUE_BYTES,
+from plexinode.dht.record_types import (
     PEER,
     PEER_MAX_ADDRESSES,
     PEER_MAX_TTL,
     PEER_MAX_VALUE_BYTES,
     PROVIDER,
     PROVIDER_MAX_VALUE_BYTES,
-    InvalidRecord,
     PeerRecordType,
     ProviderRecordType,
-    Reason,
-    Record,
-    RecordRegistry,
-    RecordType,
     decode_addresses,
     default_registry,
     encode_addresses,
     make_peer_record,
-    newer,
     peer_addresses,
+)
+from plexinode.dht.records import (
+    CLOCK_SKEW_ALLOWANCE,
+    MAX_RECORD_BYTES,
+    MAX_VALUE_BYTES,
+    InvalidRecord,
+    Reason,
+    Record,
+    RecordRegistry,
+    RecordType,
+    newer,
     sign_record,
     validate_record,
 )

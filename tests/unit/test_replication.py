@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from plexinode.dht.contact import Contact
-from plexinode.dht.records import PROVIDER, Record, default_registry, sign_record
+from plexinode.dht.record_types import PROVIDER, default_registry
+from plexinode.dht.records import Record, sign_record
 from plexinode.dht.replication import RADIUS_MAX_AGE, Replication, record_id
 from plexinode.dht.routing import RoutingTable
 from plexinode.dht.store import RecordStore

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity
 from plexinode.net.handshake import Initiator, Responder, UnexpectedPeerError
+from plexinode.net.reader import BufferedReader
 from plexinode.net.secure import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_OVERHEAD,
     STREAM_HEADER_BYTES,
     UNYIELDED_FRAMES_MAX,
     SecureStream,
-    _BufferedReader,
     secure_accept,
     secure_connect,
 )
@@ -532,7 +532,7 @@ class Chunks(trio.abc.ReceiveStream):
         await trio.lowlevel.checkpoint()
 
 
-async def read_frames(reader: _BufferedReader) -> list[bytes]:
+async def read_frames(reader: BufferedReader) -> list[bytes]:
     frames = []
     while await reader.fill(4):
         length = reader.peek(struct.Struct(">I"))
@@ -549,7 +549,7 @@ async def test_reader_handles_a_length_split_between_large_chunks(
     big, small = bytes(range(256)) * 40, b"abc"  # the first frame is well above SMALL_CHUNK_BYTES
     wire = struct.pack(">I", len(big)) + big + struct.pack(">I", len(small)) + small
     cut = 4 + len(big) + cut_in_second_prefix
-    reader = _BufferedReader(Chunks([wire[:cut], wire[cut:]]))
+    reader = BufferedReader(Chunks([wire[:cut], wire[cut:]]))
     assert await read_frames(reader) == [big, small]
 
 
@@ -557,12 +557,12 @@ async def test_reader_keeps_order_when_small_and_large_chunks_mix() -> None:
     big = bytes(range(256)) * 40
     wire = struct.pack(">I", len(big)) + big + struct.pack(">I", 1) + b"z"
     chunks = [wire[:1], wire[1:3], wire[3:5000], wire[5000:5001], wire[5001:]]
-    assert await read_frames(_BufferedReader(Chunks(chunks))) == [big, b"z"]
+    assert await read_frames(BufferedReader(Chunks(chunks))) == [big, b"z"]
 
 
 async def test_reader_returns_a_whole_chunk_without_copying() -> None:
     chunk = bytes(range(256)) * 40
-    reader = _BufferedReader(Chunks([chunk]))
+    reader = BufferedReader(Chunks([chunk]))
     assert await reader.fill(len(chunk))
     assert reader.take(0, len(chunk)) is chunk
 
