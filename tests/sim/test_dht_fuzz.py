@@ -1,8 +1,8 @@
 """Hostile datagrams against a running DHT node on the in-memory network.
 
 The generators are those of ``scripts/bench/bench_dht_fuzz.py`` (a million datagrams over real
-UDP), from ``tests/sim/fuzz_datagrams.py``, at a size that fits CI. Everything runs under the
-autojump MockClock from fixed seeds; the seed is printed (pytest shows it on failure).
+UDP), from ``plexinode/testing/fuzz_datagrams.py``, at a size that fits CI. Everything runs
+under the autojump MockClock from fixed seeds; the seed is printed (pytest shows it on failure).
 """
 
 from __future__ import annotations
