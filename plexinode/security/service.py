@@ -206,7 +206,7 @@ class KeyringService:
         if plan is not None:
             steps = reconcile(self.keyring, plan)
             if steps.fetch and now >= self._retry_at:
-                await self._fetch(self._holders(steps.fetch))
+                await self.fetch(self._holders(steps.fetch))
                 steps = reconcile(self.keyring, plan)
             changed = False
             if steps.use is not None:
@@ -261,15 +261,26 @@ class KeyringService:
         ]
         candidates += [s for s in self.membership.seeds() if s.node_id != table.own_id]
         self._rng.shuffle(candidates)
-        if await self._fetch(candidates[:FETCH_PEERS], adopt_primary=True):
+        if await self.fetch(candidates[:FETCH_PEERS], adopt_primary=True):
             self.stats["rescued"] += 1
             log.info("fetched the current network keys after missing a rotation")
 
     # -- fetching ------------------------------------------------------------------------------
 
-    async def _fetch(self, peers: Sequence[Seed], *, adopt_primary: bool = False) -> bool:
-        """Ask `peers` in turn for the keys this node lacks; True once one granted new keys.
-        With `adopt_primary`, also send with the granting peer's primary key."""
+    async def fetch(self, peers: Sequence[Seed], *, adopt_primary: bool = False) -> bool:
+        """Ask `peers` in turn for the keys this node lacks (keyring/1).
+
+        Each outcome is counted in :attr:`stats` (``fetch_failed``, ``fetch_refused``,
+        ``fetch_bad_key``, ``fetched``); after a round that got nothing, the next is put off
+        with a doubling delay.
+
+        Args:
+            peers: Whom to ask, in order.
+            adopt_primary: Also send with the granting peer's primary key.
+
+        Returns:
+            True once one peer granted new keys.
+        """
         for peer in peers:
             try:
                 reply = await self._ask(peer)

@@ -245,7 +245,7 @@ async def test_bad_answers_and_bad_requests_are_counted_and_change_nothing(
             await stream.send(envelope.encode(KeyringRequest(())))
 
         liar.streams.on(KEYRING_PROTOCOL, wrong_message, retired_ok=True)
-        assert not await service._fetch(at_liar)
+        assert not await service.fetch(at_liar)
         assert service.stats["fetch_failed"] == 1
 
         async def sealed_to_another(stream: SecureStream) -> None:
@@ -256,7 +256,7 @@ async def test_bad_answers_and_bad_requests_are_counted_and_change_nothing(
             )
 
         liar.streams.on(KEYRING_PROTOCOL, sealed_to_another, retired_ok=True)
-        assert not await service._fetch(at_liar)
+        assert not await service.fetch(at_liar)
         assert service.stats["fetch_bad_key"] == 1
         assert list(service.keyring) == [K0]
 
