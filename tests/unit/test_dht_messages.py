@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,12 +13,15 @@ from plexinode.dht.messages import (
     MAX_CONTACTS,
     FindNode,
     Nodes,
+    Value,
     WireContact,
     fit_contacts,
+    fit_records,
     packed_size,
 )
+from plexinode.dht.records import PROVIDER, Record, sign_record
 from plexinode.errors import DecodeError
-from plexinode.identity import NodeId
+from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.packet import MAX_PAYLOAD
 from plexinode.wire import envelope
@@ -95,6 +100,38 @@ def test_contact_round_trip() -> None:
     assert WireContact.from_contact(original).to_contact() == original
     with pytest.raises(ValueError, match="not an IP"):
         WireContact.from_contact(Contact(NodeId(bytes(32)), Address("host.example", 1)))
+
+
+def test_a_contact_with_an_ip_of_another_length_does_not_decode() -> None:
+    for ip in (b"", b"\x0a\x00\x00", bytes(5), bytes(17)):
+        with pytest.raises(DecodeError, match="4 or 16 bytes"):
+            WireContact(bytes(32), ip, 7000).to_contact()
+
+
+def test_fit_records_fills_one_datagram() -> None:
+    publisher = Identity.from_seed(b"p" * 32)
+
+    def reply_size(records: Sequence[Record]) -> int:
+        return len(envelope.encode(Value(tuple(records), ()), request_id=2**64 - 1))
+
+    for size in (0, 400):
+        records = [
+            sign_record(
+                publisher,
+                PROVIDER,
+                n.to_bytes(32, "big"),
+                seq=1,
+                expires_at=2_000_000_000,
+                value=bytes(size),
+            )
+            for n in range(12)
+        ]
+        fitted = fit_records(records)
+        assert 0 < len(fitted) <= 8  # at most 8 records per reply
+        assert fitted == tuple(records[: len(fitted)])
+        assert reply_size(fitted) <= MAX_PAYLOAD
+        assert reply_size(records[: len(fitted) + 1]) > MAX_PAYLOAD
+    assert fit_records([]) == ()
 
 
 def test_find_node_round_trip() -> None:

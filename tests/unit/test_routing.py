@@ -279,6 +279,12 @@ def test_ipv6_subnet_is_a_48() -> None:
     assert table.observe(other_48, 1.0) == Added()
 
 
+def test_subnet_keys() -> None:
+    assert subnet(Address("8.8.4.4", 53)) == "8.8.4.0/24"
+    assert subnet(Address("2a00:1450:1:ffff::1", 1)) == "2a00:1450:1::/48"
+    assert subnet(Address("host.example", 1)) == "host.example"  # a name is its own key
+
+
 @pytest.mark.parametrize(
     "host",
     [
