@@ -21,6 +21,11 @@ replication state. Imports run one way: this module imports the jobs, the jobs i
 Every authenticated reply to one of our requests teaches the routing table (:meth:`_learn`):
 the replying node may enter it, a pong tells us the address we were seen at, a contact added
 may be handed records, and a full bucket asks for a ping of its oldest entry.
+
+Replay. The service and its jobs start their tasks in a fixed order and draw every random
+choice from the one generator they are given; and nothing in the DHT iterates a set (or a dict
+built from one) where the order matters: lists, dicts in insertion order and sorted sets only.
+So a simulation's outcome follows from its seed alone, whatever ``PYTHONHASHSEED`` is.
 """
 
 from __future__ import annotations
