@@ -89,8 +89,6 @@ def unpack(data: bytes, limits: Limits) -> Any:
             max_map_len=limits.max_map,
             max_ext_len=0,
         )
-    except DecodeError:
-        raise
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         raise DecodeError("malformed msgpack") from None
     except Exception as exc:  # msgpack raises a few more on hostile input

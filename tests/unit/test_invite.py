@@ -13,6 +13,8 @@ from plexinode.identity import Identity
 from plexinode.membership.invite import (
     MAX_TOKEN,
     PREFIX,
+    Invite,
+    InviteAddress,
     InviteError,
     make_invite,
     parse_invite,
@@ -127,3 +129,12 @@ def test_token_bytes_are_pinned() -> None:
     assert invite.signed_bytes() == PINNED_SIGNED
     assert invite.encode() == PINNED_TOKEN
     assert parse_invite(PINNED_TOKEN, now=1_000) == invite
+
+
+def test_a_signed_token_with_an_address_of_neither_family_is_refused() -> None:
+    # 5 bytes fits the wire schema (4 to 16) and the inviter signed it, but it is neither an
+    # IPv4 nor an IPv6 address: refused as damaged, never turned into an address.
+    five = InviteAddress(bytes(5), 7420)
+    unsigned = Invite("home", bytes(range(32)), (five,), 2_000, INVITER.public_key, b"")
+    with pytest.raises(InviteError, match="a bad address"):
+        parse_invite(unsigned.signed_by(INVITER).encode(), now=1_000)

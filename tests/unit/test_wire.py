@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plexinode.errors import DecodeError
-from plexinode.wire import envelope
+from plexinode.wire import codec, envelope
 from plexinode.wire.codec import (
     DATAGRAM_LIMITS,
     FRAME_LIMITS,
@@ -278,3 +278,17 @@ def test_binary_and_string_sizes_match_msgpack(n: int) -> None:
     assert bin_size(n) == len(pack(b"x" * n))
     assert str_size(n) == len(pack("x" * n))
     assert str_size(len("é".encode()) * n) == len(pack("é" * n))  # UTF-8 bytes, not characters
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), OverflowError(), KeyError(0)])
+def test_an_undocumented_msgpack_failure_is_a_decode_error(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    # Hostile input has made msgpack raise types it does not document; whatever it raises, the
+    # caller sees DecodeError, the one error a decoder of network input may raise.
+    def fail(*args: object, **kwargs: object) -> object:
+        raise error
+
+    monkeypatch.setattr(codec.msgpack, "unpackb", fail)
+    with pytest.raises(DecodeError, match=type(error).__name__):
+        codec.unpack(b"\x90", DATAGRAM_LIMITS)
