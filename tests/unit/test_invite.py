@@ -13,6 +13,7 @@ from plexinode.identity import Identity
 from plexinode.membership.invite import (
     MAX_TOKEN,
     PREFIX,
+    InviteAddress,
     InviteError,
     make_invite,
     parse_invite,
@@ -127,3 +128,10 @@ def test_token_bytes_are_pinned() -> None:
     assert invite.signed_bytes() == PINNED_SIGNED
     assert invite.encode() == PINNED_TOKEN
     assert parse_invite(PINNED_TOKEN, now=1_000) == invite
+
+
+def test_a_signed_token_with_a_bad_address_is_refused() -> None:
+    invite = make_invite(INVITER, "home", b"", ADDRESSES, expires_at=2_000)
+    odd = dataclasses.replace(invite, addresses=(InviteAddress(bytes(5), 7420),))
+    with pytest.raises(InviteError, match="a bad address"):
+        parse_invite(odd.signed_by(INVITER).encode(), now=1_000)
