@@ -21,6 +21,7 @@ from plexinode.membership.state import (
     StateEntry,
     StateMap,
     sign_entry,
+    state_digest,
 )
 from plexinode.wire.codec import DATAGRAM_LIMITS, pack, unpack
 
@@ -209,3 +210,18 @@ def test_entry_bytes_are_pinned(
     decoded = StateEntry.from_wire(unpack(wire_form, DATAGRAM_LIMITS))
     assert decoded == entry
     decoded.check()
+
+
+def test_equal_maps_have_equal_digests() -> None:
+    first, second = StateMap(), StateMap()
+    made = [sign_entry(WRITERS[i], key, b"v", (i, 0)) for i, key in enumerate(KEYS)]
+    for entry in made:
+        first.merge(entry, 0)
+    for entry in reversed(made):
+        second.merge(entry, 0)
+    assert len(first) == len(second) == 3
+    assert state_digest(first.entries()) == state_digest(second.entries())
+    second.merge(sign_entry(WRITERS[0], KEYS[0], None, (9, 0)), 0)  # a delete
+    assert len(second) == 3  # the tombstone is held
+    assert state_digest(first.entries()) != state_digest(second.entries())
+    assert state_digest(StateMap().entries()) != state_digest(first.entries())
