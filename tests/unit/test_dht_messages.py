@@ -19,7 +19,8 @@ from plexinode.dht.messages import (
     fit_records,
     packed_size,
 )
-from plexinode.dht.records import PROVIDER, Record, sign_record
+from plexinode.dht.record_types import PROVIDER
+from plexinode.dht.records import Record, sign_record
 from plexinode.errors import DecodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
