@@ -63,7 +63,7 @@ from plexinode.membership.settings import MembershipSettings
 from plexinode.net.address import Address, ip_text, packed_ip
 from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.secure import SecureStream
-from plexinode.net.streams import StreamService
+from plexinode.net.streams import STREAM_FAILURES, StreamService
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 from plexinode.wire.schema import Message
@@ -79,15 +79,6 @@ ADDRESS_CHECK_INTERVAL: Final = 5.0
 MAX_PINGS_REMEMBERED: Final = 256
 #: A stream ping's ack must arrive within this, on the serving side.
 STREAM_PING_TIMEOUT: Final = 10.0
-#: How a stream exchange with a peer can fail (unreachable, refused, slow, broken, malformed).
-_STREAM_FAILURES: Final = (
-    trio.TooSlowError,
-    OSError,
-    RemoteProtocolError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    trio.EndOfChannel,
-)
 
 #: A message that carries claims and cluster-state entries to hear.
 Carrier = MemberPing | MemberAck | MemberPingReq | MemberGossip
@@ -341,7 +332,7 @@ class Probing:
             self._execute(self.prober.on_refused(target, seq))
             self.wake()
             return
-        except _STREAM_FAILURES:
+        except STREAM_FAILURES:
             return
         self._stats["stream_pings_acked"] += 1
         self._acked(ack, target, seq)

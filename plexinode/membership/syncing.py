@@ -26,7 +26,6 @@ from typing import Final, Protocol
 
 import trio
 
-from plexinode.errors import RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.membership.beliefs import State
 from plexinode.membership.claims import SignedClaim
@@ -48,21 +47,12 @@ from plexinode.membership.sync import (
 )
 from plexinode.net.address import Address
 from plexinode.net.secure import SecureStream
-from plexinode.net.streams import StreamService
+from plexinode.net.streams import STREAM_FAILURES, StreamService
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 
 log = logging.getLogger(__name__)
 
-#: How an exchange with a peer can fail (unreachable, refused, slow, broken, malformed).
-_STREAM_FAILURES: Final = (
-    trio.TooSlowError,
-    OSError,
-    RemoteProtocolError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    trio.EndOfChannel,
-)
 #: A push-pull exchange (connect, handshake, digests, claims) must finish within this.
 SYNC_TIMEOUT: Final = 10.0
 #: Seeds tried at once when this node knows no other live member.
@@ -223,7 +213,7 @@ class Syncing:
                 stream = await self._streams.open(seed.address, SYNC_PROTOCOL, node_id=seed.node_id)
                 async with stream:
                     await self.exchange(stream, Role.INITIATOR)
-        except _STREAM_FAILURES as exc:
+        except STREAM_FAILURES as exc:
             self._stats["sync_failed"] += 1
             log.debug("push-pull with %s failed: %s", seed.address, exc)
             return False

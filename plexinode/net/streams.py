@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import trio
 
@@ -39,6 +40,17 @@ from plexinode.wire.codec import FRAME_LIMITS
 from plexinode.wire.messages import StreamOpen
 
 log = logging.getLogger(__name__)
+
+#: How an exchange with a peer over a secure stream can fail: unreachable, refused, slow,
+#: broken or malformed. Services that talk to peers catch these and count a failure.
+STREAM_FAILURES: Final = (
+    trio.TooSlowError,
+    OSError,
+    RemoteProtocolError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.EndOfChannel,
+)
 
 StreamHandler = Callable[[SecureStream], Awaitable[None]]
 
