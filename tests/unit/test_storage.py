@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -10,6 +11,7 @@ import sys
 import threading
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -299,6 +301,124 @@ async def test_cancelling_open_does_not_leak_the_connection(
         release.set()
 
     assert not entered
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        connections[0].execute("SELECT 1")
+
+
+async def test_write_propagates_the_error_of_a_function_that_ended_the_transaction() -> None:
+    class Boom(Exception):
+        pass
+
+    def insert_rollback_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO meta VALUES ('lost', x'00')")
+        conn.execute("ROLLBACK")
+        raise Boom
+
+    async with open_database(None) as db:
+        # Not masked by "cannot rollback - no transaction is active".
+        with pytest.raises(Boom):
+            await db.write(insert_rollback_then_fail)
+        assert await db.read(_meta_keys) == []
+        await db.write(lambda conn: conn.execute("INSERT INTO meta VALUES ('kept', x'00')"))
+        assert await db.read(_meta_keys) == ["kept"]
+
+
+async def test_close_rolls_back_an_open_transaction_and_checkpoints(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "node.db"
+
+    def begin_and_insert(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO meta VALUES ('uncommitted', x'00')")
+
+    with caplog.at_level(logging.WARNING, logger="plexinode.storage.database"):
+        async with open_database(path) as db:
+            await db.execute("INSERT INTO meta VALUES ('committed', x'00')")
+            await db.read(begin_and_insert)
+            assert await db.read(lambda conn: conn.in_transaction)
+    # A checkpoint inside the transaction would fail ("database table is locked").
+    assert caplog.records == []
+    assert _query(path, "SELECT key FROM meta") == [("committed",)]
+    assert _file_size(Path(f"{path}-wal")) == 0
+
+
+async def test_failed_checkpoint_on_close_is_logged_and_still_closes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "node.db"
+
+    def deny_checkpoints(conn: sqlite3.Connection) -> sqlite3.Connection:
+        def authorize(action: int, arg1: str | None, *_: object) -> int:
+            if action == sqlite3.SQLITE_PRAGMA and arg1 == "wal_checkpoint":
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        conn.set_authorizer(authorize)
+        return conn
+
+    with caplog.at_level(logging.WARNING, logger="plexinode.storage.database"):
+        async with open_database(path) as db:
+            await db.execute("INSERT INTO meta VALUES ('a', x'00')")
+            conn = await db.read(deny_checkpoints)
+    assert f"checkpoint of {path} on close failed" in caplog.text
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        conn.execute("SELECT 1")
+    # The commit is in the WAL, which the next open replays.
+    assert _query(path, "SELECT key FROM meta") == [("a",)]
+
+
+async def test_closing_twice_is_a_no_op(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="plexinode.storage.database"):
+        async with open_database(tmp_path / "node.db") as db:
+            pass
+        caplog.clear()
+        await db._close()
+    assert caplog.records == []
+    assert "closed" in repr(db)
+
+
+async def test_missing_wal_support_is_logged_and_the_database_still_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class NoWal(sqlite3.Connection):
+        """A connection whose file system does not support WAL: the journal stays as it is."""
+
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql == "PRAGMA journal_mode = WAL":
+                sql = "PRAGMA journal_mode"
+            return super().execute(sql, *args)
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda *args, **kwargs: real_connect(*args, **kwargs, factory=NoWal)
+    )
+    path = tmp_path / "node.db"
+    with caplog.at_level(logging.WARNING, logger="plexinode.storage.database"):
+        async with open_database(path) as db:
+            assert await db.execute("PRAGMA journal_mode") == [("delete",)]
+            await db.execute("INSERT INTO meta VALUES ('a', x'00')")
+    assert f"database {path}: WAL journal not available, using delete" in caplog.text
+    assert _query(path, "SELECT key FROM meta") == [("a",)]
+
+
+async def test_unexpected_error_while_opening_closes_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Boom(Exception):
+        pass
+
+    connections: list[sqlite3.Connection] = []
+
+    def failing_migrations(conn: sqlite3.Connection, migrations: object) -> int:
+        connections.append(conn)
+        raise Boom
+
+    monkeypatch.setattr(database, "apply_migrations", failing_migrations)
+    with pytest.raises(Boom):
+        async with open_database(tmp_path / "node.db"):
+            pytest.fail("opened")
+    assert len(connections) == 1
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         connections[0].execute("SELECT 1")
 
