@@ -44,6 +44,8 @@ async def test_ping_over_datagrams_and_streams(autojump_clock) -> None:
             await a.ping(b.address, node_id=a.node_id)  # b ignores pings addressed to a
         with pytest.raises(ValueError, match="unknown ping transport"):
             await a.ping(b.address, via="carrier-pigeon")
+        with pytest.raises(ValueError, match="needs an address or a node ID"):
+            await a.ping(None)
         assert b.datagrams.stats["drop_misaddressed"] == 3
         assert b.streams.stats["accepted:echo/1"] == 1
 
@@ -277,6 +279,12 @@ async def test_stop_is_prompt_and_closes_everything(autojump_clock) -> None:
             _ = a.datagrams
         with pytest.raises(RuntimeError, match="not running"):
             _ = a.streams
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = a.dht
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = a.membership
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = a.keyring_service
 
         async def echo_once() -> None:
             await stream.send(envelope.encode(Echo(b"x")))
