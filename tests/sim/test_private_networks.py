@@ -1,11 +1,13 @@
 """Private networks on the in-memory network: outsiders are dropped before any signature or
-key exchange, and a key rotation keeps every member connected."""
+key exchange, a key rotation keeps every member connected, and an invite carries the key."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from plexinode.errors import HandshakeError, PeerTimeout
+from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
 from plexinode.net.keyring import Keyring
 from plexinode.node import Node
@@ -80,5 +82,60 @@ async def test_outsiders_are_dropped_and_a_rotation_keeps_members_together(
             assert all(list(n.keyring) == [new] for n in members)
             await trio.sleep(30)
             assert together(members)
+            for node in nodes:
+                node.stop()
+
+
+async def test_joining_from_an_invite_installs_the_private_networks_key(autojump_clock) -> None:
+    home = Keyring.generate()
+    own = Keyring.generate()
+    full = Keyring.generate()
+    for _ in range(4):
+        full.install(Keyring.generate().primary)
+    async with open_memory_network(seed=42, latency=0.002) as net:
+        rings = [
+            Keyring(list(home), home.primary, private=True),  # the inviter
+            Keyring.open(FAST.network),  # a new node, on the open network of the same name
+            Keyring(list(own), own.primary, private=True),  # private keys of its own already
+            full,  # no room for another key
+        ]
+        nodes = [
+            Node(
+                seeded_identity(i),
+                FAST,
+                net.transport(net.new_host()),
+                wall_clock=trio.current_time,
+                keyring=ring,
+            )
+            for i, ring in enumerate(rings)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            inviter, newcomer, keyed, crowded = nodes
+            token = inviter.invite(3600).encode()
+
+            # The open node takes the network's key and sends with it: the inviter answers.
+            assert await newcomer.join(token) >= 1
+            assert newcomer.keyring.private
+            assert newcomer.keyring.primary == home.primary
+            assert home.primary in newcomer.keyring
+            with trio.fail_after(30):
+                while inviter.membership.table.get(newcomer.node_id) is None:  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+
+            # A node with private keys of its own installs the key but keeps sending with its
+            # own (the operator rotates deliberately), so the inviter does not hear it yet.
+            with pytest.raises(PeerTimeout, match="did not answer"):
+                await keyed.join(token)
+            assert home.primary in keyed.keyring
+            assert keyed.keyring.primary == own.primary
+
+            # A full keyring cannot take the key: the invite is refused, nothing changes.
+            before = list(crowded.keyring)
+            with pytest.raises(InviteError, match="keyring is full"):
+                await crowded.join(token)
+            assert list(crowded.keyring) == before
+            assert home.primary not in crowded.keyring
             for node in nodes:
                 node.stop()
