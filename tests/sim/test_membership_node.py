@@ -3,16 +3,20 @@ incarnation kept in the database across restarts."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
 import trio
 
+from plexinode import __version__
+from plexinode.datadir import DB_NAME
 from plexinode.errors import PeerTimeout
 from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
 from plexinode.net.address import Address
-from plexinode.node import Node
+from plexinode.node import OPERATOR_TAGS, RESERVED_TAGS, Node
+from plexinode.storage import open_database
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
 
@@ -179,3 +183,40 @@ async def test_a_node_cut_off_past_retention_rejoins_through_its_dht_contacts(
             assert trio.current_time() - healed <= 60
             for node in nodes:
                 node.stop()
+
+
+@pytest.mark.parametrize(
+    ("stored", "kept", "logged"),
+    [
+        (b'{"role": "relay", "version": "forged"}', {"role": "relay"}, False),
+        (b"{not json", {}, True),
+        (b"\xff\xfe", {}, True),
+        (b'["role", "relay"]', {}, False),
+    ],
+)
+async def test_stored_operator_tags_are_read_and_unusable_ones_ignored(
+    tmp_path, autojump_clock, caplog, stored: bytes, kept: dict[str, str], logged: bool
+) -> None:
+    # The operator's tags kept in the data dir come back (never over the node's own); damaged
+    # ones are ignored and the node starts with its own tags only.
+    data_dir = tmp_path / "node"
+    data_dir.mkdir(mode=0o700)
+    async with open_database(data_dir / DB_NAME) as db:
+        await db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (OPERATOR_TAGS, stored))
+    async with open_memory_network(seed=24) as net:
+        node = Node(
+            seeded_identity(0),
+            FAST,
+            net.transport(net.new_host()),
+            data_dir=data_dir,
+            wall_clock=trio.current_time,
+        )
+        with caplog.at_level(logging.WARNING, logger="plexinode.node"):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node.run)
+                tags = node.membership.tags
+                node.stop()
+    assert set(tags) == RESERVED_TAGS | set(kept)
+    assert {k: tags[k] for k in kept} == kept
+    assert tags["version"] == __version__
+    assert ("ignoring unreadable stored tags" in caplog.text) is logged
