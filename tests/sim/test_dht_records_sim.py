@@ -5,6 +5,7 @@ the owner is gone, and dropped when they expire."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -18,13 +19,17 @@ from plexinode.dht.records import sign_record
 from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
+from plexinode.net.transport import Endpoint, Transport
 from plexinode.node import Node
 from plexinode.testing.network import MemoryNetwork, open_memory_network
 from plexinode.testing.nodes import FAST, dht_network, seeded_identity
+from plexinode.testing.wrapping import WrappedEndpoint
 from plexinode.wire.messages import Ping, Pong
 
 #: Ten simulated minutes between republishing rounds, so tests cover several of them.
 REPUBLISH = replace(FAST, dht=replace(FAST.dht, republish_interval=600.0))
+#: One simulated minute, for a test that waits out one round and need not cover several.
+QUICK_REPUBLISH = replace(FAST, dht=replace(FAST.dht, republish_interval=60.0))
 
 
 @contextlib.asynccontextmanager
@@ -207,6 +212,100 @@ async def test_reported_addresses_need_a_quorum_and_must_be_routable(autojump_cl
         await trio.sleep(5)
         own = dht.records.get(PEER, nodes[0].node_id.raw, trio.current_time())
         assert Address("198.51.100.7", 4000) in peer_addresses(own[0])
+
+
+class WildcardEndpoint(WrappedEndpoint):
+    """What the socket transport reports for a node bound to 0.0.0.0: the wildcard, not the
+    address others reach it at (the memory network would report the host's address)."""
+
+    @property
+    def address(self) -> Address:
+        return Address("0.0.0.0", super().address.port)
+
+
+class WildcardTransport:
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
+
+    async def bind(self, address: Address) -> Endpoint:
+        endpoint = await self._inner.bind(address)
+        return WildcardEndpoint(endpoint, endpoint.datagrams)
+
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        return await self._inner.connect(address)
+
+
+async def test_a_node_bound_to_the_wildcard_publishes_the_address_a_quorum_saw(
+    autojump_clock, caplog
+) -> None:
+    async with (
+        open_memory_network(seed=28, latency=0.005) as net,
+        dht_network(net, 1, REPUBLISH) as (first,),
+    ):
+        assert first.address is not None
+        host = net.new_host()
+        wild = Node(
+            seeded_identity(1),
+            replace(REPUBLISH, bootstrap=(first.address,)),
+            WildcardTransport(net.transport(host)),
+            wall_clock=trio.current_time,
+        )
+        async with trio.open_nursery() as nursery:
+            with caplog.at_level(logging.INFO, logger="plexinode.dht.publishing"):
+                assert await nursery.start(wild.run) == Address("0.0.0.0", 7420)
+                await wild.dht.joined.wait()
+                await trio.sleep(5)
+            # It pinged its one contact, whose pong alone is not a quorum: nothing is
+            # published, and it says why.
+            assert wild.dht.advertised_addresses() == []
+            assert "no address to publish yet" in caplog.text
+            assert wild.dht.records_summary()["own"] == 0
+            assert "published" not in wild.dht.record_stats
+            assert first.dht.records.get(PEER, wild.node_id.raw, trio.current_time()) == []
+
+            # A second witness (the first is the pong of that probe): the address both saw
+            # is published soon after.
+            async with extra_node(net, seeded_identity(2), first.address) as second:
+                assert second.address is not None
+                await wild.ping(second.address)
+                await trio.sleep(5)
+                seen = Address(host, 7420)
+                assert wild.dht.advertised_addresses() == [seen]
+                assert wild.dht.record_stats["published"] == 1
+                records = await second.dht.get(PEER, wild.node_id.raw)
+                assert [peer_addresses(r) for r in records] == [[seen]]
+            wild.stop()
+
+
+async def test_a_full_store_refuses_the_nodes_own_peer_record(autojump_clock, caplog) -> None:
+    async with (
+        open_memory_network(seed=29, latency=0.005) as net,
+        dht_network(net, 2, QUICK_REPUBLISH) as nodes,
+    ):
+        assert nodes[0].address is not None
+        node = Node(
+            seeded_identity(3),
+            replace(QUICK_REPUBLISH, bootstrap=(nodes[0].address,)),
+            net.transport(net.new_host()),
+            wall_clock=trio.current_time,
+        )
+        async with trio.open_nursery() as nursery:
+            with caplog.at_level(logging.WARNING, logger="plexinode.dht.publishing"):
+                await nursery.start(node.run)
+                # Full before the node has joined (the bootstrap takes a round trip).
+                assert not node.dht.joined.is_set()
+                room = node.dht.records.max_records
+                node.dht.records.max_records = 0
+                await node.dht.joined.wait()
+                await trio.sleep(5)
+            assert "own peer record refused: store full" in caplog.text
+            assert "published" not in node.dht.record_stats
+            # Once there is room, the next round publishes it.
+            node.dht.records.max_records = room
+            await trio.sleep(70)
+            assert node.dht.record_stats["published"] == 1
+            assert await nodes[1].dht.get(PEER, node.node_id.raw)
+            node.stop()
 
 
 async def test_a_store_flood_from_one_peer_is_rate_limited(autojump_clock) -> None:
