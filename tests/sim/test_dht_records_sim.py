@@ -1,6 +1,7 @@
 """DHT records over time: peer records published by their owners, moved nodes found at their
 new address, records handed to closer nodes as they join, republished by their holders when
-the owner is gone, and dropped when they expire."""
+the owner is gone, and dropped when they expire; a node bound to the wildcard address
+announces the address others see it at."""
 
 from __future__ import annotations
 
@@ -235,7 +236,7 @@ class WildcardTransport:
         return await self._inner.connect(address)
 
 
-async def test_a_node_bound_to_the_wildcard_publishes_the_address_a_quorum_saw(
+async def test_a_node_bound_to_the_wildcard_announces_the_address_a_quorum_saw(
     autojump_clock, caplog
 ) -> None:
     async with (
@@ -274,6 +275,29 @@ async def test_a_node_bound_to_the_wildcard_publishes_the_address_a_quorum_saw(
                 assert wild.dht.record_stats["published"] == 1
                 records = await second.dht.get(PEER, wild.node_id.raw)
                 assert [peer_addresses(r) for r in records] == [[seen]]
+                # Membership waited for an address too; its alive claim carries that one.
+                before = wild.membership.table.get(wild.node_id)
+                assert before is not None
+                assert before.address == seen
+
+                # Its NAT maps it elsewhere now: more witnesses report the new address, and
+                # both the peer record and the alive claim (a new incarnation) follow.
+                moved = Address("198.51.100.7", 4000)
+                for i in range(3):
+                    reporter = Address(f"10.0.9.{i + 1}", 7420)
+                    wild.dht.note_observed(Pong(moved.host, moved.port), reporter)
+                with caplog.at_level(logging.INFO, logger="plexinode.membership.probing"):
+                    await trio.sleep(10)
+                assert wild.dht.advertised_addresses() == [moved, seen]
+                assert wild.dht.record_stats["published"] == 2
+                after = wild.membership.table.get(wild.node_id)
+                assert after is not None
+                assert after.address == moved
+                assert after.incarnation > before.incarnation
+                heard = second.membership.table.get(wild.node_id)
+                assert heard is not None
+                assert heard.address == moved
+                assert f"membership: our address changed to {moved}" in caplog.text
             wild.stop()
 
 
