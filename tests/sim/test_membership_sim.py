@@ -35,7 +35,7 @@ from plexinode.membership.messages import (
 from plexinode.membership.state import StateEntry, sign_entry, state_digest
 from plexinode.membership.sync import Role
 from plexinode.net.address import Address
-from plexinode.net.datagram import DatagramService
+from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.streams import StreamService
 from plexinode.testing.member_cluster import DATAGRAM, LAN, STREAM, MemberNode, member_cluster
 from plexinode.testing.network import MemoryNetwork, open_memory_network
@@ -44,6 +44,8 @@ from plexinode.testing.scheduling import wait_for
 from plexinode.testing.transport_hooks import Meter, meter
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
+from plexinode.wire.messages import Pong
+from plexinode.wire.schema import Message
 
 #: The cluster-state digest of a node that holds no entry (push-pull then skips the state).
 EMPTY_STATE = state_digest(iter(()))
@@ -711,6 +713,53 @@ async def test_bad_relay_requests_are_refused(autojump_clock) -> None:
         ok = MemberPingReq(target.node_id.raw, ip, target.address.port, ())
         reply = await attacker.request(relay.address, ok, node_id=relay.node_id)
         assert isinstance(reply.message, MemberAck)
+
+
+async def test_a_member_answering_probes_with_anything_but_an_ack_is_declared_dead(
+    autojump_clock,
+) -> None:
+    """Only an ack keeps a member alive: one that answers every ping, relay request and last
+    call with some other reply (a pong, here) is suspected and declared dead everywhere, and
+    as a relay it cannot get an honest member suspected."""
+    async with (
+        open_memory_network(seed=20, latency=0.002) as net,
+        member_cluster(net, 4) as c,
+        trio.open_nursery() as nursery,
+    ):
+        liar = seeded_identity(997, seed=77)
+        endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 7420))
+        service = DatagramService(liar, endpoint.datagrams, DATAGRAM, wall_clock=trio.current_time)
+        answered: list[str] = []
+
+        async def pong(inbound: Inbound) -> Message:
+            answered.append(type(inbound.message).__name__)
+            return Pong(inbound.address.host, inbound.address.port)
+
+        service.on(MemberPing, pong)
+        service.on(MemberPingReq, pong)
+        await nursery.start(service.run)
+        prober, target = c.nodes[0], c.nodes[1]
+        alive = sign_claim(liar, Claim(liar.node_id, 0, State.ALIVE, address=endpoint.address))
+        await send_claims(service, prober, [alive])
+        answered.clear()  # the ping that carried the claim was the liar's own
+        # The prober's datagrams and streams to the target are cut, and it probes the target
+        # next: that probe needs relays, the liar among them.
+        net.block(prober.host, target.host)
+        prober.membership.prober.hurry(target.node_id)
+
+        def state(node: MemberNode) -> State | None:
+            view = node.membership.table.get(liar.node_id)
+            return view.state if view is not None else None
+
+        with trio.fail_after(120):
+            await wait_for(lambda: all(state(n) is State.DEAD for n in c.nodes))
+        assert {"MemberPing", "MemberPingReq"} <= set(answered)
+        assert sum(n.membership.stats["last_calls"] for n in c.nodes) >= 1
+        assert prober.membership.prober.stats["indirect"] >= 1
+        assert all(n.state_of(target) is State.ALIVE for n in c.nodes)
+        net.unblock(prober.host, target.host)
+        assert c.converged()
+        nursery.cancel_scope.cancel()
 
 
 async def test_slow_or_gone_subscribers_never_block_membership(autojump_clock) -> None:
