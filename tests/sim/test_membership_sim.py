@@ -23,6 +23,7 @@ from plexinode.membership.admission import ACCUSATION_BURST, ACCUSATIONS_PER_PER
 from plexinode.membership.claims import SignedClaim, sign_claim
 from plexinode.membership.members import Claim, Died, Event, Joined, Left, State, Suspected
 from plexinode.membership.messages import (
+    PING_PROTOCOL,
     SYNC_PROTOCOL,
     MemberAck,
     MemberPing,
@@ -627,6 +628,32 @@ async def test_hostile_push_pull_streams_are_refused_and_counted(autojump_clock)
         # The node is unharmed.
         await trio.sleep(5)
         assert c.converged()
+
+
+async def test_a_ping_stream_acks_one_ping_and_refuses_anything_else(autojump_clock) -> None:
+    async with open_memory_network(seed=21, latency=0.002) as net, member_cluster(net, 3) as c:
+        target = c.nodes[0]
+        stranger = seeded_identity(998, seed=77)
+        host = net.new_host()
+        endpoint = await net.transport(host).bind(Address("0.0.0.0", 7420))
+        streams = StreamService(stranger, endpoint.listener, net.transport(host), STREAM)
+
+        async def exchange(message: MemberPing | MemberAck) -> list[object]:
+            stream = await streams.open(target.address, PING_PROTOCOL, node_id=target.node_id)
+            replies: list[object] = []
+            async with stream:
+                await stream.send(envelope.encode(message))
+                with contextlib.suppress(trio.BrokenResourceError, trio.EndOfChannel):
+                    while frame := await stream.receive():
+                        replies.append(envelope.decode(frame, FRAME_LIMITS).message)
+            return replies
+
+        [ack] = await exchange(MemberPing(()))
+        assert isinstance(ack, MemberAck)
+        errors = target.streams.stats["stream_error"]
+        assert await exchange(MemberAck(())) == []  # the wrong frame: closed unanswered
+        assert target.streams.stats["stream_error"] == errors + 1
+        await endpoint.aclose()
 
 
 async def test_hostile_cluster_state_in_push_pull_is_refused_and_counted(autojump_clock) -> None:
