@@ -64,6 +64,16 @@ def test_table_covers_every_dataclass_field_and_defaults_match() -> None:
     )
 
 
+def test_a_setting_missing_from_the_table_fails_the_import_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config_table._check_table()  # the real table passes
+    partial = {k: v for k, v in SETTINGS_BY_KEY.items() if k != "datagram.retries"}
+    monkeypatch.setattr(config_table, "SETTINGS_BY_KEY", partial)
+    with pytest.raises(RuntimeError, match=r"differ: \['datagram.retries'\]"):
+        config_table._check_table()
+
+
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.key)
 def test_every_default_round_trips_through_its_file_and_text_forms(
     setting: config_module.Setting,
