@@ -41,8 +41,22 @@ class HandshakeError(RemoteProtocolError):
     """A secure-stream handshake failed (bad message, wrong peer, timeout)."""
 
 
+class HandshakeRefused(HandshakeError):
+    """The peer closed the connection without answering the first handshake message: it does
+    not accept us (another network, a private network's key we do not hold, or not a
+    plexinode node)."""
+
+
 class PeerTimeout(PlexinodeError):
     """A peer did not answer within the allowed time (after retries)."""
+
+
+class NameNotResolved(PlexinodeError):
+    """A host name has no address this node can use (no A or AAAA record of its family)."""
+
+
+class WrongNode(PlexinodeError):
+    """Another node than the one asked for answered at an address."""
 
 
 class AdminError(PlexinodeError):

@@ -41,7 +41,7 @@ from plexinode.config import Settings
 from plexinode.datadir import DB_NAME
 from plexinode.dht.contact import Contact
 from plexinode.dht.service import DhtService
-from plexinode.errors import HandshakeError, IdentityError, PeerTimeout
+from plexinode.errors import IdentityError, PeerTimeout, PlexinodeError, WrongNode
 from plexinode.identity import Identity, NodeId
 from plexinode.membership.invite import Invite, InviteError, make_invite, parse_invite
 from plexinode.membership.service import MembershipService, Seed
@@ -49,6 +49,8 @@ from plexinode.net import echo
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.keyring import Keyring, save_keyring
+from plexinode.net.names import Resolver, SystemResolver, listen_address
+from plexinode.net.pinging import NoAnswer, Pinger, PingOptions
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import Endpoint, Transport
 from plexinode.security.rotation import KEYS_TAG, keys_tag
@@ -83,6 +85,8 @@ class Node:
         membership: False runs the node without the membership service (simulations of the
             DHT alone, where it would only add cost).
         keyring: The network's keys (default: the open network named by ``settings.network``).
+        resolver: Resolves the host names of ``listen``, ``bootstrap`` and ``ping`` (default:
+            the operating system's).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Node:
         wall_clock: Callable[[], float] = time.time,
         membership: bool = True,
         keyring: Keyring | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         difficulty = settings.dht.id_difficulty
         if not identity.node_id.meets(difficulty):
@@ -108,6 +113,7 @@ class Node:
         self.data_dir = data_dir
         self._wall_clock = wall_clock
         self._with_membership = membership
+        self._resolver: Resolver = resolver or SystemResolver()
         #: The network's keys; changes (``network key ...``) apply to datagrams and streams
         #: at once, and are saved in the data dir.
         self.keyring = keyring or Keyring.open(settings.network)
@@ -181,7 +187,8 @@ class Node:
         db_path = self.data_dir / DB_NAME if self.data_dir is not None else None
         async with open_database(db_path) as db:
             self._db = db
-            endpoint = await self.transport.bind(self.settings.listen)
+            listen = await listen_address(self._resolver, self.settings.listen)
+            endpoint = await self.transport.bind(listen)
             self.address = endpoint.address
             try:
                 async with trio.open_nursery() as nursery:
@@ -235,6 +242,7 @@ class Node:
             # Seeded by the node ID so that simulations replay exactly.
             rng=random.Random(self.node_id.raw),
             clock=self._wall_clock,
+            resolver=self._resolver,
         )
         await nursery.start(self._dht.run)
         if self._with_membership:
@@ -287,7 +295,7 @@ class Node:
         if not contacts:  # e.g. back after missing a key rotation: the last run's contacts
             contacts = self.dht.remembered
         seeds = [Seed(c.address, c.node_id) for c in contacts]
-        return seeds + [Seed(address) for address in self.settings.bootstrap]
+        return seeds + [Seed(address) for address in self.dht.bootstrap_addresses]
 
     # -- tags ----------------------------------------------------------------------------------
 
@@ -387,32 +395,46 @@ class Node:
     # -- ping ----------------------------------------------------------------------------------
 
     async def ping(
-        self, address: Address | None, *, node_id: NodeId | None = None, via: str = "datagram"
+        self,
+        address: Address | None,
+        *,
+        node_id: NodeId | None = None,
+        options: PingOptions | None = None,
     ) -> dict[str, Any]:
-        """Authenticate the node at `address` and measure the round-trip time.
+        """Authenticate the node at `address` and measure the round trip (plexinode.net.pinging:
+        rounds, names, and why a ping failed).
 
         Over datagrams, the ping is signed by us and the pong by them (and bound to our ID);
         over a stream, both sides complete the mutual handshake and then echo one frame
-        (plexinode.net.echo). With no address, `node_id` is found through the DHT first.
+        (plexinode.net.echo). With no address, `node_id` is found through the DHT first; if the
+        address the routing table gives does not answer (or another node does), the node's
+        peer record is looked up afresh (it may have moved).
 
         Raises:
-            ValueError: Neither an address nor a node ID, or an unknown transport `via`.
+            ValueError: Neither an address nor a node ID.
+            PeerTimeout: `node_id` was not found in the DHT.
+            PlexinodeError: The ping failed (one line saying why; see Pinger.ping).
         """
-        if address is None:
-            if node_id is None:
-                raise ValueError("ping needs an address or a node ID")
-            try:
-                return await self.ping(await self._resolve(node_id), node_id=node_id, via=via)
-            except (PeerTimeout, HandshakeError, OSError):
-                # The table's address may be stale (the node moved or restarted elsewhere):
-                # look its peer record up afresh before giving up.
-                fresh = await self._resolve(node_id, fresh=True)
-                return await self.ping(fresh, node_id=node_id, via=via)
-        if via == "datagram":
-            return await echo.ping_datagram(self.datagrams, address, node_id)
-        if via != "stream":
-            raise ValueError(f"unknown ping transport {via!r}")
-        return await echo.ping_stream(self.streams, address, node_id)
+        pinger = Pinger(self.datagrams, self.streams, self._resolver, self._bound_address())
+        if address is not None:
+            return await pinger.ping(address, node_id, options)
+        if node_id is None:
+            raise ValueError("ping needs an address or a node ID")
+        if node_id == self.node_id:
+            raise PlexinodeError(f"{node_id} is this node's own ID")
+        known = await self._resolve(node_id)
+        try:
+            return await pinger.ping(known, node_id, options)
+        except (NoAnswer, WrongNode):
+            fresh = await self._resolve(node_id, fresh=True)
+            if fresh == known:
+                raise
+            return await pinger.ping(fresh, node_id, options)
+
+    def _bound_address(self) -> Address:
+        if self.address is None:
+            raise RuntimeError("node is not running")
+        return self.address
 
     async def _resolve(self, node_id: NodeId, *, fresh: bool = False) -> Address:
         contact = await self.dht.resolve(node_id, fresh=fresh)

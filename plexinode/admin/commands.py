@@ -126,7 +126,9 @@ class AdminCommands:
     async def ping(self, request: PingRequest) -> PingResult:
         """Authenticate another node and measure the round trip."""
         try:
-            report = await self.node.ping(request.address, node_id=request.node_id, via=request.via)
+            report = await self.node.ping(
+                request.address, node_id=request.node_id, options=request.options
+            )
         except OSError as exc:
             raise AdminError(f"cannot reach {request.address}: {exc.strerror or exc}") from None
         return PingResult.from_map(report, where="the node's ping report")

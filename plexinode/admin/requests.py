@@ -24,11 +24,10 @@ from plexinode.errors import AdminError, DecodeError, IdentityError
 from plexinode.identity import NODE_ID_BYTES, NodeId
 from plexinode.net.address import Address
 from plexinode.net.keyring import NETWORK_KEY_BYTES, key_id, parse_key
+from plexinode.net.pinging import PingOptions
 from plexinode.security.rotation import RESERVED_STATE_PREFIX
-from plexinode.wire.schema import Bool, Check, Float, Optional
+from plexinode.wire.schema import Bool, Check, Float, Int, Optional
 
-#: How a ping travels: a signed datagram and its pong, or an ``echo/1`` stream.
-PING_VIAS: Final = ("datagram", "stream")
 #: The steps of ``network key``: show the keys, then install, use, remove one.
 NETWORK_KEY_ACTIONS: Final = ("list", "install", "use", "remove")
 #: Invites are valid for a day unless asked otherwise, and never longer than 30 days.
@@ -98,12 +97,22 @@ class PingRequest(Request):
     address: Address | None = arg(Optional(AddressText()), default=None)  # noqa: RUF009
     node_id: NodeId | None = arg(Optional(NodeIdText()), default=None)  # noqa: RUF009
     via: str = arg(TEXT, default="datagram")
+    count: int = arg(Int(), default=1)
+    interval_s: float = arg(Float(), default=1.0)
+    timeout_s: float | None = arg(Optional(Float()), default=None)
 
     def __post_init__(self) -> None:
         if self.address is None and self.node_id is None:
             raise AdminError("ping needs an address or a node ID")
-        if self.via not in PING_VIAS:
-            raise AdminError(f"invalid arguments for ping: unknown ping transport {self.via!r}")
+        try:
+            PingOptions(self.via, self.count, self.interval_s, self.timeout_s)
+        except ValueError as exc:
+            raise AdminError(f"invalid arguments for ping: {exc}") from None
+
+    @property
+    def options(self) -> PingOptions:
+        """How to ping."""
+        return PingOptions(self.via, self.count, self.interval_s, self.timeout_s)
 
 
 class RecordTypeName(Protocol):

@@ -12,11 +12,12 @@ declare, so that a new field is added here, on purpose, before the CLI can show 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
 from plexinode.admin.fields import TEXT, Anything, Fields, MapOf, arg
+from plexinode.net.pinging import MAX_COUNT
 from plexinode.wire.schema import Bool, Float, Int, ListOf, Optional
 
 #: Enough for the largest list a node describes (a routing table of 10,000 contacts and more).
@@ -73,12 +74,16 @@ class Status(Result):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PingResult(Result):
-    """``ping``: who answered, from where, and the round trip (after the handshake, which is
-    timed on its own, over a stream)."""
+    """``ping``: who answered, from where (the IP address, when a name was given), and the
+    round trips: their median, each of them, and how many pings were sent and answered (after
+    the handshake, which is timed on its own, over a stream)."""
 
     node_id: str = arg(TEXT)
     address: str = arg(TEXT)
     rtt_ms: float = arg(Float())
+    rtts_ms: Sequence[float] = arg(ListOf(Float(), max_items=MAX_COUNT))
+    sent: int = arg(Int())
+    received: int = arg(Int())
     handshake_ms: float | None = arg(Optional(Float()), default=None)
     via: str = arg(TEXT)
 

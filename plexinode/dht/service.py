@@ -56,6 +56,7 @@ from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Reply
+from plexinode.net.names import Resolver, SystemResolver, ip_version, resolve_all
 from plexinode.storage import Database
 from plexinode.wire.messages import Pong
 
@@ -72,11 +73,12 @@ class DhtService:
         datagrams: The authenticated datagram service (and our identity).
         settings: The DHT's settings.
         request_timeout: The timeout of a request to a node with no RTT sample yet.
-        bootstrap: Addresses to join through.
+        bootstrap: Addresses to join through (names are resolved on each attempt).
         advertise: The addresses we are bound to (the routable ones are published).
         db: Where the routing table is persisted, if anywhere.
         rng: The generator of every random choice (seeded in simulations, so that they replay).
         clock: The clock records and the routing table are kept by.
+        resolver: Resolves the bootstrap addresses that are names.
 
     Attributes:
         routing: The routing table.
@@ -88,6 +90,7 @@ class DhtService:
             covers the ID space (each part of it that has nodes), not only our neighbourhood.
         remembered: The contacts saved by the last run (loaded at start): other services may
             try them while the DHT cannot reach them yet.
+        bootstrap_addresses: The bootstrap addresses as last resolved (IP literals).
         invalid_from: Invalid records received, per sender (the input to reputation).
         record_stats: Counters of record maintenance (published, republished, handed off,
             expired, ...).
@@ -104,12 +107,19 @@ class DhtService:
         db: Database | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = trio.current_time,
+        resolver: Resolver | None = None,
     ) -> None:
         self.datagrams = datagrams
         self.settings = settings
         self.node_id = datagrams.identity.node_id
         self.routing = RoutingTable(self.node_id, k=settings.k)
         self._bootstrap = tuple(bootstrap)
+        self._resolver: Resolver = resolver or SystemResolver()
+        #: The IP version of the bound address: a name resolves to addresses of that family.
+        self._ip_version = ip_version(advertise[0].host) if advertise else None
+        self.bootstrap_addresses: list[Address] = [
+            a for a in self._bootstrap if ip_version(a.host) is not None
+        ]
         self._rng = rng or random.Random()
         self._clock = clock
         self._nursery: trio.Nursery | None = None
@@ -192,8 +202,8 @@ class DhtService:
         self.remembered = list(persisted)
         delay = 1.0
         while True:
-            candidates = [c.address for c in persisted] + list(self._bootstrap)
-            if not candidates and len(self.routing) == 0:
+            candidates = [c.address for c in persisted] + await self._resolve_bootstrap()
+            if not persisted and not self._bootstrap and len(self.routing) == 0:
                 log.info("no bootstrap address: waiting for other nodes to contact this one")
                 self.joined.set()
                 return
@@ -208,6 +218,16 @@ class DhtService:
             log.warning("bootstrap found nobody; retrying in %.0fs", delay)
             await trio.sleep(delay)
             delay = min(delay * 2, BOOTSTRAP_BACKOFF_MAX)
+
+    async def _resolve_bootstrap(self) -> list[Address]:
+        """The bootstrap addresses, names resolved again (DNS may have changed since)."""
+        resolved, problems = await resolve_all(
+            self._resolver, self._bootstrap, version=self._ip_version
+        )
+        for problem in problems:
+            log.warning("bootstrap address %s", problem)
+        self.bootstrap_addresses = resolved
+        return resolved
 
     async def bootstrap(self, addresses: Sequence[Address], known: Sequence[Contact] = ()) -> int:
         """Contact `addresses` (and `known` contacts), then look up our own ID; returns contacts."""

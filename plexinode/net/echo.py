@@ -12,7 +12,8 @@ Both prove that the node at an address holds a node key, and measure the round t
 
 The node registers the two handlers (:func:`answer_ping` with its datagram service,
 :func:`serve_echo` under :data:`ECHO_PROTOCOL` with its stream service) before it starts them,
-and pings with :func:`ping_datagram` and :func:`ping_stream`.
+and pings over a stream with :func:`ping_stream` (a datagram ping is a ``Ping`` request:
+plexinode.net.pinging).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ import trio
 from plexinode.errors import DecodeError, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
-from plexinode.net.datagram import DatagramService, Inbound
+from plexinode.net.datagram import Inbound
 from plexinode.net.secure import SecureStream
 from plexinode.net.streams import StreamService
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
-from plexinode.wire.messages import Echo, Ping, Pong
+from plexinode.wire.messages import Echo, Pong
 from plexinode.wire.schema import Message
 
 ECHO_PROTOCOL: Final = "echo/1"
@@ -61,26 +62,6 @@ async def serve_echo(stream: SecureStream) -> None:
         if not isinstance(message, Echo):
             raise DecodeError(f"echo/1 expects echo frames, got {message.NAME}")
         await stream.send(frame)
-
-
-async def ping_datagram(
-    datagrams: DatagramService, address: Address, node_id: NodeId | None = None
-) -> dict[str, Any]:
-    """Ping `address` (which must be `node_id`, if given) with a datagram.
-
-    Returns:
-        ``{"node_id", "address", "rtt_ms", "via": "datagram"}``.
-
-    Raises:
-        PeerTimeout: No valid pong after the datagram service's retries.
-    """
-    reply = await datagrams.request(address, Ping(), node_id=node_id)
-    return {
-        "node_id": str(reply.sender),
-        "address": str(address),
-        "rtt_ms": round(reply.rtt * 1000, 3),
-        "via": "datagram",
-    }
 
 
 async def ping_stream(

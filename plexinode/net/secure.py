@@ -63,7 +63,7 @@ import nacl.bindings
 import nacl.exceptions
 import trio
 
-from plexinode.errors import HandshakeError, RemoteProtocolError
+from plexinode.errors import HandshakeError, HandshakeRefused, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.handshake import (
     MAX_HANDSHAKE_MESSAGE,
@@ -117,6 +117,8 @@ async def _acquire(lock: trio.StrictFIFOLock) -> None:
 
 async def _read_handshake_message(reader: BufferedReader, step: str) -> bytes:
     if not await reader.fill(_HANDSHAKE_LENGTH.size):
+        if step == "msg2":  # the responder read our msg1 and hung up: it refuses us
+            raise HandshakeRefused(f"peer closed the connection before {step}")
         raise HandshakeError(f"peer closed the connection before {step}")
     length = reader.peek(_HANDSHAKE_LENGTH)
     if not 0 < length <= MAX_HANDSHAKE_MESSAGE:

@@ -245,6 +245,7 @@ class MemoryNetwork:
         "_heap",
         "_hosts",
         "_links",
+        "_names",
         "_next_host",
         "_partitions",
         "_queue_size",
@@ -278,6 +279,7 @@ class MemoryNetwork:
         #: One dict per partition, mapping each host in it to the index of its group.
         self._partitions: list[dict[str, int]] = []
         self._hosts: dict[str, _Host] = {}
+        self._names: dict[str, list[str]] = {}
         self._next_host = 0
         self._queue_size = queue_size
         self._stream_buffer = stream_buffer
@@ -307,6 +309,20 @@ class MemoryNetwork:
             if address.packed[-1] not in (0, 255) and name not in self._hosts:
                 self._hosts[name] = _Host(name)
                 return name
+
+    def add_name(self, name: str, *hosts: str) -> None:
+        """Make `name` resolve to `hosts` (in that order) for :attr:`resolver`; no hosts
+        removes the name."""
+        if hosts:
+            self._names[name] = list(hosts)
+        else:
+            self._names.pop(name, None)
+
+    @property
+    def resolver(self) -> MemoryResolver:
+        """A name resolver (plexinode.net.names.Resolver) that knows the names given to
+        :meth:`add_name`."""
+        return MemoryResolver(self._names)
 
     def transport(self, host: str) -> MemoryTransport:
         """The view of the network of a node whose address is `host`.
@@ -605,6 +621,20 @@ class MemoryNetwork:
             connection.reset()
             raise
         return connection.client
+
+
+class MemoryResolver:
+    """The names of a :class:`MemoryNetwork` (:meth:`MemoryNetwork.add_name`)."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self, names: dict[str, list[str]]) -> None:
+        self._names = names
+
+    async def lookup(self, host: str) -> list[str]:
+        """The hosts `host` was given, or [] (it does not resolve)."""
+        await trio.lowlevel.checkpoint()
+        return list(self._names.get(host, ()))
 
 
 class MemoryTransport:

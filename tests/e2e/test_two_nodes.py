@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from plexinode.identity import Identity
 from plexinode.testing.processes import cli, cli_json, environ
 
 pytestmark = pytest.mark.e2e
@@ -44,8 +45,9 @@ def test_two_nodes_ping_status_stop(start_node) -> None:
         bob.node_id
     )
 
-    # Dialing bob's address while requiring alice's own ID must fail the handshake.
-    wrong = cli(alice.data_dir, "ping", "--stream", "--node", alice.node_id, bob.address)
+    # Dialing bob's address while requiring another ID must fail the handshake.
+    other = str(Identity.generate().node_id)
+    wrong = cli(alice.data_dir, "ping", "--stream", "--node", other, bob.address)
     assert wrong.returncode == 1
     assert "expected" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1

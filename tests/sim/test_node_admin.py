@@ -122,10 +122,11 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(autojump_clock, tm
 
             # ping
             pong = await call("ping", address=str(first))
-            assert list(pong) == ["node_id", "address", "rtt_ms", "via"]
+            rounds = ["rtts_ms", "sent", "received"]
+            assert list(pong) == ["node_id", "address", "rtt_ms", *rounds, "via"]
             assert pong["node_id"] == str(other.node_id)
             by_id = await call("ping", node_id=str(other.node_id), via="stream")
-            assert list(by_id) == ["node_id", "address", "rtt_ms", "handshake_ms", "via"]
+            assert list(by_id) == ["node_id", "address", "rtt_ms", *rounds, "handshake_ms", "via"]
             assert by_id["via"] == "stream"
             await refused("^ping needs an address or a node ID$", "ping")
             await refused("expected HOST:PORT", "ping", address="10.0.0.1")
@@ -136,6 +137,12 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(autojump_clock, tm
                 "ping",
                 address=str(first),
                 via="carrier-pigeon",
+            )
+            await refused(
+                r"^invalid arguments for ping: count must be within 1\.\.1000$",
+                "ping",
+                address=str(first),
+                count=0,
             )
 
             # members and the cluster state

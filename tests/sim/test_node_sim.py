@@ -12,7 +12,14 @@ import trio.testing
 
 from plexinode.dht.contact import Contact
 from plexinode.dht.messages import FindNode, Nodes, WireContact
-from plexinode.errors import HandshakeError, IdentityError, PeerTimeout, RemoteProtocolError
+from plexinode.errors import (
+    HandshakeError,
+    IdentityError,
+    PeerTimeout,
+    PlexinodeError,
+    RemoteProtocolError,
+    WrongNode,
+)
 from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
@@ -20,6 +27,7 @@ from plexinode.net.datagram import Inbound
 from plexinode.net.echo import ECHO_PROTOCOL
 from plexinode.net.handshake import Initiator
 from plexinode.net.keyring import Keyring
+from plexinode.net.pinging import NoAnswer, Pinger, PingOptions
 from plexinode.net.secure import SecureStream, secure_connect
 from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.node import Node
@@ -36,17 +44,24 @@ async def test_ping_over_datagrams_and_streams(autojump_clock) -> None:
         result = await a.ping(b.address)
         assert result["node_id"] == str(b.node_id)
         assert result["rtt_ms"] == pytest.approx(20.0, abs=1.0)
-        result = await a.ping(b.address, node_id=b.node_id, via="stream")
+        stream = PingOptions(via="stream")
+        result = await a.ping(b.address, node_id=b.node_id, options=stream)
         assert result["node_id"] == str(b.node_id)
-        with pytest.raises(HandshakeError, match="expected"):
-            await a.ping(b.address, node_id=a.node_id, via="stream")
-        with pytest.raises(PeerTimeout):
-            await a.ping(b.address, node_id=a.node_id)  # b ignores pings addressed to a
+        other = seeded_identity(99).node_id
+        with pytest.raises(NoAnswer, match="expected"):
+            await a.ping(b.address, node_id=other, options=stream)
+        # Over datagrams, whoever is at the address answers, and is named.
+        with pytest.raises(WrongNode, match=f"is {b.node_id}, not {other}"):
+            await a.ping(b.address, node_id=other)
         with pytest.raises(ValueError, match="unknown ping transport"):
-            await a.ping(b.address, via="carrier-pigeon")
+            PingOptions(via="carrier-pigeon")
         with pytest.raises(ValueError, match="needs an address or a node ID"):
             await a.ping(None)
-        assert b.datagrams.stats["drop_misaddressed"] == 3
+        with pytest.raises(PlexinodeError, match="own address"):
+            await a.ping(a.address)
+        with pytest.raises(PlexinodeError, match="own ID"):
+            await a.ping(None, node_id=a.node_id)
+        assert b.datagrams.stats["drop_misaddressed"] == 0
         assert b.streams.stats["accepted:echo/1"] == 1
 
 
@@ -66,8 +81,11 @@ async def test_retries_get_through_loss(autojump_clock) -> None:
 async def test_timeout_when_nobody_answers(autojump_clock) -> None:
     async with open_memory_network(seed=2) as net, running_nodes(net, 1) as (a,):
         start = trio.current_time()
-        with pytest.raises(PeerTimeout, match="3 attempts"):
+        with pytest.raises(
+            NoAnswer, match=r"no answer from 10\.9\.9\.9:1 to 1 ping\(s\) over UDP or TCP"
+        ):
             await a.ping(Address("10.9.9.9", 1))
+        # Three attempts of 0.5 s, then a stream, which cannot reach the host either.
         assert trio.current_time() - start == pytest.approx(1.5)
 
 
@@ -212,7 +230,9 @@ async def test_stalled_handshakes_time_out_and_free_resources(autojump_clock) ->
         assert b.streams.stats["handshake_timeout"] == 12
         with pytest.raises((trio.BrokenResourceError, trio.EndOfChannel, RemoteProtocolError)):
             await silent.receive()
-        assert (await a.ping(b.address, via="stream"))["node_id"] == str(b.node_id)
+        assert (await a.ping(b.address, options=PingOptions(via="stream")))["node_id"] == str(
+            b.node_id
+        )
         for stream in idle:
             await stream.aclose()
 
@@ -233,7 +253,9 @@ async def test_a_thousand_silent_connections(autojump_clock) -> None:
         assert (await b.status())["node_id"] == str(b.node_id)
         await trio.sleep(3)
         assert b.streams.pending_handshakes == 0
-        assert (await a.ping(b.address, via="stream"))["node_id"] == str(b.node_id)
+        assert (await a.ping(b.address, options=PingOptions(via="stream")))["node_id"] == str(
+            b.node_id
+        )
         for stream in idle:
             await stream.aclose()
 
@@ -399,7 +421,7 @@ async def test_the_id_puzzle_is_enforced_on_datagrams_streams_and_contacts(
         assert b.address is not None
         # Solvers talk as usual.
         await a.ping(b.address, node_id=b.node_id)
-        await a.ping(b.address, node_id=b.node_id, via="stream")
+        await a.ping(b.address, node_id=b.node_id, options=PingOptions(via="stream"))
         # A node with an unsolved ID cannot even start on this network ...
         cheap = Identity.generate()
         while cheap.node_id.meets(8):
@@ -413,7 +435,7 @@ async def test_the_id_puzzle_is_enforced_on_datagrams_streams_and_contacts(
             await outsider.datagrams.request(b.address, Ping(), node_id=b.node_id, retries=0)
         assert b.datagrams.stats["drop_id_puzzle"] == 1
         with pytest.raises((HandshakeError, trio.BrokenResourceError, trio.EndOfChannel)):
-            await outsider.ping(b.address, node_id=b.node_id, via="stream")
+            await outsider.ping(b.address, node_id=b.node_id, options=PingOptions(via="stream"))
         assert b.streams.stats["id_puzzle_failed"] == 1
         # Contacts with unsolved IDs in a reply are not even queried.
         fake = Contact(cheap.node_id, Address("10.9.9.9", 7420))
@@ -469,3 +491,38 @@ async def test_a_retransmitted_request_while_its_first_copy_is_handled(autojump_
         await trio.sleep(0.1)
         pong = await a.datagrams.request(b.address, Ping(), node_id=b.node_id)
         assert isinstance(pong.message, Pong)
+
+
+async def test_a_ping_that_meets_udp_silence_tells_a_firewall_from_an_absent_node(
+    autojump_clock,
+) -> None:
+    async with open_memory_network(seed=5, latency=0.01) as net, running_nodes(net, 2) as (a, b):
+        assert a.address is not None
+        assert b.address is not None
+        # b's datagrams to a are lost (a firewall dropping UDP); its streams still work.
+        net.set_link(b.address.host, a.address.host, loss=1.0)
+        with pytest.raises(NoAnswer, match="answers over TCP"):
+            await a.ping(b.address, options=PingOptions(timeout=1.0))
+        # Three rounds, none answered: one reason, naming how many were sent.
+        with pytest.raises(NoAnswer, match="to 3 ping"):
+            await a.ping(b.address, options=PingOptions(count=3, interval=0.5, timeout=0.3))
+        net.clear_link(b.address.host, a.address.host)
+        pong = await a.ping(b.address, options=PingOptions(via="stream", count=2, interval=0))
+        assert (pong["sent"], pong["received"]) == (2, 2)
+        assert pong["handshake_ms"] > 0
+        # For a node bound to every address, the loopback at its port is itself.
+        wildcard = Pinger(a.datagrams, a.streams, net.resolver, Address("0.0.0.0", 7420))
+        with pytest.raises(PlexinodeError, match="own address"):
+            await wildcard.ping(Address("127.0.0.1", 7420))
+
+
+def test_ping_options_are_checked() -> None:
+    bad = (
+        ({"count": 0}, "count must be within"),
+        ({"count": 1001}, "count must be within"),
+        ({"interval": -1.0}, "interval must not be negative"),
+        ({"timeout": 0.0}, "timeout must be above 0"),
+    )
+    for options, reason in bad:
+        with pytest.raises(ValueError, match=reason):
+            PingOptions(**options)  # type: ignore[arg-type]

@@ -285,9 +285,11 @@ def test_results_are_the_maps_the_cli_reads() -> None:
 
 
 def test_ping_results_keep_their_order_and_omit_what_a_datagram_has_not() -> None:
-    datagram = {"node_id": "n", "address": "a", "rtt_ms": 1.5, "via": "datagram"}
+    rounds = {"rtts_ms": [1.5], "sent": 2, "received": 1}
+    datagram = {"node_id": "n", "address": "a", "rtt_ms": 1.5, **rounds, "via": "datagram"}
     assert PingResult.from_map(datagram, where="w").to_result() == datagram
-    stream = {"node_id": "n", "address": "a", "rtt_ms": 1, "handshake_ms": 2.0, "via": "stream"}
+    stream = {"node_id": "n", "address": "a", "rtt_ms": 1, **rounds, "handshake_ms": 2.0}
+    stream["via"] = "stream"
     assert list(PingResult.from_map(stream, where="w").to_result()) == list(stream)
 
 

@@ -64,7 +64,7 @@ def test_ping_argument_errors(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "--data-dir", d, "ping", "nonsense")
     assert code == 2
     code, _, err = run(capsys, "--data-dir", d, "ping", "--node", "bogus", "127.0.0.1:9")
-    assert code == 1
+    assert code == 2  # a malformed node ID is a usage error wherever it is given
     assert "invalid node ID" in err
     node_id = "a" * 58
     code, _, err = run(capsys, "--data-dir", d, "ping", node_id)
@@ -74,7 +74,7 @@ def test_ping_argument_errors(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "--data-dir", d, "ping", out.strip())
     assert code == 3  # a valid node ID: resolving it needs the running node
     code, _, err = run(capsys, "--data-dir", d, "ping", "--node", "a" * 58, out.strip())
-    assert code == 1
+    assert code == 2
     assert "invalid node ID" in err
 
 
