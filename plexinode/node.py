@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 #: Tags the node sets itself: its version, its storage quota in bytes (what it can hold of
 #: others' shares) and its network key ids. The operator sets any other (``plexinode tags``).
 RESERVED_TAGS: Final = frozenset({"version", "capacity", KEYS_TAG})
+#: How long a stopping node waits for members to acknowledge its stopped claim.
+STOP_ANNOUNCE_TIMEOUT: Final = 2.0
 #: The meta row that keeps the operator's tags, as a JSON object.
 OPERATOR_TAGS: Final = "member_tags"
 
@@ -200,6 +202,10 @@ class Node:
                     task_status.started(self.address)
                     await self._stop.wait()
                     log.info("node stopping")
+                    if self._membership is not None:
+                        # A planned stop: members list this node "stopped", not dead.
+                        with trio.move_on_after(STOP_ANNOUNCE_TIMEOUT):
+                            await self._membership.announce_stop()
                     nursery.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True):
@@ -459,7 +465,7 @@ class Node:
             "members": (
                 self._membership.counts()
                 if self._membership
-                else {"alive": 1, "suspect": 0, "dead": 0, "left": 0}
+                else {"alive": 1, "suspect": 0, "dead": 0, "left": 0, "stopped": 0}
             ),
             "storage": {"used_bytes": used, "quota_bytes": self.settings.storage.quota_bytes},
             "pid": os.getpid(),

@@ -185,6 +185,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "How long dead and left members are remembered (old news cannot revive them).",
     ),
     Setting(
+        "membership.restart_grace",
+        duration(),
+        "How long a member that stopped on purpose is listed stopped (expected back) before "
+        "it is shown dead.",
+    ),
+    Setting(
         "membership.max_members",
         integer(2, 1_000_000),
         "Most members a node keeps; claims about further new members are refused.",

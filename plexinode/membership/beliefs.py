@@ -20,12 +20,33 @@ MAX_INCARNATION: Final = U64_MAX
 
 
 class State(enum.IntEnum):
-    """What we believe of a member. At one incarnation a greater state overrides a lesser."""
+    """What we believe of a member (the values are the wire's). At one incarnation a state
+    overrides those before it in :data:`PRECEDENCE`."""
 
     ALIVE = 0
     SUSPECT = 1
     DEAD = 2
     LEFT = 3
+    #: A planned stop: the member said so itself, and is expected back (with a higher
+    #: incarnation) within the restart grace; one that is not is then shown dead.
+    STOPPED = 4
+
+
+#: The order of states at one incarnation: alive < suspect < dead < stopped < left. A member's
+#: own word outranks an accusation of the same life (a node that stopped is listed stopped even
+#: where its silence got it declared dead), and leaving is final.
+PRECEDENCE: Final = {
+    State.ALIVE: 0,
+    State.SUSPECT: 1,
+    State.DEAD: 2,
+    State.STOPPED: 3,
+    State.LEFT: 4,
+}
+
+
+def rank(incarnation: int, state: State) -> tuple[int, int]:
+    """A belief's place in the order of beliefs (the member table's invariant 1)."""
+    return (incarnation, PRECEDENCE[state])
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +58,7 @@ class Claim:
         incarnation: The member's incarnation the claim refers to.
         state: What the claim says.
         accuser: For ``suspect`` and ``dead``: the node that says so (it signed the claim).
-            None for ``alive`` and ``left``, which the member itself signed.
+            None for ``alive``, ``left`` and ``stopped``, which the member itself signed.
         address: For ``alive``: where the member listens.
         tags: For ``alive``: the member's tags (version, roles, capacity...).
     """
@@ -54,14 +75,14 @@ class Claim:
             raise ValueError(f"incarnation {self.incarnation} outside 0..2**64-1")
         accusation = self.state in (State.SUSPECT, State.DEAD)
         if accusation != (self.accuser is not None):
-            raise ValueError("suspect and dead claims have an accuser; alive and left do not")
+            raise ValueError("suspect and dead claims have an accuser; the others do not")
         if self.state is State.ALIVE and self.address is None:
             raise ValueError("an alive claim carries the member's address")
 
     @property
     def rank(self) -> tuple[int, int]:
         """The claim's place in the order of beliefs (the member table's invariant 1)."""
-        return (self.incarnation, int(self.state))
+        return rank(self.incarnation, self.state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +123,8 @@ class Suspected:
 
 @dataclass(frozen=True, slots=True)
 class Died:
-    """A member was declared dead."""
+    """A member was declared dead (or stopped and did not come back within the restart
+    grace)."""
 
     member: MemberView
 
@@ -115,10 +137,17 @@ class Left:
 
 
 @dataclass(frozen=True, slots=True)
+class Stopped:
+    """A member stopped on purpose (it said so itself) and is expected back."""
+
+    member: MemberView
+
+
+@dataclass(frozen=True, slots=True)
 class Reaped:
     """A dead or left member's tombstone expired; it is forgotten."""
 
     member: MemberView
 
 
-Event = Joined | Updated | Suspected | Died | Left | Reaped
+Event = Joined | Updated | Suspected | Died | Left | Stopped | Reaped

@@ -10,25 +10,29 @@ hands the events to subscribers. The words of beliefs (states, claims, views, ev
 Invariants this module keeps:
 
 1. **Beliefs are ordered, and merging is taking the maximum.** A claim about a member is an
-   ``(incarnation, state)`` pair, and at one incarnation ``alive < suspect < dead < left``. A
+   ``(incarnation, state)`` pair, and at one incarnation
+   ``alive < suspect < dead < stopped < left`` (:data:`~plexinode.membership.beliefs.PRECEDENCE`). A
    claim replaces the current belief only if it is greater. Once two nodes know the same alive
    claims (a member signs one alive claim per incarnation), hearing the same other claims in
    any order and any number of times leaves them with the same beliefs (the tests check this
    with hypothesis); gossip repeats every claim, so the ones that arrived too early (an
    accusation before the alive claim it refers to) are heard again later.
-2. **Only a member raises its own incarnation.** Its ``alive`` and ``left`` claims carry its
-   signature (checked by the driver before :meth:`MemberTable.apply`). Accusations
+2. **Only a member raises its own incarnation.** Its ``alive``, ``stopped`` and ``left`` claims
+   carry its signature (checked by the driver before :meth:`MemberTable.apply`). Accusations
    (``suspect``, ``dead``) come from others, so an accusation of an incarnation above the one we
    know the member reached is ignored (and counted): otherwise anyone could accuse incarnation
    2**64 - 1, which the member could never refute.
 3. **We refute accusations against ourselves.** A ``suspect`` or ``dead`` claim about this node
-   raises our incarnation above it and returns our new ``alive`` claim to broadcast. At the
+   (or a ``stopped`` one of our previous run, which a restart without our database leaves
+   behind) raises our incarnation above it and returns our new ``alive`` claim to broadcast. At the
    largest incarnation the wire allows (2**64 - 1) there is nothing above; the accusation then
    stands (reaching it takes 2**64 refutations, so it only happens to a member that signed such
    an incarnation itself).
-4. **The dead are remembered.** A dead or left member stays in the table, as a tombstone, for
-   ``retention`` seconds, so that an older claim arriving late cannot bring it back; then it is
-   reaped. A member that really restarted comes back with a higher incarnation.
+4. **The dead are remembered.** A dead, stopped or left member stays in the table, as a
+   tombstone, for ``retention`` seconds, so that an older claim arriving late cannot bring it
+   back; then it is reaped. A member that really restarted comes back with a higher
+   incarnation. A stopped member not back within ``restart_grace`` is shown dead from then on
+   (a :class:`Died` event; its belief stays ``stopped``, so the order above is unchanged).
 5. **Suspicion times out, faster when others agree** (Lifeguard, section 4.2): a suspect is
    declared dead after a timeout that shrinks with each distinct member that suspected it too
    (:mod:`plexinode.membership.suspicion`), with a floor that grows with the network size N
@@ -55,8 +59,10 @@ from plexinode.membership.beliefs import (
     MemberView,
     Reaped,
     State,
+    Stopped,
     Suspected,
     Updated,
+    rank,
 )
 from plexinode.membership.suspicion import Suspicion
 from plexinode.net.address import Address
@@ -76,6 +82,7 @@ __all__ = [
     "MemberView",
     "Reaped",
     "State",
+    "Stopped",
     "Suspected",
     "Updated",
 ]
@@ -92,6 +99,7 @@ class Member:
         state: Our belief.
         since: When the belief last changed state (the caller's clock).
         tags: Its tags, from its latest alive claim.
+        overdue: It stopped and did not come back within the restart grace: shown dead.
     """
 
     node_id: NodeId
@@ -100,11 +108,17 @@ class Member:
     state: State
     since: float
     tags: Mapping[str, str]
+    overdue: bool = False
 
     def snapshot(self) -> MemberView:
+        state = State.DEAD if self.overdue else self.state
         return MemberView(
-            self.node_id, self.address, self.incarnation, self.state, self.since, self.tags
+            self.node_id, self.address, self.incarnation, state, self.since, self.tags
         )
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return rank(self.incarnation, self.state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,9 @@ class Applied:
 
 
 _IGNORED: Final = Applied(False)
+#: Claims about this node that it answers with a new incarnation: accusations, and a stopped
+#: claim of its previous run.
+_REFUTED: Final = frozenset({State.SUSPECT, State.DEAD, State.STOPPED})
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -143,7 +160,8 @@ class MemberTable:
         suspicion_max_mult: The lone-accuser timeout, as a multiple of the floor.
         suspicion_confirmations: K, the independent suspicions that bring the timeout down to
             its floor (fewer when the network has fewer other members to give them).
-        retention: How long dead and left members are remembered, seconds.
+        retention: How long dead, stopped and left members are remembered, seconds.
+        restart_grace: How long a stopped member is expected back before it is shown dead.
     """
 
     def __init__(
@@ -159,9 +177,13 @@ class MemberTable:
         suspicion_max_mult: float = 6.0,
         suspicion_confirmations: int = 3,
         retention: float = 3600.0,
+        restart_grace: float = 900.0,
     ) -> None:
         if probe_interval <= 0 or suspicion_mult <= 0 or suspicion_max_mult < 1 or retention < 0:
             raise ValueError("intervals and multipliers must be positive (max multiplier >= 1)")
+        if restart_grace < 0:
+            raise ValueError("restart_grace must be >= 0")
+        self.restart_grace = restart_grace
         if suspicion_confirmations < 0:
             raise ValueError("suspicion_confirmations must be >= 0")
         self.suspicion_confirmations = suspicion_confirmations
@@ -176,6 +198,8 @@ class MemberTable:
         self._suspicions: dict[NodeId, Suspicion] = {}
         # Dead and left members, in the order they died (so oldest first: reaping stops early).
         self._tombstones: dict[NodeId, float] = {}
+        # Stopped members still expected back, in the order they stopped.
+        self._stopped: dict[NodeId, float] = {}
         # The other members alive or suspect (an ordered set: iteration follows joining).
         self._live: dict[NodeId, None] = {}
         #: Claims ignored, by reason (stale, unknown member, accusation of a future incarnation).
@@ -251,6 +275,12 @@ class MemberTable:
         me = self._members[self.own_id]
         return Claim(me.node_id, me.incarnation, State.LEFT)
 
+    def stop(self, now: float) -> Claim:
+        """We stop on purpose and mean to come back: our stopped claim (at our current
+        incarnation, which the next run starts above) to broadcast."""
+        me = self._members[self.own_id]
+        return Claim(me.node_id, me.incarnation, State.STOPPED)
+
     # -- what we hear --------------------------------------------------------------------------
 
     def apply(self, claim: Claim, now: float) -> Applied:
@@ -279,7 +309,7 @@ class MemberTable:
                 claim.incarnation == member.incarnation
             ):
                 return self._confirm(member, accuser)
-        if claim.rank <= (member.incarnation, int(member.state)):
+        if claim.rank <= member.rank:
             self.stats["ignored_stale"] += 1
             return _IGNORED
         return self._change(member, claim, now)
@@ -290,7 +320,7 @@ class MemberTable:
         if claim.node_id == self.own_id:
             incarnation = self._members[self.own_id].incarnation
             return (
-                claim.state in (State.SUSPECT, State.DEAD)
+                claim.state in _REFUTED
                 and incarnation <= claim.incarnation
                 and incarnation < MAX_INCARNATION
             )
@@ -304,17 +334,23 @@ class MemberTable:
         ):
             suspicion = self._suspicions.get(member.node_id)
             return suspicion is not None and claim.accuser not in suspicion.accusers
-        return claim.rank > (member.incarnation, int(member.state))
+        return claim.rank > member.rank
 
     def _about_us(self, claim: Claim) -> Applied:
         me = self._members[self.own_id]
-        if claim.state in (State.ALIVE, State.LEFT):
-            return _IGNORED  # our own claims coming back to us, or forged ones
+        if claim.state not in _REFUTED:
+            return _IGNORED  # our own claims coming back to us
         if claim.incarnation < me.incarnation:
             return _IGNORED  # an accusation of an incarnation we already left behind
         if me.incarnation >= MAX_INCARNATION:
             return _IGNORED  # invariant 3: nothing to refute with
-        me.incarnation += 1
+        if claim.state is State.STOPPED:
+            # Our own word from a previous run (restarted without its database), which may be
+            # of a higher incarnation than this run's: go above it. Not for accusations, which
+            # anyone can make: one of a huge incarnation would use up ours.
+            me.incarnation = min(max(me.incarnation, claim.incarnation) + 1, MAX_INCARNATION)
+        else:
+            me.incarnation += 1
         return Applied(False, (), self.own_claim())
 
     def _confirm(self, member: Member, accuser: NodeId) -> Applied:
@@ -337,8 +373,10 @@ class MemberTable:
             member.tags = claim.tags
         if claim.state is not was:
             member.since = now
+        member.overdue = False
         self._suspicions.pop(member.node_id, None)
         self._tombstones.pop(member.node_id, None)
+        self._stopped.pop(member.node_id, None)
         if claim.state is State.SUSPECT:
             assert claim.accuser is not None
             minimum, maximum, expected = self.suspicion_bounds()
@@ -347,6 +385,8 @@ class MemberTable:
             )
         elif claim.state >= State.DEAD:
             self._tombstones[member.node_id] = now
+            if claim.state is State.STOPPED:
+                self._stopped[member.node_id] = now
         live_after = claim.state <= State.SUSPECT
         if live_after and not live_before:
             self._live[member.node_id] = None
@@ -363,6 +403,8 @@ class MemberTable:
             event = Suspected(view) if was is not State.SUSPECT else None
         elif claim.state is State.DEAD:
             event = Died(view)
+        elif claim.state is State.STOPPED:
+            event = Stopped(view)
         else:
             event = Left(view)
         return Applied(True, () if event is None else (event,))
@@ -383,14 +425,18 @@ class MemberTable:
             return None
         node_id = next(iter(self._tombstones))
         del self._tombstones[node_id]
+        self._stopped.pop(node_id, None)
         self.stats["reaped_early"] += 1
         return Reaped(self._members.pop(node_id).snapshot())
 
     # -- time ----------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        """The earliest time :meth:`expire` has something to do (suspicions only)."""
+        """The earliest time :meth:`expire` has something to do (suspicions, and stopped
+        members not back within the restart grace)."""
         deadlines = [s.deadline() for s in self._suspicions.values()]
+        if self._stopped:
+            deadlines.append(next(iter(self._stopped.values())) + self.restart_grace)
         return min(deadlines, default=None)
 
     def last_calls(self, now: float, window: float) -> list[NodeId]:
@@ -412,7 +458,8 @@ class MemberTable:
         return due
 
     def expire(self, now: float) -> tuple[list[Claim], list[Event]]:
-        """Declare dead the suspects whose time ran out, and reap old tombstones.
+        """Declare dead the suspects whose time ran out, show dead the stopped members not
+        back within the restart grace, and reap old tombstones.
 
         Returns:
             The dead claims to broadcast (accused by us) and the events.
@@ -426,10 +473,19 @@ class MemberTable:
                 outcome = self._change(member, claim, now)
                 claims.append(claim)
                 events.extend(outcome.events)
+        while self._stopped:
+            node_id, since = next(iter(self._stopped.items()))
+            if now - since < self.restart_grace:
+                break
+            del self._stopped[node_id]
+            member = self._members[node_id]
+            member.overdue = True
+            events.append(Died(member.snapshot()))
         while self._tombstones:
             node_id, since = next(iter(self._tombstones.items()))
             if now - since < self.retention:
                 break
             del self._tombstones[node_id]
+            self._stopped.pop(node_id, None)
             events.append(Reaped(self._members.pop(node_id).snapshot()))
         return claims, events

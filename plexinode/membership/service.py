@@ -155,13 +155,14 @@ class MembershipService:
         self.stats: collections.Counter[str] = collections.Counter()
         #: The claims and cluster-state entries waiting to be gossiped.
         self.gossip = Gossip(
-            datagrams, settings, self._rng, self.stats, live=self._live, left=lambda: self._left
+            datagrams, settings, self._rng, self.stats, live=self._live, left=self._departing
         )
         self._subscribers = Subscribers(self.stats)
         self._incarnations = Incarnations(db)
         self._nursery: trio.Nursery | None = None
         self._running: _Running | None = None
         self._left = False
+        self._stopping = False
         #: Set once this node knows its address and takes part (probes, answers, gossips).
         self.ready = trio.Event()
 
@@ -187,6 +188,7 @@ class MembershipService:
                 suspicion_mult=self.settings.suspicion_mult,
                 suspicion_max_mult=self.settings.suspicion_max_mult,
                 retention=self.settings.retention,
+                restart_grace=self.settings.restart_grace,
             )
             running = self._running = self._start(table, nursery)
             self._announce(table.own_claim())
@@ -228,7 +230,7 @@ class MembershipService:
             renew=self._renew,
             publish=self._publish,
             advertise=self._advertise,
-            left=lambda: self._left,
+            left=self._departing,
             wall_clock=self._wall_clock if settings.probe_order == "aligned" else None,
         )
         syncing = Syncing(
@@ -242,7 +244,7 @@ class MembershipService:
             seeds=self._seeds,
             hear=self.hear,
             hear_state=self.hear_state,
-            left=lambda: self._left,
+            left=self._departing,
         )
         return _Running(table, admission, probing, syncing)
 
@@ -278,7 +280,8 @@ class MembershipService:
     # -- events --------------------------------------------------------------------------------
 
     def subscribe(self, buffer: int = EVENT_BUFFER) -> trio.MemoryReceiveChannel[Event]:
-        """A channel of membership events (joined, updated, suspected, died, left, reaped).
+        """A channel of membership events (joined, updated, suspected, died, left, stopped,
+        reaped).
 
         The subscriber must keep reading: beyond `buffer` unread events, new ones are dropped
         for it (and counted in ``stats["events_dropped"]``). Closing the channel unsubscribes.
@@ -394,6 +397,10 @@ class MembershipService:
 
     # -- joining, leaving, tags ----------------------------------------------------------------
 
+    def _departing(self) -> bool:
+        """This node left or is stopping: it probes, gossips and syncs no more."""
+        return self._left or self._stopping
+
     async def join(self, seeds: Sequence[Seed] | None = None) -> bool:
         """Push-pull with up to three seeds (default: this node's seeds, then the members
         believed dead); True if one of them answered."""
@@ -407,8 +414,22 @@ class MembershipService:
         """Leave gracefully: stop probing, gossip our signed ``left`` claim and tell up to
         :data:`LEAVE_FANOUT` live members directly. Returns how many acknowledged it."""
         table = self._ready().table
-        claim = table.leave(trio.current_time())
         self._left = True
+        return await self._depart(table.leave(trio.current_time()), "left the network")
+
+    async def announce_stop(self) -> int:
+        """Before a planned stop (the node means to come back): stop probing, gossip our
+        signed ``stopped`` claim and tell up to :data:`LEAVE_FANOUT` live members directly, so
+        that members list this node ``stopped``, not dead. Returns how many acknowledged it
+        (0 if it already left or is not running)."""
+        if self._left or self._stopping or self._running is None:
+            return 0
+        self._stopping = True
+        table = self._running.table
+        return await self._depart(table.stop(trio.current_time()), "announced a planned stop")
+
+    async def _depart(self, claim: Claim, what: str) -> int:
+        table = self._ready().table
         self._announce(claim)
         signed = self.evidence.overriding(self.node_id)
         assert signed is not None  # just kept
@@ -436,7 +457,7 @@ class MembershipService:
         async with trio.open_nursery() as nursery:
             for node_id in told:
                 nursery.start_soon(tell, node_id)
-        log.info("left the network: %d of %d members told acknowledged", acked, len(told))
+        log.info("%s: %d of %d members told acknowledged", what, acked, len(told))
         return acked
 
     def set_tags(self, tags: dict[str, str]) -> None:

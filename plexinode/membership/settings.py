@@ -44,8 +44,12 @@ class MembershipSettings:
     # Full-state exchange with one random member this often: partitions heal and missed
     # updates arrive within one interval. Digests keep it cheap, so it need not grow with N.
     push_pull_interval: float = 20.0
-    # Dead and left members are remembered this long, so that old news cannot revive them.
+    # Dead, stopped and left members are remembered this long, so that old news cannot revive
+    # them.
     retention: float = 3600.0
+    # A member that stopped on purpose (plexinode stop, SIGTERM: a service manager's restart)
+    # is listed "stopped", not dead, for this long; one not back by then is shown dead.
+    restart_grace: float = 900.0
     # Most members a node keeps; claims about new members beyond it are refused and counted.
     max_members: int = 10_000
     # The ceiling of Lifeguard's local health score: a degraded node's periods and timeouts

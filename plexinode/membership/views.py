@@ -28,7 +28,7 @@ def shown_state(member: MemberView, own_id: NodeId, left: bool) -> State:
 
 def counts(members: Iterable[MemberView] | None, own_id: NodeId, left: bool) -> dict[str, int]:
     """Members by state, ourselves included (``status``); `members` None while not ready."""
-    totals = dict.fromkeys(("alive", "suspect", "dead", "left"), 0)
+    totals = dict.fromkeys(("alive", "suspect", "dead", "left", "stopped"), 0)
     if members is None:
         totals["alive"] = 1
         return totals

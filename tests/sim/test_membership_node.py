@@ -65,7 +65,8 @@ async def test_members_status_tags_leave_and_a_persisted_incarnation(
 
             await wait_until(lambda: everyone_sees([a, b, c]))
             status = await a.status()
-            assert status["members"] == {"alive": 3, "suspect": 0, "dead": 0, "left": 0}
+            counts = {"alive": 3, "suspect": 0, "dead": 0, "left": 0, "stopped": 0}
+            assert status["members"] == counts
             assert set(status["membership"]) >= {"claims", "probes", "awareness", "gossip_queued"}
             listed = [a.membership.describe(m) for m in a.membership.members()]
             assert listed[0]["self"] is True
@@ -82,9 +83,21 @@ async def test_members_status_tags_leave_and_a_persisted_incarnation(
 
             await wait_until(tagged)
 
-            # c restarts from its data dir: its incarnation was kept, and it comes back above it.
+            # c stops on purpose: the others list it stopped, and its silence while it is away
+            # (probes of it fail) does not make it dead.
             c.stop()
-            await trio.sleep(0.5)
+
+            def stopped(view) -> bool:
+                return view is not None and view.state is State.STOPPED
+
+            await wait_until(
+                lambda: all(stopped(n.membership.table.get(c.node_id)) for n in (a, b))
+            )
+            await trio.sleep(60)
+            assert all(stopped(n.membership.table.get(c.node_id)) for n in (a, b))
+            assert (await a.status())["members"]["stopped"] == 1
+            assert a.membership.describe(a.membership.table.get(c.node_id))["state"] == "stopped"
+            # It restarts from its data dir: its incarnation was kept, and it comes back above it.
             again = make(2, path=data_dir)
             await nursery.start(again.run)
             await wait_until(lambda: everyone_sees([a, b, again]))
@@ -220,3 +233,45 @@ async def test_stored_operator_tags_are_read_and_unusable_ones_ignored(
     assert {k: tags[k] for k in kept} == kept
     assert tags["version"] == __version__
     assert ("ignoring unreadable stored tags" in caplog.text) is logged
+
+
+async def test_a_stopped_node_not_back_within_the_restart_grace_is_shown_dead(
+    autojump_clock,
+) -> None:
+    grace = replace(FAST, membership=replace(FAST.membership, restart_grace=120.0))
+    async with open_memory_network(seed=22) as net:
+        hosts = [net.new_host() for _ in range(3)]
+        first = Address(hosts[0], FAST.listen.port)
+        nodes = [
+            Node(
+                seeded_identity(i),
+                replace(grace, bootstrap=(first,) if i else ()),
+                net.transport(hosts[i]),
+                wall_clock=trio.current_time,
+            )
+            for i in range(3)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            a, b, c = nodes
+            events = a.membership.subscribe()
+            await wait_until(lambda: len(list(a.membership.table.others_live)) == 2)
+            c.stop()
+            await wait_until(lambda: a.membership.table.get(c.node_id).state is State.STOPPED)
+            stopped_at = trio.current_time()
+            with trio.fail_after(200):
+                while a.membership.table.get(c.node_id).state is State.STOPPED:  # noqa: ASYNC110
+                    await trio.sleep(0.5)
+            assert a.membership.table.get(c.node_id).state is State.DEAD
+            assert trio.current_time() - stopped_at == pytest.approx(120.0, abs=2.0)
+            assert (await a.status())["members"]["dead"] == 1
+            seen = []
+            while True:
+                try:
+                    seen.append(type(events.receive_nowait()).__name__)
+                except trio.WouldBlock:
+                    break
+            assert seen[-2:] == ["Stopped", "Died"]
+            a.stop()
+            b.stop()

@@ -124,7 +124,7 @@ def test_malformed_claims_are_refused(fields: dict[str, object], message: str) -
 @pytest.mark.parametrize(
     "wire",
     [
-        [4, bytes(32), 1, bytes(32), b"", 0, [], bytes(64)],  # no such state
+        [5, bytes(32), 1, bytes(32), b"", 0, [], bytes(64)],  # no such state
         [0, bytes(31), 1, bytes(32), b"", 0, [], bytes(64)],  # short subject
         [0, bytes(32), 1 << 64, bytes(32), b"", 0, [], bytes(64)],  # incarnation overflow
         [0, bytes(32), 1, bytes(32), bytes(17), 0, [], bytes(64)],  # IP too long
@@ -178,7 +178,7 @@ def test_wire_size_is_the_encoded_length(
     if state is State.ALIVE:
         claim = Claim(MEMBER.node_id, incarnation, state, address=Address(host, port), tags=tags)
         signed = sign_claim(MEMBER, claim)
-    elif state is State.LEFT:
+    elif state in (State.LEFT, State.STOPPED):
         signed = sign_claim(MEMBER, Claim(MEMBER.node_id, incarnation, state))
     else:
         claim = Claim(MEMBER.node_id, incarnation, state, accuser=OTHER.node_id)

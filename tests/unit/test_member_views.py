@@ -34,16 +34,24 @@ def test_a_node_that_left_shows_itself_as_left() -> None:
 
 
 def test_counts_by_state() -> None:
-    members = [view(5), view(6), view(7, State.SUSPECT), view(8, State.DEAD)]
+    members = [
+        view(5),
+        view(6),
+        view(7, State.SUSPECT),
+        view(8, State.DEAD),
+        view(9, State.STOPPED),
+    ]
     assert views.counts(members, OWN, left=False) == {
         "alive": 2,
         "suspect": 1,
         "dead": 1,
         "left": 0,
+        "stopped": 1,
     }
     assert views.counts(members, OWN, left=True)["left"] == 1
     # Not ready yet: alone, alive.
-    assert views.counts(None, OWN, left=False) == {"alive": 1, "suspect": 0, "dead": 0, "left": 0}
+    alone = {"alive": 1, "suspect": 0, "dead": 0, "left": 0, "stopped": 0}
+    assert views.counts(None, OWN, left=False) == alone
 
 
 def test_a_member_as_members_json_prints_it() -> None:

@@ -21,6 +21,7 @@ from plexinode.membership.members import (
     MemberTable,
     Reaped,
     State,
+    Stopped,
     Suspected,
     Updated,
 )
@@ -348,11 +349,72 @@ def test_malformed_claims_are_refused(kwargs: dict[str, object], message: str) -
         Claim(X, **kwargs)  # type: ignore[arg-type]
 
 
+def test_a_stopped_member_is_listed_stopped_until_its_restart_grace_ends() -> None:
+    t = table(restart_grace=900.0)
+    t.apply(alive(X, 3), 0.0)
+    t.apply(suspect(X, 3), 1.0)
+    outcome = t.apply(Claim(X, 3, State.STOPPED), 2.0)
+    assert outcome.accepted
+    assert [type(e) for e in outcome.events] == [Stopped]
+    assert belief(t, X) == (3, State.STOPPED)
+    assert X not in t.others_live  # not probed while it is away
+    # Its silence got it declared dead somewhere: its own word outranks that, at one life.
+    assert not t.apply(dead(X, 3), 3.0).accepted
+    assert belief(t, X) == (3, State.STOPPED)
+    assert t.next_deadline() == 902.0
+    assert t.expire(901.0) == ([], [])
+    claims, events = t.expire(902.0)
+    assert claims == []
+    assert [type(e) for e in events] == [Died]
+    assert belief(t, X) == (3, State.DEAD)  # shown dead from now on ...
+    assert t.expire(2000.0) == ([], [])  # ... once
+    assert not t.apply(Claim(X, 3, State.STOPPED), 2001.0).accepted  # old news
+    # Back with a higher incarnation (its next run starts above the stopped one): alive.
+    back = t.apply(alive(X, 4), 2002.0)
+    assert [type(e) for e in back.events] == [Joined]
+    assert belief(t, X) == (4, State.ALIVE)
+    assert t.next_deadline() is None
+
+
+def test_a_member_back_within_the_grace_is_alive_and_never_shown_dead() -> None:
+    t = table(restart_grace=900.0)
+    t.apply(alive(X, 3), 0.0)
+    t.apply(Claim(X, 3, State.STOPPED), 1.0)
+    t.apply(alive(X, 4), 30.0)
+    assert belief(t, X) == (4, State.ALIVE)
+    assert t.expire(5000.0) == ([], [])
+    # Leaving is final, even over a stopped claim of the same life.
+    t.apply(Claim(X, 4, State.STOPPED), 5001.0)
+    assert t.apply(Claim(X, 4, State.LEFT), 5002.0).accepted
+    assert belief(t, X) == (4, State.LEFT)
+    assert not t.apply(Claim(X, 4, State.STOPPED), 5003.0).accepted
+
+
+def test_our_own_stop_and_a_stopped_claim_of_our_previous_run() -> None:
+    t = MemberTable(OWN, addr(1), 0.0, incarnation=5)
+    assert t.stop(0.0) == Claim(OWN, 5, State.STOPPED)
+    # A restart without our database starts at 0: the stopped claim of our last run is refuted.
+    fresh = MemberTable(OWN, addr(1), 0.0)
+    outcome = fresh.apply(Claim(OWN, 5, State.STOPPED), 1.0)
+    assert outcome.refutation == Claim(OWN, 6, State.ALIVE, address=addr(1), tags={})
+    assert fresh.incarnation == 6
+    # The stopped claim of a life we already left behind is ignored.
+    assert fresh.apply(Claim(OWN, 5, State.STOPPED), 2.0) == Applied(False)
+    # An accusation moves us one step only: anyone may accuse any incarnation.
+    assert fresh.apply(dead(OWN, 1000), 3.0).refutation is not None
+    assert fresh.incarnation == 7
+    # Our incarnations never pass the limit.
+    fresh.apply(Claim(OWN, MAX_INCARNATION, State.STOPPED), 4.0)
+    assert fresh.incarnation == MAX_INCARNATION
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         table(probe_interval=0.0)
     with pytest.raises(ValueError, match="suspicion_confirmations"):
         table(suspicion_confirmations=-1)
+    with pytest.raises(ValueError, match="restart_grace"):
+        table(restart_grace=-1.0)
 
 
 # -- convergence ---------------------------------------------------------------------------------
@@ -373,9 +435,9 @@ def histories(draw: st.DrawFn) -> tuple[list[Claim], list[Claim]]:
     others = []
     for _ in range(draw(st.integers(0, 12))):
         member, inc = draw(st.sampled_from(announced))
-        kind = draw(st.sampled_from([State.SUSPECT, State.DEAD, State.LEFT]))
-        if kind is State.LEFT:
-            others.append(Claim(member, inc + draw(st.integers(0, 1)), State.LEFT))
+        kind = draw(st.sampled_from([State.SUSPECT, State.DEAD, State.STOPPED, State.LEFT]))
+        if kind in (State.LEFT, State.STOPPED):
+            others.append(Claim(member, inc + draw(st.integers(0, 1)), kind))
         else:
             others.append(Claim(member, inc, kind, accuser=draw(st.sampled_from(ACCUSERS))))
     return alives, others
@@ -428,6 +490,7 @@ def test_is_news_predicts_exactly_what_apply_acts_on(
     rng = random.Random(seed)
     claims = alives + others
     claims += [Claim(OWN, rng.randrange(3), rng.choice([State.SUSPECT, State.DEAD]), accuser=X)]
+    claims += [Claim(OWN, rng.randrange(3), State.STOPPED)]
     rng.shuffle(claims)
     t = table()
     for claim in claims:
