@@ -11,6 +11,7 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import pytest
 import trio
 
 from plexinode.dht.contact import distance
@@ -134,6 +135,7 @@ async def test_records_move_to_a_node_that_joins_closer_to_their_key(autojump_cl
             assert handed >= 1
 
 
+@pytest.mark.long
 async def test_holders_republish_when_the_owner_and_most_holders_are_gone(
     autojump_clock,
 ) -> None:

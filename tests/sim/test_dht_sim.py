@@ -42,6 +42,7 @@ async def test_every_node_resolves_every_other(autojump_clock) -> None:
         assert status["peers"] == len(nodes[0].dht.routing) > 0
 
 
+@pytest.mark.long
 async def test_nodes_that_join_at_once_leave_no_part_of_the_id_space_unknown(
     autojump_clock,
 ) -> None:
@@ -79,6 +80,7 @@ def small_k(k: int = 20, **dht: object) -> Settings:
     return replace(FAST, dht=replace(FAST.dht, k=k, **dht))
 
 
+@pytest.mark.long
 async def test_lookups_survive_30_percent_of_nodes_gone(autojump_clock) -> None:
     async with open_memory_network(seed=2, latency=0.005) as net, dht_network(net, 60) as nodes:
         rng = random.Random(2)

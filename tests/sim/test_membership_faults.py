@@ -113,6 +113,7 @@ async def test_a_node_that_missed_an_update_catches_up_within_30_s(
         assert net.stats.dropped_loss > dropped
 
 
+@pytest.mark.long
 async def test_a_join_reaches_everyone_within_2_log2_n_periods_under_loss(autojump_clock) -> None:
     count = 64
     async with (
@@ -125,6 +126,7 @@ async def test_a_join_reaches_everyone_within_2_log2_n_periods_under_loss(autoju
         assert took <= 2 * math.log2(count + 1) * c.settings.probe_interval, took
 
 
+@pytest.mark.long
 async def test_starved_nodes_under_loss_are_never_declared_dead(autojump_clock) -> None:
     """Lifeguard's promise, at CI size (the benchmark runs it at N = 200 over many seeds): 5%
     loss, 10% of the nodes stalling for up to 2 s at random, and no healthy node dies."""

@@ -327,6 +327,7 @@ async def test_stop_is_prompt_and_closes_everything(autojump_clock) -> None:
             again.stop()
 
 
+@pytest.mark.long
 async def test_a_thousand_nodes_in_one_process(autojump_clock) -> None:
     async with (
         open_memory_network(seed=11, latency=0.002) as net,
