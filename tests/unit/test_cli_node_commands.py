@@ -16,9 +16,10 @@ from plexinode.admin.server import AdminServer
 from plexinode.cli.main import main
 from plexinode.datadir import socket_path
 from plexinode.errors import AdminError
+from plexinode.identity import Identity
 
-ME = "a" * 58
-OTHER = "b" * 58
+ME = str(Identity.from_seed(bytes(32)).node_id)
+OTHER = str(Identity.from_seed(bytes([1]) * 32).node_id)
 MEMBERS = [
     {
         "node_id": ME,
@@ -133,13 +134,45 @@ def test_members_text_and_json(stub: Stub, capsys) -> None:
     stub.answers["members"] = MEMBERS
     code, out, _ = run(capsys, stub, "members")
     assert code == 0
-    assert f"{ME} (this node)" in out
-    assert "version=0.1.0" in out
+    assert f"{ME[:8]}  - (this node)" in out
+    assert ME not in out  # the table shows short IDs; --json has them whole
+    assert "0.1.0" in out
     assert "dead" in out
     code, out, _ = run(capsys, stub, "--json", "members")
     assert json.loads(out) == MEMBERS
     stub.answers["members"] = []
     assert "not ready" in run(capsys, stub, "members")[1]
+
+
+def test_members_fit_100_columns_with_names_and_a_line_per_tag(stub: Stub, capsys) -> None:
+    tags = {
+        "name": "kitchen",
+        "version": "0.1.0",
+        "capacity": str(10 * 1024**3),
+        "keys": "0123456789ab",
+        "role": "relay",
+        "site": "x" * 64,
+    }
+    stub.answers["members"] = [
+        {**MEMBERS[0], "address": "[2001:db8::1]:7420", "tags": tags},
+        {**MEMBERS[1], "node_id": ME[:8] + OTHER[8:]},  # shares ME's first 8 characters
+    ]
+    code, out, _ = run(capsys, stub, "members")
+    assert code == 0
+    lines = out.rstrip("\n").split("\n")
+    assert max(map(len, lines)) <= 100
+    assert lines[0].split() == [
+        "node", "name", "address", "state", "inc", "version", "capacity", "tags"
+    ]  # fmt: skip
+    # Two shown IDs share 8 characters: both are shown with one more.
+    assert lines[1].startswith(ME[:9] + "  kitchen (this node)  [2001:db8::1]:7420  alive")
+    assert "10.0 GiB" in lines[1]
+    assert lines[1].rstrip().endswith("keys=0123456789ab")
+    assert lines[2].strip() == "role=relay"
+    assert lines[3].strip().startswith("site=xxx")
+    assert lines[3].endswith("…")  # cut to fit; --json has it whole
+    assert lines[4].startswith(ME[:8] + OTHER[8])
+    assert json.loads(run(capsys, stub, "--json", "members")[1])[0]["tags"] == tags
 
 
 def test_state_commands(stub: Stub, capsys) -> None:
