@@ -79,14 +79,20 @@ class Stub:
     async def _serve(self) -> None:
         server = AdminServer(socket_path(self.data_dir))
         for name in (
+            "status",
+            "peers",
             "members",
             "state_list",
             "state_set",
+            "tags_list",
+            "tags_set",
             "invite",
             "join",
             "network_key",
             "leave",
             "revoke",
+            "resolve",
+            "dht_get",
         ):
             server.command(name, self._handler(name))
         async with trio.open_nursery() as nursery:
@@ -172,7 +178,7 @@ def test_members_fit_100_columns_with_names_and_a_line_per_tag(stub: Stub, capsy
     assert lines[3].strip().startswith("site=xxx")
     assert lines[3].endswith("…")  # cut to fit; --json has it whole
     assert lines[4].startswith(ME[:8] + OTHER[8])
-    assert json.loads(run(capsys, stub, "--json", "members")[1])[0]["tags"] == tags
+    assert json.loads(run(capsys, stub, "members", "--json")[1])[0]["tags"] == tags
 
 
 def test_state_commands(stub: Stub, capsys) -> None:
@@ -248,3 +254,90 @@ def test_leave(stub: Stub, capsys) -> None:
     code, out, _ = run(capsys, stub, "leave")
     assert code == 0
     assert "2 members acknowledged" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--json", "members"),
+        ("members", "--json"),
+        ("--data-dir", "/nonexistent", "members", "--data-dir", "{dir}", "--json"),
+        ("--json", "--log-level", "debug", "members", "--log-level", "info"),
+    ],
+)
+def test_global_options_before_or_after_the_command(stub: Stub, capsys, argv) -> None:
+    stub.answers["members"] = MEMBERS
+    argv = [a.replace("{dir}", str(stub.data_dir)) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        main(argv if "--data-dir" in argv else ["--data-dir", str(stub.data_dir), *argv])
+    out, _ = capsys.readouterr()
+    assert info.value.code == 0
+    assert json.loads(out) == MEMBERS
+
+
+def test_global_options_after_a_subcommand_of_a_group(stub: Stub, capsys) -> None:
+    stub.answers["state_list"] = [ENTRY]
+    assert json.loads(run(capsys, stub, "state", "list", "--json")[1]) == [ENTRY]
+    assert json.loads(run(capsys, stub, "state", "--json", "list")[1]) == [ENTRY]
+    stub.answers["network_key"] = KEYS
+    assert json.loads(run(capsys, stub, "network", "key", "list", "--json")[1]) == KEYS
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (("bogus", "--json"), 2),
+        (("members", "--bogus", "--json"), 2),
+        (("state", "set", "--json"), 2),
+        (("invite", "--expires", "soon", "--json"), 2),
+        (("state", "rm", "nosuch", "--json"), 1),
+    ],
+)
+def test_json_errors_are_one_document_on_stdout(stub: Stub, capsys, argv, code) -> None:
+    stub.answers["state_set"] = AdminError("the cluster state has no key 'nosuch'")
+    got, out, err = run(capsys, stub, *argv)
+    assert got == code
+    doc = json.loads(out)
+    assert set(doc) == {"error", "code"}
+    assert doc["code"] == code
+    assert doc["error"]
+    assert doc["error"] in err  # and the line on stderr, for a person
+
+
+def test_json_errors_without_a_node(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--data-dir", str(tmp_path), "status", "--json"])
+    out, _ = capsys.readouterr()
+    assert info.value.code == 3
+    assert json.loads(out) == {"error": f"no node is running for {tmp_path}", "code": 3}
+    with pytest.raises(SystemExit) as info:
+        main(["--data-dir", str(tmp_path), "status", "--", "--json"])  # an argument, not --json
+    out, _ = capsys.readouterr()
+    assert (info.value.code, out) == (2, "")
+
+
+def test_root_help_lines_are_whole(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    out, _ = capsys.readouterr()
+    assert info.value.code == 0
+    assert "..." not in out.split("Commands:")[1]  # click cuts a long first sentence so
+    assert "Run the node in the foreground until SIGINT/SIGTERM or" in out
+    assert "accepted after the command too" in out
+    for group in ("network", "state", "tags", "dht", "config"):
+        with pytest.raises(SystemExit):
+            main([group, "--help"])
+        assert "..." not in capsys.readouterr()[0].split("Commands:")[1]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_the_shell_script(shell: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["completion", shell])
+    out, _ = capsys.readouterr()
+    assert info.value.code == 0
+    assert "_PLEXINODE_COMPLETE" in out
+    assert f"{shell}_complete" in out
+    with pytest.raises(SystemExit) as info:
+        main(["completion", "tcsh"])
+    assert info.value.code == 2
