@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         _fail(exc.format_message(), exc.exit_code, as_json)
-    except click.Abort as exc:
+    except click.Abort as exc:  # click turns Ctrl-C (KeyboardInterrupt) and EOF into Abort
         if isinstance(exc.__cause__, KeyboardInterrupt):
             _fail("interrupted", EXIT_INTERRUPTED, as_json)
         _fail("aborted", EXIT_FAILED, as_json)
@@ -166,6 +166,4 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), EXIT_NOT_RUNNING, as_json)
     except PlexinodeError as exc:
         _fail(str(exc), EXIT_FAILED, as_json)
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED, as_json)
     sys.exit(result if isinstance(result, int) else 0)

@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import trio
 
 from plexinode.admin.server import AdminServer
+from plexinode.cli.context import accept_global_options
 from plexinode.cli.main import main
+from plexinode.cli.nodeids import looks_like_node_id
 from plexinode.datadir import socket_path
 from plexinode.errors import AdminError
 from plexinode.identity import Identity
@@ -506,3 +509,43 @@ def test_completion_prints_the_shell_script(shell: str, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["completion", "tcsh"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "message"),
+    [
+        (click.Abort(), 1, "aborted"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (click.ClickException("no such file"), 1, "no such file"),
+    ],
+)
+def test_other_failures_are_one_line_and_json_too(
+    monkeypatch: pytest.MonkeyPatch, capsys, raised: BaseException, code: int, message: str
+) -> None:
+    from plexinode.cli.main import cli
+
+    @click.command()
+    def boom() -> None:
+        raise raised
+
+    monkeypatch.setitem(cli.commands, "boom", boom)
+    accept_global_options(boom)
+    for argv in (["boom"], ["boom", "--json"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert info.value.code == code
+        assert message in err
+        if "--json" in argv:
+            assert json.loads(out) == {"error": message, "code": code}
+        else:
+            assert out == ""
+
+
+def test_a_node_id_or_a_prefix_is_told_from_an_address() -> None:
+    assert looks_like_node_id(ME)
+    assert looks_like_node_id(ME[:8].upper())
+    assert looks_like_node_id("abcd-efgh")
+    assert not looks_like_node_id(ME[:7])
+    assert not looks_like_node_id("127.0.0.1:7001")
+    assert not looks_like_node_id("localhost:7001")

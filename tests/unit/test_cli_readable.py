@@ -96,3 +96,10 @@ def test_a_column_at_its_floor_leaves_the_cutting_to_the_others() -> None:
     lines = table([["abc", "y" * 120]], ["abc", "b"], shrink=(0, 1)).split("\n")
     assert lines[1].startswith("abc  " + "y" * 10)
     assert max(map(len, lines)) == WIDTH
+
+
+def test_when_cutting_to_a_floor_is_not_enough_the_widest_give_way_down_to_their_headers() -> None:
+    lines = table([["x" * 50, "y" * 50, "z" * 90]], ["a", "b", "c"], shrink=(0, 1)).split("\n")
+    assert max(map(len, lines)) == WIDTH
+    assert lines[1].endswith("z" * 90)
+    assert len(lines[1].split()[0]) == len(lines[1].split()[1]) == 3  # "xx…", "yy…"
