@@ -323,11 +323,14 @@ class Node:
 
     async def set_tags(self, tags: dict[str, str]) -> None:
         """Replace this node's tags at run time (a new incarnation, gossiped to every member),
-        and keep the operator's (all but :data:`RESERVED_TAGS`) for later starts.
+        and keep the operator's (all but :data:`RESERVED_TAGS`) for later starts. The same tags
+        again change nothing: no new incarnation, nothing gossiped.
 
         Raises:
             ValueError: The tags do not fit a claim (nothing changes).
         """
+        if tags == self.membership.tags:
+            return
         self.membership.set_tags(tags)
         if self._db is not None:
             own = {k: v for k, v in tags.items() if k not in RESERVED_TAGS}

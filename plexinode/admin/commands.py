@@ -29,6 +29,7 @@ from plexinode.admin.requests import (
     NoArguments,
     PingRequest,
     Request,
+    ResolveRequest,
     RevokeRequest,
     StateSetRequest,
     TagsSetRequest,
@@ -42,6 +43,7 @@ from plexinode.admin.results import (
     NodeIdResult,
     PingResult,
     Records,
+    Resolved,
     Result,
     Revoked,
     Rows,
@@ -100,6 +102,7 @@ class AdminCommands:
             "revoke": typed("revoke", RevokeRequest, self.revoke),
             "tags_set": typed("tags_set", TagsSetRequest, self.tags_set),
             "tags_list": typed("tags_list", NoArguments, self.tags_list),
+            "resolve": typed("resolve", ResolveRequest, self.resolve),
         }
         for name, handler in table.items():
             server.command(name, handler)
@@ -122,6 +125,17 @@ class AdminCommands:
     async def show_config(self, _: NoArguments) -> Rows:
         """The effective settings (``plexinode config show`` on a running node)."""
         return self.config
+
+    async def resolve(self, request: ResolveRequest) -> Resolved:
+        """The node IDs this node knows (itself, the members, the DHT's routing table and the
+        contacts of its last run) that begin with a prefix: how the CLI accepts a short ID
+        wherever it takes a node ID."""
+        dht = self.node.dht
+        known = [self.node.node_id]
+        known += [m.node_id for m in self.node.membership.members()]
+        known += [e.contact.node_id for e in dht.routing.entries()]
+        known += [c.node_id for c in dht.remembered]
+        return Resolved(tuple(request.matches(known)))
 
     async def ping(self, request: PingRequest) -> PingResult:
         """Authenticate another node and measure the round trip."""
@@ -160,6 +174,10 @@ class AdminCommands:
     async def state_set(self, request: StateSetRequest) -> Document:
         """Write (or delete) a key of the cluster state."""
         service = self.node.membership
+        if request.value is None:
+            current = service.state.get(request.key)
+            if current is None or current.deleted:
+                raise AdminError(f"the cluster state has no key {request.key!r}")
         try:
             entry = service.set_state(request.key, request.encoded)
         except ValueError as exc:
@@ -191,8 +209,8 @@ class AdminCommands:
         invite = self.node.invite(request.expires)
         return Invited(
             token=invite.encode(),
+            expires=float(invite.expires_at),
             network=invite.network,
-            expires_at=invite.expires_at,
             addresses=tuple(str(a) for a in invite.bootstrap()),
         )
 
@@ -233,4 +251,4 @@ class AdminCommands:
             self.node.keyring_service.revoke(request.node_id)
         except ValueError as exc:
             raise AdminError(str(exc)) from None
-        return Revoked(str(request.node_id))
+        return Revoked(str(request.node_id), revoked=True)

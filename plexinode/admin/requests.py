@@ -14,6 +14,7 @@ it needs, and a key it leaves out takes its field's default.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, Self
@@ -21,7 +22,8 @@ from typing import Any, Final, Protocol, Self
 from plexinode.admin.fields import TEXT, Fields, Refused, arg
 from plexinode.dht.record_types import PEER
 from plexinode.errors import AdminError, DecodeError, IdentityError
-from plexinode.identity import NODE_ID_BYTES, NodeId
+from plexinode.identity import NODE_ID_BYTES, TEXT_LENGTH, NodeId
+from plexinode.membership.claims import MAX_TAG_BYTES, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
 from plexinode.net.address import Address
 from plexinode.net.keyring import NETWORK_KEY_BYTES, key_id, parse_key
 from plexinode.net.pinging import PingOptions
@@ -35,6 +37,13 @@ DEFAULT_INVITE_SECONDS: Final = 86_400.0
 MAX_INVITE_SECONDS: Final = 30 * 86_400
 _INVITE_RANGE: Final = "expires must be above 0 and at most 30 days"
 _TAG_TYPES: Final = "a tag is a text key and a text value"
+#: A node ID prefix is at least this many characters of the text form (CLI.md: "as git's short
+#: hashes"): 40 bits, which few nodes share.
+MIN_PREFIX: Final = 8
+_BASE32: Final = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+#: What an operator's tag key is: lower-case letters, digits, ``.``, ``_`` and ``-``, starting
+#: with a letter or digit, so that ``key=value`` lists (``members``) read one way only.
+TAG_KEY_PATTERN: Final = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_TAG_KEY - 1}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,50 @@ class AddressText(Check):
 
     def encode(self, value: Any) -> Any:
         return str(value)
+
+
+def node_id_prefix(text: str) -> str:
+    """The node ID prefix `text` spells, in its canonical form (dashes, spaces and case are
+    ignored, as in a full ID).
+
+    Raises:
+        ValueError: It is not at least :data:`MIN_PREFIX` characters of base32 text, at most a
+            whole ID.
+    """
+    cleaned = "".join(text.split()).replace("-", "").lower()
+    if not set(cleaned) <= _BASE32:
+        raise ValueError(f"invalid node ID {text!r}: only letters a-z and digits 2-7 are allowed")
+    if not MIN_PREFIX <= len(cleaned) <= TEXT_LENGTH:
+        raise ValueError(
+            f"invalid node ID {text!r}: a node ID is {TEXT_LENGTH} characters, a prefix of one "
+            f"at least {MIN_PREFIX}"
+        )
+    return cleaned
+
+
+def tag_problem(key: str, value: str) -> str | None:
+    """What is wrong with the tag `key` = `value` on its own (None if nothing is): the rules an
+    operator's tag follows whatever the node's other tags are.
+
+    The key is 1 to :data:`~plexinode.membership.claims.MAX_TAG_KEY` characters of
+    :data:`TAG_KEY_PATTERN`; the value at most
+    :data:`~plexinode.membership.claims.MAX_TAG_VALUE` printable characters.
+    """
+    if not TAG_KEY_PATTERN.fullmatch(key):
+        return (
+            f"a tag key is 1-{MAX_TAG_KEY} characters of a-z, 0-9, '.', '_', '-' "
+            f"(starting with a letter or digit), not {key!r}"
+        )
+    if len(value) > MAX_TAG_VALUE:
+        return f"a tag value is at most {MAX_TAG_VALUE} characters, not {len(value)}"
+    if not value.isprintable():
+        return "a tag value is printable text (no newlines, tabs or other control characters)"
+    return None
+
+
+def tags_free(tags: Collection[str]) -> int:
+    """How many more tags a member with `tags` may carry."""
+    return max(0, MAX_TAGS - len(tags))
 
 
 class Request(Fields):
@@ -185,14 +238,18 @@ class TagsSetRequest(Request):
     value: str | None = arg(Optional(TEXT), default=None, error=_TAG_TYPES)
 
     def apply(self, tags: Mapping[str, str], reserved: Collection[str]) -> dict[str, str]:
-        """The node's tags after this change.
+        """The node's tags after this change (the same tags if it changes nothing).
 
         Args:
             tags: the node's tags now.
             reserved: the tags the node sets itself, which an operator may not change.
 
         Raises:
-            AdminError: A reserved tag, or removing a tag the node does not have.
+            AdminError: A reserved tag, removing a tag the node does not have, or a tag that
+                breaks a rule: its key or value (:func:`tag_problem`), the number of tags
+                (:data:`~plexinode.membership.claims.MAX_TAGS`, the reserved ones included)
+                or their size together (:data:`~plexinode.membership.claims.MAX_TAG_BYTES`),
+                each with its own message.
         """
         if self.key in reserved:
             raise AdminError(
@@ -200,12 +257,28 @@ class TagsSetRequest(Request):
                 f"(reserved: {', '.join(sorted(reserved))})"
             )
         changed = dict(tags)
-        if self.value is not None:
-            changed[self.key] = self.value
-        elif self.key in changed:
+        if self.value is None:
+            if self.key not in changed:
+                raise AdminError(f"this node has no {self.key!r} tag")
             del changed[self.key]
-        else:
-            raise AdminError(f"this node has no {self.key!r} tag")
+            return changed
+        problem = tag_problem(self.key, self.value)
+        if problem is not None:
+            raise AdminError(problem)
+        if self.key not in changed and not tags_free(changed):
+            raise AdminError(
+                f"this node has {len(changed)} tags, the most a member may carry "
+                f"({MAX_TAGS}, of which {len(reserved)} are set by the node: "
+                f"{MAX_TAGS - len(reserved)} are yours); remove one first"
+            )
+        changed[self.key] = self.value
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in changed.items())
+        if size > MAX_TAG_BYTES:
+            room = MAX_TAG_BYTES - sum(len(k.encode()) + len(v.encode()) for k, v in tags.items())
+            raise AdminError(
+                f"the tags would take {size} bytes, more than the {MAX_TAG_BYTES} a member's "
+                f"tags may take together ({max(0, room)} bytes are free)"
+            )
         return changed
 
 
@@ -270,3 +343,22 @@ class RevokeRequest(Request):
 
     # arg() declares a field, as wire() does; NodeId is immutable.
     node_id: NodeId = arg(NodeIdText())  # noqa: RUF009
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRequest(Request):
+    """``resolve``: the node IDs this node knows that begin with `prefix` (at least
+    :data:`MIN_PREFIX` characters of a node ID's text form)."""
+
+    prefix: str = arg(TEXT, error="a node ID prefix is text")
+
+    def __post_init__(self) -> None:
+        try:
+            node_id_prefix(self.prefix)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+
+    def matches(self, known: Iterable[NodeId]) -> list[str]:
+        """The IDs among `known` that begin with the prefix, sorted, each once."""
+        prefix = node_id_prefix(self.prefix)
+        return sorted({text for text in map(str, known) if text.startswith(prefix)})

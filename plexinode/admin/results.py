@@ -128,11 +128,11 @@ class Records(Result):
 
 @dataclass(frozen=True, slots=True)
 class Invited(Result):
-    """``invite``: the token, and what it holds in plain words."""
+    """``invite``: the token, and what it holds in plain words (`expires` in Unix seconds)."""
 
     token: str = arg(TEXT)
+    expires: float = arg(Float())
     network: str = arg(TEXT)
-    expires_at: int = arg(Int())
     addresses: tuple[str, ...] = arg(ListOf(TEXT))
 
 
@@ -169,9 +169,18 @@ class NetworkKeys(Result):
 
 @dataclass(frozen=True, slots=True)
 class Revoked(Result):
-    """``revoke``."""
+    """``revoke``: the node revoked."""
 
-    revoked: str = arg(TEXT)
+    node_id: str = arg(TEXT)
+    revoked: bool = arg(Bool(), default=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved(Result):
+    """``resolve``: the node IDs this node knows that begin with a prefix (none, one, or the
+    candidates of an ambiguous prefix)."""
+
+    matches: tuple[str, ...] = arg(ListOf(TEXT, MAX_ROWS))
 
 
 class ShownSetting(Protocol):

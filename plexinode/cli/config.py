@@ -11,12 +11,12 @@ from plexinode.cli.output import emit, table
 from plexinode.errors import PlexinodeError
 
 
-@click.group()
+@click.group(short_help="Inspect the configuration.")
 def config() -> None:
     """Inspect the configuration."""
 
 
-@config.command("show")
+@config.command("show", short_help="Each effective setting and where it came from.")
 def config_show() -> None:
     """Each effective setting with where it came from (the running node's if there is one)."""
     g = options()
@@ -28,4 +28,11 @@ def config_show() -> None:
 
         rows = config_rows(load_config(g.data_dir).show()).to_result()
     doc = {row["key"]: {"value": row["value"], "source": row["source"]} for row in rows}
-    emit(doc, table([[r["key"], r["text"], r["source"]] for r in rows], ["key", "value", "source"]))
+    emit(
+        doc,
+        table(
+            [[r["key"], r["text"], r["source"]] for r in rows],
+            ["key", "value", "source"],
+            shrink=(1,),
+        ),
+    )

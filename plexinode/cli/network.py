@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 
-from plexinode.cli.context import client
-from plexinode.cli.output import emit
+from plexinode.cli.context import client, options
+from plexinode.cli.nodeids import node_id_argument
+from plexinode.cli.output import emit, note
+from plexinode.cli.readable import duration, local_time
+
+#: A key id: 12 hex digits (plexinode.net.keyring.key_id); a key: 64.
+_KEY_ID_DIGITS = 12
+_KEY_DIGITS = 64
 
 
-@click.command()
+@click.command(short_help="Print a token that lets another node join this network.")
 @click.option(
     "--expires",
     default="24h",
@@ -29,10 +36,13 @@ def invite(expires: str) -> None:
     if not 0 < seconds <= 30 * 86_400:
         raise click.BadParameter("must be above 0 and at most 30d", param_hint="--expires")
     result = client().call("invite", expires=seconds)
+    if not options().json:
+        left = duration(result["expires"] - time.time())
+        note(f"valid until {local_time(result['expires'])} (for {left})")
     emit(result, lambda d: str(d["token"]))
 
 
-@click.command()
+@click.command(short_help="Join the network of an invite token.")
 @click.argument("token")
 def join(token: str) -> None:
     """Join the network of an invite TOKEN now, through the inviter, and remember it."""
@@ -46,12 +56,12 @@ def join(token: str) -> None:
     )
 
 
-@click.group()
+@click.group(short_help="This node's network: its keys, and who may have them.")
 def network() -> None:
     """This node's network: its keys, and who may have them."""
 
 
-@network.group("key")
+@network.group("key", short_help="The network keys: list, generate, install, use, remove.")
 def network_key() -> None:
     """The network keys: datagrams and streams from nodes without one of them are dropped."""
 
@@ -76,13 +86,23 @@ def _render_keys(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@network_key.command("list")
+def _key_argument(key: str, *, ids: bool) -> str:
+    """`key` checked: 64 hex digits, or (where `ids`) a key id of 12."""
+    digits = key.strip().lower()
+    sizes = (_KEY_ID_DIGITS, _KEY_DIGITS) if ids else (_KEY_DIGITS,)
+    if len(digits) not in sizes or any(c not in "0123456789abcdef" for c in digits):
+        expected = "a key id (12 hex digits) or a key (64)" if ids else "a key: 64 hex digits"
+        raise click.BadParameter(f"expected {expected}, not {key!r}", param_hint="KEY")
+    return key
+
+
+@network_key.command("list", short_help="List the installed keys and which one is primary.")
 def network_key_list() -> None:
     """List the installed keys (their ids, never the keys) and which one is primary."""
     emit(client().call("network_key", action="list"), _render_keys)
 
 
-@network_key.command("generate")
+@network_key.command("generate", short_help="Print a new random network key.")
 def network_key_generate() -> None:
     """Print a new random network key (64 hex digits), to install on every member."""
     import os
@@ -93,30 +113,44 @@ def network_key_generate() -> None:
     emit({"key": key.hex(), "key_id": key_id(key)}, lambda d: str(d["key"]))
 
 
-@network_key.command("install")
+@network_key.command("install", short_help="Step 1: every member accepts KEY as well.")
 @click.argument("key")
 def network_key_install(key: str) -> None:
     """Step 1: every member accepts KEY (64 hex digits) as well (it is sent to each, sealed)."""
+    key = _key_argument(key, ids=False)
     emit(client().call("network_key", action="install", key=key), _render_keys)
 
 
-@network_key.command("use")
+@network_key.command("use", short_help="Step 2: every member sends with KEY.")
 @click.argument("key")
 @click.option("--force", is_flag=True, help="Even if some live members have not received KEY yet.")
 def network_key_use(key: str, force: bool) -> None:
     """Step 2: every member sends with KEY (a key id or the key) from now on."""
+    key = _key_argument(key, ids=True)
     emit(client().call("network_key", action="use", key=key, force=force), _render_keys)
 
 
-@network_key.command("remove")
+@network_key.command("remove", short_help="Step 3: every member stops accepting KEY.")
 @click.argument("key")
 def network_key_remove(key: str) -> None:
     """Step 3: every member stops accepting KEY (a key id or the key)."""
+    key = _key_argument(key, ids=True)
     emit(client().call("network_key", action="remove", key=key), _render_keys)
 
 
-@network.command("revoke")
+@network.command("revoke", short_help="No member hands NODE_ID a network key again.")
 @click.argument("node_id")
 def network_revoke(node_id: str) -> None:
-    """No member hands NODE_ID a network key again; then rotate the keys to cut it off."""
-    emit(client().call("revoke", node_id=node_id), lambda d: f"revoked {d['revoked']}")
+    """No member hands NODE_ID a network key again; then rotate the keys to cut it off.
+
+    NODE_ID may be shortened to a unique prefix (8 characters or more) of an ID this node
+    knows.
+    """
+    node_id = node_id_argument(node_id, param_hint="NODE_ID")
+    emit(
+        client().call("revoke", node_id=node_id),
+        lambda d: (
+            f"revoked {d['node_id']}: no member hands it a network key again "
+            "(rotate the keys to cut it off: `network key install`, `use`, `remove`)"
+        ),
+    )

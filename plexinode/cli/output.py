@@ -9,6 +9,10 @@ from typing import Any
 
 import click
 
+from plexinode.cli.readable import table
+
+__all__ = ["emit", "note", "table"]
+
 
 def emit(data: Any, text: Callable[[Any], str] | str | None = None) -> None:
     """Print `data` as one JSON document with ``--json``, else its text rendering."""
@@ -29,13 +33,3 @@ def emit(data: Any, text: Callable[[Any], str] | str | None = None) -> None:
 def note(message: str) -> None:
     """A progress or informational line on stderr (never stdout)."""
     click.echo(message, file=sys.stderr)
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """Left-aligned columns."""
-    cells = [headers, *rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    return "\n".join(lines)

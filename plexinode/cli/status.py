@@ -8,33 +8,40 @@ import click
 
 from plexinode.cli.context import client, options, wait_for_exit
 from plexinode.cli.output import emit
+from plexinode.cli.readable import duration, size
+
+#: The member states ``status`` names first, in this order; any other state it reports
+#: follows them.
+_STATES = ("alive", "suspect", "dead", "left")
 
 
 def _render_status(d: dict[str, Any]) -> str:
-    members = d["members"]
+    members: dict[str, int] = d["members"]
     storage = d["storage"]
+    states = [*_STATES, *(s for s in members if s not in _STATES)]
+    address = f"{d['address']} (udp+tcp)" if d["address"] else "none yet"
     return "\n".join(
         [
             f"node      {d['node_id']}",
             f"version   {d['version']}",
             f"network   {d['network']}",
-            f"address   {d['address']} (udp+tcp)",
-            f"uptime    {d['uptime_s']:.0f}s",
+            f"address   {address}",
+            f"uptime    {duration(d['uptime_s'])}",
             f"peers     {d['peers']}",
-            f"members   {members['alive']} alive, {members['suspect']} suspect, "
-            f"{members['dead']} dead, {members.get('left', 0)} left",
-            f"storage   {storage['used_bytes']} of {storage['quota_bytes']} bytes",
+            "members   " + ", ".join(f"{members.get(s, 0)} {s}" for s in states),
+            f"storage   {size(storage['used_bytes'])} of {size(storage['quota_bytes'])}",
         ]
     )
 
 
-@click.command()
+@click.command(short_help="Show the running node's status.")
 def status() -> None:
-    """Show the running node's status (exit 3 if none is running)."""
+    """Show the running node's status (exit 3 if none is running). `--json` has every
+    counter."""
     emit(client().call("status"), _render_status)
 
 
-@click.command()
+@click.command(short_help="Stop the running node gracefully.")
 def stop() -> None:
     """Stop the running node gracefully; returns once it has exited."""
     client().call("stop")
@@ -42,7 +49,7 @@ def stop() -> None:
     emit({"stopped": True}, "node stopped")
 
 
-@click.command("id")
+@click.command("id", short_help="Print this node's ID.")
 def show_id() -> None:
     """Print this node's ID (read from the data dir; no running node needed)."""
     from plexinode.identity import load_identity_file

@@ -61,9 +61,9 @@ def test_dht_get_shows_the_peer_records_the_network_holds(start_node) -> None:
     assert "no provider record" in missing.stdout
     for argv, message in (
         (["dht", "get", "--type", "nope", others[1].node_id], "unknown record type"),
-        (["dht", "get", "not-a-node-id"], "invalid node ID"),
+        (["dht", "get", "not_a_node_id"], "invalid node ID"),
         (["dht", "get", "--type", "provider", "abc"], "64 hex digits"),
     ):
         bad = cli(first.data_dir, *argv)
-        assert bad.returncode == 1, bad.stderr
+        assert bad.returncode == 2, bad.stderr  # malformed: a usage error
         assert message in bad.stderr

@@ -18,6 +18,7 @@ from plexinode.admin.requests import (
     NoArguments,
     NodeIdText,
     PingRequest,
+    ResolveRequest,
     RevokeRequest,
     StateSetRequest,
     TagsSetRequest,
@@ -32,6 +33,7 @@ from plexinode.admin.results import (
     NodeIdResult,
     PingResult,
     Records,
+    Resolved,
     Revoked,
     Rows,
     Status,
@@ -209,6 +211,72 @@ def test_tags_set() -> None:
         refused("^a tag is a text key and a text value$", TagsSetRequest.parse, "tags_set", args)
 
 
+def test_each_tag_rule_has_its_own_message() -> None:
+    reserved = {"version", "capacity", "keys"}
+    mine = {"version": "1", "capacity": "10", "keys": "0123456789ab"}
+    assert TagsSetRequest("name", "kitchen").apply(mine, reserved)["name"] == "kitchen"
+    # The same tags again: the caller sees nothing changed (and the node does not bump).
+    again = TagsSetRequest("role", "x").apply({**mine, "role": "x"}, reserved)
+    assert again == {**mine, "role": "x"}
+    for key in ("my role", "a=b", "a,b", "Role", "-x", "k" * 33, ""):
+        refused(
+            r"^a tag key is 1-32 characters of a-z, 0-9, '\.', '_', '-' \(starting with a "
+            r"letter or digit\), not ",
+            TagsSetRequest(key, "v").apply,
+            mine,
+            reserved,
+        )
+    assert TagsSetRequest("a.b_c-9", "v" * 64).apply(mine, reserved)["a.b_c-9"] == "v" * 64
+    refused(
+        "^a tag value is at most 64 characters, not 65$",
+        TagsSetRequest("role", "v" * 65).apply,
+        mine,
+        reserved,
+    )
+    refused(
+        "^a tag value is printable text",
+        TagsSetRequest("role", "a\tb").apply,
+        mine,
+        reserved,
+    )
+    full = {**mine, **{f"t{i}": "v" for i in range(5)}}
+    assert TagsSetRequest("t0", "w").apply(full, reserved)["t0"] == "w"  # a change, not a new one
+    refused(
+        r"^this node has 8 tags, the most a member may carry \(8, of which 3 are set by the "
+        r"node: 5 are yours\); remove one first$",
+        TagsSetRequest("more", "v").apply,
+        full,
+        reserved,
+    )
+    big = {**mine, "a": "v" * 64, "b": "v" * 64, "c": "v" * 64}
+    refused(
+        r"^the tags would take 2\d\d bytes, more than the 256 a member's tags may take "
+        r"together \(\d+ bytes are free\)$",
+        TagsSetRequest("d", "v" * 64).apply,
+        big,
+        reserved,
+    )
+    refused("^this node has no 'nosuch' tag$", TagsSetRequest("nosuch").apply, mine, reserved)
+
+
+def test_resolve() -> None:
+    other = Identity.from_seed(bytes([1]) * 32).node_id
+    text = str(NODE)
+    request = ResolveRequest.parse("resolve", {"prefix": text[:8].upper()})
+    assert request.matches([NODE, other, NODE]) == [text]
+    assert ResolveRequest(text[:4] + "-" + text[4:10]).matches([other]) == []
+    assert ResolveRequest(text).matches([NODE]) == [text]
+    refused(
+        "^invalid node ID 'abc': a node ID is 58 characters, a prefix of one at least 8$",
+        ResolveRequest.parse,
+        "resolve",
+        {"prefix": "abc"},
+    )
+    refused("only letters a-z and digits 2-7", ResolveRequest, "abcdefg1")
+    refused("^a node ID prefix is text$", ResolveRequest.parse, "resolve", {"prefix": 5})
+    assert Resolved((text,)).to_result() == {"matches": [text]}
+
+
 def test_invite_and_join() -> None:
     assert InviteRequest.parse("invite", {}).expires == 86_400.0
     assert InviteRequest.parse("invite", {"expires": 600}).expires == 600.0
@@ -270,16 +338,16 @@ def test_results_are_the_maps_the_cli_reads() -> None:
     assert Rows(({"a": 1},)).to_result() == [{"a": 1}]
     assert Document({"role": "relay"}).to_result() == {"role": "relay"}
     assert Records(({"seq": 1},)).to_result() == {"records": [{"seq": 1}]}
-    invited = Invited(token="t", network="n", expires_at=5, addresses=("10.0.0.1:7",))
+    invited = Invited(token="t", expires=5.0, network="n", addresses=("10.0.0.1:7",))
     assert invited.to_result() == {
         "token": "t",
+        "expires": 5.0,
         "network": "n",
-        "expires_at": 5,
         "addresses": ["10.0.0.1:7"],
     }
     assert list(Joined("n", 3, 2).to_result()) == ["network", "bootstrapped", "members"]
     assert Left(left=True, acknowledged_by=2).to_result() == {"left": True, "acknowledged_by": 2}
-    assert Revoked("n").to_result() == {"revoked": "n"}
+    assert Revoked("n").to_result() == {"node_id": "n", "revoked": True}
     keys = NetworkKeys("home", True, {"keys": [], "plan": {}})
     assert keys.to_result() == {"network": "home", "private": True, "keys": [], "plan": {}}
 
