@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from plexinode.cli.context import client
+from plexinode.cli.nodeids import looks_like_node_id, node_id_argument
 from plexinode.cli.output import emit
-from plexinode.errors import IdentityError
+from plexinode.errors import NodeNotRunning, PlexinodeError
 from plexinode.net.address import Address
 
 #: Most rounds one ``ping`` runs (plexinode.net.pinging.MAX_COUNT, not imported: it loads trio).
@@ -77,11 +78,10 @@ def ping(
 ) -> None:
     """Authenticate another node and measure the round trip.
 
-    TARGET is HOST:PORT (a name is resolved) or a node ID (found through the DHT). Exit 1 with
+    TARGET is HOST:PORT (a name is resolved) or a node ID or a unique prefix of one (found
+    through the DHT). Exit 1 with
     the reason when no ping is answered.
     """
-    from plexinode.identity import NodeId
-
     args: dict[str, Any] = {
         "via": "stream" if via_stream else "datagram",
         "count": count,
@@ -93,16 +93,18 @@ def ping(
     try:
         args["address"] = str(Address.parse(target))
     except ValueError as address_error:
+        if not looks_like_node_id(target):
+            raise click.BadParameter(str(address_error), param_hint="TARGET") from None
         try:
-            args["node_id"] = str(NodeId.parse(target))
-        except IdentityError as id_error:
-            hint = id_error if len("".join(target.split()).replace("-", "")) > 50 else address_error
-            raise click.BadParameter(str(hint), param_hint="TARGET") from None
+            args["node_id"] = node_id_argument(target, param_hint="TARGET")
+        except PlexinodeError as exc:
+            if isinstance(exc, NodeNotRunning):
+                raise
+            raise PlexinodeError(
+                f"{target!r} is not HOST:PORT and no node ID known to this node begins with it"
+            ) from None
     if node_text is not None:
-        try:
-            wanted = str(NodeId.parse(node_text))  # fail early, here, on a mistyped ID
-        except IdentityError as exc:
-            raise click.BadParameter(str(exc), param_hint="--node") from None
+        wanted = node_id_argument(node_text, param_hint="--node")
         if args.setdefault("node_id", wanted) != wanted:
             raise click.BadParameter("TARGET is a node ID and --node names another one")
     # The node may take each ping's timeout, the waits, and a DHT lookup.

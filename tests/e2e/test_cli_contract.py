@@ -27,8 +27,7 @@ pytestmark = pytest.mark.e2e
 
 # The fields ../shared/CLI.md (the CLI contract, outside this repository) promises for each
 # command's --json output, copied from its "Node" table; scripts rely on them. Commands may
-# print more. `ping` is held to the fields every ping prints (node_id, address, rtt_ms); the
-# contract's rtts_ms, sent and received come with `ping --count`.
+# print more.
 CONTRACT: dict[str, set[str]] = {
     "init": {"node_id", "data_dir"},
     "status": {
@@ -45,7 +44,7 @@ CONTRACT: dict[str, set[str]] = {
     "status.storage": {"used_bytes", "quota_bytes"},
     "stop": {"stopped"},
     "id": {"node_id"},
-    "ping": {"node_id", "address", "rtt_ms"},
+    "ping": {"node_id", "address", "rtt_ms", "rtts_ms", "sent", "received", "via"},
     "peers": {"node_id", "address", "last_seen"},
     "members": {"node_id", "address", "state", "incarnation", "tags"},
     "invite": {"token", "expires"},
@@ -244,6 +243,11 @@ def test_every_command_prints_the_contract_fields_with_json_after_it(
     docs["status"] = run_json(capsys, a.data_dir, "status")
     docs["id"] = run_json(capsys, a.data_dir, "id")
     docs["ping"] = run_json(capsys, a.data_dir, "ping", b.address)
+    by_prefix = run_json(capsys, a.data_dir, "ping", b.node_id[:8], "--node", b.node_id[:10])
+    assert by_prefix["node_id"] == b.node_id
+    code, _, err = run(capsys, a.data_dir, "ping", "localhost")
+    assert code == 1  # a host without its port, read as an ID prefix no known node has
+    assert "is not HOST:PORT" in err
     docs["peers"] = run_json(capsys, a.data_dir, "peers")
     docs["members"] = run_json(capsys, a.data_dir, "members")
     docs["state set"] = run_json(capsys, a.data_dir, "state", "set", "motd", "hi")

@@ -61,8 +61,10 @@ def test_commands_that_need_a_node_exit_3(tmp_path: Path, capsys) -> None:
 
 def test_ping_argument_errors(tmp_path: Path, capsys) -> None:
     d = str(tmp_path)
-    code, _, err = run(capsys, "--data-dir", d, "ping", "nonsense")
+    code, _, err = run(capsys, "--data-dir", d, "ping", "nonsense:")
     assert code == 2
+    code, _, err = run(capsys, "--data-dir", d, "ping", "nonsense")
+    assert code == 3  # a node ID prefix (or a host without its port): the node must resolve it
     code, _, err = run(capsys, "--data-dir", d, "ping", "--node", "bogus", "127.0.0.1:9")
     assert code == 2  # a malformed node ID is a usage error wherever it is given
     assert "invalid node ID" in err
