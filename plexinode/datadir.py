@@ -11,6 +11,10 @@ Layout::
 
 The lock is an advisory ``flock`` on node.lock: the kernel releases it when the process dies,
 however it dies, so a crashed node never leaves the data dir stuck.
+
+A Unix socket's address holds about 100 bytes of path, and a data dir may have a longer one:
+the admin socket is then bound and reached through a short path to the same file
+(:func:`socket_address`; docs/decisions.md, 33).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -32,6 +37,11 @@ LOCK_NAME = "node.lock"
 DB_NAME = "node.db"
 # The admin socket (../CLI.md promises it at DATA_DIR/admin.sock).
 SOCKET_NAME = "admin.sock"
+#: The longest path a Unix socket address holds with its terminating NUL (``sun_path`` is 108
+#: bytes on Linux).
+MAX_SOCKET_PATH = 107
+#: Where a process reaches its own open file descriptors by path (Linux).
+_FD_DIR = Path("/proc/self/fd")
 
 
 def default_data_dir(env: dict[str, str] | None = None) -> Path:
@@ -44,23 +54,91 @@ def default_data_dir(env: dict[str, str] | None = None) -> Path:
 
 
 def prepare(data_dir: Path) -> Path:
-    """Create the data dir (0700) if needed and check that it is a writable directory."""
+    """Create the data dir (0700) if needed and check that it is a writable directory.
+
+    Raises:
+        DataDirError: It cannot be created (a parent is a file, is missing and cannot be made,
+            is read-only ...), or it is not a writable directory.
+    """
     try:
         ensure_private_dir(data_dir)
     except FileExistsError:
         raise DataDirError(f"data dir {data_dir} exists and is not a directory") from None
     except NotADirectoryError:
         raise DataDirError(f"data dir {data_dir}: a parent is not a directory") from None
-    except PermissionError as exc:
-        raise DataDirError(f"cannot create data dir {data_dir}: {exc.strerror}") from None
+    except OSError as exc:  # e.g. permission denied, a read-only file system, /proc/...
+        raise DataDirError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
     if not os.access(data_dir, os.W_OK | os.X_OK):
         raise DataDirError(f"data dir {data_dir} is not writable")
     return data_dir
 
 
+def first_missing(data_dir: Path) -> Path | None:
+    """The outermost directory of `data_dir` (itself or a parent) that does not exist yet:
+    what :func:`prepare` will create. None if `data_dir` exists."""
+    if data_dir.exists() or data_dir.is_symlink():
+        return None
+    missing = data_dir
+    while not missing.parent.exists() and missing.parent != missing:
+        missing = missing.parent
+    return missing
+
+
+def discard(data_dir: Path, created: Path) -> None:
+    """Remove a data dir that was created by a ``start`` that then failed: the files in it,
+    then each directory from `data_dir` up to `created` (what :func:`first_missing` said would
+    be created). Anything else found there (a subdirectory) is left, and with it the
+    directories above it."""
+    with contextlib.suppress(OSError):
+        for entry in data_dir.iterdir():
+            if entry.is_file() or entry.is_socket() or entry.is_symlink():
+                entry.unlink(missing_ok=True)
+    directory = data_dir
+    while True:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        if directory in (created, directory.parent):
+            return
+        directory = directory.parent
+
+
 def socket_path(data_dir: Path) -> Path:
     """The admin socket of the node in `data_dir`."""
     return data_dir / SOCKET_NAME
+
+
+@contextlib.contextmanager
+def socket_address(path: Path) -> Iterator[str]:
+    """An address to bind or connect the Unix socket at `path` with, valid in the block.
+
+    `path` itself when it fits in a socket address (:data:`MAX_SOCKET_PATH`); else a short
+    path to the same file, ``/proc/self/fd/N/NAME``, where N is a descriptor of the socket's
+    directory held open (``O_PATH``: it needs no read permission) for the block. The socket
+    file is still created and found at `path`, so that ``DATA_DIR/admin.sock`` works for every
+    data dir (docs/decisions.md, 33).
+
+    Raises:
+        FileNotFoundError: The directory of a long `path` does not exist.
+        NotADirectoryError: ... is not a directory.
+        PermissionError: ... cannot be searched.
+        DataDirError: `path` is too long and this system has no ``/proc/self/fd``.
+    """
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        yield str(path)
+        return
+    if not _FD_DIR.is_dir():
+        raise DataDirError(
+            f"the path of {path} is too long for a Unix socket ({len(os.fsencode(path))} "
+            f"bytes, at most {MAX_SOCKET_PATH}) and /proc is not available: use a data dir "
+            "with a shorter path"
+        )
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield str(_FD_DIR / str(fd) / path.name)
+    finally:
+        os.close(fd)
 
 
 def read_lock_owner(data_dir: Path) -> int | None:

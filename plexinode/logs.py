@@ -1,11 +1,14 @@
-"""Logging set-up for the CLI: text or one JSON object per line, on stderr."""
+"""Logging set-up for the CLI: text or one JSON object per line, on stderr or in a file."""
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -36,11 +39,26 @@ class _TextFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
-    """Send the ``plexinode`` loggers to stderr at `level` in format `fmt`."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "info", fmt: str = "text", file: Path | None = None) -> None:
+    """Send the ``plexinode`` loggers to stderr, or appended to `file`, at `level` in format
+    `fmt`.
+
+    A new `file` is created with mode 0600. It is reopened when it is moved or removed
+    (``WatchedFileHandler``), so that logrotate can rotate it without ``copytruncate``.
+
+    Raises:
+        OSError: `file` cannot be opened for appending.
+    """
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        os.close(os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
     handler.setFormatter(JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger("plexinode")
+    for old in root.handlers:
+        old.close()  # a file it had open (closing a stream handler leaves stderr open)
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False

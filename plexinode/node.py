@@ -13,7 +13,8 @@ each service with ``nursery.start`` so that start-up order and readiness are exp
                                            (the daemon's admin socket)
 
 The node is ready when every service, and everything started beside it, has started: it logs
-``node ready`` and ``Node.run`` reports its address to ``task_status``. :meth:`Node.stop` (from
+``node ready`` (at debug level: the daemon prints its own ready line) and ``Node.run`` reports
+its address to ``task_status``. :meth:`Node.stop` (from
 the admin ``stop`` command or a signal) cancels the nursery; each service closes its sockets
 on the way out and the database is checkpointed and closed last.
 
@@ -41,7 +42,13 @@ from plexinode.config import Settings
 from plexinode.datadir import DB_NAME
 from plexinode.dht.contact import Contact
 from plexinode.dht.service import DhtService
-from plexinode.errors import IdentityError, PeerTimeout, PlexinodeError, WrongNode
+from plexinode.errors import (
+    IdentityError,
+    NameNotResolved,
+    PeerTimeout,
+    PlexinodeError,
+    WrongNode,
+)
 from plexinode.identity import Identity, NodeId
 from plexinode.membership.invite import Invite, InviteError, make_invite, parse_invite
 from plexinode.membership.service import MembershipService, Seed
@@ -67,6 +74,10 @@ RESERVED_TAGS: Final = frozenset({"version", "capacity", KEYS_TAG})
 STOP_ANNOUNCE_TIMEOUT: Final = 2.0
 #: The meta row that keeps the operator's tags, as a JSON object.
 OPERATOR_TAGS: Final = "member_tags"
+
+#: How long `join` waits for the membership service to take part (it starts as soon as the
+#: node knows its own address, which is at once for a node bound to a specific address).
+MEMBERSHIP_READY_WAIT: Final = 10.0
 
 #: Something the node starts in its nursery, after its own services, with ``nursery.start``:
 #: an async function that calls ``task_status.started()`` once it serves.
@@ -189,7 +200,10 @@ class Node:
         db_path = self.data_dir / DB_NAME if self.data_dir is not None else None
         async with open_database(db_path) as db:
             self._db = db
-            listen = await listen_address(self._resolver, self.settings.listen)
+            try:
+                listen = await listen_address(self._resolver, self.settings.listen)
+            except NameNotResolved as exc:
+                raise NameNotResolved(f"cannot listen on {self.settings.listen}: {exc}") from None
             endpoint = await self.transport.bind(listen)
             self.address = endpoint.address
             try:
@@ -198,7 +212,7 @@ class Node:
                     for start in beside:
                         await nursery.start(start)
                     self._started_at = trio.current_time()
-                    log.info("node ready: %s on udp+tcp %s", self.node_id, self.address)
+                    log.debug("node ready: %s on udp+tcp %s", self.node_id, self.address)
                     task_status.started(self.address)
                     await self._stop.wait()
                     log.info("node stopping")
@@ -360,11 +374,13 @@ class Node:
         """Join the network of an invite token: through the inviter only (its node ID is in the
         token), for the DHT and membership; the DHT then keeps the contacts it made.
 
-        A private network's key in the token is installed (and sent with, unless this node
-        already had private keys of its own: then an operator rotates them deliberately).
+        The inviter must answer first (a signed ping to its node ID at the token's addresses):
+        contacts this node already had do not make a join through an inviter that is down
+        succeed. A private network's key in the token is installed (and sent with, unless this
+        node already had private keys of its own: then an operator rotates them deliberately).
 
         Returns:
-            How many DHT contacts the bootstrap through the inviter made.
+            How many DHT contacts this node has after the bootstrap through the inviter.
 
         Raises:
             InviteError: The token is unusable, or for another network.
@@ -387,13 +403,48 @@ class Node:
             self._save_keyring(self.keyring)
         inviter = invite.inviter_id
         addresses = invite.bootstrap()
+        why_not = await self._unanswered(inviter, addresses)
+        if why_not is not None:
+            raise PeerTimeout(f"the inviter {inviter.short()} did not answer: {why_not}")
         known = [Contact(inviter, address) for address in addresses]
         contacts = await self.dht.bootstrap(addresses, known)
-        if contacts == 0:
-            raise PeerTimeout(f"the inviter ({inviter.short()}) did not answer at {addresses}")
         await self.dht.persist()
-        await self.membership.join([Seed(address, inviter) for address in addresses])
+        if await self._membership_ready():
+            await self.membership.join([Seed(address, inviter) for address in addresses])
         return contacts
+
+    async def _unanswered(self, node_id: NodeId, addresses: Sequence[Address]) -> str | None:
+        """None if the node `node_id` answers a ping at one of `addresses` at least, else why
+        it did not (one reason per address, as plexinode.net.pinging tells them)."""
+        pinger = Pinger(self.datagrams, self.streams, self._resolver, self._bound_address())
+        reasons: dict[Address, str] = {}
+        answered = False
+
+        async def ping(address: Address) -> None:
+            nonlocal answered
+            try:
+                await pinger.ping(address, node_id)
+            except PlexinodeError as exc:
+                reasons[address] = str(exc)
+                return
+            answered = True
+
+        async with trio.open_nursery() as nursery:
+            for address in dict.fromkeys(addresses):
+                nursery.start_soon(ping, address)
+        if answered:
+            return None
+        return "; ".join(reasons[a] for a in dict.fromkeys(addresses))
+
+    async def _membership_ready(self) -> bool:
+        """Wait for the membership service to take part, if it can: not while a node bound to
+        a wildcard address has not learnt its own address (it joins through its seeds, which
+        include the inviter, once it has)."""
+        if self._member_address() is None:
+            return False
+        with trio.move_on_after(MEMBERSHIP_READY_WAIT):
+            await self.membership.ready.wait()
+        return self.membership.ready.is_set()
 
     async def leave(self) -> dict[str, Any]:
         """Leave the network gracefully (members see ``left``), then stop."""

@@ -13,7 +13,7 @@ from plexinode.admin.framing import (
     frame,
     parse_response,
 )
-from plexinode.datadir import SOCKET_NAME
+from plexinode.datadir import socket_address, socket_path
 from plexinode.errors import AdminError, DecodeError, NodeNotRunning
 from plexinode.wire.codec import unpack
 
@@ -22,7 +22,7 @@ class AdminClient:
     """Talks to the node whose data dir is `data_dir`."""
 
     def __init__(self, data_dir: Path, *, timeout: float = 30.0) -> None:
-        self.path = data_dir / SOCKET_NAME
+        self.path = socket_path(data_dir)
         self.timeout = timeout
 
     def call(self, command: str, timeout: float | None = None, **args: Any) -> Any:
@@ -36,8 +36,10 @@ class AdminClient:
         sock.settimeout(self.timeout if timeout is None else timeout)
         try:
             try:
-                sock.connect(str(self.path))
-            except (FileNotFoundError, ConnectionRefusedError):
+                # A data dir with a long path is reached through a short one (datadir).
+                with socket_address(self.path) as address:
+                    sock.connect(address)
+            except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError):
                 raise NodeNotRunning(f"no node is running for {self.path.parent}") from None
             except PermissionError:
                 raise AdminError(f"permission denied on {self.path}") from None

@@ -19,7 +19,8 @@ from typing import Any
 import trio
 
 from plexinode.admin.framing import LENGTH, MAX_REQUEST_BYTES, frame, parse_request
-from plexinode.errors import DecodeError, PlexinodeError
+from plexinode.datadir import socket_address
+from plexinode.errors import AdminError, DecodeError, PlexinodeError
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,24 @@ class AdminServer:
         self._commands[name] = handler
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Bind the socket, serve until cancelled, remove the socket file on exit."""
+        """Bind the socket, serve until cancelled, remove the socket file on exit.
+
+        Raises:
+            AdminError: The socket cannot be created.
+        """
         sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left by a crashed node; we hold the data dir lock
         old_umask = os.umask(0o177)
         try:
-            await sock.bind(str(self.path))
+            # A data dir with a long path is bound through a short one (datadir).
+            with socket_address(self.path) as address:
+                await sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise AdminError(
+                f"cannot create the admin socket {self.path}: {exc.strerror or exc}"
+            ) from None
         finally:
             os.umask(old_umask)
         self.path.chmod(0o600)

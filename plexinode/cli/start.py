@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -59,12 +60,25 @@ def init(network: str | None) -> None:
     metavar="KEY=VALUE",
     help="Override any setting for this run, e.g. --set datagram.retries=4.",
 )
-@click.option("--join", "join_token", default=None, metavar="TOKEN", help="An invite token.")
+@click.option(
+    "--join",
+    "join_token",
+    default=None,
+    metavar="TOKEN",
+    help="Join the network of an invite token through its inviter (exit 1 if it does not answer).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Append the logs to this file instead of stderr (e.g. DATA_DIR/node.log).",
+)
 def start(
     listen: str | None,
     bootstrap: tuple[str, ...],
     overrides: tuple[str, ...],
     join_token: str | None,
+    log_file: Path | None,
 ) -> None:
     """Run the node in the foreground until SIGINT/SIGTERM or `plexinode stop`."""
     from plexinode import daemon
@@ -83,6 +97,7 @@ def start(
         join_token=join_token,
         log_level=g.log_level,
         log_format=g.log_format,
+        log_file=log_file.absolute() if log_file is not None else None,
     )
 
     def ready(started: daemon.Ready) -> None:

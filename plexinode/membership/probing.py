@@ -60,6 +60,7 @@ from plexinode.membership.probe import (
     SuspectMember,
 )
 from plexinode.membership.settings import MembershipSettings
+from plexinode.membership.tasks import Tasks
 from plexinode.net.address import Address, ip_text, packed_ip
 from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.secure import SecureStream
@@ -105,7 +106,8 @@ class Probing:
             alive claim to rebut with).
         gossip: The claims and entries to piggyback.
         stats: The membership counters.
-        nursery: Where pings, relays and last calls run.
+        tasks: Where pings, relays and last calls run (the service's nursery; requests are
+            dropped once it is closing).
         hear: Hear the claims and entries a message carries.
         announce: Sign, keep and gossip a claim this node makes (a suspicion, a death).
         renew: Announce a new alive claim of ours and persist its incarnation.
@@ -127,7 +129,7 @@ class Probing:
         evidence: Evidence,
         gossip: Gossip,
         stats: collections.Counter[str],
-        nursery: trio.Nursery,
+        tasks: Tasks,
         hear: Callable[[Carrier], None],
         announce: Callable[[Claim], None],
         renew: Callable[[Claim], None],
@@ -144,7 +146,7 @@ class Probing:
         self._evidence = evidence
         self._gossip = gossip
         self._stats = stats
-        self._nursery = nursery
+        self._tasks = tasks
         self._hear = hear
         self._announce = announce
         self._renew = renew
@@ -184,7 +186,7 @@ class Probing:
                     self._check_address(now)
             for suspect in table.last_calls(now, self._settings.probe_timeout):
                 self._stats["last_calls"] += 1
-                self._nursery.start_soon(self._last_call, suspect)
+                self._tasks.start_soon(self._last_call, suspect)
             claims, events = table.expire(now)
             for claim in claims:
                 self._stats["declared_dead"] += 1
@@ -210,12 +212,10 @@ class Probing:
         for action in actions:
             if isinstance(action, SendPing):
                 self._remember_ping(action.target, action.seq)
-                self._nursery.start_soon(self._send_ping, action.target, action.seq, None)
+                self._tasks.start_soon(self._send_ping, action.target, action.seq, None)
             elif isinstance(action, SendPingReq):
                 fallback = action
-                self._nursery.start_soon(
-                    self._send_ping_req, action.relay, action.target, action.seq
-                )
+                self._tasks.start_soon(self._send_ping_req, action.relay, action.target, action.seq)
             elif isinstance(action, SendAck | SendNack):
                 waiter = self._relay_waiters.get((action.to, action.seq))
                 if waiter is not None and not waiter.answered.is_set():
@@ -224,7 +224,7 @@ class Probing:
             elif isinstance(action, SuspectMember):
                 self.suspect(action.target, self._pinged.pop(action.seq, None))
         if fallback is not None:
-            self._nursery.start_soon(self._stream_ping, fallback.target, fallback.seq)
+            self._tasks.start_soon(self._stream_ping, fallback.target, fallback.seq)
 
     def _remember_ping(self, target: NodeId, seq: int) -> None:
         member = self._table.get(target)
@@ -368,10 +368,12 @@ class Probing:
 
     # -- answering -------------------------------------------------------------------------------
 
-    async def on_ping(self, inbound: Inbound) -> Message:
-        """Serve a ``member-ping``: hear its claims, ack with ours."""
+    async def on_ping(self, inbound: Inbound) -> Message | None:
+        """Serve a ``member-ping``: hear its claims, ack with ours (nothing while stopping)."""
         message = inbound.message
         assert isinstance(message, MemberPing)
+        if self._tasks.drop_if_stopping():
+            return None
         self._hear(message)
         return MemberAck(
             self._gossip.piggyback(self._rebuttal(message)), self._gossip.state_piggyback()
@@ -379,6 +381,8 @@ class Probing:
 
     async def serve_stream_ping(self, stream: SecureStream) -> None:
         """Serve a ``member-ping/1`` stream: one ping frame, one ack frame."""
+        if self._tasks.drop_if_stopping():
+            return
         with trio.move_on_after(STREAM_PING_TIMEOUT):
             ping = await _receive(stream, MemberPing)
             self._hear(ping)
@@ -401,11 +405,14 @@ class Probing:
         self._stats["rebuttals"] += 1
         return (own,)
 
-    async def on_ping_req(self, inbound: Inbound) -> Message:
+    async def on_ping_req(self, inbound: Inbound) -> Message | None:
         """Serve a ``member-ping-req``: ping the target for the requester, answer with the
-        target's ack relayed, or a nack if it did not answer in time."""
+        target's ack relayed, or a nack if it did not answer in time (nothing while
+        stopping)."""
         message = inbound.message
         assert isinstance(message, MemberPingReq)
+        if self._tasks.drop_if_stopping():  # its ping could not be started
+            return None
         self._hear(message)
         if len(message.ip) not in (4, 16):
             raise DecodeError("a ping-req's IP address is 4 or 16 bytes")
@@ -421,7 +428,7 @@ class Probing:
         try:
             for action in actions:
                 if isinstance(action, SendPing):
-                    self._nursery.start_soon(self._send_ping, action.target, action.seq, address)
+                    self._tasks.start_soon(self._send_ping, action.target, action.seq, address)
             self.wake()  # the loop must wake for the nack deadline
             with trio.move_on_after(self._period()):
                 await waiter.answered.wait()

@@ -71,6 +71,7 @@ from plexinode.membership.settings import MembershipSettings
 from plexinode.membership.state import StateEntry, StateMap
 from plexinode.membership.subscribers import EVENT_BUFFER, Subscribers
 from plexinode.membership.syncing import Seed, Syncing
+from plexinode.membership.tasks import Tasks
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.streams import StreamService
@@ -159,7 +160,8 @@ class MembershipService:
         )
         self._subscribers = Subscribers(self.stats)
         self._incarnations = Incarnations(db)
-        self._nursery: trio.Nursery | None = None
+        #: Starts tasks in the service's nursery, and drops requests once it is closing.
+        self._tasks = Tasks(self.stats)
         self._running: _Running | None = None
         self._left = False
         self._stopping = False
@@ -171,7 +173,7 @@ class MembershipService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Take part in membership until cancelled."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self._tasks.open(nursery)
             task_status.started()
             address = self._advertise()
             while address is None:
@@ -190,7 +192,7 @@ class MembershipService:
                 retention=self.settings.retention,
                 restart_grace=self.settings.restart_grace,
             )
-            running = self._running = self._start(table, nursery)
+            running = self._running = self._start(table)
             self._announce(table.own_claim())
             self.datagrams.on(MemberPing, running.probing.on_ping)
             self.datagrams.on(MemberPingReq, running.probing.on_ping_req)
@@ -204,7 +206,7 @@ class MembershipService:
             if self.settings.gossip_nodes:
                 nursery.start_soon(self.gossip.run, table)
 
-    def _start(self, table: MemberTable, nursery: trio.Nursery) -> _Running:
+    def _start(self, table: MemberTable) -> _Running:
         """The cores and jobs that work on `table`, wired to this service."""
         settings = self.settings
         admission = Admission(
@@ -224,7 +226,7 @@ class MembershipService:
             evidence=self.evidence,
             gossip=self.gossip,
             stats=self.stats,
-            nursery=nursery,
+            tasks=self._tasks,
             hear=self._hear_message,
             announce=self._announce,
             renew=self._renew,
@@ -274,8 +276,8 @@ class MembershipService:
 
     def _persist_incarnation(self) -> None:
         table = self.table
-        if self._incarnations.db is not None and self._nursery is not None and table is not None:
-            self._nursery.start_soon(self._incarnations.save, table.incarnation)
+        if self._incarnations.db is not None and table is not None:
+            self._tasks.start_soon(self._incarnations.save, table.incarnation)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -355,6 +357,8 @@ class MembershipService:
     async def _on_gossip(self, inbound: Inbound) -> None:
         message = inbound.message
         assert isinstance(message, MemberGossip)
+        if self._tasks.drop_if_stopping():
+            return
         self._hear_message(message)
 
     # -- cluster state -------------------------------------------------------------------------

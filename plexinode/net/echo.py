@@ -49,14 +49,23 @@ async def answer_ping(inbound: Inbound) -> Message:
 async def serve_echo(stream: SecureStream) -> None:
     """The ``echo/1`` handler: send every echo frame back until the dialer closes or idles.
 
+    A dialer that closes its stream cleanly (``ping --stream`` does, after one echo) ends the
+    stream normally: only a frame that is not an echo, or a stream broken or cut short, is an
+    error.
+
     Raises:
         DecodeError: A frame that is not an echo frame (the stream service counts it and closes
             the stream).
+        RemoteProtocolError: The dialer closed without its final frame.
+        trio.BrokenResourceError: The connection broke.
     """
     while True:
-        with trio.move_on_after(ECHO_IDLE_TIMEOUT):
-            frame = await stream.receive()
-        if not frame:
+        with trio.move_on_after(ECHO_IDLE_TIMEOUT) as idle:
+            try:
+                frame = await stream.receive()
+            except trio.EndOfChannel:  # the dialer closed cleanly: done
+                return
+        if idle.cancelled_caught:  # silent for too long
             return
         message = envelope.decode(frame, FRAME_LIMITS).message
         if not isinstance(message, Echo):

@@ -93,7 +93,9 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) 
     """Bring the database up to the newest version, one transaction per migration.
 
     Runs on the storage thread. The version is read again inside each write transaction, so two
-    processes opening the same new file cannot both apply a step.
+    processes opening the same new file cannot both apply a step. Each step applied is logged:
+    at info level when it upgrades an existing database, at debug level when it builds a new
+    one (nothing an operator needs to hear about on a first start).
 
     Args:
         conn: a connection in autocommit mode (``isolation_level=None``).
@@ -107,6 +109,7 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) 
         sqlite3.Error: a migration failed (its transaction is rolled back).
     """
     latest = latest_version(migrations)
+    level = logging.DEBUG if current_version(conn) == 0 else logging.INFO
     for migration in migrations:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -124,7 +127,7 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) 
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        log.info("database schema migrated to version %d", migration.version)
+        log.log(level, "database schema migrated to version %d", migration.version)
     version = current_version(conn)
     if version > latest:
         raise NewerSchemaError(version, latest)

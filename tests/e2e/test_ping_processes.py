@@ -78,7 +78,7 @@ def test_ping_resolves_names_counts_rounds_and_says_why_it_failed(start_node, tm
         )
 
     # Bad options are usage errors (exit 2), with --json too.
-    for bad in (("--count", "0"), ("--timeout", "soon"), ("--node", "nonsense")):
+    for bad in (("--count", "0"), ("--timeout", "soon"), ("--node", "nonsense!")):
         result = cli(alice.data_dir, "ping", *bad, bob.address)
         assert result.returncode == 2, (bad, result.stderr)
     assert cli(alice.data_dir, "ping", "--timeout", "0s", bob.address).returncode == 2

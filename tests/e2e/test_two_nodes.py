@@ -159,4 +159,4 @@ def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert cli(tmp_path, "no-such-command").returncode == 2
-    assert cli(tmp_path, "ping", "not-an-address").returncode == 2
+    assert cli(tmp_path, "ping", "not.an.address").returncode == 2

@@ -14,11 +14,14 @@ from plexinode.datadir import DB_NAME
 from plexinode.errors import PeerTimeout
 from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
-from plexinode.net.address import Address
+from plexinode.membership.messages import MemberGossip, MemberPing, MemberPingReq
+from plexinode.net.address import Address, packed_ip
+from plexinode.net.datagram import Inbound
 from plexinode.node import OPERATOR_TAGS, RESERVED_TAGS, Node
 from plexinode.storage import open_database
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
+from tests.sim.test_dht_records_sim import WildcardTransport
 
 
 async def wait_until(condition) -> None:
@@ -275,3 +278,98 @@ async def test_a_stopped_node_not_back_within_the_restart_grace_is_shown_dead(
             assert seen[-2:] == ["Stopped", "Died"]
             a.stop()
             b.stop()
+
+
+async def test_join_fails_when_the_inviter_is_down_though_other_contacts_answer(
+    autojump_clock,
+) -> None:
+    """The join checks that the inviter answered, not that the routing table is not empty: a
+    node that already knows others must still be told that its inviter is down."""
+    async with open_memory_network(seed=24, latency=0.002) as net:
+        hosts = [net.new_host() for _ in range(3)]
+        nodes = [
+            Node(seeded_identity(i), FAST, net.transport(hosts[i]), wall_clock=trio.current_time)
+            for i in range(3)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            inviter, other, newcomer = nodes
+            token = inviter.invite(3600).encode()
+            assert await newcomer.join(other.invite(3600).encode()) >= 1
+            assert await newcomer.join(token) >= 2
+            inviter.stop()
+            await trio.sleep(1)
+            assert len(newcomer.dht.routing) >= 1  # it still knows `other` (and the inviter)
+            with pytest.raises(PeerTimeout, match=f"inviter {inviter.node_id.short()} did not"):
+                await newcomer.join(token)
+            other.stop()
+            newcomer.stop()
+
+
+async def test_a_node_bound_to_the_wildcard_joins_the_dht_before_it_knows_its_address(
+    autojump_clock,
+) -> None:
+    """Membership takes part once the node knows its address, which a node bound to 0.0.0.0
+    learns from a quorum of others: joining through one inviter bootstraps the DHT, and
+    membership follows later through its seeds (it is not an error)."""
+    async with open_memory_network(seed=26, latency=0.002) as net:
+        hosts = [net.new_host() for _ in range(2)]
+        inviter = Node(
+            seeded_identity(0), FAST, net.transport(hosts[0]), wall_clock=trio.current_time
+        )
+        wild = Node(
+            seeded_identity(1),
+            FAST,
+            WildcardTransport(net.transport(hosts[1])),
+            wall_clock=trio.current_time,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(inviter.run)
+            await nursery.start(wild.run)
+            assert await wild.join(inviter.invite(3600).encode()) == 1
+            assert not wild.membership.ready.is_set()
+            assert inviter.node_id in {e.contact.node_id for e in wild.dht.routing.entries()}
+            inviter.stop()
+            wild.stop()
+
+
+async def test_requests_that_reach_membership_while_it_stops_are_dropped_and_counted(
+    autojump_clock, caplog
+) -> None:
+    """The datagram service runs membership's handlers in its own nursery: one may run once
+    membership's nursery is closing or closed. A ping-req then cannot start its ping there; it
+    is dropped quietly and counted, with no traceback in the log."""
+    async with open_memory_network(seed=27, latency=0.002) as net:
+        hosts = [net.new_host() for _ in range(2)]
+        nodes = [
+            Node(seeded_identity(i), FAST, net.transport(hosts[i]), wall_clock=trio.current_time)
+            for i in range(2)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            a, b = nodes
+            await wait_until(b.membership.ready.is_set)
+            membership = b.membership
+            handlers = {
+                kind: b.datagrams.handler(kind)
+                for kind in (MemberPingReq, MemberPing, MemberGossip)
+            }
+            b.stop()
+            a.stop()
+        assert a.address is not None
+        target = seeded_identity(9).node_id
+        requests = [
+            MemberPingReq(target.raw, packed_ip(hosts[0]), 7420, (), ()),
+            MemberPing((), ()),
+            MemberGossip((), ()),
+        ]
+        with caplog.at_level(logging.DEBUG):
+            for request in requests:
+                handler = handlers[type(request)]
+                assert handler is not None
+                inbound = Inbound(request, 7, a.node_id, a.identity.public_key, a.address)
+                assert await handler(inbound) is None
+        assert membership.stats["dropped_stopping"] == 3
+        assert "failed" not in caplog.text

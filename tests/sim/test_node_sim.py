@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from dataclasses import replace
@@ -24,7 +25,7 @@ from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import Inbound
-from plexinode.net.echo import ECHO_PROTOCOL
+from plexinode.net.echo import ECHO_IDLE_TIMEOUT, ECHO_PROTOCOL
 from plexinode.net.handshake import Initiator
 from plexinode.net.keyring import Keyring
 from plexinode.net.pinging import NoAnswer, Pinger, PingOptions
@@ -287,6 +288,30 @@ async def test_bad_stream_openings(autojump_clock) -> None:
         await trio.sleep(0.1)
         assert b.streams.stats["stream_error"] == 1
         await stream.aclose()
+
+
+async def test_stream_pings_are_not_stream_errors_and_an_idle_echo_stream_is_closed(
+    autojump_clock, caplog
+) -> None:
+    """`ping --stream` closes its stream cleanly after one echo: the target counts no
+    `stream_error` (the counter operators watch), and an echo stream that stays silent is
+    closed without a handler failure."""
+    async with open_memory_network(seed=12) as net, running_nodes(net, 2) as (a, b):
+        assert b.address is not None
+        for _ in range(3):
+            await a.ping(b.address, node_id=b.node_id, options=PingOptions(via="stream"))
+        await trio.sleep(0.1)
+        assert b.streams.stats["accepted:echo/1"] == 3
+        assert b.streams.stats["stream_error"] == 0
+        with caplog.at_level(logging.DEBUG, logger="plexinode.net.streams"):
+            stream = await a.streams.open(b.address, ECHO_PROTOCOL, node_id=b.node_id)
+            await trio.sleep(ECHO_IDLE_TIMEOUT + 1)
+            with pytest.raises(trio.EndOfChannel):  # b closed it, cleanly
+                await stream.receive()
+            await stream.aclose()
+        assert b.streams.stats["handler_error"] == 0
+        assert b.streams.stats["stream_error"] == 0
+        assert "failed" not in caplog.text
 
 
 async def test_stop_is_prompt_and_closes_everything(autojump_clock) -> None:

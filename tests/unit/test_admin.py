@@ -103,6 +103,30 @@ async def test_other_uids_are_refused(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_data_dir_with_a_long_path(tmp_path: Path) -> None:
+    """A Unix socket address holds about 100 bytes of path: the socket stays at
+    DATA_DIR/admin.sock and both ends reach it through a short path."""
+    data_dir = tmp_path / ("x" * 120)
+    data_dir.mkdir()
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, data_dir)
+        assert server.path == data_dir / "admin.sock"
+        assert server.path.is_socket()
+        assert await call(data_dir, "echo", long=True) == {"long": True}
+        nursery.cancel_scope.cancel()
+    assert not server.path.exists()
+    with pytest.raises(NodeNotRunning, match="no node is running"):
+        AdminClient(data_dir).call("status")
+    with pytest.raises(NodeNotRunning, match="no node is running"):
+        AdminClient(tmp_path / ("y" * 120)).call("status")  # not even a data dir
+
+
+async def test_an_admin_socket_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    server = AdminServer(tmp_path / "missing" / "admin.sock")
+    with pytest.raises(AdminError, match=r"cannot create the admin socket .*missing/admin.sock"):
+        await server.run()
+
+
 def test_client_without_a_node(tmp_path: Path) -> None:
     with pytest.raises(NodeNotRunning, match="no node is running"):
         AdminClient(tmp_path).call("status")

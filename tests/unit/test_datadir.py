@@ -50,6 +50,52 @@ def test_prepare_reports_permission_errors(tmp_path: Path, monkeypatch) -> None:
         datadir.prepare(tmp_path / "new")
 
 
+def test_prepare_reports_any_other_failure_in_one_line(tmp_path: Path) -> None:
+    # /proc refuses new directories with ENOENT, which is neither of the cases above.
+    with pytest.raises(DataDirError, match="cannot create data dir /proc/no-such-dir: No such"):
+        datadir.prepare(Path("/proc/no-such-dir"))
+
+
+def test_what_start_creates_and_discards(tmp_path: Path) -> None:
+    assert datadir.first_missing(tmp_path) is None
+    target = tmp_path / "a" / "b" / "node"
+    assert datadir.first_missing(target) == tmp_path / "a"
+    datadir.prepare(target)
+    (target / "node.lock").write_text("1\n")
+    (target / "identity.key").write_text("secret")
+    datadir.discard(target, tmp_path / "a")
+    assert list(tmp_path.iterdir()) == []
+    # Something that start does not make (a subdirectory) keeps it and the dirs above.
+    datadir.prepare(target)
+    (target / "mine").mkdir()
+    (target / "node.lock").write_text("1\n")
+    datadir.discard(target, tmp_path / "a")
+    assert [p.name for p in target.iterdir()] == ["mine"]
+    datadir.discard(tmp_path / "missing", tmp_path / "missing")  # nothing there: nothing done
+
+
+def test_socket_address_is_short_for_any_data_dir(tmp_path: Path, monkeypatch) -> None:
+    short = tmp_path / "admin.sock"
+    with datadir.socket_address(short) as address:
+        assert address == str(short)
+    deep = tmp_path / ("d" * 150)
+    deep.mkdir()
+    path = deep / "admin.sock"
+    with datadir.socket_address(path) as address:
+        assert len(address) <= datadir.MAX_SOCKET_PATH
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(address)
+            server.listen(1)
+            assert path.is_socket()  # the file is where it belongs
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(address)
+    with pytest.raises(FileNotFoundError), datadir.socket_address(tmp_path / ("m" * 150) / "s"):
+        pass
+    monkeypatch.setattr(datadir, "_FD_DIR", tmp_path / "no-proc")
+    with pytest.raises(DataDirError, match="too long"), datadir.socket_address(path):
+        pass
+
+
 def test_lock_is_exclusive_and_names_its_owner(tmp_path: Path) -> None:
     assert not datadir.is_locked(tmp_path)
     assert datadir.read_lock_owner(tmp_path) is None
@@ -83,6 +129,24 @@ def test_json_logs(capsys) -> None:
     setup_logging("warning", "text")
     log.warning("plain")
     assert "WARNING plexinode.test: plain" in capsys.readouterr().err.replace("  ", " ")
+
+
+def test_logs_to_a_file(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "node.log"
+    setup_logging("info", "text", path)
+    log = logging.getLogger("plexinode.test")
+    log.info("to the file")
+    log.debug("not at info")
+    setup_logging("info", "text")  # back to stderr; the file is closed
+    log.info("to stderr")
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text()
+    assert "INFO    plexinode.test: to the file" in text
+    assert "not at info" not in text
+    assert "to stderr" not in text
+    assert "to stderr" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        setup_logging("info", "text", tmp_path / "missing" / "node.log")
 
 
 def test_notify_ready(tmp_path: Path, monkeypatch) -> None:

@@ -85,6 +85,27 @@ async def test_adding_a_migration_upgrades_an_existing_database(tmp_path: Path) 
         assert await db.execute("SELECT count(*) FROM extra") == [(0,)]
 
 
+async def test_migrations_are_news_only_when_they_upgrade_a_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new database's migrations are logged at debug level (a first start has nothing to
+    report); an upgrade of an existing one at info level."""
+    path = tmp_path / "node.db"
+    with caplog.at_level(logging.DEBUG, logger="plexinode.storage"):
+        async with open_database(path):
+            pass
+        built = [r for r in caplog.records if "migrated" in r.getMessage()]
+        assert len(built) == len(MIGRATIONS)
+        assert {r.levelno for r in built} == {logging.DEBUG}
+        caplog.clear()
+        upgraded = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "CREATE TABLE extra (a)"))
+        async with open_database(path, migrations=upgraded):
+            pass
+    [upgrade] = [r for r in caplog.records if "migrated" in r.getMessage()]
+    assert upgrade.levelno == logging.INFO
+    assert upgrade.getMessage() == f"database schema migrated to version {len(upgraded)}"
+
+
 async def test_a_failing_migration_is_rolled_back(tmp_path: Path) -> None:
     path = tmp_path / "node.db"
     async with open_database(path):
