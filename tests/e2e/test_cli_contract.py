@@ -124,6 +124,12 @@ def test_every_command_exits_as_documented_for_bad_input(start_node, capsys) -> 
         (("dht", "get", "--type", "nope", me), 2),
         (("dht", "get", "--type", "provider", "zz"), 2),
         (("ping", "127.0.0.1:notaport"), 2),
+        (("ping", "--count", "0", "127.0.0.1:9"), 2),
+        (("ping", "--interval", "soon", "127.0.0.1:9"), 2),
+        (("ping", "--node", "bogus!", "127.0.0.1:9"), 2),
+        (("ping", "--node", bad_checksum, "127.0.0.1:9"), 2),
+        (("ping", unknown_prefix(me)), 1),
+        (("ping", me), 1),  # this node
         (("invite", "--expires", "soon"), 2),
         (("invite", "--expires", "31d"), 2),
         (("join", "hello"), 1),  # not a token: docs/cli.md `join`
