@@ -148,11 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = cli.main(args=args, prog_name="plexinode", standalone_mode=False)
     except click.UsageError as exc:  # click.BadParameter and ours (plexinode.cli.nodeids) too
-        if not as_json:
-            exc.show()
-            sys.exit(EXIT_USAGE)
+        # One line, as every other failure, with where to read more (not click's usage block).
+        where = exc.ctx.command_path if exc.ctx is not None else "plexinode"
         extra = {"candidates": exc.candidates} if hasattr(exc, "candidates") else {}
-        _fail(exc.format_message(), EXIT_USAGE, as_json, **extra)
+        message = exc.format_message().rstrip(".")
+        _fail(f"{message} (see '{where} --help')", EXIT_USAGE, as_json, **extra)
     except click.ClickException as exc:
         if not as_json:
             exc.show()

@@ -48,10 +48,35 @@ def init(network: str | None) -> None:
     )
 
 
+def _addresses(
+    ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None
+) -> str | tuple[str, ...] | None:
+    """Check ``--listen`` and ``--bootstrap`` as they are given: a malformed address is a
+    usage error (exit 2), not a failed start."""
+    from plexinode.net.address import Address
+
+    for text in (value,) if isinstance(value, str) else value or ():
+        try:
+            Address.parse(text, allow_zero_port=param.name == "listen")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command()
-@click.option("--listen", default=None, metavar="HOST:PORT", help="Address for UDP and TCP.")
 @click.option(
-    "--bootstrap", multiple=True, metavar="HOST:PORT", help="A node to join through (repeatable)."
+    "--listen",
+    default=None,
+    metavar="HOST:PORT",
+    callback=_addresses,
+    help="Address for UDP and TCP.",
+)
+@click.option(
+    "--bootstrap",
+    multiple=True,
+    metavar="HOST:PORT",
+    callback=_addresses,
+    help="A node to join through (repeatable).",
 )
 @click.option(
     "--set",

@@ -84,6 +84,18 @@ def test_usage_and_version(tmp_path: Path, capsys) -> None:
     assert run(capsys, "--version")[0] == 0
     assert run(capsys, "--help")[0] == 0
     assert run(capsys, "bogus")[0] == 2
+    # Usage errors are one line too, saying where to read more; a malformed listen or
+    # bootstrap address is one (exit 2), found before anything starts.
+    for argv in (
+        ("bogus",),
+        ("state", "set", "k"),
+        ("start", "--listen", "127.0.0.1:80x"),
+        ("start", "--bootstrap", "nohost"),
+    ):
+        code, out, err = run(capsys, "--data-dir", str(tmp_path / "none"), *argv)
+        assert (code, out, err.count("\n")) == (2, "", 1), argv
+        assert err.startswith("plexinode: ") and "--help')" in err
+    assert not (tmp_path / "none").exists()
     code, _, err = run(capsys, "--data-dir", str(tmp_path), "start", "--set", "novalue")
     assert code == 2
     assert "KEY=VALUE" in err
