@@ -40,7 +40,7 @@ CONTRACT: dict[str, set[str]] = {
         "members",
         "storage",
     },
-    "status.members": {"alive", "suspect", "dead"},
+    "status.members": {"alive", "suspect", "dead", "left", "stopped"},
     "status.storage": {"used_bytes", "quota_bytes"},
     "stop": {"stopped"},
     "id": {"node_id"},
