@@ -94,7 +94,8 @@ def test_usage_and_version(tmp_path: Path, capsys) -> None:
     ):
         code, out, err = run(capsys, "--data-dir", str(tmp_path / "none"), *argv)
         assert (code, out, err.count("\n")) == (2, "", 1), argv
-        assert err.startswith("plexinode: ") and "--help')" in err
+        assert err.startswith("plexinode: ")
+        assert "--help')" in err
     assert not (tmp_path / "none").exists()
     code, _, err = run(capsys, "--data-dir", str(tmp_path), "start", "--set", "novalue")
     assert code == 2
