@@ -43,6 +43,7 @@ from plexinode.datadir import DB_NAME
 from plexinode.dht.contact import Contact
 from plexinode.dht.service import DhtService
 from plexinode.errors import (
+    DataDirError,
     IdentityError,
     NameNotResolved,
     PeerTimeout,
@@ -55,7 +56,7 @@ from plexinode.membership.service import MembershipService, Seed
 from plexinode.net import echo
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
-from plexinode.net.keyring import Keyring, save_keyring
+from plexinode.net.keyring import KEYRING_FILE, Keyring, save_keyring
 from plexinode.net.names import Resolver, SystemResolver, listen_address
 from plexinode.net.pinging import NoAnswer, Pinger, PingOptions
 from plexinode.net.streams import StreamService
@@ -74,6 +75,9 @@ RESERVED_TAGS: Final = frozenset({"version", "capacity", KEYS_TAG})
 STOP_ANNOUNCE_TIMEOUT: Final = 2.0
 #: The meta row that keeps the operator's tags, as a JSON object.
 OPERATOR_TAGS: Final = "member_tags"
+#: The meta row that records that this node belongs to a private network (its name), so that
+#: a lost network.keys stops the node instead of joining the open network of the same name.
+PRIVATE_NETWORK: Final = "private_network"
 
 #: How long `join` waits for the membership service to take part (it starts as soon as the
 #: node knows its own address, which is at once for a node bound to a specific address).
@@ -200,6 +204,7 @@ class Node:
         db_path = self.data_dir / DB_NAME if self.data_dir is not None else None
         async with open_database(db_path) as db:
             self._db = db
+            await self._check_private_keyring()
             try:
                 listen = await listen_address(self._resolver, self.settings.listen)
             except NameNotResolved as exc:
@@ -317,6 +322,33 @@ class Node:
         seeds = [Seed(c.address, c.node_id) for c in contacts]
         return seeds + [Seed(address) for address in self.dht.bootstrap_addresses]
 
+    # -- the keyring fails closed -----------------------------------------------------------
+
+    async def _check_private_keyring(self) -> None:
+        """Remember that this node's network is private; refuse to run without its keys.
+
+        Raises:
+            DataDirError: The database says the network is private, and the node was given
+                the open network's keyring (``network.keys`` was lost or removed).
+        """
+        if self._db is None:
+            return
+        rows = await self._db.execute("SELECT value FROM meta WHERE key = ?", (PRIVATE_NETWORK,))
+        if self.keyring.private:
+            if not rows:
+                await self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    (PRIVATE_NETWORK, self.settings.network.encode()),
+                )
+            return
+        if rows:
+            name = bytes(rows[0][0]).decode(errors="replace")
+            raise DataDirError(
+                f"this node belongs to the private network {name!r} but has none of its keys "
+                f"({KEYRING_FILE} is missing from the data dir): restore it from a backup, or "
+                "join again with a new invite in a new data dir"
+            )
+
     # -- tags ----------------------------------------------------------------------------------
 
     async def _operator_tags(self) -> dict[str, str]:
@@ -401,6 +433,7 @@ class Node:
             if not was_private:
                 self.keyring.use(invite.network_key)
             self._save_keyring(self.keyring)
+            await self._check_private_keyring()  # from now on, never without its keys
         inviter = invite.inviter_id
         addresses = invite.bootstrap()
         why_not = await self._unanswered(inviter, addresses)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from plexinode.errors import PeerTimeout
+from plexinode.errors import DataDirError, PeerTimeout
 from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
 from plexinode.net.keyring import Keyring
@@ -137,3 +137,70 @@ async def test_joining_from_an_invite_installs_the_private_networks_key(autojump
             assert home.primary not in crowded.keyring
             for node in nodes:
                 node.stop()
+
+
+async def test_a_private_node_that_lost_its_keys_refuses_to_run(autojump_clock, tmp_path) -> None:
+    """Without network.keys a node would take the open network's key of the same name: the
+    database remembers the network is private, and the node stops with one line instead."""
+    async with open_memory_network(seed=43, latency=0.002) as net:
+        host = net.new_host()
+        private = Keyring.generate()
+
+        def node(keyring: Keyring) -> Node:
+            return Node(
+                seeded_identity(1),
+                FAST,
+                net.transport(host),
+                data_dir=tmp_path,
+                wall_clock=trio.current_time,
+                keyring=keyring,
+            )
+
+        async with trio.open_nursery() as nursery:
+            first = node(private)
+            await nursery.start(first.run)
+            first.stop()
+        with trio.fail_after(60), pytest.raises(DataDirError, match="private network 'open'"):
+            await node(Keyring.open(FAST.network)).run()
+        # With its keys back, it runs.
+        async with trio.open_nursery() as nursery:
+            again = node(private)
+            await nursery.start(again.run)
+            assert again.keyring.private
+            again.stop()
+
+
+async def test_joining_a_private_network_at_run_time_is_remembered(
+    autojump_clock, tmp_path
+) -> None:
+    home = Keyring.generate()
+    async with open_memory_network(seed=44, latency=0.002) as net:
+        hosts = [net.new_host() for _ in range(2)]
+        inviter = Node(
+            seeded_identity(0),
+            FAST,
+            net.transport(hosts[0]),
+            wall_clock=trio.current_time,
+            keyring=Keyring(list(home), home.primary, private=True),
+        )
+
+        def joiner() -> Node:
+            return Node(
+                seeded_identity(1),
+                FAST,
+                net.transport(hosts[1]),
+                data_dir=tmp_path,
+                wall_clock=trio.current_time,
+            )
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(inviter.run)
+            newcomer = joiner()
+            await nursery.start(newcomer.run)
+            await newcomer.join(inviter.invite(3600).encode())
+            newcomer.stop()
+            inviter.stop()
+        # The keys were saved with the node (network.keys); without them it refuses to run.
+        (tmp_path / "network.keys").unlink()
+        with trio.fail_after(60), pytest.raises(DataDirError, match="private network"):
+            await joiner().run()
