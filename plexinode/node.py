@@ -415,10 +415,12 @@ class Node:
             How many DHT contacts this node has after the bootstrap through the inviter.
 
         Raises:
-            InviteError: The token is unusable, or for another network.
+            InviteError: The token is unusable, made by this node, or for another network.
             PeerTimeout: The inviter did not answer.
         """
         invite = parse_invite(token, self._wall_clock())
+        if invite.inviter_id == self.node_id:
+            raise InviteError("this invite was made by this node: use it on the node to join")
         if invite.network != self.settings.network:
             raise InviteError(
                 f"this node belongs to network {self.settings.network!r} and the invite is for "

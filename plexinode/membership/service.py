@@ -174,37 +174,41 @@ class MembershipService:
         """Take part in membership until cancelled."""
         async with trio.open_nursery() as nursery:
             self._tasks.open(nursery)
-            task_status.started()
-            address = self._advertise()
-            while address is None:
-                await trio.sleep(self.settings.probe_interval)
+            try:
+                task_status.started()
                 address = self._advertise()
-            incarnation = await self._incarnations.first()
-            table = MemberTable(
-                self.node_id,
-                address,
-                trio.current_time(),
-                incarnation=incarnation,
-                tags=self._tags,
-                probe_interval=self.settings.probe_interval,
-                suspicion_mult=self.settings.suspicion_mult,
-                suspicion_max_mult=self.settings.suspicion_max_mult,
-                retention=self.settings.retention,
-                restart_grace=self.settings.restart_grace,
-            )
-            running = self._running = self._start(table)
-            self._announce(table.own_claim())
-            self.datagrams.on(MemberPing, running.probing.on_ping)
-            self.datagrams.on(MemberPingReq, running.probing.on_ping_req)
-            self.datagrams.on(MemberGossip, self._on_gossip)
-            self.streams.on(SYNC_PROTOCOL, running.syncing.serve)
-            self.streams.on(PING_PROTOCOL, running.probing.serve_stream_ping)
-            log.info("membership: %s at %s, incarnation %d", self.node_id, address, incarnation)
-            self.ready.set()
-            nursery.start_soon(running.probing.run)
-            nursery.start_soon(running.syncing.run)
-            if self.settings.gossip_nodes:
-                nursery.start_soon(self.gossip.run, table)
+                while address is None:
+                    await trio.sleep(self.settings.probe_interval)
+                    address = self._advertise()
+                incarnation = await self._incarnations.first()
+                table = MemberTable(
+                    self.node_id,
+                    address,
+                    trio.current_time(),
+                    incarnation=incarnation,
+                    tags=self._tags,
+                    probe_interval=self.settings.probe_interval,
+                    suspicion_mult=self.settings.suspicion_mult,
+                    suspicion_max_mult=self.settings.suspicion_max_mult,
+                    retention=self.settings.retention,
+                    restart_grace=self.settings.restart_grace,
+                )
+                running = self._running = self._start(table)
+                self._announce(table.own_claim())
+                self.datagrams.on(MemberPing, running.probing.on_ping)
+                self.datagrams.on(MemberPingReq, running.probing.on_ping_req)
+                self.datagrams.on(MemberGossip, self._on_gossip)
+                self.streams.on(SYNC_PROTOCOL, running.syncing.serve)
+                self.streams.on(PING_PROTOCOL, running.probing.serve_stream_ping)
+                log.info("membership: %s at %s, incarnation %d", self.node_id, address, incarnation)
+                self.ready.set()
+                nursery.start_soon(running.probing.run)
+                nursery.start_soon(running.syncing.run)
+                if self.settings.gossip_nodes:
+                    nursery.start_soon(self.gossip.run, table)
+                await trio.sleep_forever()
+            finally:
+                self._tasks.close()  # requests from now on are dropped and counted
 
     def _start(self, table: MemberTable) -> _Running:
         """The cores and jobs that work on `table`, wired to this service."""

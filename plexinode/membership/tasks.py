@@ -9,10 +9,12 @@ start a task there: a ping on behalf of a ``member-ping-req``, or saving the inc
 refutation. trio refuses that once the nursery has closed ("Nursery is closed to new
 arrivals"), which used to end the handler with a traceback in the log.
 
-:class:`Tasks` knows when the nursery is closing: a task that only waits there is cancelled
-with the rest, and marks the service as stopping before the nursery can close. From then on
-requests are dropped quietly and tasks are not started, and both are counted
-(:data:`DROPPED_STOPPING`, shown in ``status`` under ``membership.claims``).
+:class:`Tasks` is told when the nursery is closing: the service's own task, which waits in the
+nursery's body, calls :meth:`Tasks.close` on its way out when it is cancelled, before the
+nursery can close. From then on requests are dropped quietly and tasks are not started, and both
+are counted (:data:`DROPPED_STOPPING`, shown in ``status`` under ``membership.claims``). It is
+the service's own task rather than a watcher task of its own, because simulations replay from
+trio's seeded scheduler, and one more task per node changes every run.
 """
 
 from __future__ import annotations
@@ -40,16 +42,13 @@ class Tasks:
         self._stopping = False
 
     def open(self, nursery: trio.Nursery) -> None:
-        """Start tasks in `nursery` from now on, until it is cancelled."""
+        """Start tasks in `nursery` from now on, until :meth:`close`."""
         self._nursery = nursery
-        nursery.start_soon(self._watch)
 
-    async def _watch(self) -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            # Cancelled: the nursery closes once every task, this one included, has finished.
-            self._stopping = True
+    def close(self) -> None:
+        """The nursery is being cancelled: start nothing more in it (called by the task that
+        waits in the nursery's body, before the nursery can close)."""
+        self._stopping = True
 
     @property
     def stopping(self) -> bool:

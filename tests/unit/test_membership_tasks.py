@@ -26,6 +26,7 @@ async def test_tasks_start_until_the_nursery_is_cancelled_then_are_counted() -> 
         assert tasks.start_soon(work, 1)
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
+        tasks.close()  # what the service's own task does when it is cancelled
     # The nursery is closed now: trio would refuse a task ("closed to new arrivals").
     assert tasks.stopping
     assert not tasks.start_soon(work, 2)
