@@ -54,8 +54,16 @@ class AdminServer:
         """Bind the socket, serve until cancelled, remove the socket file on exit.
 
         Raises:
-            AdminError: The socket cannot be created.
+            AdminError: The socket cannot be created, or this system cannot tell who connects
+                to it (no ``SO_PEERCRED``: the node refuses to start rather than serve
+                commands to any local user).
         """
+        if not hasattr(stdlib_socket, "SO_PEERCRED"):
+            raise AdminError(
+                "this system cannot tell which user connects to a Unix socket (no SO_PEERCRED),"
+                " so the admin socket could not be kept to this node's user: plexinode runs on"
+                " Linux"
+            )
         sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left by a crashed node; we hold the data dir lock
@@ -102,8 +110,7 @@ class AdminServer:
                     body = await reader.read()
                     if body is None:
                         return
-                    response = await self._respond(body)
-                    await stream.send_all(frame(response))
+                    await stream.send_all(_encoded(await self._respond(body)))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             except DecodeError as exc:
@@ -128,6 +135,18 @@ class AdminServer:
             log.exception("admin command %s failed", command)
             return {"ok": False, "error": f"internal error in {command}: {type(exc).__name__}"}
         return {"ok": True, "result": result}
+
+
+def _encoded(response: dict[str, Any]) -> bytes:
+    """`response` framed; a result that msgpack cannot encode (a bug in its command) becomes
+    an error response instead of ending the node."""
+    try:
+        return frame(response)
+    except (TypeError, ValueError, OverflowError) as exc:
+        log.exception("admin response cannot be encoded")
+        return frame(
+            {"ok": False, "error": f"internal error: the result cannot be encoded ({exc})"}
+        )
 
 
 class _FrameReader:

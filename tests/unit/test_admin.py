@@ -31,7 +31,17 @@ async def start_server(nursery: trio.Nursery, data_dir: Path, **kwargs) -> Admin
     async def bad_args(args: dict) -> object:
         return args["missing"]
 
-    for name, handler in {"echo": echo, "fails": fails, "bug": bug, "bad_args": bad_args}.items():
+    async def unencodable(args: dict) -> object:
+        return {"when": object()}
+
+    handlers = {
+        "echo": echo,
+        "fails": fails,
+        "bug": bug,
+        "bad_args": bad_args,
+        "unencodable": unencodable,
+    }
+    for name, handler in handlers.items():
         server.command(name, handler)
     await nursery.start(server.run)
     return server
@@ -70,6 +80,10 @@ async def test_commands_and_errors(tmp_path: Path) -> None:
             await call(tmp_path, "bad_args")
         with pytest.raises(AdminError, match="unknown command"):
             await call(tmp_path, "nope")
+        # A result msgpack cannot encode is an error for that call, not the end of the node.
+        with pytest.raises(AdminError, match="result cannot be encoded"):
+            await call(tmp_path, "unencodable")
+        assert await call(tmp_path, "echo", x=2) == {"x": 2}
         nursery.cancel_scope.cancel()
     assert not (tmp_path / "admin.sock").exists()
 
@@ -176,3 +190,14 @@ async def test_client_handles_bad_responses(tmp_path: Path) -> None:
                 await trio.to_thread.run_sync(client.call, "status")
         nursery.cancel_scope.cancel()
     listener.close()
+
+
+async def test_a_system_without_peer_credentials_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plexinode.admin.server as server
+
+    monkeypatch.delattr(server.stdlib_socket, "SO_PEERCRED")
+    with pytest.raises(AdminError, match="no SO_PEERCRED"):
+        await AdminServer(tmp_path / "admin.sock").run()
+    assert not (tmp_path / "admin.sock").exists()
