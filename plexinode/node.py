@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -264,8 +263,8 @@ class Node:
             bootstrap=self.settings.bootstrap,
             advertise=(endpoint.address,),
             db=self._db,
-            # Seeded by the node ID so that simulations replay exactly.
-            rng=random.Random(self.node_id.raw),
+            # From the OS on a real network; seeded by the node ID in simulations (transport).
+            rng=self.transport.rng(self.node_id.raw),
             clock=self._wall_clock,
             resolver=self._resolver,
         )
@@ -288,7 +287,7 @@ class Node:
             advertise=self._member_address,
             seeds=self._member_seeds,
             db=self._db,
-            rng=random.Random(self.node_id.raw + b"/membership"),
+            rng=self.transport.rng(self.node_id.raw + b"/membership"),
             tags=tags,
             id_difficulty=difficulty,
             wall_clock=self._wall_clock,
@@ -300,7 +299,7 @@ class Node:
             save=self._save_keyring,
             db=self._db,
             wall_clock=self._wall_clock,
-            rng=random.Random(self.node_id.raw + b"/keyring"),
+            rng=self.transport.rng(self.node_id.raw + b"/keyring"),
         )
         await nursery.start(self._keyring_service.run)
 

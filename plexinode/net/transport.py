@@ -4,12 +4,19 @@ Services never touch sockets directly: they get a :class:`Transport`, which open
 datagram socket and TCP-like stream listeners and connections. :class:`SocketTransport` uses the
 operating system; :mod:`plexinode.testing.network` implements the same interface in one process for
 simulations. Both bind the datagram socket and the stream listener to the same port number.
+
+The transport also hands out the node's random number generators (:meth:`Transport.rng`): the
+choices they make (which member to probe, whom to gossip to, which peers to sync with) must be
+unpredictable to others on a real network, so :class:`SocketTransport` seeds them from the
+operating system; a simulation seeds them from the node, so that a run replays.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
+import random
 import socket as stdlib_socket
 from typing import Protocol
 
@@ -68,6 +75,11 @@ class Transport(Protocol):
 
     async def connect(self, address: Address) -> trio.abc.Stream:
         """Open a stream to `address`; OSError if it cannot be reached."""
+        ...
+
+    def rng(self, seed: bytes) -> random.Random:
+        """A random number generator for one of the node's jobs: seeded by `seed` where runs
+        must replay (simulations), unpredictably where they run for real."""
         ...
 
 
@@ -144,6 +156,12 @@ class SocketTransport:
                 raise
             return _SocketEndpoint(udp, trio.SocketListener(tcp), Address(address.host, port))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def rng(self, seed: bytes) -> random.Random:
+        """Seeded from the operating system: `seed`, which others may know (it is derived from
+        the public node ID), is not used."""
+        del seed
+        return random.Random(os.urandom(32))
 
     async def connect(self, address: Address) -> trio.abc.Stream:
         try:

@@ -656,6 +656,11 @@ class MemoryTransport:
         """The network this transport belongs to."""
         return self._network
 
+    def rng(self, seed: bytes) -> random.Random:
+        """Seeded by `seed` alone (the node's ID and the job's name), so that a simulation
+        replays whatever the hash seed or the order the nodes started in."""
+        return random.Random(seed)
+
     async def bind(self, address: Address) -> MemoryEndpoint:
         """Bind a datagram socket and a stream listener on one port of this host.
 

@@ -171,6 +171,9 @@ class _HookedTransport:
             _HookedListener(endpoint.listener, self._hooks),
         )
 
+    def rng(self, seed: bytes) -> random.Random:
+        return self._inner.rng(seed)
+
     async def connect(self, address: Address) -> trio.abc.Stream:
         await self._hooks.connecting()
         return _HookedStream(await self._inner.connect(address), self._hooks)

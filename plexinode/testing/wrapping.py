@@ -7,6 +7,7 @@ datagram socket (and, if given, its listener) replaced, which the transport hook
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import trio
@@ -55,6 +56,9 @@ class DatagramWrappingTransport:
     async def bind(self, address: Address) -> Endpoint:
         endpoint = await self._inner.bind(address)
         return WrappedEndpoint(endpoint, self._wrap(endpoint.datagrams))
+
+    def rng(self, seed: bytes) -> random.Random:
+        return self._inner.rng(seed)
 
     async def connect(self, address: Address) -> trio.abc.Stream:
         return await self._inner.connect(address)

@@ -234,6 +234,9 @@ class WildcardTransport:
         endpoint = await self._inner.bind(address)
         return WildcardEndpoint(endpoint, endpoint.datagrams)
 
+    def rng(self, seed: bytes) -> random.Random:
+        return self._inner.rng(seed)
+
     async def connect(self, address: Address) -> trio.abc.Stream:
         return await self._inner.connect(address)
 

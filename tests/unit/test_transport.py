@@ -75,3 +75,15 @@ async def test_a_refused_connection_is_reported_as_refused() -> None:
     await endpoint.aclose()  # nothing listens on the port now
     with pytest.raises(ConnectionRefusedError):
         await transport.connect(Address("127.0.0.1", port))
+
+
+def test_real_random_choices_come_from_the_os_and_simulated_ones_from_the_seed() -> None:
+    """Which member to probe or gossip to must be unpredictable on a real network: the node's
+    generators are seeded with its public ID only in simulations, where runs must replay."""
+    from plexinode.testing.network import MemoryNetwork
+
+    seed = b"\x01" * 32 + b"/membership"
+    real = SocketTransport()
+    assert real.rng(seed).getrandbits(128) != real.rng(seed).getrandbits(128)
+    simulated = MemoryNetwork(seed=1).transport("10.0.0.1")
+    assert simulated.rng(seed).getrandbits(128) == simulated.rng(seed).getrandbits(128)
