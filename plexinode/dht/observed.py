@@ -8,9 +8,11 @@ returns.
 
 One node alone must not be able to make us publish an address of its choosing, and identities
 are cheap: a reported address is advertised only once ``quorum`` distinct *witnesses* reported
-it, a witness being the reporter's /24 (IPv4) or /48 (IPv6) for a public address, and its
-address and port otherwise (loopback and LANs, where every node shares one subnet). So a quorum
-must come from that many networks, not just that many keys.
+it. A witness is the reporter's /24 (IPv4) or /48 (IPv6) for a public address, its IP address
+on a LAN (every node of a LAN shares its subnet, but two identities on one host are one
+witness), and its address and port on the loopback (the one way to run several nodes on one
+machine, where whoever reports is on this machine already). So a quorum must come from that
+many networks, or hosts, not just that many keys.
 
 Memory is bounded: at most ``max_observed`` addresses are remembered, each with at most
 ``max_reporters`` witnesses. When a new address arrives and the table is full, the address with
@@ -29,7 +31,7 @@ from typing import Final
 
 from plexinode.dht.contact import is_public, is_routable, subnet
 from plexinode.dht.record_types import PEER_MAX_ADDRESSES
-from plexinode.net.address import Address
+from plexinode.net.address import Address, parse_ip
 
 #: An address others see us at is advertised once this many distinct witnesses reported it: one
 #: node alone cannot make us publish an address of its choosing.
@@ -94,7 +96,7 @@ class ObservedAddresses:
 
         Unroutable addresses (unspecified, multicast, port 0, names) are ignored.
         """
-        witness = subnet(reporter) if is_public(reporter) else str(reporter)
+        witness = _witness(reporter)
         if not is_routable(observed):
             return
         reporters = self._observed.get(observed)
@@ -121,3 +123,13 @@ class ObservedAddresses:
             if address not in addresses:
                 addresses.append(address)
         return addresses[: self.max_advertised]
+
+
+def _witness(reporter: Address) -> str:
+    """Who vouches for a report from `reporter` (module docstring)."""
+    if is_public(reporter):
+        return subnet(reporter)
+    ip = parse_ip(reporter.host)
+    if ip is not None and ip.is_loopback:
+        return str(reporter)
+    return reporter.host

@@ -67,11 +67,28 @@ def test_public_reporters_of_one_subnet_are_one_witness() -> None:
     assert observed.advertised() == [SEEN]
 
 
-def test_private_reporters_are_told_apart_by_address_and_port() -> None:
+def test_two_identities_on_one_lan_host_are_one_witness() -> None:
     observed = ObservedAddresses()
     observed.report(SEEN, lan(1, 7420))
-    observed.report(SEEN, lan(1, 7421))  # another node on the same host
+    observed.report(SEEN, lan(1, 7421))  # another identity on the same host
+    assert observed.witnesses(SEEN) == 1
+    assert observed.advertised() == []
+    observed.report(SEEN, lan(2, 7420))
     assert observed.advertised() == [SEEN]
+
+
+def test_nodes_on_the_loopback_are_told_apart_by_port() -> None:
+    """Several nodes on one machine: the loopback is the only place they can be."""
+    observed = ObservedAddresses()
+    local = Address("127.0.0.1", 7001)
+    observed.report(local, Address("127.0.0.1", 7002))
+    observed.report(local, Address("127.0.0.1", 7003))
+    assert observed.advertised() == [local]
+    six = ObservedAddresses()
+    observed_six = Address("::1", 7001)
+    six.report(observed_six, Address("::1", 7002))
+    six.report(observed_six, Address("::1", 7002))
+    assert six.witnesses(observed_six) == 1
 
 
 @pytest.mark.parametrize(
