@@ -301,7 +301,7 @@ class SecureStream(trio.abc.Channel[bytes]):
         max_frame_bytes: Largest plaintext :meth:`send` accepts and :meth:`receive` allows.
         transport_stream: The underlying stream (do not use it directly).
         last_activity: When (trio's clock) a frame last arrived or was sent, or the stream was
-            established: what the stream service's idle deadline reads.
+            established.
         frame_timed_out: A frame was not complete within the frame timeout (module docstring).
     """
 
@@ -338,6 +338,20 @@ class SecureStream(trio.abc.Channel[bytes]):
         self._frame_deadline: float | None = None  # set while a frame is partly received
         self.frame_timed_out = False
         self.last_activity = trio.current_time()
+        self._idle: tuple[trio.CancelScope, float] | None = None
+
+    def cancel_when_idle(self, scope: trio.CancelScope, timeout: float) -> None:
+        """Keep `scope`'s deadline `timeout` seconds after this stream's last activity (a frame
+        received or sent): the scope is cancelled once the stream stays idle that long. One
+        deadline moved per frame, no task or timer of its own."""
+        self._idle = (scope, timeout)
+        scope.deadline = self.last_activity + timeout
+
+    def _active(self) -> None:
+        now = self.last_activity = trio.current_time()
+        if self._idle is not None:
+            scope, timeout = self._idle
+            scope.deadline = now + timeout
 
     def __repr__(self) -> str:
         return f"<SecureStream to {self.remote_node_id.short()}>"
@@ -370,7 +384,7 @@ class SecureStream(trio.abc.Channel[bytes]):
                 await self.transport_stream.send_all(
                     _FRAME_LENGTH.pack(len(ciphertext)) + ciphertext
                 )
-                self.last_activity = trio.current_time()
+                self._active()
             except BaseException:
                 # The push state has advanced and part of the frame may be on the wire; the
                 # only safe thing left is to stop sending.
@@ -418,7 +432,7 @@ class SecureStream(trio.abc.Channel[bytes]):
                 raise
         finally:
             self._receive_lock.release()
-        self.last_activity = trio.current_time()
+        self._active()
         if self._reader.receives != receives:
             self._frames_without_yield = 0  # the transport's receive_some yielded
         else:

@@ -112,10 +112,8 @@ class StreamService:
         #: Who may hold which connections and streams (raises ValueError on a bad
         #: ``trusted_hosts``).
         self.limits: StreamLimits[int, NodeId] = StreamLimits(settings)
-        # Inbound connections by key: the cancel scope of each one still in its handshake,
-        # and each stream being served with the scope of its handler.
+        # The cancel scope of each inbound connection still in its handshake, by key.
         self._pending: dict[int, trio.CancelScope] = {}
-        self._serving: dict[int, tuple[SecureStream, trio.CancelScope]] = {}
         self._next_key = 0
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -139,7 +137,6 @@ class StreamService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._close_idle)
             task_status.started()
             try:
                 while True:
@@ -168,22 +165,6 @@ class StreamService:
             finally:
                 await self._listener.aclose()
 
-    async def _close_idle(self) -> None:
-        """Close every stream being served on which no frame moved for ``idle_timeout``: sleep
-        until the earliest such deadline (activity only ever moves deadlines later, and a new
-        stream's is a full timeout away), then cancel the handlers that are due."""
-        timeout = self.settings.idle_timeout
-        while True:
-            now = trio.current_time()
-            wake = now + timeout
-            for secure, scope in self._serving.values():
-                due = secure.last_activity + timeout
-                if due <= now:
-                    scope.cancel()
-                else:
-                    wake = min(wake, due)
-            await trio.sleep_until(wake)
-
     async def _serve(self, raw: trio.abc.Stream, key: int, scope: trio.CancelScope) -> None:
         opened = None
         try:
@@ -197,7 +178,7 @@ class StreamService:
                 return
             secure, protocol = opened
             try:
-                await self._run_handler(key, secure, protocol)
+                await self._run_handler(secure, protocol)
             finally:
                 # The peer gets the final frame, unless it stopped reading (then it gets less).
                 with trio.move_on_after(self.settings.handshake_timeout):
@@ -206,7 +187,7 @@ class StreamService:
         finally:
             self.limits.release(key)
 
-    async def _run_handler(self, key: int, secure: SecureStream, protocol: str) -> None:
+    async def _run_handler(self, secure: SecureStream, protocol: str) -> None:
         if secure.retired_key and protocol not in self._retired_ok:
             self.stats["retired_key_refused"] += 1
             log.debug(
@@ -221,7 +202,8 @@ class StreamService:
         self.stats["accepted"] += 1
         self.stats["accepted:" + protocol] += 1
         with trio.CancelScope() as idle:
-            self._serving[key] = (secure, idle)
+            # Cancelled once no frame has moved either way for idle_timeout.
+            secure.cancel_when_idle(idle, self.settings.idle_timeout)
             try:
                 await handler(secure)
             except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
@@ -234,8 +216,6 @@ class StreamService:
                 # A bug in one handler ends that stream, not the node (as for datagram handlers).
                 self.stats["handler_error"] += 1
                 log.exception("handler for stream protocol %s failed", protocol)
-            finally:
-                del self._serving[key]
         if idle.cancelled_caught:
             self.stats["idle_closed"] += 1
             log.debug("closed idle stream %s from %s", protocol, secure.remote_node_id.short())
