@@ -2,20 +2,24 @@
 """Stream exhaustion against a real node on loopback: honest service beside idle, same run.
 
     python scripts/bench/bench_stream_flood.py [--identities 120] [--half-open 4000]
-        [--rounds 100] [--settle 15]
+        [--rounds 100] [--interval 0.1] [--retry 0.5] [--settle 10]
 
 A target node runs as a real `plexinode start` process on 127.0.0.1 (ID puzzle lowered to
 DIFFICULTY bits for the run, so that the attacker's identities are cheap). An honest node runs
 in this process, also on 127.0.0.1, and measures three operations against the target, one after
-the other, `--rounds` times each: a datagram ping, a stream ping (`echo/1`: a new connection,
-the handshake and one echo) and a membership push-pull (`member-sync/1`).
+the other, `--rounds` times each, `--interval` seconds apart (10 a second: well within what one
+host may open, `stream.host_connection_rate`, and what one peer may ask,
+`datagram.peer_request_rate`): a datagram ping, a stream ping (`echo/1`: a new connection, the
+handshake and one echo) and a membership push-pull (`member-sync/1`).
 
 (a) idle: the operations with nothing else going on;
 (b) under attack: an attacker process on another host address (127.0.0.2) with `--identities`
-    node IDs, each trying to hold two idle `echo/1` streams at all times (reopening as soon as
-    the target closes one, for a refusal or for idleness), plus `--half-open` connections that
-    never send a byte. After `--settle` seconds of attack the operations are measured again
-    while the attack goes on.
+    node IDs, each trying to hold two idle `echo/1` streams at all times (trying again
+    `--retry` seconds after the target refuses or closes one: 480 attempts a second by
+    default), plus `--half-open` connections that never send a byte (opened 16 at a time).
+    Once every half-open connection is made and `--settle` seconds have passed, the
+    operations are measured again while the attack goes on. The attacker runs on the same
+    machine, so it competes with the target and the honest node for the CPU.
 
 Printed: the success rate and the p50/p99 latency of each operation in (a) and (b) and the p99
 ratio; the target's open file descriptors (/proc/PID/fd) and RSS, idle and the peak under
@@ -74,15 +78,19 @@ def attack(
     node_id: str,
     identities: int,
     half_open: int,
+    retry: float,
+    flooded: multiprocessing.synchronize.Event,
     stop: multiprocessing.synchronize.Event,
     result: Connection,
 ) -> None:
     trio.run(
         _attack,
         Address.parse(address),
-        NodeId.from_hex(node_id),
+        NodeId.parse(node_id),
         identities,
         half_open,
+        retry,
+        flooded,
         stop,
         result,
     )
@@ -93,6 +101,8 @@ async def _attack(
     node_id: NodeId,
     identities: int,
     half_open: int,
+    retry: float,
+    flooded: multiprocessing.synchronize.Event,
     stop: multiprocessing.synchronize.Event,
     result: Connection,
 ) -> None:
@@ -112,7 +122,7 @@ async def _attack(
                     await secure.send(envelope.encode(StreamOpen(echo.ECHO_PROTOCOL)))
             except (HandshakeError, trio.TooSlowError, OSError, trio.BrokenResourceError):
                 counts["refused_before_stream"] += 1
-                await trio.sleep(0.05)
+                await trio.sleep(retry)
                 continue
             counts["streams_opened"] += 1
             held[0] += 1
@@ -122,23 +132,32 @@ async def _attack(
             held[0] -= 1
             counts["streams_closed_by_target"] += 1
             await trio.aclose_forcefully(secure)
-            await trio.sleep(0.05)
+            await trio.sleep(retry)
 
-    async def flood() -> None:
-        sockets = []
-        for _ in range(half_open):
-            try:
-                sockets.append(await connect())
-            except OSError:
-                counts["half_open_failed"] += 1
+    sockets = []
+
+    async def flood(count: int) -> None:
+        for _ in range(count):
+            while True:
+                try:
+                    sockets.append(await connect())
+                    break
+                except OSError:
+                    counts["half_open_failed"] += 1
         counts["half_open_made"] = len(sockets)
+
+    async def floods() -> None:
+        async with trio.open_nursery() as nursery:
+            for i in range(16):
+                nursery.start_soon(flood, half_open // 16 + (i < half_open % 16))
+        flooded.set()
         await trio.sleep_forever()
 
     async with trio.open_nursery() as nursery:
         for identity in idents:
             for _ in range(STREAMS_PER_IDENTITY):
                 nursery.start_soon(hold, identity)
-        nursery.start_soon(flood)
+        nursery.start_soon(floods)
         await trio.to_thread.run_sync(stop.wait)
         nursery.cancel_scope.cancel()
     result.send({**counts, "streams_held_at_end": held[0], "streams_held_peak": held[1]})
@@ -156,7 +175,7 @@ def fds_and_rss(pid: int) -> tuple[int, int]:
 
 
 async def measure(
-    node: Node, target: Address, target_id: NodeId, rounds: int
+    node: Node, target: Address, target_id: NodeId, rounds: int, interval: float
 ) -> dict[str, tuple[int, list[float]]]:
     """Run each operation `rounds` times: (successes, latencies in ms) per operation."""
     out: dict[str, tuple[int, list[float]]] = {}
@@ -190,13 +209,14 @@ async def measure(
             if success:
                 ok += 1
                 latencies.append((trio.current_time() - started) * 1000)
+            await trio.sleep(interval)
         out[name] = (ok, latencies)
     return out
 
 
 async def run(args: argparse.Namespace, target: NodeProcess) -> dict[str, Any]:
     target_address = Address.parse(target.address)
-    target_id = NodeId.from_hex(target.node_id)
+    target_id = NodeId.parse(target.node_id)
     pid = target.proc.pid
     settings = Settings(
         listen=Address("127.0.0.1", 0),
@@ -216,23 +236,50 @@ async def run(args: argparse.Namespace, target: NodeProcess) -> dict[str, Any]:
         await nursery.start(honest.run)
         await honest.membership.syncing.sync_with(Seed(target_address, target_id))
         report["idle_fds_rss"] = fds_and_rss(pid)
-        report["idle"] = await measure(honest, target_address, target_id, args.rounds)
+        report["idle"] = await measure(
+            honest, target_address, target_id, args.rounds, args.interval
+        )
 
-        stop = _SPAWN.Event()
+        flooded, stop = _SPAWN.Event(), _SPAWN.Event()
         receiver, sender = _SPAWN.Pipe(duplex=False)
         attacker = _SPAWN.Process(
             target=attack,
-            args=(target.address, target.node_id, args.identities, args.half_open, stop, sender),
+            args=(
+                target.address,
+                target.node_id,
+                args.identities,
+                args.half_open,
+                args.retry,
+                flooded,
+                stop,
+                sender,
+            ),
         )
         attacker.start()
-        nursery.start_soon(sample)
-        await trio.sleep(args.settle)
-        report["attack"] = await measure(honest, target_address, target_id, args.rounds)
-        report["attack_fds_rss_peak"] = (max(s[0] for s in samples), max(s[1] for s in samples))
-        report["status"] = await trio.to_thread.run_sync(cli_json, target.data_dir, "status")
-        stop.set()
-        report["attacker"] = await trio.to_thread.run_sync(receiver.recv)
-        await trio.to_thread.run_sync(attacker.join)
+        try:
+            nursery.start_soon(sample)
+            started = trio.current_time()
+            while not flooded.wait(0):  # (and fail at once if the attacker failed)
+                if not attacker.is_alive():
+                    raise RuntimeError(f"the attacker exited with {attacker.exitcode}")
+                await trio.sleep(0.2)
+            report["flooded_after_s"] = trio.current_time() - started
+            await trio.sleep(args.settle)
+            report["attack"] = await measure(
+                honest, target_address, target_id, args.rounds, args.interval
+            )
+            report["attack_fds_rss_peak"] = (
+                max(s[0] for s in samples),
+                max(s[1] for s in samples),
+            )
+            report["status"] = await trio.to_thread.run_sync(cli_json, target.data_dir, "status")
+            stop.set()
+            report["attacker"] = await trio.to_thread.run_sync(receiver.recv)
+        finally:
+            stop.set()
+            await trio.to_thread.run_sync(attacker.join, 10)
+            if attacker.is_alive():
+                attacker.kill()
         honest.stop()
         nursery.cancel_scope.cancel()
     return report
@@ -243,13 +290,16 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=120)
     parser.add_argument("--half-open", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--settle", type=float, default=15.0)
+    parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument("--retry", type=float, default=0.5)
+    parser.add_argument("--settle", type=float, default=10.0)
     args = parser.parse_args()
     header("stream exhaustion against a real node on loopback")
     print(
         f"# attacker: {args.identities} identities (difficulty {DIFFICULTY}) on {ATTACKER_HOST}, "
-        f"{STREAMS_PER_IDENTITY} idle streams each, {args.half_open} half-open connections; "
-        f"{args.rounds} rounds of each operation"
+        f"{STREAMS_PER_IDENTITY} idle streams each (retry every {args.retry:g}s), "
+        f"{args.half_open} half-open connections; {args.rounds} rounds of each operation, "
+        f"{args.interval:g}s apart"
     )
     with tempfile.TemporaryDirectory() as tmp:
         target = NodeProcess(
@@ -281,6 +331,7 @@ def main() -> None:
         f"target RSS: idle {idle_rss / 2**20:.1f} MiB, peak under attack {peak_rss / 2**20:.1f} MiB"
     )
     print(f"attacker: {dict(sorted(report['attacker'].items()))}")
+    print(f"all half-open connections made after {report['flooded_after_s']:.1f}s of attack")
     streams = report["status"]["streams"]
     shown = {k: v for k, v in sorted(streams.items()) if not k.startswith("accepted:")}
     print(f"target streams counters: {shown}")
