@@ -336,3 +336,17 @@ async def test_many_identities_on_one_host_cannot_starve_honest_nodes(autojump_c
         assert stats["idle_closed"] > 0
         for stream in held:
             await stream.aclose()
+
+
+async def test_a_key_pull_refused_by_the_limits_is_a_counted_failure(autojump_clock) -> None:
+    """keyring/1 fetches meet the limits too: a refusal is a failure counted by the fetcher,
+    not an error escaping its step."""
+    settings = with_stream(host_connection_rate=1, host_connection_burst=1)
+    async with open_memory_network(seed=29) as net, running_nodes(net, 2, settings) as (a, b):
+        assert b.address is not None
+        raw = await net.transport(a.address.host).connect(b.address)  # type: ignore[union-attr]
+        # That used the burst of a's host: a's fetch is closed before the handshake.
+        assert not await a.keyring_service.fetch([Seed(b.address, b.node_id)])
+        assert a.keyring_service.stats["fetch_failed"] == 1
+        assert b.streams.stats["refused_rate"] == 1
+        await raw.aclose()
