@@ -171,8 +171,11 @@ class StreamLimits(Generic[K, N]):
         return self._by_node[node]
 
     def is_trusted(self, host: str) -> bool:
-        """Whether `host` lies in one of the trusted networks."""
+        """Whether `host` lies in one of the trusted networks (an IPv4-mapped IPv6 address as
+        its IPv4 address)."""
         ip = parse_ip(host)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return ip is not None and any(ip in network for network in self.trusted)
 
     # -- events ------------------------------------------------------------------------------

@@ -139,6 +139,8 @@ def test_stream_caps_refuse_the_newcomer() -> None:
 def test_trusted_hosts_skip_the_per_host_limits_but_not_the_totals() -> None:
     lim = limits(trusted_hosts=("127.0.0.0/8",), host_connection_burst=1)
     assert lim.is_trusted("127.0.0.5")
+    assert lim.is_trusted("::ffff:127.0.0.5")  # as a dual-stack socket reports it
+    assert not lim.is_trusted("::1")
     assert not lim.is_trusted("192.0.2.1")
     assert not lim.is_trusted("alice")
     for key in range(6):  # no rate limit, no per-host pending cap (3)
