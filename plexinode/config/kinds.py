@@ -10,6 +10,7 @@ from typing import Any, TypeAlias
 
 from plexinode.config.units import format_duration, format_size, parse_duration, parse_size
 from plexinode.net.address import Address
+from plexinode.net.stream_limits import parse_networks
 
 JsonValue: TypeAlias = str | int | float | list[str]
 
@@ -162,6 +163,35 @@ def address_list() -> Kind:
         return [str(a) for a in addresses]
 
     return Kind("list of addresses HOST:PORT", from_text, from_value, text, as_list, as_list)
+
+
+def network_list() -> Kind:
+    """CIDR networks (``10.0.0.0/8``, ``fd00::/8``; one address is a network of one), kept in
+    their normal text form."""
+
+    def one(item: object) -> str:
+        _expect(item, (str,), "a network (CIDR)")
+        assert isinstance(item, str)
+        try:
+            (network,) = parse_networks([item])
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return str(network)
+
+    def from_text(text: str) -> tuple[str, ...]:
+        return tuple(one(item.strip()) for item in text.split(",") if item.strip())
+
+    def from_value(value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return from_text(value)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a list of networks (CIDR), got {type_name(value)}")
+        return tuple(one(item) for item in value)
+
+    def text(networks: tuple[str, ...]) -> str:
+        return ", ".join(networks) if networks else "(none)"
+
+    return Kind("list of networks (CIDR)", from_text, from_value, text, list, list)
 
 
 def string(pattern: str, name: str, rule: str, *, lower: bool = False) -> Kind:

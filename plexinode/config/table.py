@@ -15,6 +15,7 @@ from plexinode.config.kinds import (
     choice,
     duration,
     integer,
+    network_list,
     size,
     string,
 )
@@ -113,7 +114,55 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "stream.max_pending_handshakes",
         integer(1, 100_000),
-        "Most secure-stream handshakes in progress at once; a new one evicts the oldest.",
+        "Most secure-stream handshakes in progress at once; at the limit a new connection "
+        "evicts the oldest of the host holding the most.",
+    ),
+    Setting(
+        "stream.max_pending_per_host",
+        integer(1, 100_000),
+        "Most handshakes in progress from one host (IPv4 address, IPv6 /64); its next "
+        "connection evicts its own oldest.",
+    ),
+    Setting(
+        "stream.max_streams",
+        integer(1, 100_000),
+        "Most established inbound secure streams in total; more are refused.",
+    ),
+    Setting(
+        "stream.max_streams_per_host",
+        integer(1, 100_000),
+        "Most established inbound secure streams from one host (IPv4 address, IPv6 /64).",
+    ),
+    Setting(
+        "stream.max_streams_per_node",
+        integer(1, 100_000),
+        "Most established inbound secure streams one node ID may hold.",
+    ),
+    Setting(
+        "stream.host_connection_rate",
+        integer(1, 1_000_000),
+        "New connections per second accepted from one host; excess ones are closed at once.",
+    ),
+    Setting(
+        "stream.host_connection_burst",
+        integer(1, 1_000_000),
+        "Connections one host may open at once above its rate (the token bucket's size).",
+    ),
+    Setting(
+        "stream.idle_timeout",
+        duration(),
+        "An inbound stream on which no frame arrives and none is sent for this long is closed.",
+    ),
+    Setting(
+        "stream.frame_timeout",
+        duration(),
+        "A stream frame that has begun arriving must be complete within this time.",
+    ),
+    Setting(
+        "stream.trusted_hosts",
+        network_list(),
+        "Networks (CIDR) exempt from the per-host stream limits, not from the totals "
+        "(comma-separated in the environment).",
     ),
     Setting("dht.k", integer(2, 64), "Kademlia bucket size and replication factor."),
     Setting("dht.alpha", integer(1, 16), "Queries in flight per lookup path."),

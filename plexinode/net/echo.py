@@ -84,7 +84,9 @@ async def ping_stream(
 
     Raises:
         HandshakeError: The node at `address` is not `node_id`, or the handshake failed.
-        RemoteProtocolError: The echo did not come back unchanged.
+        RemoteProtocolError: The echo did not come back unchanged, or the node closed the
+            stream instead (it refuses streams from us beyond its limits: see
+            plexinode.net.streams).
         OSError: The address cannot be reached.
     """
     started = trio.current_time()
@@ -92,8 +94,14 @@ async def ping_stream(
     async with stream:
         handshake_done = trio.current_time()
         payload = envelope.encode(Echo(os.urandom(ECHO_PAYLOAD_BYTES)))
-        await stream.send(payload)
-        if await stream.receive() != payload:
+        try:
+            await stream.send(payload)
+            reply = await stream.receive()
+        except (trio.EndOfChannel, trio.BrokenResourceError):
+            raise RemoteProtocolError(
+                f"the node at {address} closed the stream without an echo (at its stream limits?)"
+            ) from None
+        if reply != payload:
             raise RemoteProtocolError("echo reply does not match")
     finished = trio.current_time()
     return {

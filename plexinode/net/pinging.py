@@ -52,7 +52,8 @@ _ROUND_FAILURES: Final = (PeerTimeout, RemoteProtocolError, OSError)
 
 _REFUSED_HANDSHAKE: Final = (
     "the node at {address} hung up on our handshake: it belongs to another network, or to a "
-    "private network whose key this node does not hold"
+    "private network whose key this node does not hold, or it takes no more connections from "
+    "this host for now (its stream limits)"
 )
 
 

@@ -71,6 +71,12 @@ class BufferedReader:
             if small:
                 self._chunks.append(bytes(small))
 
+    def clear(self) -> None:
+        """Drop everything buffered (a stream given up on frees its partial frame at once)."""
+        self._chunks.clear()
+        self._offset = 0
+        self._size = 0
+
     def peek(self, struct_: struct.Struct) -> int:
         """Decode an unsigned length at the start of the buffer (which must hold it)."""
         first = self._chunks[0]

@@ -34,6 +34,12 @@ Limits and failures:
 * Anything a peer can get wrong after the handshake (a bad length, a frame that does not decrypt,
   an unknown tag, a non-empty final frame, EOF without a final frame) raises RemoteProtocolError
   and breaks the receive side for good: later calls raise :class:`trio.BrokenResourceError`.
+* A frame that has begun arriving must be complete within ``frame_timeout`` seconds (counted
+  from the first :meth:`SecureStream.receive` call that finds any of its bytes, and kept across
+  receive calls that are cancelled and retried): else receive raises RemoteProtocolError, sets
+  :attr:`SecureStream.frame_timed_out` and frees the partial frame at once. A peer that
+  trickles a large frame a byte at a time pins its buffer for that long at most. Waiting for
+  the *first* byte of a frame has no deadline here (an idle stream is its owner's business).
 * :func:`secure_connect` and :func:`secure_accept` own the stream they are given: if they fail
   for any reason, including cancellation by the caller's ``trio.fail_after(handshake_timeout)``,
   they close it before the exception propagates.
@@ -55,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import struct
 from collections.abc import AsyncIterator
 from typing import Final
@@ -162,6 +169,7 @@ async def secure_connect(
     prologue: bytes = b"",
     network_key: bytes | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    frame_timeout: float = math.inf,
 ) -> SecureStream:
     """Run the initiator's side of the handshake over `stream`.
 
@@ -176,6 +184,7 @@ async def secure_connect(
         prologue: Context both sides must agree on.
         network_key: The primary network key, which tags msg1 (default: the open network's).
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
+        frame_timeout: Seconds a frame that has begun arriving may take to complete.
 
     Returns:
         The secure stream, authenticated to the responder's key.
@@ -192,7 +201,12 @@ async def secure_connect(
         await stream.send_all(_handshake_frame(initiator.start()))
         msg3 = initiator.receive(await _read_handshake_message(reader, "msg2"))
         return await _establish(
-            stream, reader, initiator.result, max_frame_bytes, _handshake_frame(msg3)
+            stream,
+            reader,
+            initiator.result,
+            max_frame_bytes,
+            _handshake_frame(msg3),
+            frame_timeout=frame_timeout,
         )
 
 
@@ -203,6 +217,7 @@ async def secure_accept(
     prologue: bytes = b"",
     keyring: Keyring | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    frame_timeout: float = math.inf,
 ) -> SecureStream:
     """Run the responder's side of the handshake over `stream`.
 
@@ -215,6 +230,7 @@ async def secure_accept(
         prologue: Context both sides must agree on.
         keyring: The network keys msg1 may be tagged with (default: the open network's).
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
+        frame_timeout: Seconds a frame that has begun arriving may take to complete.
 
     Returns:
         The secure stream, authenticated to the initiator's key.
@@ -232,7 +248,9 @@ async def secure_accept(
         assert msg2 is not None
         await stream.send_all(_handshake_frame(msg2))
         responder.receive(await _read_handshake_message(reader, "msg3"))
-        return await _establish(stream, reader, responder.result, max_frame_bytes, b"")
+        return await _establish(
+            stream, reader, responder.result, max_frame_bytes, b"", frame_timeout=frame_timeout
+        )
 
 
 async def _establish(
@@ -241,6 +259,8 @@ async def _establish(
     result: HandshakeResult,
     max_frame_bytes: int,
     pending: bytes,
+    *,
+    frame_timeout: float,
 ) -> SecureStream:
     """Exchange secretstream headers (after `pending`, the last handshake bytes, if any)."""
     push_state = nacl.bindings.crypto_secretstream_xchacha20poly1305_state()
@@ -262,6 +282,7 @@ async def _establish(
         push_state=push_state,
         pull_state=pull_state,
         max_frame_bytes=max_frame_bytes,
+        frame_timeout=frame_timeout,
     )
 
 
@@ -279,6 +300,9 @@ class SecureStream(trio.abc.Channel[bytes]):
         transcript_hash: The handshake's transcript hash (same on both ends; a session id).
         max_frame_bytes: Largest plaintext :meth:`send` accepts and :meth:`receive` allows.
         transport_stream: The underlying stream (do not use it directly).
+        last_activity: When (trio's clock) a frame last arrived or was sent, or the stream was
+            established.
+        frame_timed_out: A frame was not complete within the frame timeout (module docstring).
     """
 
     def __init__(
@@ -290,6 +314,7 @@ class SecureStream(trio.abc.Channel[bytes]):
         push_state: nacl.bindings.crypto_secretstream_xchacha20poly1305_state,
         pull_state: nacl.bindings.crypto_secretstream_xchacha20poly1305_state,
         max_frame_bytes: int,
+        frame_timeout: float = math.inf,
     ) -> None:
         self.transport_stream = transport_stream
         self.remote_public_key: bytes = result.remote_public_key
@@ -309,6 +334,24 @@ class SecureStream(trio.abc.Channel[bytes]):
         self._receive_broken = False
         self._end_of_channel = False
         self._frames_without_yield = 0
+        self._frame_timeout = frame_timeout
+        self._frame_deadline: float | None = None  # set while a frame is partly received
+        self.frame_timed_out = False
+        self.last_activity = trio.current_time()
+        self._idle: tuple[trio.CancelScope, float] | None = None
+
+    def cancel_when_idle(self, scope: trio.CancelScope, timeout: float) -> None:
+        """Keep `scope`'s deadline `timeout` seconds after this stream's last activity (a frame
+        received or sent): the scope is cancelled once the stream stays idle that long. One
+        deadline moved per frame, no task or timer of its own."""
+        self._idle = (scope, timeout)
+        scope.deadline = self.last_activity + timeout
+
+    def _active(self) -> None:
+        now = self.last_activity = trio.current_time()
+        if self._idle is not None:
+            scope, timeout = self._idle
+            scope.deadline = now + timeout
 
     def __repr__(self) -> str:
         return f"<SecureStream to {self.remote_node_id.short()}>"
@@ -341,6 +384,7 @@ class SecureStream(trio.abc.Channel[bytes]):
                 await self.transport_stream.send_all(
                     _FRAME_LENGTH.pack(len(ciphertext)) + ciphertext
                 )
+                self._active()
             except BaseException:
                 # The push state has advanced and part of the frame may be on the wire; the
                 # only safe thing left is to stop sending.
@@ -388,6 +432,7 @@ class SecureStream(trio.abc.Channel[bytes]):
                 raise
         finally:
             self._receive_lock.release()
+        self._active()
         if self._reader.receives != receives:
             self._frames_without_yield = 0  # the transport's receive_some yielded
         else:
@@ -399,22 +444,60 @@ class SecureStream(trio.abc.Channel[bytes]):
 
     async def _receive_frame(self) -> bytes:
         reader = self._reader
-        prefix = _FRAME_LENGTH.size
-        if not await reader.fill(prefix):
-            if len(reader):
-                raise RemoteProtocolError("connection closed in the middle of a frame length")
+        if not len(reader) and not await reader.fill(1):  # idle until a frame begins
             raise RemoteProtocolError("peer closed the connection without a final frame")
-        length = reader.peek(_FRAME_LENGTH)
+        ciphertext = self._buffered_frame()
+        if ciphertext is None:  # only part of the frame is here: wait, under its deadline
+            if self._frame_deadline is None:
+                self._frame_deadline = trio.current_time() + self._frame_timeout
+            with trio.move_on_at(self._frame_deadline):
+                ciphertext = await self._read_frame()
+            if ciphertext is None:
+                self.frame_timed_out = True
+                buffered = len(reader)
+                reader.clear()
+                raise RemoteProtocolError(
+                    f"frame not complete within {self._frame_timeout:g}s ({buffered} bytes "
+                    "buffered)"
+                )
+        self._frame_deadline = None
+        return self._open(ciphertext)
+
+    def _frame_length(self) -> int:
+        length = self._reader.peek(_FRAME_LENGTH)
         if not FRAME_OVERHEAD <= length <= self._max_ciphertext:
             raise RemoteProtocolError(
                 f"frame length {length} is outside {FRAME_OVERHEAD}..{self._max_ciphertext}"
             )
+        return length
+
+    def _buffered_frame(self) -> bytes | None:
+        """The next frame's ciphertext if all of it is buffered (consumed), else None."""
+        reader = self._reader
+        prefix = _FRAME_LENGTH.size
+        if len(reader) < prefix:
+            return None
+        length = self._frame_length()
+        if len(reader) < prefix + length:
+            return None
+        return reader.take(prefix, prefix + length)
+
+    async def _read_frame(self) -> bytes:
+        """Wait for the rest of the next frame and return its ciphertext (consumed)."""
+        reader = self._reader
+        prefix = _FRAME_LENGTH.size
+        if not await reader.fill(prefix):
+            raise RemoteProtocolError("connection closed in the middle of a frame length")
+        length = self._frame_length()
         if not await reader.fill(prefix + length):
             raise RemoteProtocolError(
                 f"connection closed in the middle of a frame ({len(reader) - prefix} of "
                 f"{length} bytes)"
             )
-        ciphertext = reader.take(prefix, prefix + length)
+        return reader.take(prefix, prefix + length)
+
+    def _open(self, ciphertext: bytes) -> bytes:
+        """Decrypt one frame: its plaintext, or EndOfChannel for the final frame."""
         try:
             plaintext, tag = nacl.bindings.crypto_secretstream_xchacha20poly1305_pull(
                 self._pull_state, ciphertext, None

@@ -35,7 +35,15 @@ class DatagramSettings:
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    """Secure streams."""
+    """Secure streams, and the limits that keep an attacker from exhausting them.
+
+    The caps below are sized together (plexinode.net.stream_limits explains the rules). What
+    one attacker can hold at once is bounded by file descriptors, the scarcest of the node's
+    resources (1,024 by default on Linux): at most ``max_pending_handshakes`` half-open
+    connections plus ``max_streams`` established inbound streams, 128 + 256 = 384 sockets, plus
+    about 30 of the node's own (its outbound streams, the database, the log, the UDP socket and
+    trio's wakeup pipe) stays under 600, with room to spare under the usual limit.
+    """
 
     # A handshake is two round trips; 10 s leaves room for slow links while freeing the slot
     # of a peer that opens a connection and stalls.
@@ -43,6 +51,46 @@ class StreamSettings:
     # 1 MiB frames amortise per-frame overhead for shard transfers while bounding the buffer a
     # peer can make us allocate before the frame is authenticated.
     max_frame_bytes: int = 1 << 20
-    # Bounds half-open handshakes (each holds a socket and a little crypto state); at the limit
-    # a new connection evicts the oldest pending handshake.
-    max_pending_handshakes: int = 256
+    # Bounds half-open handshakes in total (each holds a socket and a little crypto state). At
+    # the limit a new connection evicts the oldest pending handshake of the host holding the
+    # most, so a flood from one host evicts only its own. An honest handshake finishes in a
+    # round trip or two, so 128 at once is far more than honest peers ever need.
+    max_pending_handshakes: int = 128
+    # Half-open handshakes one host (an IPv4 address, an IPv6 /64) may have at once; its next
+    # connection evicts its own oldest. 32 lets 31 other nodes on one host (a test network on
+    # 127.0.0.1) all join through this node at the same instant.
+    max_pending_per_host: int = 32
+    # Established inbound streams in total (see the class docstring for the descriptor budget).
+    # Honest streams are short (a push-pull, a stream ping, a key pull), so a node with a few
+    # hundred peers has a few open at a time.
+    max_streams: int = 256
+    # Established inbound streams from one host (an IPv4 address, an IPv6 /64): half the
+    # total, so that one host can never hold every slot, yet 31 other nodes on one host (32 on
+    # 127.0.0.1) can each hold four at once.
+    max_streams_per_host: int = 128
+    # Established inbound streams one node ID may hold: an honest node has at most a few open
+    # to us at once (a push-pull, a stream ping, a key pull, later shard transfers), so 8 bounds
+    # what one identity can take (an attacker then needs 16 identities, each paying the ID
+    # puzzle, to fill a host's share).
+    max_streams_per_node: int = 8
+    # New connections per second accepted from one host (IPv4 address, IPv6 /64), with a burst
+    # of host_connection_burst: every connection costs a handshake (an X25519 and two Ed25519
+    # operations). 32 nodes on one host open a few connections a minute each (push-pull every
+    # 20 s, stream pings only when a probe fails), far below 20 per second; the burst lets all
+    # of them join through this node at once.
+    host_connection_rate: int = 20
+    host_connection_burst: int = 64
+    # An established inbound stream on which no frame arrives and none is sent for this long
+    # is closed. Every protocol so far finishes in seconds; one that keeps a stream open sends
+    # something at least this often. It frees the slots of peers that went silent or hold
+    # streams open on purpose.
+    idle_timeout: float = 60.0
+    # A frame whose first bytes have arrived must be complete within this time, or the stream
+    # is closed and its buffer freed: a peer that trickles a 1 MiB frame a byte at a time
+    # cannot pin the buffer for long. 1 MiB in 30 s needs 280 kbit/s; slower links should
+    # carry smaller frames.
+    frame_timeout: float = 30.0
+    # Networks (CIDR, e.g. "10.1.0.0/16") exempt from the per-host limits above (connection
+    # rate, pending handshakes, streams per host) but not from the totals nor from the per-node
+    # cap. Empty by default: loopback and private addresses are limited like any other.
+    trusted_hosts: tuple[str, ...] = ()

@@ -1,17 +1,30 @@
 """The stream service: accepts secure streams and routes them to protocol handlers.
 
 Every accepted connection first runs the mutual-authentication handshake
-(:mod:`plexinode.net.secure`) under ``stream.handshake_timeout``; a peer that stalls is cut off
-when the timeout expires and its task and socket are freed. At most
-``stream.max_pending_handshakes`` handshakes run at once. When a new connection arrives at that
-limit, the *oldest* pending handshake is cut off to make room, rather than the new one being
-refused: an honest handshake finishes in a round trip or two, so a client that opens thousands
-of silent connections only ever evicts its own, and costs the node a bounded number of sockets
-and tasks. (Refusing new connections instead would let that client lock everyone out.)
+(:mod:`plexinode.net.secure`) and reads the dialer's first frame, a
+:class:`~plexinode.wire.messages.StreamOpen` naming the protocol (``echo/1``,
+``membership/1`` ...), under ``stream.handshake_timeout``; a peer that stalls is cut off when
+the timeout expires and its task and socket are freed. The handler for that protocol then owns
+the stream until it returns; the service closes it afterwards.
 
-After the handshake the dialer's first frame is a :class:`~plexinode.wire.messages.StreamOpen`
-naming the protocol (``echo/1``, and later ``membership/1``, ``shards/1`` ...). The handler for
-that protocol owns the stream until it returns; the service closes it afterwards.
+What one party can hold is bounded by :class:`~plexinode.net.stream_limits.StreamLimits`, the
+sans-I/O core this service feeds (its docstring has the rules):
+
+* an accepted connection from a host over its connection rate, or whose host (or the node)
+  holds all the streams it may, is closed at once, before any handshake work;
+* pending handshakes are capped per host and in total; at a cap a new connection evicts the
+  oldest pending handshake of its own host, or else of the host holding the most, so a flood
+  from one host (thousands of silent connections) only ever evicts its own;
+* after the handshake and the opening frame, the stream is refused if its node ID, its host or
+  the node holds all it may. The refused dialer sees a clean close (the final frame) where it
+  expected its first answer, never a reset, and no side logs a traceback;
+* an established stream on which no frame arrives and none is sent for ``stream.idle_timeout``
+  is closed (``idle_closed``), and one on which a frame begun is not complete within
+  ``stream.frame_timeout`` is closed with its buffer freed (``frame_timeout``).
+
+Every refusal is counted in :attr:`StreamService.stats` (``refused_rate``,
+``refused_host_streams``, ``refused_total_streams``, ``refused_node_streams``,
+``handshake_evicted``), which ``status`` shows under ``streams``.
 
 A peer whose handshake was tagged under a *retired* network key (it missed a key rotation) may
 open only the protocols registered with ``retired_ok`` (the one that hands it the current
@@ -34,6 +47,7 @@ from plexinode.net.handshake import NetworkKeyError
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_accept, secure_connect
 from plexinode.net.settings import StreamSettings
+from plexinode.net.stream_limits import Refusal, StreamLimits
 from plexinode.net.transport import Transport
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
@@ -53,6 +67,22 @@ STREAM_FAILURES: Final = (
 )
 
 StreamHandler = Callable[[SecureStream], Awaitable[None]]
+
+
+def peer_host(stream: trio.abc.Stream) -> str:
+    """The address of the host at the other end of an accepted `stream` ("" if unknown): the
+    in-memory network's streams say it, a socket stream asks its socket."""
+    remote = getattr(stream, "remote_address", None)
+    if isinstance(remote, Address):
+        return remote.host
+    if isinstance(stream, trio.SocketStream):
+        try:
+            name = stream.socket.getpeername()
+        except OSError:  # already reset by the peer
+            return ""
+        if isinstance(name, tuple):
+            return str(name[0])
+    return ""
 
 
 class StreamService:
@@ -79,6 +109,10 @@ class StreamService:
         self._prologue = prologue
         self._handlers: dict[str, StreamHandler] = {}
         self._retired_ok: set[str] = set()
+        #: Who may hold which connections and streams (raises ValueError on a bad
+        #: ``trusted_hosts``).
+        self.limits: StreamLimits[int, NodeId] = StreamLimits(settings)
+        # The cancel scope of each inbound connection still in its handshake, by key.
         self._pending: dict[int, trio.CancelScope] = {}
         self._next_key = 0
         self.stats: collections.Counter[str] = collections.Counter()
@@ -86,7 +120,12 @@ class StreamService:
     @property
     def pending_handshakes(self) -> int:
         """Inbound handshakes in progress."""
-        return len(self._pending)
+        return self.limits.pending
+
+    @property
+    def inbound_streams(self) -> int:
+        """Inbound streams established (handshake and opening frame done) and not yet closed."""
+        return self.limits.established
 
     def on(self, protocol: str, handler: StreamHandler, *, retired_ok: bool = False) -> None:
         """Serve streams that open `protocol` with `handler`; with `retired_ok`, also for
@@ -108,12 +147,19 @@ class StreamService:
                         log.warning("accept failed: %s", exc)
                         await trio.sleep(0.1)
                         continue
-                    if len(self._pending) >= self.settings.max_pending_handshakes:
-                        oldest = next(iter(self._pending))
-                        self._pending.pop(oldest).cancel()
-                        self.stats["handshake_evicted"] += 1
-                    key, scope = self._next_key, trio.CancelScope()
+                    key = self._next_key
                     self._next_key += 1
+                    host = peer_host(stream)
+                    decision = self.limits.connect(key, host, trio.current_time())
+                    if isinstance(decision, Refusal):
+                        self.stats[decision.value] += 1
+                        log.debug("connection from %s refused (%s)", host, decision.value)
+                        await trio.aclose_forcefully(stream)
+                        continue
+                    if decision.evicted is not None:
+                        self._pending.pop(decision.evicted).cancel()
+                        self.stats["handshake_evicted"] += 1
+                    scope = trio.CancelScope()
                     self._pending[key] = scope
                     nursery.start_soon(self._serve, stream, key, scope)
             finally:
@@ -122,36 +168,47 @@ class StreamService:
     async def _serve(self, raw: trio.abc.Stream, key: int, scope: trio.CancelScope) -> None:
         opened = None
         try:
-            with scope:
-                opened = await self._accept(raw)
+            try:
+                with scope:
+                    opened = await self._accept(raw, key)
+            finally:
+                self._pending.pop(key, None)
+            if opened is None:
+                await trio.aclose_forcefully(raw)
+                return
+            secure, protocol = opened
+            try:
+                await self._run_handler(secure, protocol)
+            finally:
+                # The peer gets the final frame, unless it stopped reading (then it gets less).
+                with trio.move_on_after(self.settings.handshake_timeout):
+                    await secure.aclose()
+                await trio.aclose_forcefully(secure)
         finally:
-            self._pending.pop(key, None)
-        if opened is None:
-            await trio.aclose_forcefully(raw)
+            self.limits.release(key)
+
+    async def _run_handler(self, secure: SecureStream, protocol: str) -> None:
+        if secure.retired_key and protocol not in self._retired_ok:
+            self.stats["retired_key_refused"] += 1
+            log.debug(
+                "%s used a retired network key for %r", secure.remote_node_id.short(), protocol
+            )
             return
-        secure, protocol = opened
-        async with secure:
-            if secure.retired_key and protocol not in self._retired_ok:
-                self.stats["retired_key_refused"] += 1
-                log.debug(
-                    "%s used a retired network key for %r",
-                    secure.remote_node_id.short(),
-                    protocol,
-                )
-                return
-            handler = self._handlers.get(protocol)
-            if handler is None:
-                self.stats["unknown_protocol"] += 1
-                log.debug(
-                    "%s asked for unknown protocol %r", secure.remote_node_id.short(), protocol
-                )
-                return
-            self.stats["accepted"] += 1
-            self.stats["accepted:" + protocol] += 1
+        handler = self._handlers.get(protocol)
+        if handler is None:
+            self.stats["unknown_protocol"] += 1
+            log.debug("%s asked for unknown protocol %r", secure.remote_node_id.short(), protocol)
+            return
+        self.stats["accepted"] += 1
+        self.stats["accepted:" + protocol] += 1
+        with trio.CancelScope() as idle:
+            # Cancelled once no frame has moved either way for idle_timeout.
+            secure.cancel_when_idle(idle, self.settings.idle_timeout)
             try:
                 await handler(secure)
             except (RemoteProtocolError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
-                self.stats["stream_error"] += 1
+                if not secure.frame_timed_out:  # counted below
+                    self.stats["stream_error"] += 1
                 log.debug(
                     "stream %s from %s ended: %s", protocol, secure.remote_node_id.short(), exc
                 )
@@ -159,9 +216,16 @@ class StreamService:
                 # A bug in one handler ends that stream, not the node (as for datagram handlers).
                 self.stats["handler_error"] += 1
                 log.exception("handler for stream protocol %s failed", protocol)
+        if idle.cancelled_caught:
+            self.stats["idle_closed"] += 1
+            log.debug("closed idle stream %s from %s", protocol, secure.remote_node_id.short())
+        if secure.frame_timed_out:
+            self.stats["frame_timeout"] += 1
+            log.debug("%s did not finish a frame in time", secure.remote_node_id.short())
 
-    async def _accept(self, raw: trio.abc.Stream) -> tuple[SecureStream, str] | None:
-        """Handshake and read the StreamOpen frame; None (counted) if either fails."""
+    async def _accept(self, raw: trio.abc.Stream, key: int) -> tuple[SecureStream, str] | None:
+        """Handshake, read the StreamOpen frame and ask the limits; None (counted) if any of
+        them fails or refuses."""
         with trio.move_on_after(self.settings.handshake_timeout):
             try:
                 secure = await secure_accept(
@@ -170,6 +234,7 @@ class StreamService:
                     prologue=self._prologue,
                     keyring=self.keyring,
                     max_frame_bytes=self.settings.max_frame_bytes,
+                    frame_timeout=self.settings.frame_timeout,
                 )
             except NetworkKeyError as exc:
                 self.stats["handshake_network_key"] += 1
@@ -191,6 +256,18 @@ class StreamService:
                 return None
             if not isinstance(opening, StreamOpen):
                 self.stats["bad_open"] += 1
+                return None
+            refusal = self.limits.authenticated(key, secure.remote_node_id)
+            if refusal is not None:
+                if refusal is not Refusal.GONE:
+                    self.stats[refusal.value] += 1
+                    log.debug(
+                        "stream %s from %s refused (%s)",
+                        opening.protocol,
+                        secure.remote_node_id.short(),
+                        refusal.value,
+                    )
+                await secure.aclose()  # a clean close: the final frame, then EOF
                 return None
             return secure, opening.protocol
         self.stats["handshake_timeout"] += 1
@@ -215,6 +292,7 @@ class StreamService:
                     prologue=self._prologue,
                     network_key=self.keyring.primary,
                     max_frame_bytes=self.settings.max_frame_bytes,
+                    frame_timeout=self.settings.frame_timeout,
                 )
         except trio.TooSlowError:
             await trio.aclose_forcefully(raw)

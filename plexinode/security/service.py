@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import trio
 
-from plexinode.errors import AuthenticationError, DecodeError
+from plexinode.errors import AuthenticationError, DecodeError, HandshakeError
 from plexinode.identity import NodeId
 from plexinode.membership.members import Joined, State, Updated
 from plexinode.membership.service import MembershipService, Seed
@@ -67,6 +67,7 @@ _FAILURES: Final = (
     OSError,
     DecodeError,
     AuthenticationError,
+    HandshakeError,  # refused (another network, or the peer's stream limits) or failed
     trio.BrokenResourceError,
     trio.ClosedResourceError,
     trio.EndOfChannel,

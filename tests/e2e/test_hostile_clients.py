@@ -28,8 +28,10 @@ def test_a_thousand_silent_connections(start_node) -> None:
     honest = start_node("honest")
     sockets = []
     try:
-        for _ in range(1000):
-            sock = socket.create_connection(host_port(target.address), timeout=10)
+        for _ in range(1000):  # from another host than the honest node's (127.0.0.1)
+            sock = socket.create_connection(
+                host_port(target.address), timeout=10, source_address=("127.0.0.2", 0)
+            )
             sockets.append(sock)
         status = cli_json(target.data_dir, "status")
         assert status["node_id"] == target.node_id
@@ -40,7 +42,9 @@ def test_a_thousand_silent_connections(start_node) -> None:
         for sock in sockets:
             sock.close()
     streams = cli_json(target.data_dir, "status")["streams"]
-    assert streams["handshake_evicted"] >= 1000 - 256
+    # Beyond its connection burst the flooding host is refused outright; within it, each new
+    # connection evicts its own oldest pending handshake (32 are kept).
+    assert streams.get("refused_rate", 0) + streams.get("handshake_evicted", 0) >= 1000 - 32
 
 
 def test_garbage_datagrams(start_node) -> None:

@@ -81,7 +81,8 @@ def test_every_default_round_trips_through_its_file_and_text_forms(
     kind = setting.kind
     assert kind.from_value(kind.toml(setting.default)) == setting.default
     json.dumps(kind.json(setting.default))
-    if setting.key != "bootstrap":  # "(none)" is for people, the env form is ""
+    if setting.key not in ("bootstrap", "stream.trusted_hosts"):  # "(none)" is for people,
+        # the env form of an empty list is ""
         assert kind.from_text(kind.text(setting.default)) == setting.default
 
 
@@ -584,3 +585,25 @@ def test_a_probe_timeout_not_below_the_period_is_refused_with_both_sources(
     text = str(caught.value)
     assert "membership.probe_timeout (1s, env PLEXINODE_MEMBERSHIP_PROBE_TIMEOUT)" in text
     assert "membership.probe_interval (500ms, file)" in text
+
+
+def test_trusted_hosts_are_networks(tmp_path: Path) -> None:
+    _write(tmp_path, 'stream.trusted_hosts = ["10.1.2.3/16", "fd00::/8", "127.0.0.1"]\n')
+    assert _load(tmp_path).settings.stream.trusted_hosts == (
+        "10.1.0.0/16",
+        "fd00::/8",
+        "127.0.0.1/32",
+    )
+    env = {"PLEXINODE_STREAM_TRUSTED_HOSTS": "192.168.0.0/24, 10.0.0.1"}
+    assert _load(tmp_path, env=env).settings.stream.trusted_hosts == (
+        "192.168.0.0/24",
+        "10.0.0.1/32",
+    )
+    for bad, message in (
+        ('stream.trusted_hosts = ["example.org"]', "is not a network"),
+        ("stream.trusted_hosts = 3", "expected a list of networks"),
+        ("stream.trusted_hosts = [3]", "expected a network"),
+    ):
+        _write(tmp_path, bad + "\n")
+        with pytest.raises(ConfigError, match=message):
+            _load(tmp_path)
