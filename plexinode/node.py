@@ -26,7 +26,6 @@ invite token, leaving it, its tags, and its status. The admin commands
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -42,7 +41,6 @@ from plexinode.datadir import DB_NAME
 from plexinode.dht.contact import Contact
 from plexinode.dht.service import DhtService
 from plexinode.errors import (
-    DataDirError,
     IdentityError,
     NameNotResolved,
     PeerTimeout,
@@ -51,13 +49,17 @@ from plexinode.errors import (
 )
 from plexinode.identity import Identity, NodeId
 from plexinode.membership.invite import Invite, InviteError, make_invite, parse_invite
+from plexinode.membership.operator_tags import (
+    load_operator_tags,
+    save_operator_tags,
+)
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net import echo
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
-from plexinode.net.keyring import KEYRING_FILE, Keyring, save_keyring
+from plexinode.net.keyring import Keyring, remember_private, save_keyring
 from plexinode.net.names import Resolver, SystemResolver, listen_address
-from plexinode.net.pinging import NoAnswer, Pinger, PingOptions
+from plexinode.net.pinging import NoAnswer, Pinger, PingOptions, unanswered
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import Endpoint, Transport
 from plexinode.security.rotation import KEYS_TAG, keys_tag
@@ -72,14 +74,7 @@ log = logging.getLogger(__name__)
 RESERVED_TAGS: Final = frozenset({"version", "capacity", KEYS_TAG})
 #: How long a stopping node waits for members to acknowledge its stopped claim.
 STOP_ANNOUNCE_TIMEOUT: Final = 2.0
-#: The meta row that keeps the operator's tags, as a JSON object.
-OPERATOR_TAGS: Final = "member_tags"
-#: The meta row that records that this node belongs to a private network (its name), so that
-#: a lost network.keys stops the node instead of joining the open network of the same name.
-PRIVATE_NETWORK: Final = "private_network"
-
-#: How long `join` waits for the membership service to take part (it starts as soon as the
-#: node knows its own address, which is at once for a node bound to a specific address).
+#: How long `join` waits for membership to take part (at once when bound to a given address).
 MEMBERSHIP_READY_WAIT: Final = 10.0
 
 #: Something the node starts in its nursery, after its own services, with ``nursery.start``:
@@ -203,7 +198,7 @@ class Node:
         db_path = self.data_dir / DB_NAME if self.data_dir is not None else None
         async with open_database(db_path) as db:
             self._db = db
-            await self._check_private_keyring()
+            await self._keep_private()
             try:
                 listen = await listen_address(self._resolver, self.settings.listen)
             except NameNotResolved as exc:
@@ -321,50 +316,15 @@ class Node:
         seeds = [Seed(c.address, c.node_id) for c in contacts]
         return seeds + [Seed(address) for address in self.dht.bootstrap_addresses]
 
-    # -- the keyring fails closed -----------------------------------------------------------
-
-    async def _check_private_keyring(self) -> None:
-        """Remember that this node's network is private; refuse to run without its keys.
-
-        Raises:
-            DataDirError: The database says the network is private, and the node was given
-                the open network's keyring (``network.keys`` was lost or removed).
-        """
-        if self._db is None:
-            return
-        rows = await self._db.execute("SELECT value FROM meta WHERE key = ?", (PRIVATE_NETWORK,))
-        if self.keyring.private:
-            if not rows:
-                await self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    (PRIVATE_NETWORK, self.settings.network.encode()),
-                )
-            return
-        if rows:
-            name = bytes(rows[0][0]).decode(errors="replace")
-            raise DataDirError(
-                f"this node belongs to the private network {name!r} but has none of its keys "
-                f"({KEYRING_FILE} is missing from the data dir): restore it from a backup, or "
-                "join again with a new invite in a new data dir"
-            )
+    async def _keep_private(self) -> None:
+        if self._db is not None:
+            await remember_private(self._db, self.keyring, self.settings.network)
 
     # -- tags ----------------------------------------------------------------------------------
 
     async def _operator_tags(self) -> dict[str, str]:
         """The tags set with ``plexinode tags set``, kept in the database across restarts."""
-        if self._db is None:
-            return {}
-        rows = await self._db.execute("SELECT value FROM meta WHERE key = ?", (OPERATOR_TAGS,))
-        if not rows:
-            return {}
-        try:
-            stored = json.loads(bytes(rows[0][0]))
-        except ValueError:
-            log.warning("ignoring unreadable stored tags")
-            return {}
-        if not isinstance(stored, dict):
-            return {}
-        return {str(k): str(v) for k, v in stored.items() if k not in RESERVED_TAGS}
+        return {} if self._db is None else await load_operator_tags(self._db, RESERVED_TAGS)
 
     async def set_tags(self, tags: dict[str, str]) -> None:
         """Replace this node's tags at run time (a new incarnation, gossiped to every member),
@@ -378,11 +338,7 @@ class Node:
             return
         self.membership.set_tags(tags)
         if self._db is not None:
-            own = {k: v for k, v in tags.items() if k not in RESERVED_TAGS}
-            await self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                (OPERATOR_TAGS, json.dumps(own, sort_keys=True).encode()),
-            )
+            await save_operator_tags(self._db, tags, RESERVED_TAGS)
 
     # -- invites -------------------------------------------------------------------------------
 
@@ -434,10 +390,11 @@ class Node:
             if not was_private:
                 self.keyring.use(invite.network_key)
             self._save_keyring(self.keyring)
-            await self._check_private_keyring()  # from now on, never without its keys
+            await self._keep_private()  # from now on, never without its keys
         inviter = invite.inviter_id
         addresses = invite.bootstrap()
-        why_not = await self._unanswered(inviter, addresses)
+        pinger = Pinger(self.datagrams, self.streams, self._resolver, self._bound_address())
+        why_not = await unanswered(pinger, inviter, addresses)
         if why_not is not None:
             raise PeerTimeout(f"the inviter {inviter.short()} did not answer: {why_not}")
         known = [Contact(inviter, address) for address in addresses]
@@ -446,29 +403,6 @@ class Node:
         if await self._membership_ready():
             await self.membership.join([Seed(address, inviter) for address in addresses])
         return contacts
-
-    async def _unanswered(self, node_id: NodeId, addresses: Sequence[Address]) -> str | None:
-        """None if the node `node_id` answers a ping at one of `addresses` at least, else why
-        it did not (one reason per address, as plexinode.net.pinging tells them)."""
-        pinger = Pinger(self.datagrams, self.streams, self._resolver, self._bound_address())
-        reasons: dict[Address, str] = {}
-        answered = False
-
-        async def ping(address: Address) -> None:
-            nonlocal answered
-            try:
-                await pinger.ping(address, node_id)
-            except PlexinodeError as exc:
-                reasons[address] = str(exc)
-                return
-            answered = True
-
-        async with trio.open_nursery() as nursery:
-            for address in dict.fromkeys(addresses):
-                nursery.start_soon(ping, address)
-        if answered:
-            return None
-        return "; ".join(reasons[a] for a in dict.fromkeys(addresses))
 
     async def _membership_ready(self) -> bool:
         """Wait for the membership service to take part, if it can: not while a node bound to

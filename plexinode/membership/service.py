@@ -32,12 +32,10 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import trio
 
-from plexinode.errors import PeerTimeout, RemoteProtocolError
-from plexinode.identity import NodeId
 from plexinode.membership import views
 from plexinode.membership.admission import Admission, Drop
 from plexinode.membership.beliefs import (
@@ -53,6 +51,7 @@ from plexinode.membership.beliefs import (
     Updated,
 )
 from plexinode.membership.claims import SignedClaim, sign_claim
+from plexinode.membership.departing import tell_members
 from plexinode.membership.evidence import Evidence
 from plexinode.membership.gossiping import Gossip
 from plexinode.membership.incarnation import Incarnations
@@ -78,10 +77,6 @@ from plexinode.net.streams import StreamService
 from plexinode.storage import Database
 
 log = logging.getLogger(__name__)
-
-#: Members told directly of our leaving (besides gossip), and how long we wait for their acks.
-LEAVE_FANOUT: Final = 5
-LEAVE_TIMEOUT: Final = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,31 +436,9 @@ class MembershipService:
         self._announce(claim)
         signed = self.evidence.overriding(self.node_id)
         assert signed is not None  # just kept
-        live = list(table.others_live)
-        told = self._rng.sample(live, min(LEAVE_FANOUT, len(live)))
-        acked = 0
-
-        async def tell(node_id: NodeId) -> None:
-            nonlocal acked
-            member = table.get(node_id)
-            if member is None:
-                return
-            try:
-                await self.datagrams.request(
-                    member.address,
-                    MemberPing(self.gossip.piggyback((signed,)), self.gossip.state_piggyback()),
-                    node_id=node_id,
-                    attempt_timeout=LEAVE_TIMEOUT / 3,
-                    retries=2,
-                )
-            except (PeerTimeout, RemoteProtocolError):
-                return
-            acked += 1
-
-        async with trio.open_nursery() as nursery:
-            for node_id in told:
-                nursery.start_soon(tell, node_id)
-        log.info("%s: %d of %d members told acknowledged", what, acked, len(told))
+        ping = MemberPing(self.gossip.piggyback((signed,)), self.gossip.state_piggyback())
+        acked, told = await tell_members(self.datagrams, table, self._rng, ping)
+        log.info("%s: %d of %d members told acknowledged", what, acked, told)
         return acked
 
     def set_tags(self, tags: dict[str, str]) -> None:

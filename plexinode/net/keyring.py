@@ -32,6 +32,7 @@ from typing import Final
 
 from plexinode.errors import DataDirError
 from plexinode.fsutil import atomic_write
+from plexinode.storage import Database
 
 NETWORK_KEY_BYTES: Final = 32
 TAG_BYTES: Final = 16
@@ -233,3 +234,33 @@ def save_keyring(data_dir: Path, keyring: Keyring) -> None:
         "retired": [k.hex() for k in keyring.retired],
     }
     atomic_write(keyring_path(data_dir), (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
+
+
+#: The database's meta row that records that this node belongs to a private network (its
+#: name), so that a lost network.keys stops the node instead of joining the open network of
+#: the same name.
+PRIVATE_NETWORK: Final = "private_network"
+
+
+async def remember_private(db: Database, keyring: Keyring, network: str) -> None:
+    """Record in `db` that this node's network is private; refuse to run without its keys.
+
+    Raises:
+        DataDirError: The database says the network is private, and the node was given the
+            open network's keyring (``network.keys`` was lost or removed).
+    """
+    rows = await db.execute("SELECT value FROM meta WHERE key = ?", (PRIVATE_NETWORK,))
+    if keyring.private:
+        if not rows:
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                (PRIVATE_NETWORK, network.encode()),
+            )
+        return
+    if rows:
+        name = bytes(rows[0][0]).decode(errors="replace")
+        raise DataDirError(
+            f"this node belongs to the private network {name!r} but has none of its keys "
+            f"({KEYRING_FILE} is missing from the data dir): restore it from a backup, or "
+            "join again with a new invite in a new data dir"
+        )

@@ -20,6 +20,7 @@ knows as soon as it knows it:
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -274,3 +275,26 @@ class Pinger:
 
 
 __all__ = ["MAX_COUNT", "VIAS", "NameNotResolved", "NoAnswer", "PingOptions", "Pinger"]
+
+
+async def unanswered(pinger: Pinger, node_id: NodeId, addresses: Sequence[Address]) -> str | None:
+    """None if the node `node_id` answers a ping at one of `addresses` at least (all pinged at
+    once), else why it did not: one reason per address, as :meth:`Pinger.ping` tells them."""
+    reasons: dict[Address, str] = {}
+    answered = False
+
+    async def ping(address: Address) -> None:
+        nonlocal answered
+        try:
+            await pinger.ping(address, node_id)
+        except PlexinodeError as exc:
+            reasons[address] = str(exc)
+            return
+        answered = True
+
+    async with trio.open_nursery() as nursery:
+        for address in dict.fromkeys(addresses):
+            nursery.start_soon(ping, address)
+    if answered:
+        return None
+    return "; ".join(reasons[a] for a in dict.fromkeys(addresses))

@@ -15,9 +15,10 @@ from plexinode.errors import PeerTimeout
 from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
 from plexinode.membership.messages import MemberGossip, MemberPing, MemberPingReq
+from plexinode.membership.operator_tags import OPERATOR_TAGS
 from plexinode.net.address import Address, packed_ip
 from plexinode.net.datagram import Inbound
-from plexinode.node import OPERATOR_TAGS, RESERVED_TAGS, Node
+from plexinode.node import RESERVED_TAGS, Node
 from plexinode.storage import open_database
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
