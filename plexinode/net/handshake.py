@@ -48,8 +48,6 @@ Why it is safe:
   probes addresses learns who answers; a node that answers does not learn who probed.
 * **Forward secrecy.** The session keys depend only on ephemeral keys, which are dropped when the
   handshake ends: a stolen identity key does not decrypt recorded traffic.
-* **Binding the context.** The ``prologue`` (e.g. a private network's key id) is mixed into ``h1``;
-  two nodes that disagree on it fail at msg2 without either revealing anything.
 
 Every parse is strict: exact message lengths, the magic, the version byte. Any failure, whether
 bad framing, a failed decryption, a bad signature or the wrong peer, raises
@@ -73,6 +71,7 @@ import nacl.public
 from plexinode.errors import AuthenticationError, HandshakeError, IdentityError
 from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId, verify_signature
 from plexinode.net.keyring import TAG_BYTES, Keyring, network_tag, open_network_key
+from plexinode.net.stream_limits import SeenMsg1
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +194,7 @@ def _initial_transcript(prologue: bytes) -> bytes:
 
 
 def _ephemeral(secret: bytes | None) -> nacl.public.PrivateKey:
-    if secret is None:
-        return nacl.public.PrivateKey.generate()
-    if len(secret) != KEY_BYTES:
-        raise ValueError(f"an ephemeral X25519 secret is {KEY_BYTES} bytes")
-    return nacl.public.PrivateKey(secret)
+    return nacl.public.PrivateKey.generate() if secret is None else nacl.public.PrivateKey(secret)
 
 
 def _dh(private: nacl.public.PrivateKey, remote_public: bytes) -> bytes:
@@ -265,10 +260,16 @@ def _verify_identity_payload(
 class _Role:
     """State shared by both roles: the transcript and the state machine."""
 
-    def __init__(self, identity: Identity, prologue: bytes, ephemeral_key: bytes | None) -> None:
+    def __init__(
+        self, identity: Identity, prologue: bytes, key: bytes | None, *, lazy: bool = False
+    ) -> None:
+        if key is not None and len(key) != KEY_BYTES:
+            raise ValueError(f"an ephemeral X25519 secret is {KEY_BYTES} bytes")
         self._identity = identity
         self._transcript = _initial_transcript(prologue)
-        self._ephemeral: nacl.public.PrivateKey | None = _ephemeral(ephemeral_key)
+        # lazy: made once needed (the responder's: after msg1 passed its cheap checks).
+        self._ephemeral_key = key
+        self._ephemeral = None if lazy else _ephemeral(key)
         self._shared_secret = b""
         self._state = _State.START
         self._result: HandshakeResult | None = None
@@ -300,6 +301,7 @@ class _Role:
         # Python cannot wipe memory, but dropping the references lets the ephemeral secret and
         # the shared secret be freed as soon as the handshake ends.
         self._ephemeral = None
+        self._ephemeral_key = None
         self._shared_secret = b""
 
     def _finish(self, remote_public_key: bytes, remote_node_id: NodeId, initiator: bool) -> None:
@@ -413,8 +415,9 @@ class Responder(_Role):
         prologue: Context both sides must agree on; not sent.
         keyring: The network keys msg1's tag may be made with (default: the open network
             ``open``'s).
-        ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None (the default)
-            draws a fresh random one. Never reuse one.
+        ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None draws a
+            fresh one (never reuse one), once msg1 passed its size, magic, version and tag.
+        seen: The node's memory of recent msg1s: a replayed one is refused before any X25519.
     """
 
     def __init__(
@@ -424,9 +427,11 @@ class Responder(_Role):
         *,
         keyring: Keyring | None = None,
         ephemeral_key: bytes | None = None,
+        seen: SeenMsg1 | None = None,
     ) -> None:
-        super().__init__(identity, prologue, ephemeral_key)
+        super().__init__(identity, prologue, ephemeral_key, lazy=True)
         self._keyring = keyring or Keyring.open("open")
+        self._seen = seen
 
     def receive(self, message: bytes) -> bytes | None:
         """Process the next handshake message from the initiator.
@@ -454,7 +459,6 @@ class Responder(_Role):
             raise self._fail(exc) from None
 
     def _receive_msg1(self, message: bytes) -> bytes:
-        assert self._ephemeral is not None
         _check_size(message, MSG1_BYTES, "msg1")
         if message[: len(MAGIC)] != MAGIC:
             raise HandshakeError("not a plexinode handshake (bad magic)")
@@ -467,6 +471,9 @@ class Responder(_Role):
                 raise NetworkKeyError("not a member of this network (no network key matches)")
             self._retired_key = True
         remote_ephemeral = body[len(MAGIC) + 1 :]
+        if self._seen is not None and not self._seen.first(remote_ephemeral):
+            raise HandshakeError("msg1 replayed (its ephemeral key was seen before)")
+        self._ephemeral = _ephemeral(self._ephemeral_key)
         self._shared_secret = _dh(self._ephemeral, remote_ephemeral)
         self._transcript = _mix(self._transcript, message)
         own_ephemeral = bytes(self._ephemeral.public_key)

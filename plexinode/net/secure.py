@@ -88,6 +88,7 @@ from plexinode.net.handshake import (
 )
 from plexinode.net.keyring import Keyring
 from plexinode.net.reader import BufferedReader
+from plexinode.net.stream_limits import SeenMsg1
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -200,6 +201,7 @@ async def secure_accept(
     keyring: Keyring | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     frame_timeout: float = math.inf,
+    seen: SeenMsg1 | None = None,
 ) -> SecureStream:
     """Run the responder's side of the handshake over `stream`.
 
@@ -213,6 +215,7 @@ async def secure_accept(
         keyring: The network keys msg1 may be tagged with (default: the open network's).
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
         frame_timeout: Seconds a frame that has begun arriving may take to complete.
+        seen: The node's memory of recent msg1s (a replayed msg1 is refused).
 
     Returns:
         The secure stream, authenticated to the initiator's key.
@@ -224,7 +227,7 @@ async def secure_accept(
     """
     async with _closed_on_failure(stream):
         _check_max_frame_bytes(max_frame_bytes)
-        responder = Responder(identity, prologue, keyring=keyring)
+        responder = Responder(identity, prologue, keyring=keyring, seen=seen)
         reader = BufferedReader(stream)
         msg2 = responder.receive(await _read_handshake_message(reader, "msg1"))
         assert msg2 is not None

@@ -275,3 +275,31 @@ __all__ = [
     "host_of",
     "parse_networks",
 ]
+
+
+class SeenMsg1:
+    """The initiators' ephemeral keys of the last `capacity` msg1s a node accepted.
+
+    An initiator draws a fresh ephemeral key for every handshake, so a msg1 whose key was seen
+    before is a replay: someone captured it and sends it again to make the responder compute
+    an X25519 and an Ed25519 signature for a handshake it can never finish. Oldest forgotten
+    first; at 32 bytes a key, the default holds the last 16,384 in about 1 MiB.
+    """
+
+    def __init__(self, capacity: int = 16_384) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._keys: dict[bytes, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def first(self, ephemeral: bytes) -> bool:
+        """Remember `ephemeral`; True if it was not remembered already."""
+        if ephemeral in self._keys:
+            return False
+        if len(self._keys) >= self._capacity:
+            del self._keys[next(iter(self._keys))]
+        self._keys[ephemeral] = None
+        return True

@@ -47,7 +47,7 @@ from plexinode.net.handshake import NetworkKeyError
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_accept, secure_connect
 from plexinode.net.settings import StreamSettings
-from plexinode.net.stream_limits import Refusal, StreamLimits
+from plexinode.net.stream_limits import Refusal, SeenMsg1, StreamLimits
 from plexinode.net.transport import Transport
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
@@ -115,6 +115,8 @@ class StreamService:
         # The cancel scope of each inbound connection still in its handshake, by key.
         self._pending: dict[int, trio.CancelScope] = {}
         self._next_key = 0
+        #: Initiators' ephemeral keys of recent handshakes: a replayed msg1 is refused.
+        self._seen_msg1 = SeenMsg1()
         self.stats: collections.Counter[str] = collections.Counter()
 
     @property
@@ -235,6 +237,7 @@ class StreamService:
                     keyring=self.keyring,
                     max_frame_bytes=self.settings.max_frame_bytes,
                     frame_timeout=self.settings.frame_timeout,
+                    seen=self._seen_msg1,
                 )
             except NetworkKeyError as exc:
                 self.stats["handshake_network_key"] += 1

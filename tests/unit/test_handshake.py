@@ -34,6 +34,7 @@ from plexinode.net.keyring import (
     network_tag,
     open_network_key,
 )
+from plexinode.net.stream_limits import SeenMsg1
 
 ALICE = Identity.from_seed(b"A" * 32)
 BOB = Identity.from_seed(b"B" * 32)
@@ -217,6 +218,39 @@ def test_a_node_of_another_network_is_refused_before_any_key_exchange() -> None:
     result, _, _ = run(Initiator(ALICE, network_key=home.primary), Responder(BOB, keyring=work))
     assert result.remote_node_id == BOB.node_id
     assert not result.retired_key
+
+
+def test_a_stranger_costs_the_responder_no_ephemeral_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The responder's X25519 key is made only once msg1 passed its cheap checks."""
+    stranger = Initiator(ALICE, network_key=Keyring.generate().primary).start()
+    member = Initiator(ALICE)
+    made: list[object] = []
+    real = handshake._ephemeral
+    monkeypatch.setattr(handshake, "_ephemeral", lambda key: made.append(key) or real(key))
+    responder = Responder(BOB)
+    assert made == []
+    with pytest.raises(NetworkKeyError):
+        responder.receive(stranger)
+    with pytest.raises(HandshakeError, match="bad magic"):
+        Responder(BOB).receive(b"XXXX" + stranger[4:])
+    assert made == []
+    run(member, Responder(BOB))
+    assert len(made) == 1  # the responder's, for a member's msg1
+
+
+def test_a_replayed_msg1_is_refused_before_any_key_exchange() -> None:
+    seen = SeenMsg1(capacity=2)
+    msg1 = Initiator(ALICE).start()
+    assert Responder(BOB, seen=seen).receive(msg1) is not None
+    with pytest.raises(HandshakeError, match="msg1 replayed"):
+        Responder(BOB, seen=seen).receive(msg1)
+    # The memory is bounded: the oldest keys are forgotten first.
+    for _ in range(2):
+        Responder(BOB, seen=seen).receive(Initiator(ALICE).start())
+    assert len(seen) == 2
+    assert Responder(BOB, seen=seen).receive(msg1) is not None
+    with pytest.raises(ValueError, match="at least 1"):
+        SeenMsg1(capacity=0)
 
 
 def test_a_retired_network_key_is_let_through_and_marked() -> None:
