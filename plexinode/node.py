@@ -91,7 +91,7 @@ class Node:
         transport: the real network or an in-memory one.
         data_dir: where the database and the network keys live; None runs with an in-memory
             database and keeps the keys in memory only (simulations).
-        wall_clock: the clock used for datagram counters, records, claims and invites
+        wall_clock: the clock used for records, claims and invites
             (simulations pass trio's clock).
         membership: False runs the node without the membership service (simulations of the
             DHT alone, where it would only add cost).
@@ -234,7 +234,6 @@ class Node:
             self.identity,
             endpoint.datagrams,
             self.settings.datagram,
-            wall_clock=self._wall_clock,
             id_difficulty=difficulty,
             keyring=self.keyring,
         )

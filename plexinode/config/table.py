@@ -83,8 +83,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "datagram.replay_window",
+        integer(1, 1 << 31),
+        "How many of a sender's datagrams below its newest one a datagram is still accepted.",
+    ),
+    Setting(
+        "datagram.replay_memory",
         duration(),
-        "How far below a sender's newest datagram (on its own clock) one is still accepted.",
+        "How long replay state is kept for a sender no longer heard from.",
     ),
     Setting(
         "datagram.max_inflight_handlers",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +92,7 @@ class DatagramService:
         sock: DatagramSocket,
         settings: DatagramSettings,
         *,
-        wall_clock: Callable[[], float] = time.time,
+        epochs: Callable[[], int] | None = None,
         id_difficulty: int = 0,
         keyring: Keyring | None = None,
     ) -> None:
@@ -103,10 +102,13 @@ class DatagramService:
         self.id_difficulty = id_difficulty
         self.settings = settings
         self._sock = sock
-        self._sealer = packet.Sealer(identity, wall_clock, keyring)
+        #: Boot epochs of our datagram counters (packet.Sealer): from the OS unless injected.
+        self._sealer = packet.Sealer(
+            identity, epochs or (lambda: secrets.randbits(packet.SEQ_BITS)), keyring
+        )
         #: The network's keys: datagrams tagged under none of them are dropped.
         self.keyring = self._sealer.keyring
-        self._guard = packet.ReplayGuard(int(settings.replay_window * 1_000_000))
+        self._guard = packet.ReplayGuard(settings.replay_window, memory=settings.replay_memory)
         self._handlers: dict[type[Message], Handler] = {}
         self._pending: dict[int, _Pending] = {}
         # (sender, request ID) of the requests whose handler is running (at most
@@ -276,7 +278,7 @@ class DatagramService:
         if sender == self.identity.node_id:
             self._drop("from_self", address)
             return
-        if not self._guard.accept(opened.public_key, opened.counter):
+        if not self._guard.accept(opened.public_key, opened.counter, now):
             self._drop("replay", address)
             return
         message = env.message

@@ -9,7 +9,8 @@ Layout (big-endian)::
     1       32    sender's Ed25519 public key (the node ID is its BLAKE2b-256 hash)
     33      8     recipient: first 8 bytes of the recipient's node ID, or 8 zero bytes for
                   "whoever listens at this address" (allowed only for first-contact requests)
-    41      8     counter: the sender's strictly increasing clock, in microseconds
+    41      8     counter: the sender's boot epoch (high 32 bits, random at each start) and
+                  the number of this datagram since then (low 32 bits, from 1)
     49      n     payload: a msgpack envelope (plexinode.wire.envelope)
     49+n    64    Ed25519 signature over DOMAIN || bytes[0 : 49+n]
     113+n   16    network tag: keyed BLAKE2b of bytes[0 : 113+n] under the sender's primary
@@ -21,15 +22,21 @@ receiver keeps no per-peer key state that a flood of fresh identities could exha
 services need statements that third parties can verify anyway. The price, measured by
 scripts/bench/bench_datagram.py, is one sign and one verify per datagram.
 
-Replay protection does not trust wall clocks to agree (nodes may be hours apart): the counter
-is compared only with earlier counters *from the same sender*. A receiver keeps, per sender, the
-highest counter seen and the set of counters seen within the replay window below it; a counter
-at or below ``highest - window`` or already seen is a replay. The per-sender set is capped; when
-it overflows, the oldest entry becomes a floor below which everything is refused, so the cap
-never re-admits a replay. State is kept for a bounded number of senders (least recently heard
-is forgotten first); a datagram replayed to a node that has forgotten its sender, or never heard
-of it, is accepted once, which costs at most one duplicate request: responses are only accepted
-for requests still pending, and requests are idempotent.
+Replay protection compares no clocks: not the sender's with ours (nodes may be hours apart),
+and not the sender's with its own earlier ones (a node may restart with its clock stepped back).
+A sender numbers its datagrams from 1 at each start, under an epoch drawn at random at that
+start; the pair is the counter. A receiver keeps, per sender and per epoch heard from it (at
+most ``max_epochs``, least recently heard forgotten first), the highest number seen and the set
+of numbers seen within the reordering window below it; a number at or below
+``highest - window``, or already seen, is a replay. A restarted sender brings a fresh epoch and
+is accepted at once, while the datagrams of its earlier life stay refused as long as that epoch
+is remembered. The per-epoch set is capped; when it overflows, the oldest entry becomes a floor
+below which everything is refused, so the cap never re-admits a replay. State is bounded in
+senders and counters (least recently heard forgotten first) and expires by age: a sender not
+heard from for ``memory`` seconds of the receiver's own monotonic clock is forgotten. A datagram
+replayed to a node that has forgotten its sender (or that epoch), or never heard of it, is
+accepted once, which costs at most one duplicate request: responses are only accepted for
+requests still pending, and requests are idempotent.
 """
 
 from __future__ import annotations
@@ -60,6 +67,9 @@ HEADER_BYTES: Final = _HEADER.size
 OVERHEAD: Final = HEADER_BYTES + SIGNATURE_BYTES + TAG_BYTES
 #: Largest envelope that fits in one datagram.
 MAX_PAYLOAD: Final = MAX_DATAGRAM - OVERHEAD
+#: The counter is ``epoch << SEQ_BITS | seq``: a boot epoch and a datagram number.
+SEQ_BITS: Final = 32
+SEQ_MASK: Final = (1 << SEQ_BITS) - 1
 
 
 def recipient_tag(node_id: NodeId | None) -> bytes:
@@ -87,11 +97,13 @@ class OpenedPacket:
 
 
 class Sealer:
-    """Signs and tags outgoing datagrams, with a strictly increasing counter.
+    """Signs and tags outgoing datagrams, each with a counter never used before by this sender.
 
     Args:
         identity: The sender.
-        clock: Unix time, for the counter.
+        epochs: Draws a boot epoch (any integer; its low 32 bits are used): once now, and again
+            in the unlikely case that 2**32 - 1 datagrams exhaust one epoch. Production code
+            draws from the OS; simulations inject a seeded generator.
         keyring: The network's keys (the primary one tags); default: the open network
             ``open``'s.
     """
@@ -99,18 +111,23 @@ class Sealer:
     def __init__(
         self,
         identity: Identity,
-        clock: Callable[[], float],
+        epochs: Callable[[], int],
         keyring: Keyring | None = None,
     ) -> None:
         self._identity = identity
-        self._clock = clock
-        self._last = 0
+        self._epochs = epochs
+        self.epoch = epochs() & SEQ_MASK
+        self._seq = 0
         self.keyring = keyring or Keyring.open("open")
 
     def next_counter(self) -> int:
-        """A counter larger than every earlier one, close to the clock in microseconds."""
-        self._last = max(self._last + 1, int(self._clock() * 1_000_000))
-        return self._last
+        """The next counter: this boot's epoch and the next datagram number."""
+        if self._seq >= SEQ_MASK:
+            fresh = self._epochs() & SEQ_MASK
+            self.epoch = fresh if fresh != self.epoch else (fresh + 1) & SEQ_MASK
+            self._seq = 0
+        self._seq += 1
+        return self.epoch << SEQ_BITS | self._seq
 
     def seal(self, payload: bytes, recipient: NodeId | None) -> bytes:
         """The datagram carrying `payload` to `recipient`; ValueError if it does not fit."""
@@ -147,43 +164,64 @@ def parse(datagram: bytes) -> OpenedPacket:
     )
 
 
-class _SenderWindow:
+class _EpochWindow:
+    """What one sender's one boot has sent us: the highest number, recent numbers, a floor."""
+
     __slots__ = ("floor", "highest", "order", "seen")
 
     def __init__(self) -> None:
         self.highest = 0
-        self.floor = 0
+        self.floor = 0  # numbers at or below it are refused (seq 0 is never sent)
         self.seen: set[int] = set()
         self.order: collections.deque[int] = collections.deque()
 
 
+class _Sender:
+    __slots__ = ("epochs", "heard")
+
+    def __init__(self, now: float) -> None:
+        self.heard = now
+        self.epochs: collections.OrderedDict[int, _EpochWindow] = collections.OrderedDict()
+
+    def counters(self) -> int:
+        return sum(len(w.order) for w in self.epochs.values())
+
+
 class ReplayGuard:
-    """Remembers recent counters per sender and refuses repeats.
+    """Remembers recent counters per sender and boot, and refuses repeats (module docstring).
 
     Args:
-        window_us: how far below a sender's highest counter a datagram may still arrive
-            (reordering tolerance), in the sender's microseconds.
-        max_senders: senders remembered at once (least recently heard forgotten first).
-        max_per_sender: counters remembered per sender within the window.
-        max_counters: counters remembered in all (about 90 bytes each): when a new one would
+        window: How far below a sender's highest datagram number (in its current epoch) one
+            may still arrive: the reordering tolerance, in the sender's datagrams.
+        memory: Seconds (of the receiver's monotonic clock) after which a sender not heard
+            from is forgotten.
+        max_senders: Senders remembered at once (least recently heard forgotten first).
+        max_epochs: Boots remembered per sender (least recently heard forgotten first): the
+            current one and a few earlier ones whose datagrams stay refused.
+        max_per_sender: Numbers remembered per sender and epoch within the window.
+        max_counters: Numbers remembered in all (about 90 bytes each): when a new one would
             exceed it, the least recently heard senders are forgotten first. Without it, many
             identities each sending many datagrams could pin max_senders * max_per_sender
-            counters (gigabytes); with it, the state is bounded whatever they do.
+            numbers (gigabytes); with it, the state is bounded whatever they do.
     """
 
     def __init__(
         self,
-        window_us: int,
+        window: int,
         *,
+        memory: float = 600.0,
         max_senders: int = 65_536,
+        max_epochs: int = 4,
         max_per_sender: int = 4096,
         max_counters: int = 262_144,
     ) -> None:
-        self.window_us = window_us
+        self.window = window
+        self.memory = memory
         self.max_senders = max_senders
+        self.max_epochs = max_epochs
         self.max_per_sender = max_per_sender
         self.max_counters = max_counters
-        self._senders: collections.OrderedDict[bytes, _SenderWindow] = collections.OrderedDict()
+        self._senders: collections.OrderedDict[bytes, _Sender] = collections.OrderedDict()
         self._counters = 0
 
     def __len__(self) -> int:
@@ -191,38 +229,57 @@ class ReplayGuard:
 
     @property
     def counters(self) -> int:
-        """Counters remembered across all senders."""
+        """Datagram numbers remembered across all senders and epochs."""
         return self._counters
 
     def _forget_oldest(self) -> None:
         _, oldest = self._senders.popitem(last=False)
-        self._counters -= len(oldest.order)
+        self._counters -= oldest.counters()
 
-    def accept(self, sender: bytes, counter: int) -> bool:
-        """Record `counter` from `sender`; False if it is a replay (or too old)."""
+    def expire(self, now: float) -> None:
+        """Forget the senders not heard from for ``memory`` seconds by `now`."""
+        senders = self._senders
+        while senders and next(iter(senders.values())).heard + self.memory <= now:
+            self._forget_oldest()
+
+    def accept(self, sender: bytes, counter: int, now: float) -> bool:
+        """Record `counter` from `sender` at `now` (the receiver's monotonic clock, in
+        seconds); False if it is a replay (or too old)."""
+        self.expire(now)
         state = self._senders.get(sender)
         if state is None:
-            state = _SenderWindow()
+            state = _Sender(now)
             self._senders[sender] = state
             if len(self._senders) > self.max_senders:
                 self._forget_oldest()
         else:
+            state.heard = now
             self._senders.move_to_end(sender)
-        if counter <= state.floor or counter <= state.highest - self.window_us:
+        epoch, seq = counter >> SEQ_BITS, counter & SEQ_MASK
+        window = state.epochs.get(epoch)
+        if window is None:
+            window = _EpochWindow()
+            state.epochs[epoch] = window
+            if len(state.epochs) > self.max_epochs:
+                _, old = state.epochs.popitem(last=False)
+                self._counters -= len(old.order)
+        else:
+            state.epochs.move_to_end(epoch)
+        if seq <= window.floor or seq <= window.highest - self.window or seq in window.seen:
             return False
-        if counter in state.seen:
-            return False
-        state.seen.add(counter)
-        state.order.append(counter)
+        window.seen.add(seq)
+        window.order.append(seq)
         self._counters += 1
-        state.highest = max(state.highest, counter)
-        horizon = state.highest - self.window_us
-        while state.order and (state.order[0] <= horizon or len(state.order) > self.max_per_sender):
-            old = state.order.popleft()
+        window.highest = max(window.highest, seq)
+        horizon = window.highest - self.window
+        while window.order and (
+            window.order[0] <= horizon or len(window.order) > self.max_per_sender
+        ):
+            old_seq = window.order.popleft()
             self._counters -= 1
-            state.seen.discard(old)
-            if old > horizon:
-                state.floor = max(state.floor, old)
+            window.seen.discard(old_seq)
+            if old_seq > horizon:
+                window.floor = max(window.floor, old_seq)
         while self._counters > self.max_counters and len(self._senders) > 1:
             self._forget_oldest()  # never `sender` itself: it was just moved to the end
         return True

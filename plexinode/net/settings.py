@@ -14,11 +14,16 @@ class DatagramSettings:
     request_timeout: float = 2.0
     # Two extra attempts ride out ordinary UDP loss (a few percent) at most tripling the wait.
     retries: int = 2
-    # A datagram whose counter is this far below the newest one from the same sender is refused
-    # as a possible replay; inside the window, a per-sender set of seen counters catches exact
-    # repeats. The window is measured on the sender's own clock, so skew between hosts does not
-    # matter; a minute tolerates any reordering the network produces.
-    replay_window: float = 60.0
+    # A datagram numbered this far below the newest one from the same sender (in that sender's
+    # current boot) is refused as a possible replay; inside the window, a per-sender set of seen
+    # numbers catches exact repeats. A sender numbers every datagram it sends, to anyone, so
+    # the gap one receiver sees grows with the sender's whole traffic: a million datagrams is
+    # minutes of a busy node's sending, far beyond any reordering the network produces.
+    replay_window: int = 1 << 20
+    # Replay state of a sender not heard from for this long (on this node's monotonic clock) is
+    # forgotten, so the state of a crowd of identities that spoke once does not stay forever.
+    # Ten minutes is many probe and refresh periods: a sender we talk to is never forgotten.
+    replay_memory: float = 600.0
     # Bounds the tasks spawned for incoming requests so a flood cannot exhaust memory; requests
     # beyond it are answered with a BUSY error.
     max_inflight_handlers: int = 256

@@ -93,8 +93,8 @@ OUTCOMES: Final = (
     "replies",
 )
 
-#: The default replay window (``datagram.replay_window``) in microseconds.
-DEFAULT_WINDOW_US: Final = round(DatagramSettings().replay_window * 1_000_000)
+#: The default replay window (``datagram.replay_window``), in the sender's datagrams.
+DEFAULT_WINDOW: Final = DatagramSettings().replay_window
 
 _REQUEST: Final = frozenset({"requests", "drop_busy", "drop_rate_limited"})
 
@@ -414,7 +414,7 @@ class Fuzzer:
         dense_counters: Counters advance by 1 from datagram to datagram of one identity, instead
             of following ``clock`` in microseconds as a real sender does. Dense counters are
             what an attacker uses to make the victim remember the most counters per identity.
-        window_us: The victim's replay window (for stale counters).
+        window: The victim's replay window (for stale counters).
     """
 
     def __init__(
@@ -429,7 +429,7 @@ class Fuzzer:
         captured: Sequence[bytes] = (),
         id_difficulty: int = 0,
         dense_counters: bool = False,
-        window_us: int = DEFAULT_WINDOW_US,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
         if identities < 2:
             raise ValueError("the pool needs at least 2 identities")
@@ -453,7 +453,7 @@ class Fuzzer:
         self.known_ids = [NodeId.from_public_key(k) for k in self.known_keys]
         self.captured = list(captured)
         self.dense_counters = dense_counters
-        self.window_us = window_us
+        self.window = window
         self._last = [0] * identities
         self._first = [0] * identities
         self._guarded: list[int] = []  # identities the victim has (probably) heard from
@@ -811,8 +811,13 @@ class Fuzzer:
             i, counter = self._pick(), 0  # 0 is at or below every sender's floor
         else:
             i = self.rng.choice(self._guarded)
-            below = self._first[i] - self.window_us - 1 - self.rng.randint(0, 10**6)
-            counter = max(0, below) if self.rng.random() < 0.8 else 0
+            # In the epoch (the high half of the counter) of the sender's first datagram, a
+            # number (the low half) a window below it; or number 0, which is never sent.
+            first = self._first[i]
+            epoch, number = first >> packet.SEQ_BITS, first & packet.SEQ_MASK
+            below = number - self.window - 1 - self.rng.randint(0, 10**6)
+            stale = epoch << packet.SEQ_BITS | max(0, below)
+            counter = stale if self.rng.random() < 0.8 else epoch << packet.SEQ_BITS
         payload = self._envelope(self._valid_request())
         return seal(self.pool[i], self._tag(0.1), counter, payload)
 

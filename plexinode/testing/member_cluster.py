@@ -145,7 +145,6 @@ class Cluster:
                     node.identity,
                     endpoint.datagrams,
                     DATAGRAM,
-                    wall_clock=lambda: trio.current_time() + offset,
                     keyring=keyring,
                 )
                 streams = StreamService(

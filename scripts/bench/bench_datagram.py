@@ -43,15 +43,15 @@ def cost_per_datagram(n: int) -> dict[str, float]:
     def plain() -> None:
         envelope.decode(envelope.encode(message, 12345), DATAGRAM_LIMITS)
 
-    sealer = packet.Sealer(alice, time.time)
-    guard = packet.ReplayGuard(60_000_000)
+    sealer = packet.Sealer(alice, lambda: 7)
+    guard = packet.ReplayGuard(DatagramSettings().replay_window)
 
     def signed() -> None:
         datagram = sealer.seal(envelope.encode(message, 12345), bob.node_id)
         opened = packet.parse(datagram)
         envelope.decode(opened.payload, DATAGRAM_LIMITS)
         opened.verify()
-        guard.accept(opened.public_key, opened.counter)
+        guard.accept(opened.public_key, opened.counter, 0.0)
 
     a_box, b_box = nacl.public.PrivateKey.generate(), nacl.public.PrivateKey.generate()
     shared_a = sodium.crypto_box_beforenm(bytes(b_box.public_key), bytes(a_box))

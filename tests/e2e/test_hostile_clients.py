@@ -52,12 +52,12 @@ def test_garbage_datagrams(start_node) -> None:
     honest = start_node("honest")
     rng = random.Random(1234)
     mallory = Identity.generate(difficulty=int(ID_DIFFICULTY))  # solves the network's puzzle
-    sealer = packet.Sealer(mallory, time.time)
+    sealer = packet.Sealer(mallory, lambda: 1)
     valid = sealer.seal(envelope.encode(Ping(), 1), None)
     unsolved = Identity.generate()
     while unsolved.node_id.meets(int(ID_DIFFICULTY)):
         unsolved = Identity.generate()
-    cheap = packet.Sealer(unsolved, time.time).seal(envelope.encode(Ping(), 1), None)
+    cheap = packet.Sealer(unsolved, lambda: 1).seal(envelope.encode(Ping(), 1), None)
     datagrams: list[bytes] = [valid, valid, cheap]  # a replay; an ID that fails the puzzle
     for _ in range(2000):
         kind = rng.randrange(4)

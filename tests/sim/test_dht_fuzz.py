@@ -130,9 +130,9 @@ def test_seal_matches_the_packet_layer() -> None:
     identity = fuzz_identity(7)
     victim = seeded_identity(1)
     payload = envelope.encode(Ping(), 42)
-    sealer = packet.Sealer(identity, clock=lambda: 1.0)  # counter 1,000,000
+    sealer = packet.Sealer(identity, lambda: 3)  # epoch 3, first datagram: counter 3 << 32 | 1
     expected = sealer.seal(payload, victim.node_id)
-    assert seal(identity, packet.recipient_tag(victim.node_id), 1_000_000, payload) == expected
+    assert seal(identity, packet.recipient_tag(victim.node_id), 3 << 32 | 1, payload) == expected
     opened = packet.parse(expected)
     assert opened.verify() == identity.node_id
 

@@ -241,7 +241,7 @@ async def adversary(net: MemoryNetwork, index: int = 999) -> AsyncIterator[Datag
     """A node that speaks the datagram protocol but not membership: it sends what it likes."""
     identity = seeded_identity(index, seed=77)
     endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 7420))
-    service = DatagramService(identity, endpoint.datagrams, DATAGRAM, wall_clock=trio.current_time)
+    service = DatagramService(identity, endpoint.datagrams, DATAGRAM)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         yield service
@@ -755,7 +755,7 @@ async def test_a_member_answering_probes_with_anything_but_an_ack_is_declared_de
     ):
         liar = seeded_identity(997, seed=77)
         endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 7420))
-        service = DatagramService(liar, endpoint.datagrams, DATAGRAM, wall_clock=trio.current_time)
+        service = DatagramService(liar, endpoint.datagrams, DATAGRAM)
         answered: list[str] = []
 
         async def pong(inbound: Inbound) -> Message:

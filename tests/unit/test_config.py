@@ -111,7 +111,7 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
         [datagram]
         request_timeout = "500ms"
         retries = 0
-        replay_window = 30
+        replay_memory = 30
         [stream]
         max_frame_bytes = "64KiB"
         [storage]
@@ -124,7 +124,7 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
     assert s.bootstrap == (Address("10.0.0.1", 7420), Address("::1", 7421))
     assert s.network == "home-lab"
     assert s.log_level == "debug"
-    assert s.datagram == DatagramSettings(request_timeout=0.5, retries=0, replay_window=30.0)
+    assert s.datagram == DatagramSettings(request_timeout=0.5, retries=0, replay_memory=30.0)
     assert s.stream.max_frame_bytes == 64 * 1024
     assert s.stream.handshake_timeout == Settings().stream.handshake_timeout
     assert s.storage.quota_bytes == 1 << 20
@@ -211,7 +211,7 @@ def test_show_rows_are_json_friendly_with_human_text(tmp_path: Path) -> None:
     frame = rows["stream.max_frame_bytes"]
     assert (frame.value, frame.text) == (1 << 20, "1MiB")
     assert rows["storage.quota_bytes"].text == "10GiB"
-    assert rows["datagram.replay_window"].text == "1m"
+    assert rows["datagram.replay_memory"].text == "10m"
     json.dumps([dataclasses.asdict(row) for row in rows.values()])
 
 
@@ -317,7 +317,7 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
         ("datagram.request_timeout = 0", r"must be a positive duration"),
         ("datagram.request_timeout = '0ms'", r"must be a positive duration"),
         ("datagram.request_timeout = -1", r"must be a positive duration"),
-        ("datagram.replay_window = inf", r"must be a positive duration"),
+        ("datagram.replay_memory = inf", r"must be a positive duration"),
         ("stream.handshake_timeout = [1]", r"expected a duration .*got array"),
         ("listen = 7420", r"'listen' .*expected an address HOST:PORT, got integer"),
         ("listen = 'localhost'", r"'listen' .*expected HOST:PORT"),
