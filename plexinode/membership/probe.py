@@ -43,11 +43,13 @@ from __future__ import annotations
 
 import bisect
 import collections
+import ipaddress
 from collections.abc import Callable, Collection
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from plexinode.identity import NodeId
+from plexinode.net.address import Address, parse_ip
 from plexinode.randomness import Rng
 
 #: A relay answers ``nack`` after this fraction of the probe timeout without the target's ack.
@@ -55,6 +57,56 @@ NACK_FRACTION = 0.8
 #: Most pings we make for relay requests at once; more are refused (each lives one period, and
 #: honest members send at most k per period between them, so only a flood reaches this).
 MAX_RELAYED = 256
+
+
+#: Why a relay request is refused before the prober sees it (see :func:`relay_refusal`).
+NOT_A_MEMBER = "requester is not a live member"
+TARGET_UNKNOWN = "target is not a live member"
+WRONG_ADDRESS = "target is not at that address"
+FORBIDDEN_ADDRESS = "target address is loopback, link-local, multicast or unspecified"
+
+
+def relay_refusal(
+    *,
+    requester_live: bool,
+    target_address: Address | None,
+    requested: Address,
+    own_on_loopback: bool,
+) -> str | None:
+    """Why a ``member-ping-req`` must not be served, or None if it may be.
+
+    A relay sends a ping (up to a full datagram) wherever a request names, so it serves only
+    requests that cannot aim it at a third party: from a live member (alive or suspect), for
+    a live member, at the address this node knows that member at (the one in its signed alive
+    claim), and never at loopback, link-local, multicast or unspecified addresses, which reach
+    services on this host or its link rather than a peer, unless this node itself runs on
+    loopback (then its members do too: tests, one-host networks), which allows loopback only.
+
+    Args:
+        requester_live: Whether the requester is a live member in our table.
+        target_address: The target's address in our table, if it is a live member.
+        requested: The address the request asks us to ping.
+        own_on_loopback: Whether this node's own address is a loopback address.
+    """
+    if not requester_live:
+        return NOT_A_MEMBER
+    if target_address is None:
+        return TARGET_UNKNOWN
+    if target_address != requested:
+        return WRONG_ADDRESS
+    ip = parse_ip(target_address.host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if (
+        ip is None
+        or ip.is_multicast
+        or ip.is_link_local
+        or ip.is_unspecified
+        or (ip.is_loopback and not own_on_loopback)
+        or ip.packed == b"\xff\xff\xff\xff"
+    ):
+        return FORBIDDEN_ADDRESS
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,10 +58,11 @@ from plexinode.membership.probe import (
     SendPing,
     SendPingReq,
     SuspectMember,
+    relay_refusal,
 )
 from plexinode.membership.settings import MembershipSettings
 from plexinode.membership.tasks import Tasks
-from plexinode.net.address import Address, ip_text, packed_ip
+from plexinode.net.address import Address, ip_text, packed_ip, parse_ip
 from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.secure import SecureStream
 from plexinode.net.streams import STREAM_FAILURES, StreamService
@@ -408,7 +409,8 @@ class Probing:
     async def on_ping_req(self, inbound: Inbound) -> Message | None:
         """Serve a ``member-ping-req``: ping the target for the requester, answer with the
         target's ack relayed, or a nack if it did not answer in time (nothing while
-        stopping)."""
+        stopping). Only from a live member, for a live member at its known address (see
+        :func:`~plexinode.membership.probe.relay_refusal`); anything else is refused."""
         message = inbound.message
         assert isinstance(message, MemberPingReq)
         if self._tasks.drop_if_stopping():  # its ping could not be started
@@ -418,6 +420,19 @@ class Probing:
             raise DecodeError("a ping-req's IP address is 4 or 16 bytes")
         target = NodeId(message.target)
         address = Address(ip_text(message.ip), message.port)
+        live = self._table.others_live
+        known = self._table.get(target) if target in live else None
+        own = self._advertise()
+        own_ip = parse_ip(own.host) if own is not None else None
+        refusal = relay_refusal(
+            requester_live=inbound.sender in live,
+            target_address=known.address if known is not None else None,
+            requested=address,
+            own_on_loopback=own_ip is not None and own_ip.is_loopback,
+        )
+        if refusal is not None:
+            self._stats["ping_req_refused"] += 1
+            raise RemoteProtocolError(f"ping-req refused: {refusal}")
         self._relay_keys = (self._relay_keys + 1) & 0xFFFFFFFF
         key = (inbound.sender, self._relay_keys)
         actions = self.prober.on_ping_req(inbound.sender, target, key[1], trio.current_time())

@@ -723,22 +723,33 @@ async def test_bad_relay_requests_are_refused(autojump_clock) -> None:
         member_cluster(net, 3) as c,
         adversary(net) as attacker,
     ):
-        relay = c.nodes[0]
+        relay, member, target = c.nodes
         me = seeded_identity(999, seed=77)
-        odd_ip = MemberPingReq(c.nodes[1].node_id.raw, bytes(5), 7420, ())
+        odd_ip = MemberPingReq(target.node_id.raw, bytes(5), 7420, ())
         with pytest.raises(RemoteProtocolError, match="4 or 16 bytes"):
             await attacker.request(relay.address, odd_ip, node_id=relay.node_id)
-        # "Ping me for me": a relay never pings the requester or itself on its behalf.
-        for target in (me.node_id, relay.node_id):
-            loop = MemberPingReq(target.raw, bytes([10, 0, 0, 9]), 7420, ())
-            with pytest.raises(RemoteProtocolError, match="refused"):
-                await attacker.request(relay.address, loop, node_id=relay.node_id)
-        assert relay.membership.prober.stats["ping_req_refused"] == 2
-        # An honest relay request is served: the target's ack comes back relayed.
-        target = c.nodes[2]
         ip = bytes(int(part) for part in target.address.host.split("."))
-        ok = MemberPingReq(target.node_id.raw, ip, target.address.port, ())
-        reply = await attacker.request(relay.address, ok, node_id=relay.node_id)
+        honest = MemberPingReq(target.node_id.raw, ip, target.address.port, ())
+        # Anyone but a live member is refused, even for a member at its address: a relay
+        # would otherwise send a datagram wherever a stranger names.
+        with pytest.raises(RemoteProtocolError, match="not a live member"):
+            await attacker.request(relay.address, honest, node_id=relay.node_id)
+        for host in ([127, 0, 0, 1], [10, 0, 0, 99]):  # loopback, or not the target's address
+            aimed = MemberPingReq(target.node_id.raw, bytes(host), target.address.port, ())
+            with pytest.raises(RemoteProtocolError, match="not at that address"):
+                await member.datagrams.request(relay.address, aimed, node_id=relay.node_id)
+        stranger = MemberPingReq(me.node_id.raw, bytes([10, 0, 0, 9]), 7420, ())
+        with pytest.raises(RemoteProtocolError, match="target is not a live member"):
+            await member.datagrams.request(relay.address, stranger, node_id=relay.node_id)
+        assert relay.membership.stats["ping_req_refused"] == 4
+        # "Ping me for me": a relay never pings the requester or itself on its behalf.
+        member_ip = bytes(int(part) for part in member.address.host.split("."))
+        loop = MemberPingReq(member.node_id.raw, member_ip, member.address.port, ())
+        with pytest.raises(RemoteProtocolError, match="refused"):
+            await member.datagrams.request(relay.address, loop, node_id=relay.node_id)
+        assert relay.membership.prober.stats["ping_req_refused"] == 1
+        # An honest relay request from a member is served: the target's ack comes back relayed.
+        reply = await member.datagrams.request(relay.address, honest, node_id=relay.node_id)
         assert isinstance(reply.message, MemberAck)
 
 

@@ -9,14 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plexinode.membership.probe import (
+    FORBIDDEN_ADDRESS,
     MAX_RELAYED,
+    NOT_A_MEMBER,
+    TARGET_UNKNOWN,
+    WRONG_ADDRESS,
     Prober,
     SendAck,
     SendNack,
     SendPing,
     SendPingReq,
     SuspectMember,
+    relay_refusal,
 )
+from plexinode.net.address import Address
 from tests.unit.ids import nid
 
 OWN = nid(1)
@@ -311,3 +317,50 @@ def test_aligned_probes_start_on_the_wall_clocks_period_boundaries() -> None:
     assert isinstance(hurried, SendPing)
     assert hurried.target == suspect
     assert p.stats["hurried"] == 1
+
+
+MEMBER_AT = Address("198.51.100.7", 7420)
+
+
+def refusal(target: Address | None, requested: Address, *, live: bool = True, lo: bool = False):
+    return relay_refusal(
+        requester_live=live, target_address=target, requested=requested, own_on_loopback=lo
+    )
+
+
+def test_relay_requests_only_from_a_live_member_for_a_member_at_its_known_address() -> None:
+    assert refusal(MEMBER_AT, MEMBER_AT) is None
+    assert refusal(MEMBER_AT, MEMBER_AT, live=False) == NOT_A_MEMBER
+    assert refusal(None, MEMBER_AT) == TARGET_UNKNOWN
+    assert refusal(MEMBER_AT, Address("198.51.100.8", 7420)) == WRONG_ADDRESS
+    assert refusal(MEMBER_AT, Address("198.51.100.7", 53)) == WRONG_ADDRESS
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "169.254.1.1",
+        "fe80::1",
+        "224.0.0.1",
+        "ff02::1",
+        "0.0.0.0",
+        "::",
+        "255.255.255.255",
+        "localhost",
+    ],
+)
+def test_relay_requests_never_aim_at_this_host_its_link_or_a_group(host: str) -> None:
+    there = Address(host, 7420)
+    assert refusal(there, there) == FORBIDDEN_ADDRESS
+
+
+def test_a_node_on_loopback_relays_to_loopback_members_only() -> None:
+    for host in ("127.0.0.1", "::1", "::ffff:127.0.0.5"):
+        there = Address(host, 7420)
+        assert refusal(there, there, lo=True) is None
+    for host in ("169.254.1.1", "224.0.0.1"):
+        there = Address(host, 7420)
+        assert refusal(there, there, lo=True) == FORBIDDEN_ADDRESS
