@@ -112,6 +112,25 @@ class Replication:
         for gone in [i for i in self._radius if i not in live]:
             del self._radius[gone]
 
+    # -- what we accept --------------------------------------------------------------------------
+
+    def among_closest(self, key: bytes, besides: NodeId | None = None) -> bool:
+        """Whether this node is among the k nodes closest to `key` that it knows of (the live
+        contacts of its table and itself, `besides` left out: the node asking us to store a
+        record holds it already, so it does not take one of the k places).
+
+        A STORE for any other key is refused: a record belongs on the k closest nodes, and a
+        node that kept records for any key would let a few identities fill the provider slots
+        of every node in the network, not only of the k that serve the key.
+        """
+        target = NodeId(key)
+        exclude = () if besides is None else (besides,)
+        closest = self.routing.closest(target, self.k, exclude=exclude, live_only=True)
+        if len(closest) < self.k:
+            return True
+        own = int.from_bytes(key, "big") ^ self._own_int
+        return own < distance(closest[-1].node_id, target)
+
     # -- handoff ---------------------------------------------------------------------------------
 
     def records_for(self, newcomer: NodeId, held: Iterable[Record], now: float) -> list[Record]:

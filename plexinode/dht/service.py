@@ -343,6 +343,7 @@ class DhtService:
             "own": int(self._publisher.publishing_peer),
             "addresses": [str(a) for a in self._publisher.published_addresses],
             "counters": dict(self.record_stats),
+            "refused": dict(self.records.stats),
         }
 
     def peers(self) -> list[dict[str, Any]]:

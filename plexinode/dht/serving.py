@@ -23,7 +23,7 @@ from typing import Final
 
 import trio
 
-from plexinode.dht.contact import Contact, is_routable
+from plexinode.dht.contact import Contact, is_public, is_routable, subnet
 from plexinode.dht.messages import (
     FindNode,
     FindValue,
@@ -50,6 +50,8 @@ VERIFY_WORKERS: Final = 32
 #: about its own ID) must not be skipped, or the newcomers stay unknown to exactly the nodes
 #: that lookups for them converge on; the cap bounds memory under a flood of fresh identities.
 MAX_PENDING_VERIFICATIONS: Final = 1024
+#: The reason of a STORE refused because this node is not among the k closest to the key.
+NOT_CLOSEST: Final = "not among the k closest to the key"
 #: Senders of invalid records remembered (see Server.invalid_from).
 MAX_INVALID_SENDERS: Final = 4096
 
@@ -109,11 +111,17 @@ class Server:
         return Nodes(fit_contacts(closest))
 
     async def on_store(self, inbound: Inbound) -> Message:
-        """Keep the record if it is valid and new; an invalid one costs its sender."""
+        """Keep the record if it is valid and new, and this node is among the k closest to
+        its key; an invalid one costs its sender. Provider records are counted per source
+        network (/24, /48) of public addresses (see RecordStore.put)."""
         assert isinstance(inbound.message, Store)
         record = inbound.message.record
+        if not self._replication.among_closest(record.key, besides=inbound.sender):
+            self._records.stats[NOT_CLOSEST] += 1
+            return StoreResult(False, 0, NOT_CLOSEST)
         now = self._clock()
-        outcome = self._records.put(record, now)
+        source = subnet(inbound.address) if is_public(inbound.address) else None
+        outcome = self._records.put(record, now, source)
         self._replication.stored(record, outcome, now)
         if isinstance(outcome, Stored):
             return StoreResult(True, outcome.record.seq, "")

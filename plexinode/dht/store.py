@@ -67,11 +67,18 @@ DEFAULT_MAX_BYTES: Final = 64 << 20
 #: the cap stops one key from taking a large share of the store.
 DEFAULT_MAX_PROVIDERS_PER_KEY: Final = 64
 
+#: Default cap on the providers of one key that came from one network (/24 for IPv4, /48 for
+#: IPv6): identities are cheap, addresses are not, so filling a key's 64 slots takes eight
+#: networks rather than one host with 64 identities. Honest providers of one key are spread
+#: over the Internet; eight on one network still leave a reader plenty.
+DEFAULT_MAX_PROVIDERS_PER_SUBNET: Final = 8
+
 # Refusal reasons of the store itself (besides those of records.Reason).
 PUBLISHER_OVER_QUOTA: Final = "publisher over quota"
 STORE_FULL: Final = "store full"
 KEY_FULL: Final = "too many providers for key"
 KEY_TAKEN: Final = "key held by another publisher"
+SUBNET_FULL: Final = "too many providers for key from one network"
 
 #: The heap is rebuilt when it holds more than twice the live records plus this slack.
 _HEAP_SLACK: Final = 1024
@@ -130,6 +137,8 @@ class RecordStore:
         max_per_publisher: Most records held from one publisher.
         max_bytes: Most encoded bytes held (sum of :attr:`Record.size`).
         max_providers_per_key: Most records of one multi-publisher type under one key.
+        max_providers_per_subnet: Most records of one multi-publisher type under one key that
+            came from one source network (see :meth:`put`).
 
     Attributes:
         stats: How many records were refused, by reason.
@@ -143,12 +152,14 @@ class RecordStore:
         max_per_publisher: int = DEFAULT_MAX_PER_PUBLISHER,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_providers_per_key: int = DEFAULT_MAX_PROVIDERS_PER_KEY,
+        max_providers_per_subnet: int = DEFAULT_MAX_PROVIDERS_PER_SUBNET,
     ) -> None:
         self.registry = registry
         self.max_records = max_records
         self.max_per_publisher = max_per_publisher
         self.max_bytes = max_bytes
         self.max_providers_per_key = max_providers_per_key
+        self.max_providers_per_subnet = max_providers_per_subnet
         self.stats: collections.Counter[str] = collections.Counter()
         # (rtype, key) -> publisher -> record. One entry per key for single-publisher types.
         self._by_key: dict[_KeyId, dict[bytes, Record]] = {}
@@ -157,6 +168,10 @@ class RecordStore:
         self._expiry: list[tuple[int, int, bytes, bytes]] = []
         self._count = 0
         self._bytes = 0
+        # The source network of each multi-publisher record that came with one, and how many
+        # records of each (rtype, key) came from each network.
+        self._source: dict[tuple[int, bytes, bytes], str] = {}
+        self._per_source: collections.Counter[tuple[int, bytes, str]] = collections.Counter()
 
     def __len__(self) -> int:
         return self._count
@@ -170,12 +185,16 @@ class RecordStore:
         """How many records of `publisher` (a public key) are held."""
         return self._per_publisher[publisher]
 
-    def put(self, record: Record, now: float) -> PutResult:
+    def put(self, record: Record, now: float, source: str | None = None) -> PutResult:
         """Validate `record` and store it if it is new or newer than the version held.
 
         Args:
             record: A record from a peer, the database or this node.
             now: Current Unix time in seconds.
+            source: The network (/24 or /48) the record came from, for a record a peer sent
+                (None: not counted per network). A multi-publisher record new to its slot is
+                refused when ``max_providers_per_subnet`` records of its key came from that
+                network; a new version keeps the network of the first.
 
         Returns:
             :class:`Stored`, :class:`Unchanged` (the version held is the same or newer), or
@@ -193,14 +212,15 @@ class RecordStore:
                 return Unchanged(held)
             if self._bytes - held.size + record.size > self.max_bytes:
                 return self._refuse(STORE_FULL)
+            first_source = self._source.get(_slot_id(held))
             self._remove(held)
-            return self._insert(record, replaced=held)
-        reason = self._no_room(record, now)
+            return self._insert(record, replaced=held, source=first_source)
+        reason = self._no_room(record, now, source)
         if reason is not None and self.expire(now):
-            reason = self._no_room(record, now)
+            reason = self._no_room(record, now, source)
         if reason is not None:
             return self._refuse(reason)
-        return self._insert(record, replaced=None)
+        return self._insert(record, replaced=None, source=source)
 
     def get(self, rtype: int, key: bytes, now: float) -> list[Record]:
         """The unexpired records of type `rtype` under `key`.
@@ -266,7 +286,7 @@ class RecordStore:
         self.stats[reason] += 1
         return Refused(reason, invalid=invalid)
 
-    def _no_room(self, record: Record, now: float) -> str | None:
+    def _no_room(self, record: Record, now: float, source: str | None) -> str | None:
         """Why a valid record with no version held cannot be added, or None."""
         rtype = self.registry.get(record.rtype)
         assert rtype is not None  # validated
@@ -281,14 +301,25 @@ class RecordStore:
                 self._remove(other)
             elif len(slot) >= self.max_providers_per_key:
                 return KEY_FULL
+        if (
+            rtype.multi_publisher
+            and source is not None
+            and self._per_source[(record.rtype, record.key, source)]
+            >= self.max_providers_per_subnet
+        ):
+            return SUBNET_FULL
         if self._per_publisher[record.publisher] >= self.max_per_publisher:
             return PUBLISHER_OVER_QUOTA
         if self._count >= self.max_records or self._bytes + record.size > self.max_bytes:
             return STORE_FULL
         return None
 
-    def _insert(self, record: Record, *, replaced: Record | None) -> Stored:
+    def _insert(self, record: Record, *, replaced: Record | None, source: str | None) -> Stored:
         self._by_key.setdefault((record.rtype, record.key), {})[record.publisher] = record
+        rtype = self.registry.get(record.rtype)
+        if source is not None and rtype is not None and rtype.multi_publisher:
+            self._source[_slot_id(record)] = source
+            self._per_source[(record.rtype, record.key, source)] += 1
         self._per_publisher[record.publisher] += 1
         self._count += 1
         self._bytes += record.size
@@ -313,3 +344,13 @@ class RecordStore:
             del self._per_publisher[record.publisher]
         self._count -= 1
         self._bytes -= record.size
+        source = self._source.pop(_slot_id(record), None)
+        if source is not None:
+            counted = (record.rtype, record.key, source)
+            self._per_source[counted] -= 1
+            if not self._per_source[counted]:
+                del self._per_source[counted]
+
+
+def _slot_id(record: Record) -> tuple[int, bytes, bytes]:
+    return (record.rtype, record.key, record.publisher)

@@ -15,12 +15,13 @@ import pytest
 import trio
 
 from plexinode.dht.contact import distance
-from plexinode.dht.messages import Store
+from plexinode.dht.messages import Store, StoreResult
 from plexinode.dht.record_types import PEER, PROVIDER, peer_addresses
 from plexinode.dht.records import sign_record
 from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
+from plexinode.net.datagram import Inbound
 from plexinode.net.transport import Endpoint, Transport
 from plexinode.node import Node
 from plexinode.testing.network import MemoryNetwork, open_memory_network
@@ -376,3 +377,66 @@ async def test_a_store_flood_from_one_peer_is_rate_limited(autojump_clock) -> No
         # The flooder's other requests, and other peers, are not affected.
         assert (await flooder.dht.locate(victim.node_id)).found_target
         assert await nodes[0].datagrams.request(victim.address, Ping(), node_id=victim.node_id)
+
+
+#: A small k, so that a 30-node network has nodes that are not among the k closest to a key.
+SMALL_K = replace(REPUBLISH, dht=replace(REPUBLISH.dht, k=4))
+
+
+async def test_a_store_for_a_key_the_node_is_not_close_to_is_refused(autojump_clock) -> None:
+    async with open_memory_network(seed=31) as net, dht_network(net, 30, SMALL_K) as nodes:
+        storer = nodes[1]
+
+        def knows_k_closer(node: Node, key: bytes) -> bool:
+            target = NodeId(key)
+            closest = node.dht.routing.closest(target, 4, exclude=(storer.node_id,))
+            mine = distance(node.node_id, target)
+            return len(closest) == 4 and all(distance(c.node_id, target) < mine for c in closest)
+
+        # A key in the far half of the ID space seen from a node that knows k nodes there.
+        def far(node: Node) -> bytes:
+            return bytes([node.node_id.raw[0] ^ 0x80]) + node.node_id.raw[1:]
+
+        victim = next(n for n in nodes[2:] if knows_k_closer(n, far(n)))
+        assert victim.address is not None
+        key = far(victim)
+        now = int(trio.current_time())
+        record = sign_record(storer.identity, PROVIDER, key, seq=1, expires_at=now + 600, value=b"")
+        reply = await storer.datagrams.request(
+            victim.address, Store(record), node_id=victim.node_id
+        )
+        assert isinstance(reply.message, StoreResult)
+        assert not reply.message.stored
+        assert "k closest" in reply.message.reason
+        assert not victim.dht.records.get(PROVIDER, key, now)
+        assert victim.dht.records_summary()["refused"] == {"not among the k closest to the key": 1}
+        # The nodes the key belongs to take it.
+        assert await storer.dht.put(record) >= 3
+
+
+async def test_providers_from_one_network_take_at_most_their_share_of_a_key(
+    autojump_clock,
+) -> None:
+    async with open_memory_network(seed=32) as net, dht_network(net, 3, REPUBLISH) as nodes:
+        victim = nodes[1]
+        store = victim.datagrams.handler(Store)
+        assert store is not None
+        key = victim.node_id.raw  # the victim is the closest node to it
+        now = int(trio.current_time())
+
+        async def offer(i: int, host: str) -> bool:
+            # 64 cheap identities, each handing the victim a provider record for the key.
+            identity = seeded_identity(5000 + i, seed=32)
+            record = sign_record(identity, PROVIDER, key, seq=1, expires_at=now + 600, value=b"")
+            inbound = Inbound(
+                Store(record), 1, identity.node_id, identity.public_key, Address(host, 7420 + i)
+            )
+            reply = await store(inbound)
+            assert isinstance(reply, StoreResult)
+            return reply.stored
+
+        from_one = [await offer(i, "93.184.216.9") for i in range(64)]
+        assert sum(from_one) == victim.dht.records.max_providers_per_subnet == 8
+        from_next = [await offer(100 + i, "93.184.217.9") for i in range(16)]
+        assert sum(from_next) == 8
+        assert len(victim.dht.records.get(PROVIDER, key, now)) == 16

@@ -12,6 +12,7 @@ from plexinode.dht.store import (
     KEY_TAKEN,
     PUBLISHER_OVER_QUOTA,
     STORE_FULL,
+    SUBNET_FULL,
     RecordStore,
     Refused,
     Stored,
@@ -418,3 +419,45 @@ def test_random_operations_keep_the_invariants(
                 assert len(live) <= 1
             else:
                 assert len(live) <= max_providers_per_key
+
+
+# -- providers per source network -------------------------------------------------------------
+
+NET_A = "198.51.100.0/24"
+NET_B = "2001:db8:1::/48"
+
+
+def test_providers_of_one_key_from_one_network_are_capped() -> None:
+    store = new_store(max_providers_per_subnet=3)
+    idents = [Identity.from_seed(bytes([i]) * 32) for i in range(1, 9)]
+    for ident in idents[:3]:
+        assert isinstance(store.put(provider(ident), NOW, NET_A), Stored)
+    assert store.put(provider(idents[3]), NOW, NET_A) == Refused(SUBNET_FULL)
+    assert store.stats == {SUBNET_FULL: 1}
+    # Another network, another key, or a record of no network (the node's own, the database)
+    # are not held back by it.
+    assert isinstance(store.put(provider(idents[3]), NOW, NET_B), Stored)
+    assert isinstance(store.put(provider(idents[4], key=1), NOW, NET_A), Stored)
+    assert isinstance(store.put(provider(idents[5]), NOW), Stored)
+    # A new version keeps its place and the network of the first, from wherever it comes.
+    newer = provider(idents[0], seq=2)
+    assert isinstance(store.put(newer, NOW, NET_B), Stored)
+    assert store.put(provider(idents[6]), NOW, NET_A) == Refused(SUBNET_FULL)
+    assert isinstance(store.put(provider(idents[7]), NOW, NET_B), Stored)
+    check_invariants(store)
+
+
+def test_a_network_gets_its_place_back_when_its_provider_expires() -> None:
+    store = new_store(max_providers_per_subnet=1)
+    assert isinstance(store.put(provider(ALICE, ttl=10), NOW, NET_A), Stored)
+    assert store.put(provider(BOB), NOW, NET_A) == Refused(SUBNET_FULL)
+    assert isinstance(store.put(provider(BOB), NOW + 11, NET_A), Stored)  # Alice's expired
+    assert store.put(provider(CAROL), NOW + 11, NET_A) == Refused(SUBNET_FULL)
+    assert store._per_source == {(PROVIDER, content_key(0), NET_A): 1}
+
+
+def test_single_publisher_records_are_not_counted_per_network() -> None:
+    store = new_store(max_providers_per_subnet=1)
+    assert isinstance(store.put(peer(ALICE), NOW, NET_A), Stored)
+    assert isinstance(store.put(peer(BOB), NOW, NET_A), Stored)
+    assert store._per_source == {}

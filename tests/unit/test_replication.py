@@ -164,3 +164,19 @@ def test_stores_that_count_as_a_republish(offered: str, touched: bool) -> None:
     }[offered]
     core.stored(incoming, store.put(incoming, NOW), NOW)
     assert core.republish_due(incoming, quiet_since=NOW - 1, now=NOW) is not touched
+
+
+# -- which keys we store for --------------------------------------------------------------------
+
+
+def test_a_node_stores_only_for_keys_it_is_among_the_k_closest_to() -> None:
+    # k = 2; we are 0b1000 (8); contacts 9 and 10 are close to key 11, 1 and 2 close to key 3.
+    rep = replication(table(8, 1, 2, 9, 10))
+    assert not rep.among_closest(nid(3).raw)  # 1 and 2 are both closer to 3 than we are
+    assert rep.among_closest(nid(8).raw)  # our own ID
+    assert rep.among_closest(nid(12).raw)  # 8 ^ 12 = 4 < 10 ^ 12 = 6
+    assert not rep.among_closest(nid(11).raw)  # 9 ^ 11 = 2, 10 ^ 11 = 1, 8 ^ 11 = 3
+    # The node asking holds the record already: it does not take one of the k places.
+    assert rep.among_closest(nid(11).raw, besides=nid(10))
+    # While we know fewer than k nodes, we are among the k closest to everything.
+    assert replication(table(8, 1)).among_closest(nid(1).raw)
