@@ -30,6 +30,8 @@ from plexinode.wire.schema import (
     wire,
 )
 
+#: Most padding a request may carry: enough to reach the padded size from the smallest request.
+MAX_PADDING: Final = 512
 #: Most contacts a reply may carry: k = 20 by default, with headroom for a larger k. A reply
 #: that claims more is refused by the decoder before any of them is looked at.
 MAX_CONTACTS: Final = 32
@@ -79,6 +81,13 @@ class FindNode(Message):
     # A bootstrapping node may not know the ID of the node at a bootstrap address yet.
     ANONYMOUS_OK: ClassVar[bool] = True
     target: bytes = wire(Bytes(NODE_ID_BYTES, NODE_ID_BYTES))
+    #: Zero bytes that make the request large enough for a full answer from a node that has
+    #: not validated our address yet (see plexinode.net.validation); empty otherwise.
+    padding: bytes = wire(Bytes(0, MAX_PADDING), default=b"")
+
+    def with_padding(self, size: int) -> FindNode:
+        """This request with `size` bytes of padding."""
+        return FindNode(self.target, bytes(size))
 
 
 @register
@@ -127,6 +136,12 @@ class FindValue(Message):
     NAME: ClassVar[str] = "find-value"
     rtype: int = wire(Int(0, 0xFFFF))
     key: bytes = wire(Bytes(NODE_ID_BYTES, NODE_ID_BYTES))
+    #: As :attr:`FindNode.padding`.
+    padding: bytes = wire(Bytes(0, MAX_PADDING), default=b"")
+
+    def with_padding(self, size: int) -> FindValue:
+        """This request with `size` bytes of padding."""
+        return FindValue(self.rtype, self.key, bytes(size))
 
 
 @register
@@ -142,11 +157,12 @@ class Value(Message):
     contacts: tuple[WireContact, ...] = wire(ListOf(Nested(WireContact), MAX_CONTACTS))
 
 
-def fit_records(records: Sequence[Record]) -> tuple[Record, ...]:
-    """The longest prefix of `records` whose `Value` reply fits in one datagram."""
+def fit_records(records: Sequence[Record], budget: int | None = None) -> tuple[Record, ...]:
+    """The longest prefix of `records` whose `Value` reply fits in one datagram (or in
+    `budget` bytes of envelope, for an unvalidated requester)."""
     from plexinode.net.packet import MAX_PAYLOAD
 
-    room = MAX_PAYLOAD - _NODES_FRAMING - 2
+    room = (MAX_PAYLOAD if budget is None else min(budget, MAX_PAYLOAD)) - _NODES_FRAMING - 2
     out: list[Record] = []
     for record in records[:8]:
         room -= record.size
@@ -174,10 +190,11 @@ _NODES_FRAMING: Final = 16
 
 
 def fit_contacts(contacts: Sequence[Contact], budget: int | None = None) -> tuple[WireContact, ...]:
-    """The longest prefix of `contacts` whose `Nodes` reply fits in one datagram."""
+    """The longest prefix of `contacts` whose `Nodes` reply fits in one datagram (or in
+    `budget` bytes of envelope, for an unvalidated requester)."""
     from plexinode.net.packet import MAX_PAYLOAD
 
-    room = (MAX_PAYLOAD if budget is None else budget) - _NODES_FRAMING
+    room = (MAX_PAYLOAD if budget is None else min(budget, MAX_PAYLOAD)) - _NODES_FRAMING
     out: list[WireContact] = []
     for wire_contact in wire_contacts(contacts)[:MAX_CONTACTS]:
         room -= packed_size(wire_contact)

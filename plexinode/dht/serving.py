@@ -44,6 +44,10 @@ from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.wire.messages import Ping
 from plexinode.wire.schema import Message
 
+#: The bytes of a ping-back to an address not validated yet: it makes one attempt only, so
+#: that it and the reply fit the request's budget (a ping's pong, a padded request's full
+#: answer); a ping-back to a validated address makes two.
+PING_BACK_BYTES: Final = DatagramService.datagram_bytes(Ping())
 #: Requesters being pinged back at once; beyond this, new requesters are not verified (yet).
 VERIFY_WORKERS: Final = 32
 #: Requesters waiting to be pinged back. A burst of joins (every new node asks its neighbours
@@ -93,7 +97,8 @@ class Server:
         self._clock = clock
         self.invalid_from: collections.Counter[NodeId] = collections.Counter()
         self._verifying: set[NodeId] = set()
-        self._verify_send, self._verify_receive = trio.open_memory_channel[Contact](
+        # (requester, extra attempts of its ping-back)
+        self._verify_send, self._verify_receive = trio.open_memory_channel[tuple[Contact, int]](
             MAX_PENDING_VERIFICATIONS
         )
 
@@ -108,7 +113,7 @@ class Server:
         assert isinstance(inbound.message, FindNode)
         target = NodeId(inbound.message.target)
         closest = self._routing.closest(target, self._k, exclude=(inbound.sender,), live_only=True)
-        return Nodes(fit_contacts(closest))
+        return Nodes(fit_contacts(closest, self._datagrams.reply_room(inbound)))
 
     async def on_store(self, inbound: Inbound) -> Message:
         """Keep the record if it is valid and new, and this node is among the k closest to
@@ -137,13 +142,17 @@ class Server:
         """The records held under the key, or else the k live contacts closest to it."""
         assert isinstance(inbound.message, FindValue)
         query = inbound.message
+        room = self._datagrams.reply_room(inbound)
         held = self._records.get(query.rtype, query.key, self._clock())
-        if held:
-            return Value(fit_records(held), ())
+        records = fit_records(held, room)
+        if records:
+            return Value(records, ())
+        # (Records that do not fit an unvalidated requester's budget are not sent: it pads its
+        # request while we have not validated it, so only a forged source goes without.)
         closest = self._routing.closest(
             NodeId(query.key), self._k, exclude=(inbound.sender,), live_only=True
         )
-        return Value((), fit_contacts(closest))
+        return Value((), fit_contacts(closest, None if room is None else room - 1))
 
     def note_invalid(self, sender: NodeId) -> None:
         """Count an invalid record from `sender`, keeping at most MAX_INVALID_SENDERS (the
@@ -154,15 +163,21 @@ class Server:
             del self.invalid_from[next(iter(self.invalid_from))]
 
     def maybe_verify(self, inbound: Inbound) -> None:
-        """Ping back a requester we do not know, at the address it wrote from."""
+        """Ping back a requester we do not know, at the address it wrote from (charged to the
+        request's budget when that address is not validated: the ping-back goes to the
+        request's source as much as the reply does)."""
         sender = inbound.sender
         if sender in self._routing or sender in self._verifying or not is_routable(inbound.address):
             return
         if not self._routing.has_room_for(sender):
             self._routing.stats["verify_skipped_full"] += 1  # the table would not keep it
             return
+        validated = self._datagrams.reply_room(inbound) is None
+        if not validated and not self._datagrams.charge(inbound, PING_BACK_BYTES):
+            self._routing.stats["verify_over_budget"] += 1
+            return
         try:
-            self._verify_send.send_nowait(Contact(sender, inbound.address))
+            self._verify_send.send_nowait((Contact(sender, inbound.address), int(validated)))
         except trio.WouldBlock:
             self._routing.stats["verify_queue_full"] += 1
             return
@@ -170,10 +185,10 @@ class Server:
 
     async def verify_worker(self) -> None:
         """Ping queued requesters, one at a time; the pong adds them (through the observer)."""
-        async for contact in self._verify_receive:
+        async for contact, retries in self._verify_receive:
             try:
                 await self._datagrams.request(
-                    contact.address, Ping(), node_id=contact.node_id, retries=1
+                    contact.address, Ping(), node_id=contact.node_id, retries=retries
                 )
             except (PeerTimeout, RemoteProtocolError):
                 pass

@@ -68,7 +68,7 @@ from plexinode.net.secure import SecureStream
 from plexinode.net.streams import STREAM_FAILURES, StreamService
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
-from plexinode.wire.schema import Message
+from plexinode.wire.schema import U64_MAX, Message
 
 log = logging.getLogger(__name__)
 
@@ -376,9 +376,22 @@ class Probing:
         if self._tasks.drop_if_stopping():
             return None
         self._hear(message)
+        room = self._datagrams.reply_room(inbound)
+        if room is not None:
+            return self._short_ack(self._rebuttal(message), room)
         return MemberAck(
             self._gossip.piggyback(self._rebuttal(message)), self._gossip.state_piggyback()
         )
+
+    def _short_ack(self, first: tuple[SignedClaim, ...], room: int) -> MemberAck:
+        """An ack for a source address not validated yet, within `room` envelope bytes (see
+        plexinode.net.validation): no gossip, only our rebuttal if there is one and it fits.
+        Such a source is a member we have not exchanged with yet, or a forged address."""
+        self._stats["acks_shortened"] += 1
+        ack = MemberAck(first, ())
+        if first and len(envelope.encode(ack, U64_MAX)) > room:
+            ack = MemberAck((), ())
+        return ack
 
     async def serve_stream_ping(self, stream: SecureStream) -> None:
         """Serve a ``member-ping/1`` stream: one ping frame, one ack frame."""
@@ -449,9 +462,12 @@ class Probing:
                 await waiter.answered.wait()
         finally:
             del self._relay_waiters[key]
-        if waiter.acked:
-            return MemberAck(self._gossip.piggyback(), self._gossip.state_piggyback())
-        return MemberNack()
+        if not waiter.acked:
+            return MemberNack()
+        room = self._datagrams.reply_room(inbound)
+        if room is not None:
+            return self._short_ack((), room)
+        return MemberAck(self._gossip.piggyback(), self._gossip.state_piggyback())
 
 
 async def _receive(stream: SecureStream, kind: type[M]) -> M:

@@ -10,6 +10,13 @@ allowance).
 Whatever fails is dropped and counted in :attr:`DatagramService.stats`; nothing from the
 network can raise out of the receive loop.
 
+Replies never make the node an amplifier: until a source address is validated (it answered a
+request we sent there), everything sent to it because of one of its datagrams (the reply, the
+DHT's ping-back) is at most three times that datagram's size; handlers shorten their answers to
+:meth:`DatagramService.reply_room`, and a reply that would still exceed it is dropped and
+counted. Requests that may draw a full datagram are padded until the responder has validated
+us (see :mod:`plexinode.net.validation`).
+
 A response is matched on (request ID, source address, node ID) rather than the request ID
 alone, so a third party that learns a request ID cannot answer in the requester's name, and a
 node that answers from an unexpected place is ignored. Handlers run in their own tasks, at most
@@ -36,10 +43,11 @@ from plexinode.net.keyring import Keyring
 from plexinode.net.ratelimit import TokenBuckets
 from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import DatagramSocket
+from plexinode.net.validation import Validation
 from plexinode.wire import envelope
 from plexinode.wire.codec import DATAGRAM_LIMITS
 from plexinode.wire.messages import ErrorReply
-from plexinode.wire.schema import Message
+from plexinode.wire.schema import U64_MAX, Message
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,8 @@ class Inbound:
     sender: NodeId
     public_key: bytes
     address: Address
+    #: The datagram's size in bytes (what an unvalidated source's reply budget is made of).
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +132,11 @@ class DatagramService:
         self._limit_notices = TokenBuckets[NodeId](1.0, 1, max_keys=4096)
         host_rate = settings.host_datagram_rate
         self._host_limits = TokenBuckets[str](host_rate, 2 * host_rate, max_keys=4096)
+        #: Which source addresses are validated (see plexinode.net.validation).
+        self.validation = Validation[Address]()
+        # The bytes each request from an unvalidated address may still cause us to send to it
+        # (its reply, a ping-back), while it is being handled.
+        self._budgets: dict[Inbound, int] = {}
         self._nursery: trio.Nursery | None = None
         self._request_observers: list[Callable[[Inbound], None]] = []
         self._reply_observers: list[Callable[[Reply], None]] = []
@@ -175,11 +190,35 @@ class DatagramService:
         request_id: int = 0,
     ) -> None:
         """Send one datagram (no answer expected unless `request_id` is pending)."""
-        payload = envelope.encode(message, request_id)
-        datagram = self._sealer.seal(payload, node_id)
+        datagram = self._sealer.seal(envelope.encode(message, request_id), node_id)
+        await self._transmit(datagram, address)
+
+    async def _transmit(self, datagram: bytes, address: Address) -> None:
         self.stats["sent"] += 1
         self.stats["sent_bytes"] += len(datagram)
         await self._sock.sendto(datagram, address)
+
+    @staticmethod
+    def datagram_bytes(message: Message) -> int:
+        """The size of the datagram carrying `message` as a request (the longest request ID)."""
+        return packet.OVERHEAD + len(envelope.encode(message, U64_MAX))
+
+    def _padded(self, address: Address, message: Message) -> Message:
+        """`message`, padded if it may draw a full datagram and `address` has not validated
+        us yet (see plexinode.net.validation): its answer is then not shortened."""
+        pad = getattr(message, "with_padding", None)
+        if pad is None:
+            return message
+        size = self.datagram_bytes(message)
+        missing = self.validation.padding(address, size, trio.current_time())
+        if not missing:
+            return message
+        padded: Message = pad(missing)
+        over = self.datagram_bytes(padded) - size - missing  # a longer length header
+        if over > 0:
+            padded = pad(missing - over)
+        self.stats["requests_padded"] += 1
+        return padded
 
     async def request(
         self,
@@ -208,6 +247,7 @@ class DatagramService:
             raise ValueError(f"{message.NAME} requests must name the node they are for")
         timeout = self.settings.request_timeout if attempt_timeout is None else attempt_timeout
         retries = self.settings.retries if retries is None else retries
+        message = self._padded(address, message)
         request_id = self._new_request_id()
         pending = _Pending(address, node_id)
         self._pending[request_id] = pending
@@ -291,10 +331,14 @@ class DatagramService:
         if not self._peer_limits.allow((sender, message.TYPE), now, message.COST):
             self._drop("rate_limited", address)
             if env.request_id and self._limit_notices.allow(sender, now):
-                inbound = Inbound(message, env.request_id, sender, opened.public_key, address)
+                inbound = Inbound(
+                    message, env.request_id, sender, opened.public_key, address, len(data)
+                )
                 self._reply_error(inbound, ErrorReply.RATE_LIMITED, "rate limited")
             return
-        self._dispatch(Inbound(message, env.request_id, sender, opened.public_key, address))
+        self._dispatch(
+            Inbound(message, env.request_id, sender, opened.public_key, address, len(data))
+        )
 
     def _match_reply(
         self, message: Message, request_id: int, sender: NodeId, address: Address
@@ -308,7 +352,10 @@ class DatagramService:
         ):
             self._drop("unmatched_reply", address)
             return
-        rtt = max(0.0, trio.current_time() - pending.sent_at)
+        now = trio.current_time()
+        # Only a receiver of our request knows its random ID: the address is validated.
+        self.validation.validated.add(address, now)
+        rtt = max(0.0, now - pending.sent_at)
         pending.reply = Reply(message, sender, address, rtt)
         pending.event.set()
         self.stats["replies"] += 1
@@ -316,39 +363,78 @@ class DatagramService:
             observer(pending.reply)
 
     def _dispatch(self, inbound: Inbound) -> None:
-        for observer in self._request_observers:
-            observer(inbound)
-        handler = self._handlers.get(type(inbound.message))
-        if handler is None:
-            self._drop("unhandled", inbound.address)
-            self._reply_error(inbound, ErrorReply.UNSUPPORTED, "unsupported request")
-            return
-        key = (inbound.sender, inbound.request_id)
-        if inbound.request_id and key in self._handling:
-            # A retransmission of a request still being handled: the first copy's reply
-            # answers both (the requester accepts the first reply to its request ID).
-            self._drop("duplicate", inbound.address)
-            return
+        budget = self.validation.budget(inbound.address, inbound.size, trio.current_time())
+        if budget is not None:
+            self._budgets[inbound] = budget
+        handled = False
         try:
-            self._limiter.acquire_on_behalf_of_nowait(inbound)
-        except trio.WouldBlock:
-            self._drop("busy", inbound.address)
-            self._reply_error(inbound, ErrorReply.BUSY, "busy")
-            return
-        assert self._nursery is not None
-        self.stats["requests"] += 1
-        if inbound.request_id:
-            self._handling.add(key)
-        self._nursery.start_soon(self._handle, handler, inbound)
+            for observer in self._request_observers:
+                observer(inbound)
+            handler = self._handlers.get(type(inbound.message))
+            if handler is None:
+                self._drop("unhandled", inbound.address)
+                self._reply_error(inbound, ErrorReply.UNSUPPORTED, "unsupported request")
+                return
+            key = (inbound.sender, inbound.request_id)
+            if inbound.request_id and key in self._handling:
+                # A retransmission of a request still being handled: the first copy's reply
+                # answers both (the requester accepts the first reply to its request ID).
+                self._drop("duplicate", inbound.address)
+                return
+            try:
+                self._limiter.acquire_on_behalf_of_nowait(inbound)
+            except trio.WouldBlock:
+                self._drop("busy", inbound.address)
+                self._reply_error(inbound, ErrorReply.BUSY, "busy")
+                return
+            assert self._nursery is not None
+            self.stats["requests"] += 1
+            if inbound.request_id:
+                self._handling.add(key)
+            self._nursery.start_soon(self._handle, handler, inbound)
+            handled = True
+        finally:
+            if not handled:
+                self._budgets.pop(inbound, None)
+
+    # -- the reply budget of unvalidated sources -----------------------------------------------
+
+    def reply_room(self, inbound: Inbound) -> int | None:
+        """Envelope bytes a reply to `inbound` may have, or None for no limit (its source is
+        validated): handlers shorten what they answer an unvalidated source to fit."""
+        budget = self._budgets.get(inbound)
+        return None if budget is None else budget - packet.OVERHEAD
+
+    def charge(self, inbound: Inbound, size: int) -> bool:
+        """Take `size` bytes, to be sent to `inbound`'s source because of it (a ping-back),
+        from its budget; False (and nothing taken) if they do not fit."""
+        budget = self._budgets.get(inbound)
+        if budget is None:
+            return True
+        if size > budget:
+            return False
+        self._budgets[inbound] = budget - size
+        return True
 
     def _reply_error(self, inbound: Inbound, code: int, text: str) -> None:
         if inbound.request_id and self._nursery is not None:
-            self._nursery.start_soon(self._send_reply, inbound, ErrorReply(code, text))
+            budget = self._budgets.get(inbound)
+            if budget is None and inbound not in self._budgets:
+                budget = self.validation.budget(inbound.address, inbound.size, trio.current_time())
+            self._nursery.start_soon(self._send_reply, inbound, ErrorReply(code, text), budget)
 
-    async def _send_reply(self, inbound: Inbound, reply: Message) -> None:
-        await self.send(
-            inbound.address, reply, node_id=inbound.sender, request_id=inbound.request_id
-        )
+    async def _send_reply(self, inbound: Inbound, reply: Message, budget: int | None) -> None:
+        datagram = self._sealer.seal(envelope.encode(reply, inbound.request_id), inbound.sender)
+        if budget is not None:
+            if len(datagram) > budget:
+                # A handler that did not shorten its answer: never amplify, drop it.
+                self._drop("reply_over_budget", inbound.address)
+                return
+            self.stats["replies_unvalidated"] += 1
+            self.stats["sent_unvalidated_bytes"] += len(datagram)
+        # Our reply makes the requester validate this address of ours.
+        self.validation.validates_us.add(inbound.address, trio.current_time())
+        await self._transmit(datagram, inbound.address)
 
     async def _handle(self, handler: Handler, inbound: Inbound) -> None:
         try:
@@ -362,8 +448,9 @@ class DatagramService:
                 log.exception("handler for %s failed", inbound.message.NAME)
                 return
             if reply is not None and inbound.request_id:
-                await self._send_reply(inbound, reply)
+                await self._send_reply(inbound, reply, self._budgets.get(inbound))
         finally:
+            self._budgets.pop(inbound, None)
             self._handling.discard((inbound.sender, inbound.request_id))
             self._limiter.release_on_behalf_of(inbound)
 
@@ -372,5 +459,6 @@ class DatagramService:
         return {
             "pending_requests": len(self._pending),
             "replay_senders": len(self._guard),
+            "validated_addresses": len(self.validation.validated),
             "counters": dict(self.stats),
         }

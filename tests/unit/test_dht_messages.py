@@ -12,6 +12,7 @@ from plexinode.dht.contact import Contact
 from plexinode.dht.messages import (
     MAX_CONTACTS,
     FindNode,
+    FindValue,
     Nodes,
     Value,
     WireContact,
@@ -138,3 +139,20 @@ def test_fit_records_fills_one_datagram() -> None:
 def test_find_node_round_trip() -> None:
     message = FindNode(bytes(range(32)))
     assert envelope.decode(envelope.encode(message, 9), LIMITS) == envelope.Envelope(message, 9)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [FindNode(bytes(range(32))), FindValue(PROVIDER, bytes(range(32)))],
+    ids=["find-node", "find-value"],
+)
+def test_padding_grows_a_request_by_exactly_its_size_and_round_trips(
+    request_: FindNode | FindValue,
+) -> None:
+    plain = envelope.encode(request_, 1 << 63)
+    padded = request_.with_padding(200)
+    assert padded.padding == bytes(200)
+    encoded = envelope.encode(padded, 1 << 63)
+    assert len(encoded) == len(plain) + 200
+    assert envelope.decode(encoded, DATAGRAM_LIMITS).message == padded
+    assert envelope.decode(plain, DATAGRAM_LIMITS).message == request_
