@@ -1,9 +1,13 @@
 """Serving the DHT: answers to FIND_NODE, STORE and FIND_VALUE, and the verification of requesters.
 
 Answers come from the routing table (the ``k`` live contacts closest to the target, never the
-requester itself) and from the record store. A STORE is validated by the store; an invalid record
-gets an ``error`` INVALID reply and is counted against its sender in :attr:`Server.invalid_from`
-(the input to reputation).
+requester itself) and from the record store. A STORE is taken only for a key this node is among
+the ``k`` closest to (:meth:`Replication.among_closest
+<plexinode.dht.replication.Replication.among_closest>`), and validated by the store; an invalid
+record gets an ``error`` INVALID reply and is counted against its sender in
+:attr:`Server.invalid_from` (the input to reputation). A requester whose address is not
+validated yet gets an answer shortened to the request's budget (see
+:mod:`plexinode.net.validation`): fewer contacts, records only if they fit.
 
 Who enters the routing table: only a node that answered one of *our* authenticated requests
 (its reply is signed by the key its ID is derived from, addressed to us, and matched on request
@@ -11,8 +15,9 @@ ID, address and node ID). A node that sends us a request is not added on that ba
 source address of a datagram is not covered by anything the sender proves, so we ping it back
 at that address first (``VERIFY_WORKERS`` pings at a time from a queue of at most
 ``MAX_PENDING_VERIFICATIONS``; when the queue is full, new requesters wait for a later request)
-and it is added when the pong arrives, like any other reply. Contacts in other nodes' replies
-are only ever candidates to query.
+and it is added when the pong arrives, like any other reply; to an address not validated yet,
+the ping-back is charged to the request's budget and makes one attempt only. Contacts in other
+nodes' replies are only ever candidates to query.
 """
 
 from __future__ import annotations

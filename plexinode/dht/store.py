@@ -14,14 +14,17 @@ Invariants:
    record already held (replicas resend what we have all the time, and we checked it already).
 2. **Slots.** A single-publisher type (``peer``) holds one record per ``(rtype, key)``; a
    multi-publisher type (``provider``) holds one per ``(rtype, key, publisher)`` and at most
-   ``max_providers_per_key`` per ``(rtype, key)``. Within a slot the version that
+   ``max_providers_per_key`` per ``(rtype, key)``, of which at most
+   ``max_providers_per_subnet`` first came from one source network (a /24 or /48, given by
+   the caller for records a peer sent). Within a slot the version that
    :func:`~plexinode.dht.records.newer` prefers wins, so every replica converges.
 3. **Limits hold at all times**: at most ``max_records`` records, ``max_bytes`` encoded bytes
    (:attr:`Record.size`), ``max_per_publisher`` records per publisher. Replacing a record
    within its slot never counts against the record quotas, so a publisher at its quota can
    still update what it has.
 4. **A limit refuses the newcomer; it never evicts a valid record.** When a key already has
-   ``max_providers_per_key`` providers, or the store is full, a new record is refused
+   ``max_providers_per_key`` providers (or ``max_providers_per_subnet`` from the newcomer's
+   network), or the store is full, a new record is refused
    (:class:`Refused`, counted in :attr:`RecordStore.stats`). The alternative, evicting the
    record that expires soonest, lets anyone with a few fresh identities push honest providers
    out of a key just by publishing records with the longest lifetime, over and over: a flood
