@@ -8,7 +8,9 @@ death. :class:`Probing` feeds them the clock and the network and carries out wha
                ├─ MemberTable.last_calls ──> one more ping to each suspect whose time ran out
                └─ MemberTable.expire ──> dead claims (gossiped), events (to subscribers)
     handlers   ── member-ping ──> claims heard, member-ack (with claims)
-               ├─ member-ping-req ──> relayed ping, then the target's ack or a nack
+               ├─ member-ping-req ──> relayed ping (a live member's request, for a live member
+               │                        at its known address: probe.relay_refusal), then the
+               │                        target's ack or a nack
                └─ member-ping/1 stream ──> as a member-ping (the fallback of a failed probe)
 
 When a direct probe gets no ack in time, the prober asks relays (``ping-req``), and this driver
