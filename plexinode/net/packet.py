@@ -58,7 +58,7 @@ from plexinode.identity import (
 from plexinode.net.keyring import TAG_BYTES, Keyring
 from plexinode.net.transport import MAX_DATAGRAM
 
-VERSION: Final = 2
+VERSION: Final = 3
 DOMAIN: Final = b"plexinode-datagram-v1\x00"
 RECIPIENT_BYTES: Final = 8
 ANY_RECIPIENT: Final = bytes(RECIPIENT_BYTES)

@@ -132,7 +132,7 @@ CATEGORIES: Final = (
         "random_header",
         5,
         {"drop_malformed", "drop_network_key", "drop_id_puzzle", "drop_bad_signature"},
-        "version 2, victim or zero tag, random key, counter, payload and signature; "
+        "the current version, victim or zero tag, random key, counter, payload and signature; "
         "a valid network tag four times in five",
     ),
     _c(
