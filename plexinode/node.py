@@ -492,7 +492,7 @@ class Node:
             "pid": os.getpid(),
             "data_dir": str(self.data_dir) if self.data_dir else None,
             "datagrams": datagrams.get("counters", {}),
-            "streams": dict(self._streams.stats) if self._streams else {},
+            "streams": self._streams.summary() if self._streams else {},
             "dht": self._dht.records_summary() if self._dht else {},
             "membership": self._membership.summary() if self._membership else {},
             "keyring": dict(self._keyring_service.stats) if self._keyring_service else {},

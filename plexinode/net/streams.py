@@ -129,6 +129,15 @@ class StreamService:
         """Inbound streams established (handshake and opening frame done) and not yet closed."""
         return self.limits.established
 
+    def summary(self) -> dict[str, int]:
+        """The counters, and how many handshakes and inbound streams are open now (for
+        ``status``)."""
+        return {
+            **self.stats,
+            "pending_handshakes": self.pending_handshakes,
+            "inbound_streams": self.inbound_streams,
+        }
+
     def on(self, protocol: str, handler: StreamHandler, *, retired_ok: bool = False) -> None:
         """Serve streams that open `protocol` with `handler`; with `retired_ok`, also for
         peers whose handshake used a retired network key (module docstring)."""

@@ -158,6 +158,9 @@ async def test_each_stream_cap_refuses_the_newcomer_cleanly_and_counts_it(
             await dial(third, b, dave)
         assert b.streams.stats["refused_total_streams"] == 1
         assert b.streams.inbound_streams == 4
+        shown = (await b.status())["streams"]
+        assert (shown["inbound_streams"], shown["pending_handshakes"]) == (4, 0)
+        assert shown["refused_total_streams"] == 1
         # No stream that was established was cut for the newcomers.
         for stream in held:
             await stream.send(b"still here")
