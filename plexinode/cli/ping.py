@@ -97,9 +97,9 @@ def ping(
             raise click.BadParameter(str(address_error), param_hint="TARGET") from None
         try:
             args["node_id"] = node_id_argument(target, param_hint="TARGET")
-        except PlexinodeError as exc:
-            if isinstance(exc, NodeNotRunning):
-                raise
+        except NodeNotRunning:
+            raise
+        except PlexinodeError:
             raise PlexinodeError(
                 f"{target!r} is not HOST:PORT and no node ID known to this node begins with it"
             ) from None

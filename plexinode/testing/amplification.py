@@ -11,6 +11,7 @@ and ``scripts/bench/bench_amplification.py`` against a real node on loopback.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -19,7 +20,7 @@ from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.keyring import Keyring
-from plexinode.net.transport import DatagramSocket
+from plexinode.net.transport import DatagramSocket, Endpoint
 from plexinode.node import Node
 from plexinode.testing.network import MemoryNetwork
 from plexinode.testing.nodes import seeded_identity
@@ -84,11 +85,37 @@ async def measure_reflection(
     wait: float = 15.0,
 ) -> list[Reflection]:
     """:func:`reflect` each of `requests` at `target`, each from a fresh host and identity."""
+
+    async def fresh_host() -> Endpoint:
+        return await net.transport(net.new_host()).bind(Address("0.0.0.0", 7420))
+
+    return await reflect_each(
+        fresh_host,
+        target,
+        [(message.NAME, message) for message in requests],
+        senders=lambda i: seeded_identity(10_000 + i, seed),
+        seed=seed,
+        wait=wait,
+    )
+
+
+async def reflect_each(
+    bind: Callable[[], Awaitable[Endpoint]],
+    target: Node,
+    requests: list[tuple[str, Message]],
+    *,
+    senders: Callable[[int], Identity],
+    seed: int,
+    wait: float,
+    keyring: Keyring | None = None,
+) -> list[Reflection]:
+    """:func:`reflect` each named request at `target`, the i-th from a new endpoint
+    (`bind`) and signed by ``senders(i)``; request IDs are drawn from `seed`."""
     assert target.address is not None
     rng = random.Random(seed)
     results = []
-    for i, message in enumerate(requests):
-        endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 7420))
+    for i, (name, message) in enumerate(requests):
+        endpoint = await bind()
         try:
             results.append(
                 await reflect(
@@ -96,9 +123,11 @@ async def measure_reflection(
                     target.address,
                     target.node_id,
                     message,
-                    sender=seeded_identity(10_000 + i, seed),
+                    sender=senders(i),
                     request_id=rng.getrandbits(64) | 1 << 63,
                     wait=wait,
+                    keyring=keyring,
+                    name=name,
                 )
             )
         finally:

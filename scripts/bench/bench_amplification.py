@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import random
 import sys
 import time
 from pathlib import Path
@@ -33,10 +32,10 @@ from plexinode.dht.records import sign_record
 from plexinode.identity import Identity
 from plexinode.membership.messages import MemberGossip, MemberPing, MemberPingReq
 from plexinode.net.address import Address, packed_ip
-from plexinode.net.transport import SocketTransport
+from plexinode.net.transport import Endpoint, SocketTransport
 from plexinode.net.validation import AMPLIFICATION_FACTOR
 from plexinode.node import Node
-from plexinode.testing.amplification import Reflection, reflect
+from plexinode.testing.amplification import Reflection, reflect_each
 from plexinode.wire.messages import Ping, StreamOpen
 from plexinode.wire.schema import Message
 
@@ -96,27 +95,20 @@ async def run(count: int, wait: float) -> list[Reflection]:
         served = {type(m) for _, m in requests}
         missing = set(target.datagrams._handlers) - served
         assert not missing, f"request types not measured: {missing}"
-        rng = random.Random(22)
-        results = []
         transport = SocketTransport()
-        for i, (name, message) in enumerate(requests):
-            endpoint = await transport.bind(Address(HOST, 0))
-            try:
-                results.append(
-                    await reflect(
-                        endpoint.datagrams,
-                        target.address,
-                        target.node_id,
-                        message,
-                        sender=identity(3000 + i),
-                        request_id=rng.getrandbits(64) | 1 << 63,
-                        wait=wait,
-                        keyring=target.keyring,
-                        name=name,
-                    )
-                )
-            finally:
-                await endpoint.aclose()
+
+        async def fresh_port() -> Endpoint:
+            return await transport.bind(Address(HOST, 0))
+
+        results = await reflect_each(
+            fresh_port,
+            target,
+            requests,
+            senders=lambda i: identity(3000 + i),
+            seed=22,
+            wait=wait,
+            keyring=target.keyring,
+        )
         for node in nodes:
             node.stop()
     return results
