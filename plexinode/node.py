@@ -8,20 +8,19 @@ each service with ``nursery.start`` so that start-up order and readiness are exp
                  ├── StreamService.run     secure streams (handshake, protocol routing)
                  ├── DhtService.run        Kademlia: routing table, lookups, bootstrap
                  ├── MembershipService.run SWIM/Lifeguard: members, failure detection, gossip
-                 ├── KeyringService.run    the network's key plan, carried out on this node
+                 ├── SecurityServices      the network's key plan, carried out on this node;
+                 │                         a private network's grants and revocations
                  └── beside ...            what the caller runs beside the node, started last
                                            (the daemon's admin socket)
 
 The node is ready when every service, and everything started beside it, has started: it logs
-``node ready`` (at debug level: the daemon prints its own ready line) and ``Node.run`` reports
-its address to ``task_status``. :meth:`Node.stop` (from
-the admin ``stop`` command or a signal) cancels the nursery; each service closes its sockets
-on the way out and the database is checkpointed and closed last.
+``node ready`` (debug level) and ``Node.run`` reports its address to ``task_status``.
+:meth:`Node.stop` (the admin ``stop`` command or a signal) cancels the nursery; each service
+closes its sockets on the way out and the database is checkpointed and closed last.
 
-Besides the nursery, the node offers what needs several of its services at once: pinging
-another node (found through the DHT when only its ID is known), joining a network from an
-invite token, leaving it, its tags, and its status. The admin commands
-(plexinode.admin.commands) call these; the protocols themselves live with their services.
+Besides the nursery, the node offers what needs several of its services at once: pinging a
+node (found through the DHT when only its ID is known), joining a network from an invite
+token, leaving it, its tags, and its status, for the admin commands (plexinode.admin.commands).
 """
 
 from __future__ import annotations
@@ -62,8 +61,10 @@ from plexinode.net.names import Resolver, SystemResolver, listen_address
 from plexinode.net.pinging import NoAnswer, Pinger, PingOptions, unanswered
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import Endpoint, Transport
+from plexinode.security.authority_service import AuthorityService
 from plexinode.security.rotation import KEYS_TAG, keys_tag
 from plexinode.security.service import KeyringService
+from plexinode.security.services import SecurityServices
 from plexinode.storage import Database, open_database
 from plexinode.wire.messages import Ping
 
@@ -135,7 +136,7 @@ class Node:
         self._streams: StreamService | None = None
         self._dht: DhtService | None = None
         self._membership: MembershipService | None = None
-        self._keyring_service: KeyringService | None = None
+        self._security: SecurityServices | None = None
         self._db: Database | None = None
 
     @property
@@ -174,9 +175,13 @@ class Node:
     @property
     def keyring_service(self) -> KeyringService:
         """The keyring service (only while running with membership)."""
-        if self._keyring_service is None:
+        if self._security is None:
             raise RuntimeError("node is not running")
-        return self._keyring_service
+        return self._security.keyring
+
+    @property
+    def authority_service(self) -> AuthorityService | None:
+        return None if self._security is None else self._security.authority
 
     def stop(self) -> None:
         """Ask the node to shut down gracefully; :meth:`run` returns soon after."""
@@ -224,7 +229,7 @@ class Node:
                 with trio.CancelScope(shield=True):
                     await endpoint.aclose()
                 self._datagrams = self._streams = self._dht = self._membership = None
-                self._keyring_service = None
+                self._security = None
                 self._db = None
         log.info("node stopped")
 
@@ -287,15 +292,16 @@ class Node:
             wall_clock=self._wall_clock,
         )
         await nursery.start(self._membership.run)
-        self._keyring_service = KeyringService(
+        self._security = SecurityServices(
             self.keyring,
+            self.settings.network,
             self._membership,
             save=self._save_keyring,
             db=self._db,
             wall_clock=self._wall_clock,
-            rng=self.transport.rng(self.node_id.raw + b"/keyring"),
+            rng=lambda label: self.transport.rng(self.node_id.raw + label),
         )
-        await nursery.start(self._keyring_service.run)
+        await self._security.start(nursery)
 
     def _save_keyring(self, keyring: Keyring) -> None:
         if self.data_dir is not None:
@@ -360,10 +366,9 @@ class Node:
         """Join the network of an invite token: through the inviter only (its node ID is in the
         token), for the DHT and membership; the DHT then keeps the contacts it made.
 
-        The inviter must answer first (a signed ping to its node ID at the token's addresses):
-        contacts this node already had do not make a join through an inviter that is down
-        succeed. A private network's key in the token is installed (and sent with, unless this
-        node already had private keys of its own: then an operator rotates them deliberately).
+        The inviter must answer first (a signed ping to its node ID at the token's addresses).
+        A private network's key in the token is installed (and sent with, unless this node had
+        private keys of its own: then an operator rotates them deliberately).
 
         Returns:
             How many DHT contacts this node has after the bootstrap through the inviter.
@@ -404,9 +409,8 @@ class Node:
         return contacts
 
     async def _membership_ready(self) -> bool:
-        """Wait for the membership service to take part, if it can: not while a node bound to
-        a wildcard address has not learnt its own address (it joins through its seeds, which
-        include the inviter, once it has)."""
+        """Wait for membership to take part, if it can: not while a node bound to a wildcard
+        address has not learnt its address (it joins through its seeds once it has)."""
         if self._member_address() is None:
             return False
         with trio.move_on_after(MEMBERSHIP_READY_WAIT):
@@ -431,11 +435,8 @@ class Node:
         """Authenticate the node at `address` and measure the round trip (plexinode.net.pinging:
         rounds, names, and why a ping failed).
 
-        Over datagrams, the ping is signed by us and the pong by them (and bound to our ID);
-        over a stream, both sides complete the mutual handshake and then echo one frame
-        (plexinode.net.echo). With no address, `node_id` is found through the DHT first; if the
-        address the routing table gives does not answer (or another node does), the node's
-        peer record is looked up afresh (it may have moved).
+        With no address, `node_id` is found through the DHT first; if the address the routing
+        table gives does not answer (or another node does), its peer record is looked up afresh.
 
         Raises:
             ValueError: Neither an address nor a node ID.
@@ -495,5 +496,5 @@ class Node:
             "streams": self._streams.summary() if self._streams else {},
             "dht": self._dht.records_summary() if self._dht else {},
             "membership": self._membership.summary() if self._membership else {},
-            "keyring": dict(self._keyring_service.stats) if self._keyring_service else {},
+            **(self._security.status() if self._security else {"keyring": {}, "authority": {}}),
         }

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from plexinode.admin.requests import (
+    AuthorityInfoRequest,
+    AuthoritySubmitRequest,
     DhtGetRequest,
     InviteRequest,
     JoinRequest,
@@ -35,6 +37,8 @@ from plexinode.admin.requests import (
     TagsSetRequest,
 )
 from plexinode.admin.results import (
+    AuthorityAdded,
+    AuthorityInfo,
     Document,
     Invited,
     Joined,
@@ -53,6 +57,7 @@ from plexinode.admin.results import (
 from plexinode.admin.server import AdminServer, Command
 from plexinode.errors import AdminError
 from plexinode.node import RESERVED_TAGS, Node
+from plexinode.security.authority_service import AuthorityService
 
 R = TypeVar("R", bound=Request)
 
@@ -100,6 +105,10 @@ class AdminCommands:
             "join": typed("join", JoinRequest, self.join),
             "network_key": typed("network_key", NetworkKeyRequest, self.network_key),
             "revoke": typed("revoke", RevokeRequest, self.revoke),
+            "authority_info": typed("authority_info", AuthorityInfoRequest, self.authority_info),
+            "authority_submit": typed(
+                "authority_submit", AuthoritySubmitRequest, self.authority_submit
+            ),
             "tags_set": typed("tags_set", TagsSetRequest, self.tags_set),
             "tags_list": typed("tags_list", NoArguments, self.tags_list),
             "resolve": typed("resolve", ResolveRequest, self.resolve),
@@ -244,6 +253,42 @@ class AdminCommands:
             private=self.node.keyring.private,
             keyring=service.describe(),
         )
+
+    def _authority(self) -> AuthorityService:
+        service = self.node.authority_service
+        if service is None:
+            raise AdminError(
+                f"network {self.node.settings.network!r} has no root key: admin keys, grants "
+                "and revocations are for private networks made with `plexinode init --network`"
+            )
+        return service
+
+    async def authority_info(self, request: AuthorityInfoRequest) -> AuthorityInfo:
+        """The network's name and root key (empty without one), and the public key of the node
+        asked about."""
+        service = self.node.authority_service
+        if service is None:
+            return AuthorityInfo(self.node.settings.network, "", "")
+        authority = service.authority
+        public_key = b""
+        if request.node_id is not None:
+            found = (
+                self.node.identity.public_key
+                if request.node_id == self.node.node_id
+                else self.node.membership.evidence.public_key(request.node_id)
+            )
+            if found is None:
+                raise AdminError(
+                    f"this node has not heard from {request.node_id} (it knows a node's key "
+                    "once it has seen the node as a member)"
+                )
+            public_key = found
+        return AuthorityInfo(authority.network, authority.root.hex(), public_key.hex())
+
+    async def authority_submit(self, request: AuthoritySubmitRequest) -> AuthorityAdded:
+        """Keep and spread statements the CLI signed with an admin key."""
+        added = await self._authority().add(request.encoded(), source="the admin socket")
+        return AuthorityAdded(len(added.new), added.refused)
 
     async def revoke(self, request: RevokeRequest) -> Revoked:
         """No member hands that node a network key again."""

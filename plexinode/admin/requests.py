@@ -28,7 +28,7 @@ from plexinode.net.address import Address
 from plexinode.net.keyring import NETWORK_KEY_BYTES, key_id, parse_key
 from plexinode.net.pinging import PingOptions
 from plexinode.security.rotation import RESERVED_STATE_PREFIX
-from plexinode.wire.schema import Bool, Check, Float, Int, Optional
+from plexinode.wire.schema import Bool, Check, Float, Int, ListOf, Optional
 
 #: The steps of ``network key``: show the keys, then install, use, remove one.
 NETWORK_KEY_ACTIONS: Final = ("list", "install", "use", "remove")
@@ -343,6 +343,39 @@ class RevokeRequest(Request):
 
     # arg() declares a field, as wire() does; NodeId is immutable.
     node_id: NodeId = arg(NodeIdText())  # noqa: RUF009
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityInfoRequest(Request):
+    """``authority_info``: the network's name and root key, and the public key of the node
+    `node_id` (None: only the network), for the CLI to sign a statement about it."""
+
+    node_id: NodeId | None = arg(Optional(NodeIdText()), default=None)  # noqa: RUF009
+
+
+#: Most statements one ``authority_submit`` carries (the CLI signs one at a time).
+MAX_SUBMITTED: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class AuthoritySubmitRequest(Request):
+    """``authority_submit``: grants or revocations the CLI signed with an admin key, each as
+    hex of its encoding (plexinode.security.statements)."""
+
+    statements: tuple[str, ...] = arg(
+        ListOf(TEXT, MAX_SUBMITTED), error="statements are a list of hex texts"
+    )
+
+    def encoded(self) -> list[bytes]:
+        """The statements' bytes.
+
+        Raises:
+            AdminError: One is not hex.
+        """
+        try:
+            return [bytes.fromhex(text) for text in self.statements]
+        except ValueError:
+            raise AdminError("a statement is not hex") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ class Status(Result):
     dht: Mapping[str, Any] = arg(MapOf())
     membership: Mapping[str, Any] = arg(MapOf())
     keyring: Mapping[str, Any] = arg(MapOf())
+    authority: Mapping[str, Any] = arg(MapOf())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +174,24 @@ class Revoked(Result):
 
     node_id: str = arg(TEXT)
     revoked: bool = arg(Bool(), default=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityInfo(Result):
+    """``authority_info``: the private network's name and root key (hex), and the public key
+    (hex) of the node asked about (empty when none was asked about)."""
+
+    network: str = arg(TEXT)
+    root: str = arg(TEXT)
+    public_key: str = arg(TEXT, default="")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityAdded(Result):
+    """``authority_submit``: how many statements were new, and why any was refused."""
+
+    added: int = arg(Int())
+    refused: tuple[str, ...] = arg(ListOf(TEXT))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -138,19 +139,47 @@ def network_key_remove(key: str) -> None:
     emit(client().call("network_key", action="remove", key=key), _render_keys)
 
 
-@network.command("revoke", short_help="No member hands NODE_ID a network key again.")
+@network.command("revoke", short_help="Take NODE_ID out of the network for good.")
 @click.argument("node_id")
-def network_revoke(node_id: str) -> None:
-    """No member hands NODE_ID a network key again; then rotate the keys to cut it off.
+@click.option(
+    "--admin-key",
+    "admin_key",
+    default=None,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The admin key file to sign with (default: root.key in the data dir).",
+)
+@click.option("--void", is_flag=True, help="Also void every grant and revocation it signed.")
+def network_revoke(node_id: str, admin_key: Path | None, void: bool) -> None:
+    """Take NODE_ID out of the network: no member hands it a network key again; then rotate
+    the keys to cut it off. On a private network with a root key the revocation is signed with
+    an admin key and no later statement undoes it.
 
     NODE_ID may be shortened to a unique prefix (8 characters or more) of an ID this node
     knows.
     """
+    from plexinode.cli.authority import has_root, revoke_with_key
+
     node_id = node_id_argument(node_id, param_hint="NODE_ID")
+    result = (
+        revoke_with_key(node_id, admin_key, void)
+        if has_root()
+        else client().call("revoke", node_id=node_id)
+    )
     emit(
-        client().call("revoke", node_id=node_id),
+        result,
         lambda d: (
             f"revoked {d['node_id']}: no member hands it a network key again "
             "(rotate the keys to cut it off: `network key install`, `use`, `remove`)"
         ),
     )
+
+
+def _add_authority_commands() -> None:
+    from plexinode.cli import authority
+
+    for command in (authority.admin_key, authority.grant, authority.admit):
+        network.add_command(command)
+
+
+_add_authority_commands()

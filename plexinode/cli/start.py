@@ -33,19 +33,43 @@ def init(network: str | None) -> None:
     if network is not None:
         # A named network is a private one: its first member makes its key. Others get it in
         # an invite (`plexinode invite`).
-        from plexinode.net.keyring import Keyring, key_id, keyring_path, save_keyring
+        from plexinode.net.keyring import keyring_path
 
         if not keyring_path(g.data_dir).exists():
-            keyring = Keyring.generate()
-            save_keyring(g.data_dir, keyring)
-            doc.update({"network": network, "key_id": key_id(keyring.primary)})
+            doc.update(_found_network(g.data_dir, network, identity.public_key))
     emit(
         doc,
         lambda d: (
             f"created node {d['node_id']} in {d['data_dir']}"
             + (f" for private network {d['network']} (key {d['key_id']})" if "key_id" in d else "")
+            + (f"\nits root key is {d['root_key']}: keep a copy offline" if "root_key" in d else "")
         ),
     )
+
+
+def _found_network(data_dir: Path, network: str, node_key: bytes) -> dict[str, Any]:
+    """Make a new private network: its key, its root key (``root.key``), and this node's
+    member and inviter grants, signed by the root."""
+    import time
+
+    from plexinode.identity import Identity
+    from plexinode.net.keyring import Keyring, key_id, save_keyring
+    from plexinode.security.admin_keys import ROOT_KEY_FILE, write_admin_key
+    from plexinode.security.statements import founding
+
+    root = Identity.generate()
+    root_path = data_dir / ROOT_KEY_FILE
+    write_admin_key(root_path, root)
+    keyring = Keyring.generate()
+    keyring.root = root.public_key
+    keyring.credentials = founding(root, network, node_key, int(time.time()))
+    save_keyring(data_dir, keyring)
+    return {
+        "network": network,
+        "key_id": key_id(keyring.primary),
+        "root": root.public_key.hex(),
+        "root_key": str(root_path),
+    }
 
 
 def _addresses(

@@ -48,6 +48,11 @@ class Evidence:
         """The member's latest alive claim, if we hold one."""
         return self._alive.get(node_id)
 
+    def public_key(self, node_id: NodeId) -> bytes | None:
+        """The member's public key, from its latest alive claim (which it signed), if held."""
+        claim = self._alive.get(node_id)
+        return None if claim is None else claim.signer
+
     def overriding(self, node_id: NodeId) -> SignedClaim | None:
         """The accusation or leave that overrides the member's alive claim, if any."""
         return self._overriding.get(node_id)

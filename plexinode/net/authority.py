@@ -47,7 +47,7 @@ from plexinode.net.certificates import (
 )
 
 #: Most grants one authority keeps (members, their renewals, admins and inviters).
-MAX_GRANTS: Final = 65_536
+MAX_GRANTS: Final = 32_768
 #: Most revocations one authority keeps: a grow-only set, so it needs a cap of its own.
 MAX_REVOCATIONS: Final = 16_384
 

@@ -22,6 +22,8 @@ missed a rotation the current keys (:mod:`plexinode.security.rotation`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -93,6 +95,8 @@ class Keyring:
         *,
         private: bool,
         retired: list[bytes] | None = None,
+        root: bytes | None = None,
+        credentials: tuple[bytes, ...] = (),
     ) -> None:
         keys = list(dict.fromkeys(keys))
         retired = [k for k in dict.fromkeys(retired or []) if k not in keys]
@@ -104,6 +108,12 @@ class Keyring:
         self._retired = retired[-MAX_RETIRED:]
         self.primary = primary
         self.private = private
+        #: A private network's pinned root public key (plexinode.net.authority), if it has
+        #: one.
+        self.root = root
+        #: This node's own grants and the chain of grants above them, encoded
+        #: (plexinode.security.statements): what makes it a member, kept with the keys.
+        self.credentials = credentials
 
     @classmethod
     def open(cls, network: str) -> Keyring:
@@ -221,18 +231,31 @@ def load_keyring(data_dir: Path, network: str) -> Keyring:
         doc = json.loads(text)
         keys = [parse_key(k) for k in doc["keys"]]
         retired = [parse_key(k) for k in doc.get("retired", [])]
-        return Keyring(keys, parse_key(doc["primary"]), private=True, retired=retired)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        root = doc.get("root")
+        return Keyring(
+            keys,
+            parse_key(doc["primary"]),
+            private=True,
+            retired=retired,
+            root=None if root is None else parse_key(root),
+            credentials=tuple(
+                base64.b64decode(c, validate=True) for c in doc.get("credentials", [])
+            ),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         raise DataDirError(f"{path} is corrupt ({exc}): restore it from a backup") from None
 
 
 def save_keyring(data_dir: Path, keyring: Keyring) -> None:
     """Write a private network's keyring to `data_dir` (0600, atomically)."""
-    doc = {
+    doc: dict[str, object] = {
         "primary": keyring.primary.hex(),
         "keys": [k.hex() for k in keyring],
         "retired": [k.hex() for k in keyring.retired],
     }
+    if keyring.root is not None:
+        doc["root"] = keyring.root.hex()
+        doc["credentials"] = [base64.b64encode(c).decode("ascii") for c in keyring.credentials]
     atomic_write(keyring_path(data_dir), (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
 
 

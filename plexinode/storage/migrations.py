@@ -52,6 +52,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     # Every node seen as a member of the network: those entitled to new network keys.
     Migration(3, "CREATE TABLE roster (node_id BLOB PRIMARY KEY, first_seen REAL NOT NULL)"),
+    # A private network's grants and revocations (plexinode.security.statements): a grow-only
+    # set, each statement by its hash.
+    Migration(4, "CREATE TABLE authority (hash BLOB PRIMARY KEY, statement BLOB NOT NULL)"),
 )
 
 

@@ -25,7 +25,9 @@ from plexinode.net.keyring import Keyring
 from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import Transport
+from plexinode.security.authority_service import AuthorityService
 from plexinode.security.service import KeyringService
+from plexinode.security.services import SecurityServices
 from plexinode.storage import Database, open_database
 from plexinode.testing.network import MemoryNetwork
 from plexinode.testing.nodes import seeded_identity
@@ -34,6 +36,8 @@ from plexinode.testing.scheduling import wait_for
 LAN = MembershipSettings()
 DATAGRAM = DatagramSettings(request_timeout=0.5, retries=2)
 STREAM = StreamSettings(handshake_timeout=2.0)
+#: The network's name, for the authority of private networks with a root key.
+NETWORK = "sim"
 
 
 @dataclass(eq=False)
@@ -50,6 +54,8 @@ class MemberNode:
     datagrams: DatagramService = field(init=False)
     #: Set when the cluster runs keyring services (its `keyrings` argument).
     keyring_service: KeyringService = field(init=False)
+    #: Set when the cluster runs keyring services and the keyring has a root key.
+    authority_service: AuthorityService | None = field(init=False, default=None)
     address: Address = field(init=False)
     stopped: trio.Event = field(default_factory=trio.Event)
 
@@ -174,12 +180,20 @@ class Cluster:
                     await nursery.start(streams.run)
                     await nursery.start(node.membership.run)
                     if keyring is not None:
-                        node.keyring_service = KeyringService(
+                        security = SecurityServices(
                             keyring,
+                            NETWORK,
                             node.membership,
-                            rng=random.Random(f"{self.seed}/{node.index}/keyring"),
+                            save=lambda keyring: None,
+                            db=db,
+                            wall_clock=lambda: trio.current_time() + offset,
+                            rng=lambda label: random.Random(
+                                f"{self.seed}/{node.index}{label.decode()}"
+                            ),
                         )
-                        await nursery.start(node.keyring_service.run)
+                        node.keyring_service = security.keyring
+                        node.authority_service = security.authority
+                        await security.start(nursery)
                     await node.membership.ready.wait()
                     task_status.started()
                     await trio.sleep_forever()

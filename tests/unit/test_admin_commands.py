@@ -377,6 +377,7 @@ STATUS = {
     "dht": {"counters": {}},
     "membership": {},
     "keyring": {},
+    "authority": {},
 }
 
 

@@ -1,0 +1,180 @@
+"""A private network's authority from the command line: admin key files, grants, admissions
+and revocations (``network admin-key generate``, ``network grant``, ``network admit``,
+``network revoke``).
+
+The CLI signs every statement itself, with the admin key file given by ``--admin-key`` (by
+default the data dir's ``root.key``, which ``init --network`` made), and hands the node only
+the signed statement (the admin commands ``authority_info`` and ``authority_submit``): the
+running node never holds an admin key.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plexinode.cli.context import client, options
+from plexinode.cli.nodeids import node_id_argument
+from plexinode.cli.output import emit
+from plexinode.cli.readable import local_time
+from plexinode.errors import IdentityError, PlexinodeError
+
+#: ``network grant``'s roles (plexinode.net.certificates.ROLES).
+ROLES = ("admin", "inviter", "member")
+
+_admin_key_option = click.option(
+    "--admin-key",
+    "admin_key",
+    default=None,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The admin key file to sign with (default: root.key in the data dir).",
+)
+
+
+def _load_admin_key(path: Path | None) -> Any:
+    from plexinode.security.admin_keys import ROOT_KEY_FILE, read_admin_key
+
+    if path is None:
+        path = options().data_dir / ROOT_KEY_FILE
+        if not path.exists():
+            raise IdentityError(
+                f"no admin key: {path} does not exist (give the admin key file with "
+                "--admin-key FILE)"
+            )
+    return read_admin_key(path)
+
+
+def _authority(info: dict[str, Any]) -> Any:
+    from plexinode.net.authority import Authority
+
+    if not info["root"]:
+        raise PlexinodeError(
+            f"network {info['network']!r} has no root key: admin keys, grants and revocations "
+            "are for private networks made with `plexinode init --network`"
+        )
+    return Authority(info["network"], bytes.fromhex(info["root"]))
+
+
+def _submit(statement: Any) -> None:
+    """Hand a signed statement to the node; a refusal is an error (exit 1)."""
+    from plexinode.security.statements import encode_statement
+
+    result = client().call("authority_submit", statements=[encode_statement(statement).hex()])
+    if result["refused"]:
+        raise PlexinodeError(f"the node refused it: {result['refused'][0]}")
+
+
+def _subject(text: str) -> tuple[str, dict[str, Any]]:
+    """A grant's subject: a public key (64 hex digits) or a node ID this node knows, with the
+    network's details."""
+    digits = text.strip().lower()
+    if len(digits) == 64 and all(c in "0123456789abcdef" for c in digits):
+        return digits, client().call("authority_info")
+    node_id = node_id_argument(text, param_hint="SUBJECT")
+    info = client().call("authority_info", node_id=node_id)
+    return info["public_key"], info
+
+
+@click.group("admin-key", short_help="Admin key files: make one.")
+def admin_key() -> None:
+    """Admin key files, which sign a private network's grants and revocations."""
+
+
+@admin_key.command("generate", short_help="Make a new admin key file.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def admin_key_generate(file: Path) -> None:
+    """Make a new admin key in FILE (never overwritten) and print its public key. The root
+    key makes it an admin with `network grant admin PUBLIC_KEY`."""
+    from plexinode.identity import Identity
+    from plexinode.security.admin_keys import write_admin_key
+
+    key = Identity.generate()
+    write_admin_key(file, key)
+    emit(
+        {"file": str(file), "public_key": key.public_key.hex()},
+        lambda d: str(d["public_key"]),
+    )
+
+
+def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | None) -> None:
+    from plexinode.config import parse_duration
+    from plexinode.net.certificates import MAX_LIFETIME
+    from plexinode.security.statements import make_grant
+
+    lifetime = MAX_LIFETIME[role]
+    if expires is not None:
+        try:
+            lifetime = int(parse_duration(expires))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expires") from None
+        if not 0 < lifetime <= MAX_LIFETIME[role]:
+            days = MAX_LIFETIME[role] // 86_400
+            raise click.BadParameter(
+                f"a {role} grant runs above 0 and at most {days}d", param_hint="--expires"
+            )
+    key = _load_admin_key(admin_key_file)
+    public_key, info = _subject(subject)
+    grant = make_grant(
+        key,
+        _authority(info),
+        bytes.fromhex(public_key),
+        role,
+        now=int(time.time()),
+        lifetime=lifetime,
+    )
+    _submit(grant)
+    emit(
+        {
+            "public_key": public_key,
+            "role": role,
+            "expires": grant.expires_at,
+            "granted": True,
+        },
+        lambda d: f"granted {d['role']} to {d['public_key']} until {local_time(d['expires'])}",
+    )
+
+
+@click.command("grant", short_help="Give a key a role: admin, inviter or member.")
+@click.argument("role", type=click.Choice(ROLES))
+@click.argument("subject")
+@_admin_key_option
+@click.option("--expires", default=None, metavar="DURATION", help="Default: the role's longest.")
+def grant(role: str, subject: str, admin_key: Path | None, expires: str | None) -> None:
+    """Give SUBJECT (a node ID, or a public key in 64 hex digits) ROLE in this network, signed
+    with an admin key. Only the root key grants admin."""
+    _grant(role, subject, admin_key, expires)
+
+
+@click.command("admit", short_help="Admit NODE_ID as a member (its admission certificate).")
+@click.argument("node_id")
+@_admin_key_option
+@click.option("--expires", default=None, metavar="DURATION", help="Default: 400d, the longest.")
+def admit(node_id: str, admin_key: Path | None, expires: str | None) -> None:
+    """Admit NODE_ID as a member of this private network (or renew its admission), signed with
+    an admin key."""
+    public_key, _ = _subject(node_id)
+    _grant("member", public_key, admin_key, expires)
+
+
+def has_root() -> bool:
+    """Whether the node's network has a root key (then revocations are signed statements)."""
+    return bool(client().call("authority_info")["root"])
+
+
+def revoke_with_key(node_id: str, admin_key_file: Path | None, void: bool) -> dict[str, Any]:
+    """``network revoke`` on a network with a root key: sign the revocation and submit it."""
+    from plexinode.security.statements import make_revocation
+
+    key = _load_admin_key(admin_key_file)
+    info = client().call("authority_info", node_id=node_id)
+    if node_id == client().call("id")["node_id"]:
+        raise PlexinodeError("a node cannot revoke itself: run `plexinode leave` instead")
+    revocation = make_revocation(
+        key, _authority(info), bytes.fromhex(info["public_key"]), int(time.time()), void=void
+    )
+    _submit(revocation)
+    return {"node_id": node_id, "revoked": True}

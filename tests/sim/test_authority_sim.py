@@ -1,0 +1,84 @@
+"""A private network's statements on the in-memory network: what one member learns reaches
+every member, a late joiner catches up, and nothing a non-admin signed is kept anywhere."""
+
+from __future__ import annotations
+
+import trio
+
+from plexinode.net.certificates import ADMIN, INVITER, MEMBER
+from plexinode.security.statements import encode_statement, make_grant, make_revocation
+from plexinode.testing.authority import ROOT, authority, founded
+from plexinode.testing.member_cluster import MemberNode, member_cluster
+from plexinode.testing.network import MemoryNetwork
+from plexinode.testing.scheduling import wait_for
+
+SEED = 5
+
+
+def service(node: MemberNode):  # type: ignore[no-untyped-def]
+    assert node.authority_service is not None
+    return node.authority_service
+
+
+async def test_a_revocation_reaches_every_member_and_stands(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=SEED)
+    async with member_cluster(net, 6, seed=SEED, keyrings=founded(SEED)) as cluster:
+        nodes = cluster.nodes
+        # every member holds its own grant only, at first, then each other's
+        with trio.fail_after(120):
+            await wait_for(lambda: all(len(service(n).statements) == 6 for n in nodes))
+        victim = nodes[5].identity.public_key
+        assert all(service(n).member(victim) for n in nodes)
+        revocation = make_revocation(ROOT, authority(), victim, now=int(trio.current_time()))
+        started = trio.current_time()
+        added = await service(nodes[0]).add([encode_statement(revocation)], source="test")
+        assert len(added.new) == 1
+        with trio.fail_after(60):
+            await wait_for(lambda: all(service(n).authority.is_revoked(victim) for n in nodes))
+        spread = trio.current_time() - started
+        assert spread < 2 * 5.0  # told at once, not at the next periodic round
+        assert not any(service(n).member(victim) for n in nodes)
+        # a new grant of the revoked key, however dated, does not undo the revocation
+        later = make_grant(ROOT, authority(), victim, MEMBER, now=int(trio.current_time()) + 1)
+        await service(nodes[1]).add([encode_statement(later)], source="test")
+        await trio.sleep(30)
+        assert not any(service(n).member(victim) for n in nodes)
+
+
+async def test_nothing_a_plain_member_signs_is_kept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=SEED)
+    async with member_cluster(net, 4, seed=SEED, keyrings=founded(SEED)) as cluster:
+        nodes = cluster.nodes
+        mallory = nodes[3].identity
+        honest = nodes[0].identity.public_key
+        forged = [
+            make_revocation(mallory, authority(), honest, now=1),
+            make_grant(mallory, authority(), mallory.public_key, ADMIN, now=1),
+            make_grant(mallory, authority(), mallory.public_key, INVITER, now=1),
+        ]
+        added = await service(nodes[3]).add([encode_statement(s) for s in forged], source="test")
+        assert added.new == ()
+        assert len(added.refused) == 3
+        await trio.sleep(60)
+        for node in nodes:
+            assert not service(node).authority.is_revoked(honest)
+            assert not service(node).holds(mallory.public_key, ADMIN)
+            assert len(service(node).statements) == 4
+
+
+async def test_a_late_member_catches_up(autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(seed=SEED)
+    async with member_cluster(net, 3, seed=SEED, keyrings=founded(SEED)) as cluster:
+        first = cluster.nodes[0]
+        inviter = cluster.nodes[1].identity
+        grant = make_grant(ROOT, authority(), inviter.public_key, INVITER, now=0)
+        await service(first).add([encode_statement(grant)], source="test")
+        late = await cluster.add()
+        with trio.fail_after(120):
+            await wait_for(lambda: len(service(late).statements) == 5)
+        assert service(late).holds(inviter.public_key, INVITER)
+        assert service(late).member(cluster.nodes[2].identity.public_key)

@@ -1,0 +1,170 @@
+"""The set of a private network's statements that members reconcile (plexinode.security
+.statements): encodings, hashes, summaries, and adding in any order."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plexinode.errors import DecodeError
+from plexinode.identity import Identity
+from plexinode.net.authority import Authority
+from plexinode.net.certificates import ADMIN, INVITER, MEMBER, Grant
+from plexinode.security.statements import (
+    HASH_BYTES,
+    MAX_BATCH,
+    AuthorityDigest,
+    AuthorityPush,
+    StatementSet,
+    decode_statement,
+    encode_statement,
+    founding,
+    make_grant,
+    make_revocation,
+    split_hashes,
+    statement_hash,
+)
+from plexinode.wire import envelope
+from plexinode.wire.codec import FRAME_LIMITS
+
+ROOT = Identity.from_seed(b"r" * 32)
+ADMIN_KEY = Identity.from_seed(b"a" * 32)
+INVITER_KEY = Identity.from_seed(b"i" * 32)
+MEMBERS = [Identity.from_seed(bytes([n]) * 32) for n in range(5)]
+NOW = 1_800_000_000
+
+
+def authority() -> Authority:
+    return Authority("home", ROOT.public_key)
+
+
+def chain() -> list[bytes]:
+    """Root -> admin -> inviter -> five members, and the admin revoking the last member."""
+    a = authority()
+    statements = [
+        make_grant(ROOT, a, ADMIN_KEY.public_key, ADMIN, now=NOW),
+        make_grant(ADMIN_KEY, a, INVITER_KEY.public_key, INVITER, now=NOW + 1),
+        *(make_grant(INVITER_KEY, a, m.public_key, MEMBER, now=NOW + 2) for m in MEMBERS),
+        make_revocation(ADMIN_KEY, a, MEMBERS[4].public_key, NOW + 3),
+    ]
+    return [encode_statement(s) for s in statements]
+
+
+def test_encodings_round_trip_and_are_named_by_their_hash() -> None:
+    for data in chain():
+        statement = decode_statement(data)
+        assert encode_statement(statement) == data
+        assert len(statement_hash(data)) == HASH_BYTES
+    assert len({statement_hash(d) for d in chain()}) == len(chain())
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "a statement is"),
+        (b"\x00" * 600, "a statement is"),
+        (b"\x07\x90", "unknown statement kind"),
+        (b"\x00\x90", None),
+        (b"\x01\xc1", None),
+    ],
+)
+def test_malformed_statements_are_decode_errors(data: bytes, message: str | None) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_statement(data)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_any_arrival_order_gives_the_same_set(rng: random.Random) -> None:
+    """An issuer's grant may arrive after what it signed: the set retries until nothing new
+    gets in, so every order ends with the same statements and the same answers."""
+    encoded = chain()
+    expected = StatementSet(authority())
+    assert len(expected.add_many(encoded).new) == len(encoded)
+    shuffled = StatementSet(authority())
+    order = encoded[:]
+    rng.shuffle(order)
+    added = shuffled.add_many(order)
+    assert sorted(added.new) == sorted(encoded)
+    assert added.refused == ()
+    assert shuffled.summary() == expected.summary()
+    assert shuffled.authority.is_revoked(MEMBERS[4].public_key)
+    assert shuffled.authority.holds(MEMBERS[0].public_key, MEMBER, NOW + 10)
+
+
+def test_what_nobody_entitled_signed_is_refused_and_not_kept() -> None:
+    stranger = Identity.from_seed(b"s" * 32)
+    forged = make_grant(stranger, authority(), stranger.public_key, ADMIN, now=NOW)
+    held = StatementSet(authority())
+    added = held.add_many([encode_statement(forged), b"\x09junk"])
+    assert added.new == ()
+    assert len(added.refused) == 2
+    assert len(held) == 0
+    # the same statement again is not new
+    held.add_many(chain())
+    assert held.add_many(chain()).new == ()
+
+
+def test_summaries_hashes_wants_and_lacking() -> None:
+    encoded = chain()
+    full = StatementSet(authority())
+    full.add_many(encoded)
+    part = StatementSet(authority())
+    part.add_many(encoded[:3])
+    assert full.summary() != part.summary()
+    theirs = split_hashes(full.hashes())
+    assert len(theirs) == len(encoded)
+    assert statement_hash(encoded[0]) in full
+    wanted = split_hashes(part.wants(theirs))
+    assert wanted == theirs - split_hashes(part.hashes())
+    sent = full.lacking(split_hashes(part.hashes()))
+    assert sorted(sent) == sorted(encoded[3:])
+    part.add_many(sent)
+    assert part.summary() == full.summary()
+    assert full.encoded([b"\x00" * HASH_BYTES]) == []
+
+
+def test_a_batch_is_capped() -> None:
+    a = authority()
+    grants = [
+        encode_statement(
+            make_grant(
+                ROOT, a, Identity.from_seed(n.to_bytes(32, "big")).public_key, MEMBER, now=NOW
+            )
+        )
+        for n in range(MAX_BATCH + 3)
+    ]
+    held = StatementSet(a)
+    held.add_many(grants)
+    assert len(held.lacking(set())) == MAX_BATCH
+    assert len(split_hashes(StatementSet(a).wants(split_hashes(held.hashes())))) == MAX_BATCH
+
+
+def test_hash_lists_are_whole_hashes() -> None:
+    with pytest.raises(DecodeError, match="multiple"):
+        split_hashes(b"\x00" * (HASH_BYTES + 1))
+
+
+def test_messages_round_trip() -> None:
+    encoded = chain()
+    for message in (
+        AuthorityDigest(b"\x01" * 32, b"\x02" * (2 * HASH_BYTES)),
+        AuthorityPush(tuple(encoded), b"\x03" * HASH_BYTES),
+    ):
+        assert envelope.decode(envelope.encode(message), FRAME_LIMITS).message == message
+
+
+def test_founding_gives_the_first_node_member_and_inviter_grants() -> None:
+    node = MEMBERS[0]
+    held = StatementSet(authority())
+    added = held.add_many(founding(ROOT, "home", node.public_key, NOW))
+    assert len(added.new) == 2
+    assert held.authority.holds(node.public_key, MEMBER, NOW + 1)
+    assert held.authority.holds(node.public_key, INVITER, NOW + 1)
+    assert not held.authority.holds(node.public_key, ADMIN, NOW + 1)
+    grant = decode_statement(added.new[0])
+    assert isinstance(grant, Grant)
+    assert grant.issuer == ROOT.public_key
