@@ -50,11 +50,12 @@ from plexinode.config import load_config, write_default_config
 from plexinode.errors import PlexinodeError
 from plexinode.identity import Identity, NodeId, create_identity_file, key_path, load_identity_file
 from plexinode.logs import setup_logging
-from plexinode.membership.invite import Invite, parse_invite
+from plexinode.membership.invite import Invite
 from plexinode.net.address import Address
-from plexinode.net.keyring import Keyring, load_keyring, save_keyring
+from plexinode.net.keyring import load_keyring
 from plexinode.net.transport import SocketTransport
 from plexinode.node import Node
+from plexinode.security.tickets import Ticket, parse_way_in
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +141,6 @@ def initialise(
     return create_identity_file(data_dir, difficulty)
 
 
-def accept_network_key(data_dir: Path, network: str, key: bytes) -> None:
-    """Keep a private network's key from an invite: the only key of a node that had none (it
-    then sends with it), or one more key of a node that already had private keys."""
-    keyring = load_keyring(data_dir, network)
-    if key in keyring:
-        return
-    if keyring.private:
-        keyring.install(key)
-    else:
-        keyring = Keyring([key], key, private=True)
-    save_keyring(data_dir, keyring)
-
-
 def run(
     data_dir: Path,
     options: StartOptions,
@@ -202,7 +190,7 @@ def _run(
     if options.join_token is not None:
         # A bad token fails as `join TOKEN` does (exit 1, its reason on stderr), before the
         # data dir is touched.
-        invite = parse_invite(options.join_token, time.time())
+        invite = parse_way_in(options.join_token, time.time())
     datadir.prepare(data_dir)
     lock = datadir.DataDirLock(data_dir)
     lock.acquire()
@@ -231,7 +219,10 @@ def _run(
 
 
 def compose(
-    data_dir: Path, options: StartOptions, invite: Invite | None, note: Callable[[str], None]
+    data_dir: Path,
+    options: StartOptions,
+    invite: Invite | Ticket | None,
+    note: Callable[[str], None],
 ) -> tuple[Node, AdminServer]:
     """Initialise `data_dir` if it is empty, load what it holds, set up logging, and build the
     node and its admin socket (steps 2 to 4 of the module docstring)."""
@@ -264,8 +255,6 @@ def compose(
         raise PlexinodeError(
             f"cannot open the log file {options.log_file}: {exc.strerror or exc}"
         ) from None
-    if invite is not None and invite.network_key:
-        accept_network_key(data_dir, settings.network, invite.network_key)
     node = Node(
         identity,
         settings,

@@ -47,7 +47,7 @@ from plexinode.errors import (
     WrongNode,
 )
 from plexinode.identity import Identity, NodeId
-from plexinode.membership.invite import Invite, InviteError, make_invite, parse_invite
+from plexinode.membership.invite import Invite, InviteError, make_invite
 from plexinode.membership.operator_tags import (
     load_operator_tags,
     save_operator_tags,
@@ -65,6 +65,8 @@ from plexinode.security.authority_service import AuthorityService
 from plexinode.security.rotation import KEYS_TAG, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.security.services import SecurityServices
+from plexinode.security.ticket_service import redeem
+from plexinode.security.tickets import Ticket, parse_way_in
 from plexinode.storage import Database, open_database
 from plexinode.wire.messages import Ping
 
@@ -347,56 +349,47 @@ class Node:
 
     # -- invites -------------------------------------------------------------------------------
 
-    def invite(self, expires: float) -> Invite:
-        """A signed invite to this node's network through this node, valid for `expires`
-        seconds; it carries the network's primary key when the network is private.
+    async def invite(self, expires: float) -> Invite | Ticket:
+        """A way in through this node, valid for `expires` seconds: on a private network a
+        single-use ticket, on an open network a reusable invite token.
 
         Raises:
-            InviteError: This node has no address other nodes can reach yet.
+            InviteError, TicketError: No address others can reach yet, or (private) this node
+                may not admit members or holds too many open tickets.
         """
-        return make_invite(
-            self.identity,
-            self.settings.network,
-            self.keyring.primary if self.keyring.private else b"",
-            self.dht.advertised_addresses(),
-            int(self._wall_clock() + expires),
-        )
+        addresses = self.dht.advertised_addresses()
+        if self._security is not None and self._security.tickets is not None:
+            return await self._security.tickets.issue(addresses, expires)
+        network, until = self.settings.network, int(self._wall_clock() + expires)
+        return make_invite(self.identity, network, addresses, until)
 
     async def join(self, token: str) -> int:
-        """Join the network of an invite token: through the inviter only (its node ID is in the
-        token), for the DHT and membership; the DHT then keeps the contacts it made.
-
-        The inviter must answer first (a signed ping to its node ID at the token's addresses).
-        A private network's key in the token is installed (and sent with, unless this node had
-        private keys of its own: then an operator rotates them deliberately).
+        """Join the network of an invite token or a ticket through the inviter only (its node
+        ID is in the token), for the DHT and membership; the DHT then keeps the contacts it
+        made. A ticket is redeemed first (this node becomes a member of the private network);
+        then the inviter must answer a signed ping.
 
         Returns:
             How many DHT contacts this node has after the bootstrap through the inviter.
 
         Raises:
-            InviteError: The token is unusable, made by this node, or for another network.
+            InviteError, TicketError: The token is unusable, made by this node, for another
+                network, or refused by the inviter.
             PeerTimeout: The inviter did not answer.
         """
-        invite = parse_invite(token, self._wall_clock())
-        if invite.inviter_id == self.node_id:
+        way_in = parse_way_in(token, self._wall_clock())
+        inviter, addresses = way_in.inviter_id, way_in.bootstrap()
+        if inviter == self.node_id:
             raise InviteError("this invite was made by this node: use it on the node to join")
-        if invite.network != self.settings.network:
+        if way_in.network != self.settings.network:
             raise InviteError(
                 f"this node belongs to network {self.settings.network!r} and the invite is for "
-                f"{invite.network!r}: use a new data dir (`start --join TOKEN`) to join it"
+                f"{way_in.network!r}: use a new data dir (`start --join-file FILE`) to join it"
             )
-        if invite.network_key and invite.network_key not in self.keyring:
-            was_private = self.keyring.private
-            try:
-                self.keyring.install(invite.network_key)
-            except ValueError as exc:
-                raise InviteError(str(exc)) from None
-            if not was_private:
-                self.keyring.use(invite.network_key)
-            self._save_keyring(self.keyring)
+        if isinstance(way_in, Ticket) and self._security is not None:
+            redeemed = await redeem(self.streams, self.identity, way_in, self._wall_clock())
+            await self._security.join_private(way_in, redeemed)
             await self._keep_private()  # from now on, never without its keys
-        inviter = invite.inviter_id
-        addresses = invite.bootstrap()
         pinger = Pinger(self.datagrams, self.streams, self._resolver, self._bound_address())
         why_not = await unanswered(pinger, inviter, addresses)
         if why_not is not None:

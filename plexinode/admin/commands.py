@@ -214,8 +214,9 @@ class AdminCommands:
     # -- invites and the network's keys ----------------------------------------------------------
 
     async def invite(self, request: InviteRequest) -> Invited:
-        """A signed invite token to this node's network."""
-        invite = self.node.invite(request.expires)
+        """A ticket (private network) or an invite token (open network) to join through this
+        node."""
+        invite = await self.node.invite(request.expires)
         return Invited(
             token=invite.encode(),
             expires=float(invite.expires_at),
@@ -239,6 +240,7 @@ class AdminCommands:
         service = self.node.keyring_service
         if request.action != "list":
             key = request.find_key(self.node.keyring)
+            self._authority()  # keys are rotated on private networks only
             try:
                 if request.action == "install":
                     service.install(key)
@@ -258,8 +260,9 @@ class AdminCommands:
         service = self.node.authority_service
         if service is None:
             raise AdminError(
-                f"network {self.node.settings.network!r} has no root key: admin keys, grants "
-                "and revocations are for private networks made with `plexinode init --network`"
+                f"network {self.node.settings.network!r} is open (it has no root key): admin "
+                "keys, grants, revocations and key rotations are for private networks made "
+                "with `plexinode init --network`"
             )
         return service
 
@@ -292,6 +295,7 @@ class AdminCommands:
 
     async def revoke(self, request: RevokeRequest) -> Revoked:
         """No member hands that node a network key again."""
+        self._authority()
         try:
             self.node.keyring_service.revoke(request.node_id)
         except ValueError as exc:

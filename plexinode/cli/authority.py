@@ -100,7 +100,7 @@ def admin_key_generate(file: Path) -> None:
     )
 
 
-def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | None) -> None:
+def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | None) -> Any:
     from plexinode.config import parse_duration
     from plexinode.net.certificates import MAX_LIFETIME
     from plexinode.security.statements import make_grant
@@ -127,15 +127,7 @@ def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | 
         lifetime=lifetime,
     )
     _submit(grant)
-    emit(
-        {
-            "public_key": public_key,
-            "role": role,
-            "expires": grant.expires_at,
-            "granted": True,
-        },
-        lambda d: f"granted {d['role']} to {d['public_key']} until {local_time(d['expires'])}",
-    )
+    return grant
 
 
 @click.command("grant", short_help="Give a key a role: admin, inviter or member.")
@@ -146,7 +138,16 @@ def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | 
 def grant(role: str, subject: str, admin_key: Path | None, expires: str | None) -> None:
     """Give SUBJECT (a node ID, or a public key in 64 hex digits) ROLE in this network, signed
     with an admin key. Only the root key grants admin."""
-    _grant(role, subject, admin_key, expires)
+    granted = _grant(role, subject, admin_key, expires)
+    emit(
+        {
+            "public_key": granted.subject.hex(),
+            "role": role,
+            "expires": granted.expires_at,
+            "granted": True,
+        },
+        lambda d: f"granted {d['role']} to {d['public_key']} until {local_time(d['expires'])}",
+    )
 
 
 @click.command("admit", short_help="Admit NODE_ID as a member (its admission certificate).")
@@ -156,8 +157,19 @@ def grant(role: str, subject: str, admin_key: Path | None, expires: str | None) 
 def admit(node_id: str, admin_key: Path | None, expires: str | None) -> None:
     """Admit NODE_ID as a member of this private network (or renew its admission), signed with
     an admin key."""
-    public_key, _ = _subject(node_id)
-    _grant("member", public_key, admin_key, expires)
+    node_id = node_id_argument(node_id, param_hint="NODE_ID")
+    granted = _grant("member", node_id, admin_key, expires)
+    emit(
+        {"node_id": node_id, "admitted": True, "expires": granted.expires_at},
+        lambda d: f"admitted {d['node_id']} until {local_time(d['expires'])}",
+    )
+
+
+def delegate_inviting(admin_key_file: Path, lifetime: int) -> None:
+    """``invite --admin-key``: sign, with the admin key, an inviter grant for the node's own key
+    that runs as long as the ticket, so that the node may admit its joiner."""
+    node_id = client().call("id")["node_id"]
+    _grant("inviter", node_id, admin_key_file, f"{lifetime}s")
 
 
 def has_root() -> bool:

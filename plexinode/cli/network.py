@@ -13,21 +13,33 @@ from plexinode.cli.nodeids import node_id_argument
 from plexinode.cli.output import emit, note
 from plexinode.cli.readable import duration, local_time
 
+#: The argument that reads a token from standard input.
+STDIN = "-"
 #: A key id: 12 hex digits (plexinode.net.keyring.key_id); a key: 64.
 _KEY_ID_DIGITS = 12
 _KEY_DIGITS = 64
 
 
-@click.command(short_help="Print a token that lets another node join this network.")
+@click.command(short_help="Print a ticket or token that lets another node join.")
 @click.option(
     "--expires",
     default="24h",
     show_default=True,
     metavar="DURATION",
-    help="How long the token stays valid (30s, 15m, 24h, 7d; at most 30d).",
+    help="How long it stays valid (30s, 15m, 24h, 7d; at most 30d).",
 )
-def invite(expires: str) -> None:
-    """Print a one-line token that lets another node join this node's network."""
+@click.option(
+    "--admin-key",
+    "admin_key",
+    default=None,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private network: an admin key lets this node admit the joiner until the ticket expires.",
+)
+def invite(expires: str, admin_key: Path | None) -> None:
+    """Print one line that lets another node join this node's network: on a private network a
+    single-use ticket (this node needs the inviter or admin role, or --admin-key), on an open
+    network a reusable invite token. Neither holds a network key."""
     from plexinode.config import parse_duration
 
     try:
@@ -36,6 +48,10 @@ def invite(expires: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--expires") from None
     if not 0 < seconds <= 30 * 86_400:
         raise click.BadParameter("must be above 0 and at most 30d", param_hint="--expires")
+    if admin_key is not None:
+        from plexinode.cli.authority import delegate_inviting
+
+        delegate_inviting(admin_key, int(seconds))
     result = client().call("invite", expires=seconds)
     if not options().json:
         left = duration(result["expires"] - time.time())
@@ -43,10 +59,20 @@ def invite(expires: str) -> None:
     emit(result, lambda d: str(d["token"]))
 
 
-@click.command(short_help="Join the network of an invite token.")
-@click.argument("token")
-def join(token: str) -> None:
-    """Join the network of an invite TOKEN now, through the inviter, and remember it."""
+@click.command(short_help="Join the network of an invite token or a ticket.")
+@click.argument("token", required=False)
+@click.option("--file", "file", default=None, metavar="FILE", help="Read the token from FILE.")
+def join(token: str | None, file: str | None) -> None:
+    """Join the network of TOKEN now (an invite token or a ticket), through its inviter, and
+    remember it. `join -` reads the token from standard input, `join --file FILE` from a file,
+    so that it never appears in a command line."""
+    from plexinode.cli.start import read_token
+
+    if (token is None) == (file is None):
+        raise click.UsageError("give the token, '-' (standard input) or --file FILE")
+    source = file if file is not None else token if token == STDIN else None
+    if source is not None:
+        token = read_token(source)
     result = client(timeout=120.0).call("join", token=token)
     emit(
         result,

@@ -72,6 +72,28 @@ def _found_network(data_dir: Path, network: str, node_key: bytes) -> dict[str, A
     }
 
 
+def read_token(source: str) -> str:
+    """An invite token or a ticket from the file `source` ('-': standard input), so that it
+    never appears in a command line.
+
+    Raises:
+        PlexinodeError: The file cannot be read, or holds no token.
+    """
+    import sys
+
+    from plexinode.errors import PlexinodeError
+
+    try:
+        text = sys.stdin.read(8192) if source == "-" else Path(source).read_text()[:8192]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise PlexinodeError(f"cannot read the token from {source}: {reason}") from None
+    token = "".join(text.split())
+    if not token:
+        raise PlexinodeError(f"{'standard input' if source == '-' else source} holds no token")
+    return token
+
+
 def _addresses(
     ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None
 ) -> str | tuple[str, ...] | None:
@@ -110,11 +132,11 @@ def _addresses(
     help="Override any setting for this run, e.g. --set datagram.retries=4.",
 )
 @click.option(
-    "--join",
-    "join_token",
+    "--join-file",
+    "join_file",
     default=None,
-    metavar="TOKEN",
-    help="Join the network of an invite token through its inviter (exit 1 if it does not answer).",
+    metavar="FILE",
+    help="Join through the invite token or ticket in FILE ('-': standard input) at start.",
 )
 @click.option(
     "--log-file",
@@ -126,7 +148,7 @@ def start(
     listen: str | None,
     bootstrap: tuple[str, ...],
     overrides: tuple[str, ...],
-    join_token: str | None,
+    join_file: str | None,
     log_file: Path | None,
 ) -> None:
     """Run the node in the foreground until SIGINT/SIGTERM or `plexinode stop`."""
@@ -143,7 +165,7 @@ def start(
         listen=listen,
         bootstrap=bootstrap,
         overrides=flags,
-        join_token=join_token,
+        join_token=None if join_file is None else read_token(join_file),
         log_level=g.log_level,
         log_format=g.log_format,
         log_file=log_file.absolute() if log_file is not None else None,

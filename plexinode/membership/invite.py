@@ -1,24 +1,24 @@
-"""Invite tokens: one line that lets a new node join a network.
+"""Invite tokens of the open network: one line that lets a new node join through a node.
 
-``plexinode invite`` prints a token; ``plexinode join TOKEN`` (or ``start --join TOKEN``) on
-another machine uses it. A token says which network to join, through which nodes, until when,
-and who vouches for it::
+``plexinode invite`` on a node of an open network prints a token; ``plexinode join TOKEN`` (or
+``start --join-file FILE``) on another machine uses it. A token says which network to join,
+through which node and addresses, until when, and who vouches for it::
 
-    plexinode-invite-1:<base64url(msgpack([network, network_key, addresses, expires_at,
-                                           inviter, signature]))>
+    plexinode-invite-2:<base64url(msgpack([network, addresses, expires_at, inviter,
+                                           signature]))>
 
     network      the network's name (the node's ``network`` setting)
-    network_key  the network's key: 32 bytes for a private network, empty for an open one
     addresses    1-8 [ip (4 or 16 bytes), port] where the inviter can be reached
     expires_at   Unix seconds after which the token is refused
     inviter      the inviter's Ed25519 public key: joining talks to that node only
-    signature    the inviter's signature over "plexinode-invite-v1\\0" || msgpack(the fields)
+    signature    the inviter's signature over "plexinode-invite-v2\0" || msgpack(the fields)
 
-The signature makes a token tamper-evident: changing the network, an address or the expiry
-breaks it. It does not make a token secret: whoever holds a private network's token holds its
-key until it expires and the key is rotated, so send tokens over a channel you trust, with a
-short expiry. A node that joins connects only to the inviter's node ID at the given addresses,
-so a token that names someone else's address cannot point the newcomer at an impostor.
+A token carries no key and may be used any number of times until it expires: an open network
+admits anyone who can reach one of its nodes, and the token only says where. The signature
+makes it tamper-evident (changing the network, an address or the expiry breaks it), and a node
+that joins connects only to the inviter's node ID at the given addresses, so a token that names
+someone else's address cannot point the newcomer at an impostor. A private network invites
+with single-use tickets instead (plexinode.security.tickets).
 """
 
 from __future__ import annotations
@@ -35,12 +35,10 @@ from plexinode.signing.signed import Signed, domain
 from plexinode.wire.codec import Limits
 from plexinode.wire.schema import Bytes, Int, ListOf, Nested, Str, Struct, wire
 
-PREFIX: Final = "plexinode-invite-1:"
-INVITE_DOMAIN: Final = domain(b"plexinode-invite-v1\x00")
+PREFIX: Final = "plexinode-invite-2:"
+INVITE_DOMAIN: Final = domain(b"plexinode-invite-v2\x00")
 #: Most addresses a token lists.
 MAX_ADDRESSES: Final = 8
-#: Bytes of a network key.
-NETWORK_KEY_BYTES: Final = 32
 #: Longest token accepted, characters (a full one is about 600).
 MAX_TOKEN: Final = 2048
 _LIMITS: Final = Limits(max_buffer=MAX_TOKEN, max_str=64, max_bin=64, max_array=16, max_map=0)
@@ -64,7 +62,6 @@ class Invite(Signed):
     SIGNER: ClassVar[str] = "inviter"
 
     network: str = wire(Str(64))
-    network_key: bytes = wire(Bytes(0, NETWORK_KEY_BYTES))
     addresses: tuple[InviteAddress, ...] = wire(ListOf(Nested(InviteAddress), MAX_ADDRESSES))
     expires_at: int = wire(Int())
     inviter: bytes = wire(Bytes(PUBLIC_KEY_BYTES, PUBLIC_KEY_BYTES))
@@ -84,16 +81,12 @@ class Invite(Signed):
 
 
 def make_invite(
-    identity: Identity,
-    network: str,
-    network_key: bytes,
-    addresses: list[Address],
-    expires_at: int,
+    identity: Identity, network: str, addresses: list[Address], expires_at: int
 ) -> Invite:
     """A signed invite to `network` through `addresses` (this node's), valid until `expires_at`.
 
     Raises:
-        InviteError: No usable address, or a malformed key.
+        InviteError: No usable address.
     """
     packed = []
     for address in addresses[:MAX_ADDRESSES]:
@@ -105,9 +98,7 @@ def make_invite(
             "this node has no address other nodes can reach yet (it listens on a wildcard "
             "address and no peer has reported seeing it): listen on a specific address"
         )
-    if len(network_key) not in (0, NETWORK_KEY_BYTES):
-        raise InviteError(f"a network key is {NETWORK_KEY_BYTES} bytes")
-    unsigned = Invite(network, network_key, tuple(packed), expires_at, identity.public_key, b"")
+    unsigned = Invite(network, tuple(packed), expires_at, identity.public_key, b"")
     return unsigned.signed_by(identity)
 
 

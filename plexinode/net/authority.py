@@ -164,6 +164,10 @@ class Authority:
         for held in self._grants.values():
             yield from held
 
+    def grants_of(self, key: bytes) -> tuple[Grant, ...]:
+        """The grants held for `key`."""
+        return tuple(self._grants.get(key, ()))
+
     def revocations(self) -> Iterable[Revocation]:
         """Every revocation held."""
         for held in self._revocations.values():

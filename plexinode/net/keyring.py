@@ -111,6 +111,9 @@ class Keyring:
         #: A private network's pinned root public key (plexinode.net.authority), if it has
         #: one.
         self.root = root
+        #: The keys of the join tickets this node issued and that are still open
+        #: (plexinode.security.tickets), kept by the ticket service.
+        self.tickets: list[bytes] = []
         #: This node's own grants and the chain of grants above them, encoded
         #: (plexinode.security.statements): what makes it a member, kept with the keys.
         self.credentials = credentials
@@ -126,6 +129,16 @@ class Keyring:
         """A new private network's keyring: one random key."""
         key = os.urandom(NETWORK_KEY_BYTES)
         return cls([key], key, private=True)
+
+    def become_private(
+        self, keys: list[bytes], primary: bytes, root: bytes, credentials: tuple[bytes, ...]
+    ) -> None:
+        """Hold a private network's keys, root and this node's credentials instead of what it
+        held (a node that was just admitted: its open network key is dropped, not retired)."""
+        joined = Keyring(keys, primary, private=True, root=root, credentials=credentials)
+        self._keys, self._retired = joined._keys, []
+        self.primary, self.private = primary, True
+        self.root, self.credentials = root, credentials
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._keys)
@@ -150,8 +163,10 @@ class Keyring:
         return None
 
     def match_retired(self, data: bytes, tag: bytes) -> bytes | None:
-        """The retired key under which `tag` is the tag of `data`, if any."""
-        for key in self._retired:
+        """The retired key, or open ticket's key, under which `tag` is the tag of `data`, if
+        any: a key that admits a stream handshake for the few protocols registered for it
+        (``retired_ok``), never a datagram."""
+        for key in (*self._retired, *self.tickets):
             if hmac.compare_digest(network_tag(key, data), tag):
                 return key
         return None
@@ -232,12 +247,18 @@ def load_keyring(data_dir: Path, network: str) -> Keyring:
         keys = [parse_key(k) for k in doc["keys"]]
         retired = [parse_key(k) for k in doc.get("retired", [])]
         root = doc.get("root")
+        if root is None:
+            raise DataDirError(
+                f"{path} holds a private network's keys but no root key: the network was made "
+                "before admin keys and admission certificates, and nodes of today do not admit "
+                "its members; make a new network with `plexinode init --network NAME`"
+            )
         return Keyring(
             keys,
             parse_key(doc["primary"]),
             private=True,
             retired=retired,
-            root=None if root is None else parse_key(root),
+            root=parse_key(root),
             credentials=tuple(
                 base64.b64decode(c, validate=True) for c in doc.get("credentials", [])
             ),

@@ -286,9 +286,15 @@ class StreamService:
         return None
 
     async def open(
-        self, address: Address, protocol: str, *, node_id: NodeId | None = None
+        self,
+        address: Address,
+        protocol: str,
+        *,
+        node_id: NodeId | None = None,
+        network_key: bytes | None = None,
     ) -> SecureStream:
-        """Dial `address`, authenticate (requiring `node_id` if given) and open `protocol`.
+        """Dial `address`, authenticate (requiring `node_id` if given) and open `protocol`,
+        with the keyring's primary key or `network_key` (a join ticket's key).
 
         Raises:
             HandshakeError: the peer failed authentication, is not `node_id`, or timed out.
@@ -302,7 +308,7 @@ class StreamService:
                     self.identity,
                     expected_node_id=node_id,
                     prologue=self._prologue,
-                    network_key=self.keyring.primary,
+                    network_key=network_key or self.keyring.primary,
                     max_frame_bytes=self.settings.max_frame_bytes,
                     frame_timeout=self.settings.frame_timeout,
                 )

@@ -1,8 +1,9 @@
 """A node's security services, started together: the keyring service (every network) and, on
-a private network with a root key, the authority service.
+a private network with a root key, the authority service and the ticket service.
 
-The node starts them once membership runs (:meth:`SecurityServices.start`); the admin commands
-reach them through the node.
+The node starts them once membership runs (:meth:`SecurityServices.start`); a node that joins
+a private network at run time starts the authority and ticket services then
+(:meth:`SecurityServices.adopt`). The admin commands reach them through the node.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ from collections.abc import Callable
 
 import trio
 
+from plexinode.identity import Identity
 from plexinode.membership.service import MembershipService
 from plexinode.net.authority import Authority
 from plexinode.net.keyring import Keyring
 from plexinode.security.authority_service import AuthorityService
 from plexinode.security.service import KeyringService
 from plexinode.security.statements import StatementSet
+from plexinode.security.ticket_service import Redeemed, TicketService
+from plexinode.security.tickets import Ticket, TicketError
 from plexinode.storage import Database
 
 
 class SecurityServices:
-    """The keyring service, and the authority service when the network has a root key.
+    """The keyring service, and the authority and ticket services when the network has a root
+    key.
 
     Args:
         keyring: This node's keyring (its root and credentials decide the authority).
@@ -45,30 +50,81 @@ class SecurityServices:
         wall_clock: Callable[[], float],
         rng: Callable[[bytes], random.Random],
     ) -> None:
+        self._keyring = keyring
+        self._save = save
+        self._network = network
+        self._membership = membership
+        self._db = db
+        self._wall_clock = wall_clock
+        self._rng = rng
+        self._nursery: trio.Nursery | None = None
         self.keyring = KeyringService(
             keyring, membership, save=save, db=db, wall_clock=wall_clock, rng=rng(b"/keyring")
         )
         self.authority: AuthorityService | None = None
-        if keyring.private and keyring.root is not None:
-            statements = StatementSet(Authority(network, keyring.root))
-            self.authority = AuthorityService(
-                statements,
-                membership,
-                own=keyring.credentials,
-                db=db,
-                wall_clock=wall_clock,
-                rng=rng(b"/authority"),
-            )
+        self.tickets: TicketService | None = None
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start every service in `nursery` (each ready when this returns)."""
+        self._nursery = nursery
         await nursery.start(self.keyring.run)
+        if self._keyring.private and self._keyring.root is not None:
+            await self.adopt()
+
+    async def adopt(self) -> None:
+        """Start the authority and ticket services for the keyring's root and credentials
+        (at start, or once this node joined a private network)."""
+        assert self._nursery is not None
+        assert self._keyring.root is not None
         if self.authority is not None:
-            await nursery.start(self.authority.run)
+            return
+        statements = StatementSet(Authority(self._network, self._keyring.root))
+        membership = self._membership
+        self.authority = AuthorityService(
+            statements,
+            membership,
+            own=self._keyring.credentials,
+            db=self._db,
+            wall_clock=self._wall_clock,
+            rng=self._rng(b"/authority"),
+        )
+        await self._nursery.start(self.authority.run)
+        identity: Identity = membership.identity
+        self.tickets = TicketService(
+            identity,
+            self._keyring,
+            self.authority,
+            membership.streams,
+            db=self._db,
+            wall_clock=self._wall_clock,
+        )
+        await self._nursery.start(self.tickets.run)
+
+    async def join_private(self, ticket: Ticket, redeemed: Redeemed) -> None:
+        """Become a member of the private network of a redeemed `ticket`: hold its keys, root
+        and this node's credentials (saved), and start the authority and ticket services.
+
+        Raises:
+            TicketError: This node already belongs to a private network.
+        """
+        if self._keyring.root is not None:
+            raise TicketError(
+                "this node already belongs to a private network: use a new data dir to join another"
+            )
+        self._keyring.become_private(
+            list(redeemed.keys.values()),
+            redeemed.keys[redeemed.primary],
+            ticket.root,
+            redeemed.credentials,
+        )
+        self._save(self._keyring)
+        await self.adopt()
 
     def status(self) -> dict[str, object]:
         """The ``keyring`` and ``authority`` sections of ``status``."""
-        return {
-            "keyring": dict(self.keyring.stats),
-            "authority": {} if self.authority is None else self.authority.describe(),
-        }
+        authority: dict[str, object] = {}
+        if self.authority is not None:
+            authority = self.authority.describe()
+        if self.tickets is not None:
+            authority["tickets"] = dict(self.tickets.stats)
+        return {"keyring": dict(self.keyring.stats), "authority": authority}

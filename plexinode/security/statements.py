@@ -179,6 +179,24 @@ class StatementSet:
         """The hashes in `theirs` not held here, at most :data:`MAX_BATCH` (a want list)."""
         return b"".join(sorted(h for h in theirs if h not in self._held)[:MAX_BATCH])
 
+    def chain(self, key: bytes, now: float, limit: int) -> list[bytes]:
+        """Encodings of the grants that make `key` hold its roles at `now`, and of the grants
+        of their issuers up to the root (at most `limit`): what a joiner is handed with its
+        own grant so that it can check it, and show it, before it has reconciled anything."""
+        found: list[bytes] = []
+        todo = [key]
+        seen = {self.authority.root}
+        while todo and len(found) < limit:
+            subject = todo.pop()
+            if subject in seen:
+                continue
+            seen.add(subject)
+            for grant in self.authority.grants_of(subject):
+                if grant.issued_at <= now < grant.expires_at and len(found) < limit:
+                    found.append(encode_statement(grant))
+                    todo.append(grant.issuer)
+        return found
+
     def add_many(self, encoded: Iterable[bytes]) -> Added:
         """Verify and keep what is new among `encoded` statements, in any order (module
         docstring). A statement refused for want of its issuer's grant is retried once any

@@ -55,6 +55,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     # A private network's grants and revocations (plexinode.security.statements): a grow-only
     # set, each statement by its hash.
     Migration(4, "CREATE TABLE authority (hash BLOB PRIMARY KEY, statement BLOB NOT NULL)"),
+    # The join tickets this node issued (plexinode.security.tickets): each redeemed once.
+    Migration(
+        5,
+        "CREATE TABLE tickets (id BLOB PRIMARY KEY, key BLOB NOT NULL,"
+        " expires_at INTEGER NOT NULL, redeemed_by BLOB)",
+    ),
 )
 
 

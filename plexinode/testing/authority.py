@@ -25,18 +25,22 @@ def authority(root: Identity = ROOT) -> Authority:
 
 
 def founded(
-    seed: int, *, members: Callable[[int], bool] = lambda index: True, root: Identity = ROOT
+    seed: int,
+    *,
+    roles: Callable[[int], tuple[str, ...]] = lambda index: (MEMBER,),
+    root: Identity = ROOT,
 ) -> Callable[[int], Keyring]:
-    """A cluster's `keyrings` argument: node `i` (seeded identity `i` of `seed`) holds the
-    network key, the pinned root and, where ``members(i)``, a member grant from the root
-    dated at time 0 (the simulations' clocks start there) for the role's longest."""
+    """A cluster's or nodes' `keyrings` argument: node `i` (seeded identity `i` of `seed`)
+    holds the network key, the pinned root and a grant from the root of each of
+    ``roles(i)`` (none: the node holds the key but was never admitted), dated at time 0 (the
+    simulations' clocks start there) for the role's longest."""
 
     def keyring(index: int) -> Keyring:
         identity = seeded_identity(index, seed)
-        credentials: tuple[bytes, ...] = ()
-        if members(index):
-            grant = make_grant(root, authority(root), identity.public_key, MEMBER, now=0)
-            credentials = (encode_statement(grant),)
+        credentials = tuple(
+            encode_statement(make_grant(root, authority(root), identity.public_key, role, now=0))
+            for role in roles(index)
+        )
         return Keyring([KEY], KEY, private=True, root=root.public_key, credentials=credentials)
 
     return keyring

@@ -191,9 +191,9 @@ class Cluster:
                                 f"{self.seed}/{node.index}{label.decode()}"
                             ),
                         )
+                        await security.start(nursery)
                         node.keyring_service = security.keyring
                         node.authority_service = security.authority
-                        await security.start(nursery)
                     await node.membership.ready.wait()
                     task_status.started()
                     await trio.sleep_forever()

@@ -17,6 +17,7 @@ from plexinode.config import Settings
 from plexinode.dht.settings import DhtSettings
 from plexinode.identity import Identity
 from plexinode.net.address import Address
+from plexinode.net.keyring import Keyring
 from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.net.transport import Transport
 from plexinode.node import Node
@@ -38,9 +39,15 @@ def seeded_identity(index: int, seed: int = 0) -> Identity:
 
 @contextlib.asynccontextmanager
 async def running_nodes(
-    net: MemoryNetwork, count: int, settings: Settings = FAST, *, seed: int = 0
+    net: MemoryNetwork,
+    count: int,
+    settings: Settings = FAST,
+    *,
+    seed: int = 0,
+    keyrings: Callable[[int], Keyring] | None = None,
 ) -> AsyncIterator[list[Node]]:
-    """Start `count` nodes on `net`, each on its own host; stop them all on exit."""
+    """Start `count` nodes on `net`, each on its own host (node `i` with the keyring
+    ``keyrings(i)``, if given); stop them all on exit."""
     nodes: list[Node] = []
     async with trio.open_nursery() as nursery:
         for i in range(count):
@@ -50,6 +57,7 @@ async def running_nodes(
                 replace(settings),
                 net.transport(host),
                 wall_clock=trio.current_time,
+                keyring=None if keyrings is None else keyrings(i),
             )
             await nursery.start(node.run)
             nodes.append(node)

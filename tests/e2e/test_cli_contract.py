@@ -50,6 +50,7 @@ CONTRACT: dict[str, set[str]] = {
     "invite": {"token", "expires"},
     "join": {"network", "bootstrapped"},
     "network revoke": {"node_id", "revoked"},
+    "network admit": {"node_id", "admitted"},
     "leave": {"left"},
 }
 # The commands docs/cli.md documents beyond CLI.md's table, with their fields.
@@ -59,7 +60,11 @@ DOCUMENTED: dict[str, set[str]] = {
     "network key list": {"network", "private", "keys"},
     "network key generate": {"key", "key_id"},
     "dht get": {"records"},
+    "network grant": {"public_key", "role", "expires", "granted"},
+    "network admin-key generate": {"file", "public_key"},
 }
+#: The commands of private networks only (test_private_network_commands_...).
+PRIVATE = {"network revoke", "network admit", "network grant", "network admin-key generate"}
 
 
 def run(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str) -> tuple[int, str, str]:
@@ -262,12 +267,13 @@ def test_every_command_prints_the_contract_fields_with_json_after_it(
     docs["network key generate"] = run_json(capsys, a.data_dir, "network", "key", "generate")
     # b's ID shortened to 8 characters: a knows it (a member, a routing-table contact).
     docs["dht get"] = run_json(capsys, a.data_dir, "dht", "get", b.node_id[:8])
-    docs["network revoke"] = run_json(capsys, a.data_dir, "network", "revoke", b.node_id[:8])
     docs["leave"] = run_json(capsys, b.data_dir, "leave")
     docs["stop"] = run_json(capsys, a.data_dir, "stop")
 
     missing = {}
     for command, fields in {**CONTRACT, **DOCUMENTED}.items():
+        if command in PRIVATE:
+            continue
         name, _, part = command.partition(".")
         doc = docs[name][part] if part else docs[name]
         rows = doc if isinstance(doc, list) else [doc]
@@ -276,7 +282,6 @@ def test_every_command_prints_the_contract_fields_with_json_after_it(
             if not fields <= set(row):
                 missing[command] = sorted(fields - set(row))
     assert missing == {}
-    assert docs["network revoke"] == {"node_id": b.node_id, "revoked": True}
     assert docs["leave"]["left"] is True
     assert docs["stop"] == {"stopped": True}
     assert docs["ping"]["node_id"] == b.node_id
@@ -284,3 +289,55 @@ def test_every_command_prints_the_contract_fields_with_json_after_it(
     assert {m["node_id"] for m in docs["members"]} == {a.node_id, b.node_id}
     assert a.wait_exit() == 0
     assert b.wait_exit() == 0
+
+
+def test_private_network_commands_print_the_contract_fields(
+    start_node, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLEXINODE_DHT_ID_DIFFICULTY", ID_DIFFICULTY)
+    created = run_json(capsys, tmp_path / "home0", "init", "--network", "home")
+    assert {"node_id", "data_dir"} <= set(created)
+    a: NodeProcess = start_node("home0")
+    ticket = run_json(capsys, a.data_dir, "invite", "--expires", "1h")
+    assert {"token", "expires"} <= set(ticket)
+    path = tmp_path / "ticket"
+    path.write_text(ticket["token"])
+    b: NodeProcess = start_node("home1", "--join-file", str(path))
+    docs: dict[str, Any] = {}
+    key_file = tmp_path / "admin.key"
+    docs["network admin-key generate"] = run_json(
+        capsys, a.data_dir, "network", "admin-key", "generate", str(key_file)
+    )
+    admin = docs["network admin-key generate"]["public_key"]
+    docs["network grant"] = run_json(capsys, a.data_dir, "network", "grant", "admin", admin)
+    wait_until(
+        lambda: run(capsys, a.data_dir, "network", "admit", b.node_id[:8])[0] == 0,
+        30,
+        "a knows b's key (b is a member a has heard from)",
+    )
+    docs["network admit"] = run_json(
+        capsys, a.data_dir, "network", "admit", b.node_id[:8], "--admin-key", str(key_file)
+    )
+    docs["network revoke"] = run_json(
+        capsys, a.data_dir, "network", "revoke", b.node_id[:8], "--admin-key", str(key_file)
+    )
+    missing = {}
+    for command in PRIVATE:
+        fields = {**CONTRACT, **DOCUMENTED}[command]
+        if not fields <= set(docs[command]):
+            missing[command] = sorted(fields - set(docs[command]))
+    assert missing == {}
+    assert docs["network revoke"] == {"node_id": b.node_id, "revoked": True}
+    assert docs["network admit"]["admitted"] is True
+    # bad input: one line and the documented exit code
+    table: list[tuple[tuple[str, ...], int]] = [
+        (("network", "grant", "owner", admin), 2),
+        (("network", "grant", "member", "zz"), 2),
+        (("network", "grant", "member", admin, "--expires", "999d"), 2),
+        (("network", "grant", "admin", admin, "--admin-key", str(key_file)), 1),  # not root
+        (("network", "grant", "member", admin, "--admin-key", str(tmp_path / "none")), 1),
+        (("network", "admit", unknown_prefix(a.node_id, b.node_id)), 1),
+        (("network", "admin-key", "generate", str(key_file)), 1),  # never overwritten
+        (("invite", "--admin-key", str(tmp_path / "none")), 1),
+    ]
+    assert check_exit_codes(capsys, a.data_dir, table) == []

@@ -1,27 +1,36 @@
-"""Invites between real processes: `invite`, `start --join`, `join`, and bad tokens."""
+"""Invites between real processes: `invite`, `start --join-file`, `join`, tickets of private
+networks, and bad tokens."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
 
-from plexinode.testing.processes import cli, cli_json
+from plexinode.testing.processes import cli, cli_json, node_env
 from tests.e2e.test_membership_processes import states, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def test_invite_then_join_at_start_and_at_run_time(start_node) -> None:
+def write(tmp_path, name: str, token: str) -> str:
+    path = tmp_path / name
+    path.write_text(token + "\n")
+    return str(path)
+
+
+def test_invite_then_join_at_start_and_at_run_time(start_node, tmp_path) -> None:
     inviter = start_node("inviter")
     issued = cli_json(inviter.data_dir, "invite", "--expires", "1h")
     assert issued["network"] == "open"
     assert issued["addresses"] == [inviter.address]
     assert issued["expires"] > time.time() + 3000
     token = issued["token"]
-    assert cli(inviter.data_dir, "invite").stdout.strip().startswith("plexinode-invite-1:")
+    assert cli(inviter.data_dir, "invite").stdout.strip().startswith("plexinode-invite-2:")
 
-    newcomer = start_node("newcomer", "--join", token)
+    newcomer = start_node("newcomer", "--join-file", write(tmp_path, "t", token))
     later = start_node("later")  # no bootstrap at all: it joins at run time
     joined = cli_json(later.data_dir, "join", token)
     assert joined["network"] == "open"
@@ -51,20 +60,53 @@ def test_bad_tokens_are_refused_with_a_clear_error(start_node) -> None:
     assert "not an invite token" in garbage.stderr
     for bad in ("0s", "31d", "soon"):
         assert cli(node.data_dir, "invite", "--expires", bad).returncode == 2
-    fresh = node.data_dir.parent / "fresh"
-    refused = cli(fresh, "start", "--listen", "127.0.0.1:0", "--join", "hello")
-    assert refused.returncode == 1  # as `join`: the operation failed, the usage was fine
-    assert "not an invite token" in refused.stderr
+    # From a file or standard input, as from the command line; the usage must say which.
+    path = node.data_dir.parent / "bad.token"
+    path.write_text("hello\n")
+    from_file = cli(node.data_dir, "join", "--file", str(path))
+    assert (from_file.returncode, from_file.stderr.count("\n")) == (1, 1)
+    assert "not an invite token" in from_file.stderr
+    empty = subprocess.run(
+        [sys.executable, "-m", "plexinode", "--data-dir", str(node.data_dir), "join", "-"],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=node_env(None),
+    )
+    assert (empty.returncode, empty.stderr.strip()) == (
+        1,
+        "plexinode: standard input holds no token",
+    )
+    assert cli(node.data_dir, "join").returncode == 2
+    assert cli(node.data_dir, "join", "x", "--file", str(path)).returncode == 2
+    damaged = cli(node.data_dir, "join", "plexinode-ticket-1:AAAA")
+    assert (damaged.returncode, "damaged" in damaged.stderr) == (1, True)
 
 
-def test_a_private_network_admits_invited_nodes_only_and_rotates_its_key(
+def test_a_private_network_admits_ticket_holders_once_and_rotates_its_key(
     start_node, tmp_path
 ) -> None:
     created = cli(tmp_path / "home0", "--json", "init", "--network", "home")
     assert created.returncode == 0, created.stderr
+    assert (tmp_path / "home0" / "root.key").exists()
     first = start_node("home0")
-    token = cli_json(first.data_dir, "invite", "--expires", "1h")["token"]
-    member = start_node("home1", "--join", token)
+    ticket = cli_json(first.data_dir, "invite", "--expires", "1h")["token"]
+    assert ticket.startswith("plexinode-ticket-1:")
+    member = start_node("home1", "--join-file", write(tmp_path, "t1", ticket))
+    # the same ticket again: refused, one line, and no data dir left behind
+    again = cli(
+        tmp_path / "again",
+        "start",
+        "--listen",
+        "127.0.0.1:0",
+        "--join-file",
+        write(tmp_path, "t1b", ticket),
+    )
+    assert again.returncode == 1
+    assert "refused the ticket" in again.stderr
+    assert "Traceback" not in again.stderr
     stranger = start_node("stranger", "--bootstrap", first.address)  # the open network
 
     def alive(node, other) -> bool:
@@ -76,11 +118,13 @@ def test_a_private_network_admits_invited_nodes_only_and_rotates_its_key(
     status = cli_json(first.data_dir, "status")
     assert status["datagrams"]["drop_network_key"] >= 1
     assert status["streams"]["handshake_network_key"] >= 1
+    assert status["authority"]["tickets"] == {"issued": 1, "joined": 1}
     assert stranger.node_id not in states(first)
     assert cli_json(member.data_dir, "status")["network"] == "home"
 
-    # A third member, away for the whole rotation.
-    away = start_node("home2", "--join", token)
+    # A third member (its ticket read from standard input), away for the whole rotation.
+    away_ticket = cli_json(first.data_dir, "invite", "--expires", "1h")["token"]
+    away = start_node("home2", "--join-file", write(tmp_path, "t2", away_ticket))
     wait_until(lambda: alive(first, away) and alive(away, first), 30, "the third member joined")
     away.kill()
     wait_until(lambda: not alive(first, away), 30, "the third member is gone")

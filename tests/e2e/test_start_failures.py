@@ -98,22 +98,32 @@ def test_a_data_dir_with_a_long_path_works_for_every_command(start_node, tmp_pat
 
 def test_a_failed_start_join_leaves_no_data_dir(start_node, tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
-    refused = cli(fresh, "start", "--listen", "127.0.0.1:0", "--join", "hello", timeout=30)
+    bad = tmp_path / "bad.token"
+    bad.write_text("hello\n")
+    refused = cli(fresh, "start", "--listen", "127.0.0.1:0", "--join-file", str(bad), timeout=30)
     assert_one_line_failure(refused, "not an invite token")
+    assert not fresh.exists()
+    missing = cli(fresh, "start", "--listen", "127.0.0.1:0", "--join-file", str(tmp_path / "none"))
+    assert_one_line_failure(missing, "cannot read the token")
     assert not fresh.exists()
 
     inviter = start_node("inviter")
-    token = cli_json(inviter.data_dir, "invite")["token"]
+    token = tmp_path / "invite.token"
+    token.write_text(cli_json(inviter.data_dir, "invite")["token"])
     assert cli(inviter.data_dir, "stop").returncode == 0
     assert inviter.wait_exit() == 0
     quick = ("--set", "datagram.request_timeout=500ms", "--set", "datagram.retries=0")
-    down = cli(fresh, "start", "--listen", "127.0.0.1:0", "--join", token, *quick, timeout=60)
+    down = cli(
+        fresh, "start", "--listen", "127.0.0.1:0", "--join-file", str(token), *quick, timeout=60
+    )
     assert_one_line_failure(down, "did not answer")
     assert not fresh.exists()
 
     # A data dir that start did not make is kept, identity and all.
     assert cli(fresh, "init").returncode == 0
-    again = cli(fresh, "start", "--listen", "127.0.0.1:0", "--join", token, *quick, timeout=60)
+    again = cli(
+        fresh, "start", "--listen", "127.0.0.1:0", "--join-file", str(token), *quick, timeout=60
+    )
     assert_one_line_failure(again, "did not answer")
     assert (fresh / "identity.key").exists()
 

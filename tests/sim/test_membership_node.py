@@ -141,10 +141,10 @@ async def test_join_refuses_another_network_and_an_inviter_that_is_gone(autojump
             for node in nodes:
                 await nursery.start(node.run)
             inviter, other_network, newcomer = nodes
-            token = inviter.invite(3600).encode()
+            token = (await inviter.invite(3600)).encode()
             with pytest.raises(InviteError, match="belongs to network 'elsewhere'"):
                 await other_network.join(token)
-            stale = inviter.invite(1).encode()
+            stale = (await inviter.invite(1)).encode()
             await trio.sleep(2)
             with pytest.raises(InviteError, match="expired"):
                 await newcomer.join(stale)
@@ -296,8 +296,8 @@ async def test_join_fails_when_the_inviter_is_down_though_other_contacts_answer(
             for node in nodes:
                 await nursery.start(node.run)
             inviter, other, newcomer = nodes
-            token = inviter.invite(3600).encode()
-            assert await newcomer.join(other.invite(3600).encode()) >= 1
+            token = (await inviter.invite(3600)).encode()
+            assert await newcomer.join((await other.invite(3600)).encode()) >= 1
             assert await newcomer.join(token) >= 2
             inviter.stop()
             await trio.sleep(1)
@@ -328,7 +328,7 @@ async def test_a_node_bound_to_the_wildcard_joins_the_dht_before_it_knows_its_ad
         async with trio.open_nursery() as nursery:
             await nursery.start(inviter.run)
             await nursery.start(wild.run)
-            assert await wild.join(inviter.invite(3600).encode()) == 1
+            assert await wild.join((await inviter.invite(3600)).encode()) == 1
             assert not wild.membership.ready.is_set()
             assert inviter.node_id in {e.contact.node_id for e in wild.dht.routing.entries()}
             inviter.stop()

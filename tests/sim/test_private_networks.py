@@ -1,17 +1,22 @@
 """Private networks on the in-memory network: outsiders are dropped before any signature or
-key exchange, a key rotation keeps every member connected, and an invite carries the key."""
+key exchange, a key rotation keeps every member connected, and a node admitted at run time
+keeps its keys and its grant."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import trio
 
-from plexinode.errors import DataDirError, PeerTimeout
-from plexinode.membership.invite import InviteError
+from plexinode.errors import DataDirError
 from plexinode.membership.members import State
-from plexinode.net.keyring import Keyring
+from plexinode.net.certificates import INVITER, MEMBER
+from plexinode.net.keyring import Keyring, load_keyring
 from plexinode.net.pinging import NoAnswer, PingOptions
 from plexinode.node import Node
+from plexinode.testing.authority import ROOT, founded
+from plexinode.testing.member_cluster import NETWORK
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
 
@@ -84,61 +89,6 @@ async def test_outsiders_are_dropped_and_a_rotation_keeps_members_together(
                 node.stop()
 
 
-async def test_joining_from_an_invite_installs_the_private_networks_key(autojump_clock) -> None:
-    home = Keyring.generate()
-    own = Keyring.generate()
-    full = Keyring.generate()
-    for _ in range(4):
-        full.install(Keyring.generate().primary)
-    async with open_memory_network(seed=42, latency=0.002) as net:
-        rings = [
-            Keyring(list(home), home.primary, private=True),  # the inviter
-            Keyring.open(FAST.network),  # a new node, on the open network of the same name
-            Keyring(list(own), own.primary, private=True),  # private keys of its own already
-            full,  # no room for another key
-        ]
-        nodes = [
-            Node(
-                seeded_identity(i),
-                FAST,
-                net.transport(net.new_host()),
-                wall_clock=trio.current_time,
-                keyring=ring,
-            )
-            for i, ring in enumerate(rings)
-        ]
-        async with trio.open_nursery() as nursery:
-            for node in nodes:
-                await nursery.start(node.run)
-            inviter, newcomer, keyed, crowded = nodes
-            token = inviter.invite(3600).encode()
-
-            # The open node takes the network's key and sends with it: the inviter answers.
-            assert await newcomer.join(token) >= 1
-            assert newcomer.keyring.private
-            assert newcomer.keyring.primary == home.primary
-            assert home.primary in newcomer.keyring
-            with trio.fail_after(30):
-                while inviter.membership.table.get(newcomer.node_id) is None:  # noqa: ASYNC110
-                    await trio.sleep(0.1)
-
-            # A node with private keys of its own installs the key but keeps sending with its
-            # own (the operator rotates deliberately), so the inviter does not hear it yet.
-            with pytest.raises(PeerTimeout, match="did not answer"):
-                await keyed.join(token)
-            assert home.primary in keyed.keyring
-            assert keyed.keyring.primary == own.primary
-
-            # A full keyring cannot take the key: the invite is refused, nothing changes.
-            before = list(crowded.keyring)
-            with pytest.raises(InviteError, match="keyring is full"):
-                await crowded.join(token)
-            assert list(crowded.keyring) == before
-            assert home.primary not in crowded.keyring
-            for node in nodes:
-                node.stop()
-
-
 async def test_a_private_node_that_lost_its_keys_refuses_to_run(autojump_clock, tmp_path) -> None:
     """Without network.keys a node would take the open network's key of the same name: the
     database remembers the network is private, and the node stops with one line instead."""
@@ -175,32 +125,41 @@ async def test_a_private_node_that_lost_its_keys_refuses_to_run(autojump_clock, 
 async def test_joining_a_private_network_at_run_time_is_remembered(
     autojump_clock, tmp_path
 ) -> None:
-    home = Keyring.generate()
+    settings = replace(FAST, network=NETWORK)
     async with open_memory_network(seed=44, latency=0.002) as net:
         hosts = [net.new_host() for _ in range(2)]
         inviter = Node(
-            seeded_identity(0),
-            FAST,
+            seeded_identity(0, 44),
+            settings,
             net.transport(hosts[0]),
             wall_clock=trio.current_time,
-            keyring=Keyring(list(home), home.primary, private=True),
+            keyring=founded(44, roles=lambda i: (MEMBER, INVITER))(0),
         )
 
-        def joiner() -> Node:
+        def joiner(keyring: Keyring | None = None) -> Node:
             return Node(
-                seeded_identity(1),
-                FAST,
+                seeded_identity(1, 44),
+                settings,
                 net.transport(hosts[1]),
                 data_dir=tmp_path,
                 wall_clock=trio.current_time,
+                keyring=keyring,
             )
 
         async with trio.open_nursery() as nursery:
             await nursery.start(inviter.run)
-            newcomer = joiner()
-            await nursery.start(newcomer.run)
-            await newcomer.join(inviter.invite(3600).encode())
-            newcomer.stop()
+            async with trio.open_nursery() as first_run:
+                newcomer = joiner()
+                await first_run.start(newcomer.run)
+                await newcomer.join((await inviter.invite(3600)).encode())
+                newcomer.stop()
+            # Back from its data dir: the network's keys, its root and its grant.
+            again = joiner(load_keyring(tmp_path, NETWORK))
+            await nursery.start(again.run)
+            assert again.keyring.root == ROOT.public_key
+            assert again.authority_service is not None
+            assert again.authority_service.member(again.identity.public_key)
+            again.stop()
             inviter.stop()
         # The keys were saved with the node (network.keys); without them it refuses to run.
         (tmp_path / "network.keys").unlink()

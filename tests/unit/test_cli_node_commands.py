@@ -74,7 +74,10 @@ class Stub:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.answers: dict[str, Any] = {}
+        # An open network unless a test says otherwise: no root key.
+        self.answers: dict[str, Any] = {
+            "authority_info": lambda args: {"network": "open", "root": "", "public_key": ""}
+        }
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._ready = threading.Event()
         self._stop: tuple[Any, trio.CancelScope] | None = None
@@ -97,6 +100,9 @@ class Stub:
             "revoke",
             "resolve",
             "dht_get",
+            "authority_info",
+            "authority_submit",
+            "id",
         ):
             server.command(name, self._handler(name))
         async with trio.open_nursery() as nursery:
@@ -239,13 +245,13 @@ def test_malformed_state_keys_and_values_are_usage_errors(stub: Stub, capsys) ->
 
 def test_invite_and_join(stub: Stub, capsys) -> None:
     stub.answers["invite"] = lambda args: {
-        "token": f"plexinode-invite-1:{int(args['expires'])}",
+        "token": f"plexinode-invite-2:{int(args['expires'])}",
         "expires": 1.7e9 + args["expires"],
         "network": "home",
         "addresses": [],
     }
     code, out, err = run(capsys, stub, "invite", "--expires", "2h")
-    assert (code, out.strip()) == (0, "plexinode-invite-1:7200")
+    assert (code, out.strip()) == (0, "plexinode-invite-2:7200")
     assert "valid until" in err
     for bad in ("0s", "31d", "soon"):
         assert run(capsys, stub, "invite", "--expires", bad)[0] == 2
@@ -405,7 +411,11 @@ def test_node_id_prefixes_resolve_through_the_node(stub: Stub, capsys) -> None:
     stub.answers["revoke"] = lambda args: {"node_id": args["node_id"], "revoked": True}
     code, out, _ = run(capsys, stub, "network", "revoke", ME[:8].upper(), "--json")
     assert (code, json.loads(out)) == (0, {"node_id": ME, "revoked": True})
-    assert stub.calls[-2:] == [("resolve", {"prefix": ME[:8]}), ("revoke", {"node_id": ME})]
+    assert stub.calls[-3:] == [
+        ("resolve", {"prefix": ME[:8]}),
+        ("authority_info", {}),  # an open network: no root key, so no signed revocation
+        ("revoke", {"node_id": ME}),
+    ]
     # Ambiguous: exit 2, naming the candidates (all of them in the JSON error).
     code, out, err = run(capsys, stub, "network", "revoke", OTHER[:8])
     assert (code, out) == (2, "")

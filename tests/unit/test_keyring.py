@@ -71,15 +71,34 @@ def test_the_keyring_file_round_trips_and_corruption_is_reported(tmp_path: Path)
     assert load_keyring(tmp_path, "lab").primary == open_network_key("lab")  # no file: open
     ring = Keyring.generate()
     ring.install(Keyring.generate().primary)
+    ring.root, ring.credentials = b"r" * 32, (b"\x00grant", b"\x00another")
     save_keyring(tmp_path, ring)
     assert keyring_path(tmp_path).stat().st_mode & 0o777 == 0o600
     loaded = load_keyring(tmp_path, "lab")
     assert loaded.private
     assert loaded.primary == ring.primary
     assert list(loaded) == list(ring)
+    assert (loaded.root, loaded.credentials) == (ring.root, ring.credentials)
     keyring_path(tmp_path).write_text('{"primary": "00"}')
     with pytest.raises(DataDirError, match="corrupt"):
         load_keyring(tmp_path, "lab")
+    # A private keyring from before root keys: refused with what to do, not run as it was.
+    ring.root = None
+    save_keyring(tmp_path, ring)
+    with pytest.raises(DataDirError, match="no root key"):
+        load_keyring(tmp_path, "lab")
+
+
+def test_an_admitted_node_drops_its_open_key_for_the_private_network() -> None:
+    ring = Keyring.open("lab")
+    key = Keyring.generate().primary
+    ring.become_private([key], key, b"r" * 32, (b"\x00grant",))
+    assert (list(ring), ring.primary, ring.retired) == ([key], key, [])
+    assert (ring.private, ring.root, ring.credentials) == (True, b"r" * 32, (b"\x00grant",))
+    ring.tickets = [b"t" * 32]
+    tag = network_tag(b"t" * 32, b"msg1")
+    assert ring.match(b"msg1", tag) is None  # a ticket's key never admits a datagram
+    assert ring.match_retired(b"msg1", tag) == b"t" * 32
 
 
 @pytest.mark.parametrize("text", ["", "zz" * 32, "00" * 31, "00" * 33])
