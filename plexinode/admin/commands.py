@@ -32,7 +32,6 @@ from plexinode.admin.requests import (
     PingRequest,
     Request,
     ResolveRequest,
-    RevokeRequest,
     StateSetRequest,
     TagsSetRequest,
 )
@@ -49,13 +48,13 @@ from plexinode.admin.results import (
     Records,
     Resolved,
     Result,
-    Revoked,
     Rows,
     Status,
     Stopped,
 )
 from plexinode.admin.server import AdminServer, Command
 from plexinode.errors import AdminError
+from plexinode.net.certificates import ADMIN
 from plexinode.node import RESERVED_TAGS, Node
 from plexinode.security.authority_service import AuthorityService
 
@@ -104,7 +103,6 @@ class AdminCommands:
             "invite": typed("invite", InviteRequest, self.invite),
             "join": typed("join", JoinRequest, self.join),
             "network_key": typed("network_key", NetworkKeyRequest, self.network_key),
-            "revoke": typed("revoke", RevokeRequest, self.revoke),
             "authority_info": typed("authority_info", AuthorityInfoRequest, self.authority_info),
             "authority_submit": typed(
                 "authority_submit", AuthoritySubmitRequest, self.authority_submit
@@ -174,7 +172,13 @@ class AdminCommands:
     async def members(self, _: NoArguments) -> Rows:
         """The members of the network, as this node believes them."""
         service = self.node.membership
-        return Rows(tuple(service.describe(m) for m in service.members()))
+        members = service.members()
+        rows = [service.describe(m) for m in members]
+        keys = self.node.keyring_service
+        for row, member in zip(rows, members, strict=True):
+            if keys.revoked(member.node_id):
+                row["state"] = "revoked"  # whatever its claims say, the network keeps it out
+        return Rows(tuple(rows))
 
     async def leave(self, _: NoArguments) -> Left:
         """Leave the network gracefully, then stop."""
@@ -240,7 +244,13 @@ class AdminCommands:
         service = self.node.keyring_service
         if request.action != "list":
             key = request.find_key(self.node.keyring)
-            self._authority()  # keys are rotated on private networks only
+            authority = self._authority()  # keys are rotated on private networks only
+            if not authority.holds(self.node.identity.public_key, ADMIN):
+                raise AdminError(
+                    "this node does not hold the admin role, so members would ignore its key "
+                    "plan: grant it the role for the rotation, e.g. `plexinode network grant "
+                    f"admin {self.node.node_id} --expires 1h` (with the root key)"
+                )
             try:
                 if request.action == "install":
                     service.install(key)
@@ -292,12 +302,3 @@ class AdminCommands:
         """Keep and spread statements the CLI signed with an admin key."""
         added = await self._authority().add(request.encoded(), source="the admin socket")
         return AuthorityAdded(len(added.new), added.refused)
-
-    async def revoke(self, request: RevokeRequest) -> Revoked:
-        """No member hands that node a network key again."""
-        self._authority()
-        try:
-            self.node.keyring_service.revoke(request.node_id)
-        except ValueError as exc:
-            raise AdminError(str(exc)) from None
-        return Revoked(str(request.node_id), revoked=True)

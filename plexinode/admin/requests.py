@@ -220,8 +220,7 @@ class StateSetRequest(Request):
     def __post_init__(self) -> None:
         if self.key.startswith(RESERVED_STATE_PREFIX):
             raise AdminError(
-                f"keys under {RESERVED_STATE_PREFIX!r} are the node's own "
-                "(see `network key` and `network revoke`)"
+                f"keys under {RESERVED_STATE_PREFIX!r} are the node's own (see `network key`)"
             )
 
     @property
@@ -335,14 +334,6 @@ class NetworkKeyRequest(Request):
             if key_id(key) == text:
                 return key
         raise AdminError(f"no installed key has the id {text!r} (see `network key list`)")
-
-
-@dataclass(frozen=True, slots=True)
-class RevokeRequest(Request):
-    """``revoke``: no member hands the node `node_id` a network key again."""
-
-    # arg() declares a field, as wire() does; NodeId is immutable.
-    node_id: NodeId = arg(NodeIdText())  # noqa: RUF009
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,14 +169,6 @@ class NetworkKeys(Result):
 
 
 @dataclass(frozen=True, slots=True)
-class Revoked(Result):
-    """``revoke``: the node revoked."""
-
-    node_id: str = arg(TEXT)
-    revoked: bool = arg(Bool(), default=True)
-
-
-@dataclass(frozen=True, slots=True)
 class AuthorityInfo(Result):
     """``authority_info``: the private network's name and root key (hex), and the public key
     (hex) of the node asked about (empty when none was asked about)."""

@@ -172,21 +172,17 @@ def delegate_inviting(admin_key_file: Path, lifetime: int) -> None:
     _grant("inviter", node_id, admin_key_file, f"{lifetime}s")
 
 
-def has_root() -> bool:
-    """Whether the node's network has a root key (then revocations are signed statements)."""
-    return bool(client().call("authority_info")["root"])
-
-
 def revoke_with_key(node_id: str, admin_key_file: Path | None, void: bool) -> dict[str, Any]:
     """``network revoke`` on a network with a root key: sign the revocation and submit it."""
     from plexinode.security.statements import make_revocation
 
-    key = _load_admin_key(admin_key_file)
     info = client().call("authority_info", node_id=node_id)
+    authority = _authority(info)
     if node_id == client().call("id")["node_id"]:
         raise PlexinodeError("a node cannot revoke itself: run `plexinode leave` instead")
+    key = _load_admin_key(admin_key_file)
     revocation = make_revocation(
-        key, _authority(info), bytes.fromhex(info["public_key"]), int(time.time()), void=void
+        key, authority, bytes.fromhex(info["public_key"]), int(time.time()), void=void
     )
     _submit(revocation)
     return {"node_id": node_id, "revoked": True}

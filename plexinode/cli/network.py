@@ -184,16 +184,11 @@ def network_revoke(node_id: str, admin_key: Path | None, void: bool) -> None:
     NODE_ID may be shortened to a unique prefix (8 characters or more) of an ID this node
     knows.
     """
-    from plexinode.cli.authority import has_root, revoke_with_key
+    from plexinode.cli.authority import revoke_with_key
 
     node_id = node_id_argument(node_id, param_hint="NODE_ID")
-    result = (
-        revoke_with_key(node_id, admin_key, void)
-        if has_root()
-        else client().call("revoke", node_id=node_id)
-    )
     emit(
-        result,
+        revoke_with_key(node_id, admin_key, void),
         lambda d: (
             f"revoked {d['node_id']}: no member hands it a network key again "
             "(rotate the keys to cut it off: `network key install`, `use`, `remove`)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,5 +185,7 @@ def start(
                 f"(udp+tcp), data dir {d['data_dir']}"
             ),
         )
+        # A pipe is block-buffered: whoever waits for this line must get it now, not at exit.
+        sys.stdout.flush()
 
     daemon.run(g.data_dir, start_options, ready=ready, note=note)

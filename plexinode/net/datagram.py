@@ -39,6 +39,7 @@ from plexinode.errors import AuthenticationError, DecodeError, PeerTimeout, Remo
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address, is_public_host
+from plexinode.net.admission import Admission
 from plexinode.net.keyring import Keyring
 from plexinode.net.ratelimit import TokenBuckets
 from plexinode.net.settings import DatagramSettings
@@ -137,6 +138,10 @@ class DatagramService:
         # The bytes each request from an unvalidated address may still cause us to send to it
         # (its reply, a ping-back), while it is being handled.
         self._budgets: dict[Inbound, int] = {}
+        #: On a private network, who is a member now (a valid grant, not revoked): datagrams
+        #: from other keys are dropped after their signature is checked (``drop_not_member``)
+        #: and their senders reported (:meth:`Admission.met`). None: every key is heard.
+        self.admission: Admission | None = None
         self._nursery: trio.Nursery | None = None
         self._request_observers: list[Callable[[Inbound], None]] = []
         self._reply_observers: list[Callable[[Reply], None]] = []
@@ -317,6 +322,10 @@ class DatagramService:
             return
         if sender == self.identity.node_id:
             self._drop("from_self", address)
+            return
+        if self.admission is not None and not self.admission.admits(opened.public_key):
+            self._drop("not_member", address)
+            self.admission.met(opened.public_key, address)
             return
         if not self._guard.accept(opened.public_key, opened.counter, now):
             self._drop("replay", address)

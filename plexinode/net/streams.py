@@ -43,6 +43,7 @@ import trio
 from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
+from plexinode.net.admission import Admission
 from plexinode.net.handshake import NetworkKeyError
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_accept, secure_connect
@@ -109,6 +110,11 @@ class StreamService:
         self._prologue = prologue
         self._handlers: dict[str, StreamHandler] = {}
         self._retired_ok: set[str] = set()
+        #: On a private network, who is a member now: streams with other keys are refused
+        #: after the handshake (``refused_not_member``), except for the protocols registered
+        #: ``retired_ok``, which check who asks themselves; a responder that is not a member is
+        #: reported (:meth:`Admission.met`) and refused. None: every key is served.
+        self.admission: Admission | None = None
         #: Who may hold which connections and streams (raises ValueError on a bad
         #: ``trusted_hosts``).
         self.limits: StreamLimits[int, NodeId] = StreamLimits(settings)
@@ -205,6 +211,14 @@ class StreamService:
                 "%s used a retired network key for %r", secure.remote_node_id.short(), protocol
             )
             return
+        if (
+            self.admission is not None
+            and protocol not in self._retired_ok
+            and not self.admission.admits(secure.remote_public_key)
+        ):
+            self.stats["refused_not_member"] += 1
+            log.debug("%s is not a member: refused %r", secure.remote_node_id.short(), protocol)
+            return
         handler = self._handlers.get(protocol)
         if handler is None:
             self.stats["unknown_protocol"] += 1
@@ -292,9 +306,12 @@ class StreamService:
         *,
         node_id: NodeId | None = None,
         network_key: bytes | None = None,
+        member_only: bool = True,
     ) -> SecureStream:
         """Dial `address`, authenticate (requiring `node_id` if given) and open `protocol`,
-        with the keyring's primary key or `network_key` (a join ticket's key).
+        with the keyring's primary key or `network_key` (a join ticket's key). On a private
+        network the responder must be a member, unless not `member_only` (for the protocol
+        that exchanges the statements saying who is one).
 
         Raises:
             HandshakeError: the peer failed authentication, is not `node_id`, or timed out.
@@ -318,5 +335,13 @@ class StreamService:
         except BaseException:
             await trio.aclose_forcefully(raw)
             raise
+        admission = self.admission if network_key is None and member_only else None
+        if admission is not None and not admission.admits(secure.remote_public_key):
+            admission.met(secure.remote_public_key, address)
+            await trio.aclose_forcefully(secure)
+            raise HandshakeError(
+                f"{address} answered as {secure.remote_node_id.short()}, which is not a "
+                "member of this network (as far as this node knows yet)"
+            )
         await secure.send(envelope.encode(StreamOpen(protocol)))
         return secure

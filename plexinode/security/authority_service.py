@@ -22,8 +22,9 @@ from plexinode.errors import AuthenticationError, DecodeError, HandshakeError
 from plexinode.identity import NodeId
 from plexinode.membership.members import State
 from plexinode.membership.service import MembershipService, Seed
+from plexinode.net.address import Address
 from plexinode.net.authority import Verdict
-from plexinode.net.certificates import MEMBER
+from plexinode.net.certificates import ADMIN, INVITER, MEMBER
 from plexinode.net.secure import SecureStream
 from plexinode.security.statements import (
     AUTHORITY_PROTOCOL,
@@ -31,6 +32,8 @@ from plexinode.security.statements import (
     AuthorityDigest,
     AuthorityPush,
     StatementSet,
+    encode_statement,
+    make_grant,
     split_hashes,
     statement_hash,
 )
@@ -49,6 +52,20 @@ FANOUT: Final = 3
 EXCHANGE_TIMEOUT: Final = 10.0
 #: Most exchanges served at once (each holds at most two frames of ~1 MiB).
 MAX_SERVING: Final = 8
+#: How long an answer of :meth:`AuthorityService.admits` is kept, seconds, and for how many
+#: keys at most.
+VERDICT_TTL: Final = 10.0
+MAX_VERDICTS: Final = 16_384
+#: A node that may admit members renews a live member's grant this long before it expires,
+#: seconds, at most :data:`RENEWALS` per round: members stay in while an admin key is offline.
+RENEW_BEFORE: Final = 30 * 86_400
+RENEWALS: Final = 16
+#: Nodes met but not admitted that are remembered to be asked, and how often each is asked
+#: (seconds).
+MAX_STRANGERS: Final = 64
+STRANGER_INTERVAL: Final = 30.0
+#: Strangers asked per round.
+STRANGERS_PER_ROUND: Final = 4
 
 _FAILURES: Final = (
     trio.TooSlowError,
@@ -94,13 +111,21 @@ class AuthorityService:
         self._rng = rng or random.Random()
         self._news = trio.Event()
         self._serving = 0
+        #: Nodes met but not admitted, to ask: key -> address; and when each may be asked
+        #: again.
+        self._strangers: collections.OrderedDict[bytes, Address] = collections.OrderedDict()
+        self._next_ask: dict[bytes, float] = {}
+        #: Verdicts of :meth:`admits`: key -> (member, statements held then, until when).
+        self._verdicts: dict[bytes, tuple[bool, int, float]] = {}
         #: Exchanges, statements added and refused, for status and tests.
         self.stats: collections.Counter[str] = collections.Counter()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load, serve and reconcile until cancelled."""
         await self._load()
-        self.membership.streams.on(AUTHORITY_PROTOCOL, self._serve)
+        # Any holder of the network key may reconcile (statements are public to members and
+        # verified on receipt): that is how a node learns a new member's grant.
+        self.membership.streams.on(AUTHORITY_PROTOCOL, self._serve, retired_ok=True)
         task_status.started()
         await self.membership.ready.wait()
         while True:
@@ -108,7 +133,8 @@ class AuthorityService:
                 await self._news.wait()
             fanout = FANOUT if self._news.is_set() else 1
             self._news = trio.Event()
-            for peer in self._peers(fanout):
+            await self.renew()
+            for peer in self._strangers_to_ask() + self._peers(fanout):
                 await self.reconcile(peer)
 
     async def _load(self) -> None:
@@ -147,16 +173,78 @@ class AuthorityService:
             self._news.set()
         return added
 
+    async def renew(self) -> int:
+        """If this node may admit members, renew the grants of live members that expire within
+        :data:`RENEW_BEFORE` (at most :data:`RENEWALS`); how many were renewed."""
+        identity = self.membership.identity
+        now = self._wall_clock()
+        if not (self.holds(identity.public_key, INVITER) or self.holds(identity.public_key, ADMIN)):
+            return 0
+        due = []
+        for member in self.membership.members():
+            key = self.membership.evidence.public_key(member.node_id)
+            if member.state is not State.ALIVE or key is None or not self.member(key):
+                continue
+            grants = [g for g in self.authority.grants_of(key) if g.role == MEMBER]
+            if grants and max(g.expires_at for g in grants) - now < RENEW_BEFORE:
+                due.append(key)
+        renewed = [
+            encode_statement(make_grant(identity, self.authority, key, MEMBER, now=int(now)))
+            for key in due[:RENEWALS]
+        ]
+        if renewed:
+            await self.add(renewed, source="renewal")
+            self.stats["renewed"] += len(renewed)
+            log.info("renewed the grants of %d members", len(renewed))
+        return len(renewed)
+
     # -- questions ---------------------------------------------------------------------------
 
     def member(self, public_key: bytes) -> Verdict:
         """Whether `public_key` holds a valid member grant now."""
         return self.authority.holds(public_key, MEMBER, self._wall_clock())
 
+    def met(self, public_key: bytes, address: Address) -> None:
+        """A node this node does not admit reached it from `address` (or answered there):
+        ask it soon for the statements this node lacks, unless its key is revoked or was
+        asked about in the last :data:`STRANGER_INTERVAL` seconds (at most
+        :data:`MAX_STRANGERS` waiting)."""
+        now = trio.current_time()
+        if now < self._next_ask.get(public_key, 0.0) or self.authority.is_revoked(public_key):
+            return
+        if len(self._next_ask) >= 4 * MAX_STRANGERS:
+            self._next_ask = {k: t for k, t in self._next_ask.items() if t > now}
+        if len(self._strangers) >= MAX_STRANGERS:
+            self._strangers.popitem(last=False)
+        self._next_ask[public_key] = now + STRANGER_INTERVAL
+        self._strangers[public_key] = address
+        self._news.set()
+
+    def admits(self, public_key: bytes) -> bool:
+        """Whether `public_key` is a member now: asked for every datagram and stream of a
+        private network, so answers are kept until a statement arrives or for
+        :data:`VERDICT_TTL` seconds (a grant may expire meanwhile)."""
+        now = self._wall_clock()
+        cached = self._verdicts.get(public_key)
+        if cached is not None and cached[1] == len(self.statements) and now < cached[2]:
+            return cached[0]
+        verdict = bool(self.authority.holds(public_key, MEMBER, now))
+        if len(self._verdicts) >= MAX_VERDICTS:
+            self._verdicts.clear()
+        self._verdicts[public_key] = (verdict, len(self.statements), now + VERDICT_TTL)
+        return verdict
+
     def holds(self, public_key: bytes, role: str) -> Verdict:
         return self.authority.holds(public_key, role, self._wall_clock())
 
     # -- reconciling -------------------------------------------------------------------------
+
+    def _strangers_to_ask(self) -> list[Seed]:
+        asked: list[Seed] = []
+        while self._strangers and len(asked) < STRANGERS_PER_ROUND:
+            key, address = self._strangers.popitem(last=False)
+            asked.append(Seed(address, NodeId.from_public_key(key)))
+        return asked
 
     def _peers(self, count: int) -> list[Seed]:
         table = self.membership.table
@@ -171,7 +259,7 @@ class AuthorityService:
         try:
             with trio.fail_after(EXCHANGE_TIMEOUT):
                 stream = await self.membership.streams.open(
-                    peer.address, AUTHORITY_PROTOCOL, node_id=peer.node_id
+                    peer.address, AUTHORITY_PROTOCOL, node_id=peer.node_id, member_only=False
                 )
                 async with stream:
                     await self._exchange(stream, peer.node_id)

@@ -6,9 +6,10 @@ the network carries it out:
 
 1. **The plan.** Each step rewrites one cluster-state entry, :data:`PLAN_KEY` (a
    :class:`Plan`: the ids of the keys the network should accept, and the id of the one to send
-   with). The replicated cluster state (:mod:`plexinode.membership.state`) gossips it to every
-   member and hands it to late joiners in push-pull; two operators' concurrent plans resolve as
-   any write does, last writer wins.
+   with). Only a node that holds the admin role writes it, and members accept it only from
+   such a node. The replicated cluster state (:mod:`plexinode.membership.state`) gossips it to
+   every member and hands it to late joiners in push-pull; two admins' concurrent plans
+   resolve as any write does, last writer wins.
 2. **Reconciling.** Every member compares its keyring with the plan (:func:`reconcile`):
    it fetches the keys it lacks, switches to the plan's primary once it holds it, and retires
    the keys the plan dropped. It never gives up the key it sends with before it holds the
@@ -16,8 +17,8 @@ the network carries it out:
 3. **Delivery.** Keys never travel in the plan. A member that lacks one asks another member
    that has it over a secure stream of protocol :data:`KEYRING_PROTOCOL`; the answer holds
    each key sealed to the asker's own public key (:func:`plexinode.identity.seal_to`), and is
-   given only to a node on the answerer's **roster** (every node it has seen as a member) that
-   no :data:`REVOKED_PREFIX` entry names. A member offline during the whole rotation comes back
+   given only to a node whose key holds a valid member grant and is not revoked
+   (:mod:`plexinode.net.authority`). A member offline during the whole rotation comes back
    with only a retired key: its datagrams are dropped, but the stream handshake is let through
    for this one protocol (:mod:`plexinode.net.keyring`), so it fetches the current keys
    and rejoins without operator action. A revoked member never gets them.
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from plexinode.errors import AuthenticationError, DecodeError
-from plexinode.identity import SEAL_OVERHEAD, Identity, NodeId, seal_to
+from plexinode.identity import SEAL_OVERHEAD, Identity, seal_to
 from plexinode.net.keyring import MAX_KEYS, MAX_RETIRED, NETWORK_KEY_BYTES, Keyring, key_id
 from plexinode.wire.schema import Bool, Bytes, ListOf, Message, Nested, Struct, register, wire
 
@@ -42,9 +43,6 @@ from plexinode.wire.schema import Bool, Bytes, ListOf, Message, Nested, Struct, 
 RESERVED_STATE_PREFIX: Final = "net."
 #: The cluster-state key of the network's key plan.
 PLAN_KEY: Final = "net.keyring"
-#: Cluster-state keys naming revoked members: this prefix and the first 20 bytes of the node
-#: ID in hex (the value is the whole node ID's text form).
-REVOKED_PREFIX: Final = "net.revoked/"
 #: The member tag that lists a member's key ids, primary first.
 KEYS_TAG: Final = "keys"
 #: The secure-stream protocol that hands a member the keys it lacks.
@@ -100,11 +98,6 @@ def _is_key_id(text: object) -> bool:
         and len(text) == 2 * KEY_ID_BYTES
         and all(c in "0123456789abcdef" for c in text)
     )
-
-
-def revocation_key(node_id: NodeId) -> str:
-    """The cluster-state key that revokes `node_id`."""
-    return REVOKED_PREFIX + node_id.raw[:20].hex()
 
 
 @dataclass(frozen=True, slots=True)

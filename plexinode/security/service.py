@@ -20,11 +20,13 @@ import trio
 
 from plexinode.errors import AuthenticationError, DecodeError, HandshakeError
 from plexinode.identity import NodeId
-from plexinode.membership.members import Joined, State, Updated
+from plexinode.membership.members import State
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.membership.state import StateEntry
+from plexinode.net.certificates import ADMIN
 from plexinode.net.keyring import Keyring, key_id
 from plexinode.net.secure import SecureStream
+from plexinode.security.authority_service import AuthorityService
 from plexinode.security.rotation import (
     KEYRING_PROTOCOL,
     KEYS_TAG,
@@ -40,10 +42,8 @@ from plexinode.security.rotation import (
     reconcile,
     reply_to,
     request_for,
-    revocation_key,
     tagged_keys,
 )
-from plexinode.storage import Database
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 
@@ -74,46 +74,14 @@ _FAILURES: Final = (
 )
 
 
-class Roster:
-    """Every node seen as a member: those entitled to new network keys (kept in the
-    database when there is one)."""
-
-    def __init__(self, db: Database | None) -> None:
-        self._db = db
-        self._ids: set[NodeId] = set()
-
-    async def load(self) -> None:
-        if self._db is not None:
-            rows = await self._db.execute("SELECT node_id FROM roster")
-            self._ids = {NodeId(bytes(row[0])) for row in rows}
-
-    def __contains__(self, node_id: object) -> bool:
-        return node_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    async def add(self, node_id: NodeId, now: float) -> None:
-        if node_id in self._ids:
-            return
-        self._ids.add(node_id)
-        if self._db is not None:
-            await self._db.execute(
-                "INSERT OR IGNORE INTO roster (node_id, first_seen) VALUES (?, ?)",
-                (node_id.raw, now),
-            )
-
-
 class KeyringService:
     """Rotations of the network keys, carried out on this node.
 
     Args:
         keyring: This node's keyring (shared with its datagram and stream services, so a
             change applies at once).
-        membership: The membership service (plan, revocations, tags, members).
+        membership: The membership service (plan, tags, members).
         save: Called after every change of the keyring (writes it to the data dir).
-        db: Where the roster is kept (None: in memory, for simulations).
-        wall_clock: Unix time, for the roster.
         rng: Which members to ask.
     """
 
@@ -123,17 +91,16 @@ class KeyringService:
         membership: MembershipService,
         *,
         save: Callable[[Keyring], None] = lambda keyring: None,
-        db: Database | None = None,
-        wall_clock: Callable[[], float] = trio.current_time,
         rng: random.Random | None = None,
     ) -> None:
         self.keyring = keyring
         self.membership = membership
         self.streams = membership.streams
         self.identity = membership.identity
-        self.roster = Roster(db)
+        #: A private network's authority (set once it runs): who may have the keys, and who
+        #: may write the key plan. None: nobody (an open network has no secret keys).
+        self.authority: AuthorityService | None = None
         self._save = save
-        self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST
@@ -144,54 +111,42 @@ class KeyringService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve and reconcile until cancelled."""
-        await self.roster.load()
-        events = self.membership.subscribe()
         self.streams.on(KEYRING_PROTOCOL, self._serve, retired_ok=True)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_members, events)
-            task_status.started()
-            await self.membership.ready.wait()
-            while True:
-                try:
-                    await self.step()
-                except Exception:
-                    # A bug in one step must not take the node down; the next step retries.
-                    self.stats["step_error"] += 1
-                    log.exception("keyring step failed")
-                await trio.sleep(CHECK_INTERVAL)
-
-    async def _watch_members(self, events: trio.MemoryReceiveChannel[Any]) -> None:
-        async with events:
-            async for event in events:
-                if isinstance(event, Joined | Updated):
-                    await self.roster.add(event.member.node_id, self._wall_clock())
+        task_status.started()
+        await self.membership.ready.wait()
+        while True:
+            try:
+                await self.step()
+            except Exception:
+                # A bug in one step must not take the node down; the next step retries.
+                self.stats["step_error"] += 1
+                log.exception("keyring step failed")
+            await trio.sleep(CHECK_INTERVAL)
 
     # -- reconciling ---------------------------------------------------------------------------
 
     def guard_state(self, entry: StateEntry) -> str | None:
-        """Why a ``net.`` entry heard from the network must not be merged, or None. A member
-        never writes its own revocation (nor deletes it), and a revoked member writes nothing
-        under ``net.``: else it could undo its revocation, or steer the key plan, with the
-        network key it still holds until the rotation."""
+        """Why a ``net.`` entry heard from the network must not be merged, or None: only a
+        private network's admins write there (an admin's node, signing with its own key),
+        so no member can steer the key plan."""
         if not entry.key.startswith(RESERVED_STATE_PREFIX):
             return None
-        writer = NodeId.from_public_key(entry.writer)
-        if entry.key == revocation_key(writer):
-            self.stats["state_own_revocation"] += 1
-            return "a member's write of its own revocation"
-        if self.revoked(writer):
-            self.stats["state_from_revoked"] += 1
-            return "a write by a revoked member"
+        if not self._is_admin(entry.writer):
+            self.stats["state_not_admin"] += 1
+            return "a write by a node that does not hold the admin role"
         return None
 
+    def _is_admin(self, key: bytes) -> bool:
+        return self.authority is not None and bool(self.authority.holds(key, ADMIN))
+
     def plan(self) -> Plan | None:
-        """The network's key plan, if one was ever written (and is well formed), unless a
-        revoked member wrote it (before this node heard of the revocation)."""
+        """The network's key plan, if one was written (and is well formed) by a node that
+        holds the admin role now (so a plan written by a node revoked since is dropped)."""
         entry = self.membership.state.get(PLAN_KEY)
         if entry is None or entry.deleted:
             return None
-        if self.revoked(NodeId.from_public_key(entry.writer)):
-            self.stats["plan_from_revoked"] += 1
+        if not self._is_admin(entry.writer):
+            self.stats["plan_not_admin"] += 1
             return None
         try:
             return Plan.decode(entry.value)
@@ -340,7 +295,7 @@ class KeyringService:
                 self.stats["request_malformed"] += 1
                 return
             asker = stream.remote_node_id
-            if self.entitled(asker):
+            if self.entitled(stream.remote_public_key):
                 reply = reply_to(self.keyring, message, stream.remote_public_key)
                 self.stats["granted"] += 1
                 if reply.keys:
@@ -351,13 +306,19 @@ class KeyringService:
                 log.info("refused network keys to %s (not a member, or revoked)", asker.short())
             await stream.send(envelope.encode(reply))
 
-    def entitled(self, node_id: NodeId) -> bool:
-        """Whether `node_id` may have the network's keys: on the roster and not revoked."""
-        return node_id in self.roster and not self.revoked(node_id)
+    def entitled(self, public_key: bytes) -> bool:
+        """Whether the node of `public_key` may have the network's keys: it holds a valid
+        member grant and is not revoked."""
+        return self.authority is not None and self.authority.admits(public_key)
 
     def revoked(self, node_id: NodeId) -> bool:
-        entry = self.membership.state.get(revocation_key(node_id))
-        return entry is not None and not entry.deleted
+        """Whether the member `node_id` is revoked (as far as this node knows its key)."""
+        key = self.membership.evidence.public_key(node_id)
+        return (
+            self.authority is not None
+            and key is not None
+            and self.authority.authority.is_revoked(key)
+        )
 
     # -- the operator's commands ---------------------------------------------------------------
 
@@ -414,17 +375,6 @@ class KeyringService:
         self._write_plan(plan)
         self._advertise()
 
-    def revoke(self, node_id: NodeId) -> None:
-        """Never hand `node_id` a network key again (then rotate, to cut it off).
-
-        Raises:
-            ValueError: `node_id` is this node.
-        """
-        if node_id == self.identity.node_id:
-            raise ValueError("a node cannot revoke itself: run `plexinode leave` instead")
-        self.membership.set_state(revocation_key(node_id), str(node_id).encode())
-        log.info("revoked %s: it will get no new network key", node_id.short())
-
     def progress(self, plan: Plan | None = None) -> dict[str, dict[str, int]]:
         """Per key of the plan: live, unrevoked members holding it and sending with it."""
         plan = plan or self._current_plan()
@@ -447,6 +397,5 @@ class KeyringService:
             "plan": None if plan is None else {"keys": list(plan.keys), "primary": plan.primary},
             "keys": keys,
             "pending": [k for k in (plan.keys if plan else ()) if k not in held],
-            "roster": len(self.roster),
             "stats": dict(self.stats),
         }

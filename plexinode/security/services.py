@@ -58,9 +58,7 @@ class SecurityServices:
         self._wall_clock = wall_clock
         self._rng = rng
         self._nursery: trio.Nursery | None = None
-        self.keyring = KeyringService(
-            keyring, membership, save=save, db=db, wall_clock=wall_clock, rng=rng(b"/keyring")
-        )
+        self.keyring = KeyringService(keyring, membership, save=save, rng=rng(b"/keyring"))
         self.authority: AuthorityService | None = None
         self.tickets: TicketService | None = None
 
@@ -89,6 +87,10 @@ class SecurityServices:
             rng=self._rng(b"/authority"),
         )
         await self._nursery.start(self.authority.run)
+        # From now on only members are heard, and only they get keys (docs/security.md).
+        self.keyring.authority = self.authority
+        membership.datagrams.admission = self.authority
+        membership.streams.admission = self.authority
         identity: Identity = membership.identity
         self.tickets = TicketService(
             identity,

@@ -50,7 +50,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "CREATE TABLE dht_contacts (node_id BLOB PRIMARY KEY, host TEXT NOT NULL,"
         " port INTEGER NOT NULL, last_seen REAL NOT NULL)",
     ),
-    # Every node seen as a member of the network: those entitled to new network keys.
+    # Every node seen as a member of the network (dropped by migration 6).
     Migration(3, "CREATE TABLE roster (node_id BLOB PRIMARY KEY, first_seen REAL NOT NULL)"),
     # A private network's grants and revocations (plexinode.security.statements): a grow-only
     # set, each statement by its hash.
@@ -61,6 +61,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "CREATE TABLE tickets (id BLOB PRIMARY KEY, key BLOB NOT NULL,"
         " expires_at INTEGER NOT NULL, redeemed_by BLOB)",
     ),
+    # Who may have the network's keys is decided by the authority's grants now, not by a
+    # roster of every node ever seen as a member.
+    Migration(6, "DROP TABLE roster"),
 )
 
 

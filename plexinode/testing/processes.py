@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -91,6 +92,24 @@ class NodeProcess:
                 return self
             time.sleep(0.1)
         raise AssertionError(f"node did not become ready: {self.log()}")
+
+    def ready_line(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """The ready line ``start --json`` prints once the node serves and, with
+        ``--join-file``, has joined (the admin socket answers before that)."""
+        assert self.proc.stdout is not None
+        text = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.proc.stdout], [], [], 1.0)
+            if readable:
+                # The raw descriptor: a buffered readline could hide the rest in its buffer.
+                text += os.read(self.proc.stdout.fileno(), 65536)
+                try:
+                    doc: dict[str, Any] = json.loads(text)
+                except ValueError:
+                    continue
+                return doc
+        raise AssertionError(f"no ready line within {timeout:.0f}s: {self.log()}")
 
     def log(self) -> str:
         if not self._log.closed:

@@ -126,10 +126,17 @@ def test_a_private_network_admits_ticket_holders_once_and_rotates_its_key(
     away_ticket = cli_json(first.data_dir, "invite", "--expires", "1h")["token"]
     away = start_node("home2", "--join-file", write(tmp_path, "t2", away_ticket))
     wait_until(lambda: alive(first, away) and alive(away, first), 30, "the third member joined")
+    away.ready_line()  # it joined, and saved its DHT contacts, before it is killed
     away.kill()
     wait_until(lambda: not alive(first, away), 30, "the third member is gone")
 
-    # Rotation: each step runs on one member and the network carries it out.
+    # Rotation: each step runs on one admin's node and the network carries it out. The
+    # founder's node is a member and an inviter; the root key (its data dir's root.key, the
+    # default --admin-key) makes it an admin for the rotation.
+    refused = cli(first.data_dir, "network", "key", "install", "ab" * 32)
+    assert refused.returncode == 1
+    assert "does not hold the admin role" in refused.stderr
+    cli_json(first.data_dir, "network", "grant", "admin", first.node_id, "--expires", "1h")
     old = cli_json(first.data_dir, "network", "key", "list")
     assert old["private"] is True
     (old_id,) = [k["key_id"] for k in old["keys"]]

@@ -28,6 +28,7 @@ from plexinode.config import load_config
 from plexinode.datadir import socket_path
 from plexinode.errors import AdminError
 from plexinode.net.address import Address
+from plexinode.net.certificates import ADMIN, MEMBER
 from plexinode.net.keyring import Keyring, load_keyring, save_keyring
 from plexinode.node import Node
 from plexinode.testing.authority import founded
@@ -199,8 +200,10 @@ async def test_admin_commands_answer_and_refuse_bad_arguments(autojump_clock, tm
             await refused(
                 "unknown network key action", "network_key", action="dance", key=fresh.hex()
             )
-            await refused("invalid node ID", "revoke", node_id="nope")
-            await refused("is open", "revoke", node_id=str(other.node_id))
+            await refused("unknown command", "revoke", node_id=str(other.node_id))
+            info = await call("authority_info")
+            assert info == {"network": FAST.network, "root": "", "public_key": ""}
+            await refused("is open", "authority_submit", statements=["00"])
 
             # leaving stops the node, and with it the admin socket
             assert await call("leave") == {"left": True, "acknowledged_by": 1}
@@ -215,7 +218,8 @@ async def test_an_operators_changes_are_kept_in_the_data_dir(mock_clock, tmp_pat
     data_dir = tmp_path / "node"
     data_dir.mkdir(mode=0o700)
     fresh = Keyring.generate().primary
-    save_keyring(data_dir, founded(0)(0))  # a private network: its keys can be rotated
+    # a private network, whose keys this admin's node may rotate
+    save_keyring(data_dir, founded(0, roles=lambda i: (MEMBER, ADMIN))(0))
     settings = replace(FAST, network=NETWORK)
     async with open_memory_network(seed=52, latency=0.001) as net:
         host = net.new_host()

@@ -11,6 +11,8 @@ import pytest
 from plexinode.admin.fields import TEXT, Anything, Fields, MapOf, Refused, arg
 from plexinode.admin.requests import (
     AddressText,
+    AuthorityInfoRequest,
+    AuthoritySubmitRequest,
     DhtGetRequest,
     InviteRequest,
     JoinRequest,
@@ -19,11 +21,12 @@ from plexinode.admin.requests import (
     NodeIdText,
     PingRequest,
     ResolveRequest,
-    RevokeRequest,
     StateSetRequest,
     TagsSetRequest,
 )
 from plexinode.admin.results import (
+    AuthorityAdded,
+    AuthorityInfo,
     ConfigRow,
     Document,
     Invited,
@@ -34,7 +37,6 @@ from plexinode.admin.results import (
     PingResult,
     Records,
     Resolved,
-    Revoked,
     Rows,
     Status,
     Stopped,
@@ -185,7 +187,7 @@ def test_state_set() -> None:
     assert written.encoded == "hé".encode()
     assert StateSetRequest.parse("state_set", {"key": "site.motd"}).encoded is None
     refused(
-        r"^keys under 'net\.' are the node's own \(see `network key` and `network revoke`\)$",
+        r"^keys under 'net\.' are the node's own \(see `network key`\)$",
         StateSetRequest.parse,
         "state_set",
         {"key": "net.keyring", "value": "{}"},
@@ -323,10 +325,22 @@ def test_network_key() -> None:
     )
 
 
-def test_revoke() -> None:
-    assert RevokeRequest.parse("revoke", {"node_id": str(NODE)}).node_id == NODE
-    refused("^invalid node ID 'nope'", RevokeRequest.parse, "revoke", {"node_id": "nope"})
-    refused("^invalid arguments for revoke: node_id is missing$", RevokeRequest.parse, "revoke", {})
+def test_authority_requests() -> None:
+    assert AuthorityInfoRequest.parse("authority_info", {}).node_id is None
+    assert AuthorityInfoRequest.parse("authority_info", {"node_id": str(NODE)}).node_id == NODE
+    refused(
+        "^invalid node ID 'nope'", AuthorityInfoRequest.parse, "authority_info", {"node_id": "nope"}
+    )
+    submitted = AuthoritySubmitRequest.parse("authority_submit", {"statements": ["00ff"]})
+    assert submitted.encoded() == [b"\x00\xff"]
+    bad = AuthoritySubmitRequest.parse("authority_submit", {"statements": ["zz"]})
+    refused("^a statement is not hex$", bad.encoded)
+    refused(
+        "^statements are a list of hex texts$",
+        AuthoritySubmitRequest.parse,
+        "authority_submit",
+        {"statements": "00"},
+    )
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -347,7 +361,12 @@ def test_results_are_the_maps_the_cli_reads() -> None:
     }
     assert list(Joined("n", 3, 2).to_result()) == ["network", "bootstrapped", "members"]
     assert Left(left=True, acknowledged_by=2).to_result() == {"left": True, "acknowledged_by": 2}
-    assert Revoked("n").to_result() == {"node_id": "n", "revoked": True}
+    assert AuthorityAdded(1, ("why",)).to_result() == {"added": 1, "refused": ["why"]}
+    assert AuthorityInfo("home", "ab", "").to_result() == {
+        "network": "home",
+        "root": "ab",
+        "public_key": "",
+    }
     keys = NetworkKeys("home", True, {"keys": [], "plan": {}})
     assert keys.to_result() == {"network": "home", "private": True, "keys": [], "plan": {}}
 

@@ -21,6 +21,9 @@ from plexinode.cli.nodeids import looks_like_node_id
 from plexinode.datadir import socket_path
 from plexinode.errors import AdminError
 from plexinode.identity import Identity
+from plexinode.net.certificates import Revocation
+from plexinode.security.admin_keys import ROOT_KEY_FILE, write_admin_key
+from plexinode.security.statements import decode_statement
 
 ME = str(Identity.from_seed(bytes(32)).node_id)
 OTHER = str(Identity.from_seed(bytes([1]) * 32).node_id)
@@ -287,14 +290,27 @@ def test_network_key_commands(stub: Stub, capsys) -> None:
         assert code == 2, argv
         assert "hex digits" in err
     assert len(stub.calls) == calls  # malformed keys never reach the node
-    stub.answers["revoke"] = lambda args: {"node_id": args["node_id"], "revoked": True}
+    # on an open network there is nobody to revoke
+    code, _, err = run(capsys, stub, "network", "revoke", OTHER)
+    assert code == 1
+    assert "has no root key" in err
+    # on a private network the CLI signs the revocation with the root key and submits it
+    private_network(stub)
     out = run(capsys, stub, "network", "revoke", OTHER)[1]
     assert out.startswith(f"revoked {OTHER}: ")
-    assert stub.calls[-1] == ("revoke", {"node_id": OTHER})
+    name, args = stub.calls[-1]
+    assert name == "authority_submit"
+    revocation = decode_statement(bytes.fromhex(args["statements"][0]))
+    assert isinstance(revocation, Revocation)
+    assert (revocation.issuer, revocation.subject) == (ROOT_KEY.public_key, OTHER_KEY)
+    revocation.verify_signature()
     assert json.loads(run(capsys, stub, "network", "revoke", OTHER, "--json")[1]) == {
         "node_id": OTHER,
         "revoked": True,
     }
+    stub.answers["authority_submit"] = lambda args: {"added": 0, "refused": ["it is late"]}
+    code, _, err = run(capsys, stub, "network", "revoke", OTHER)
+    assert (code, err.strip()) == (1, "plexinode: the node refused it: it is late")
     stub.answers["network_key"] = {**KEYS, "private": False}
     assert "open" in run(capsys, stub, "network", "key", "list")[1]
     generated = json.loads(run(capsys, stub, "--json", "network", "key", "generate")[1])
@@ -403,19 +419,33 @@ def test_json_errors_without_a_node(tmp_path: Path, capsys) -> None:
     assert (info.value.code, out) == (2, "")
 
 
+ROOT_KEY = Identity.from_seed(b"r" * 32)
+OTHER_KEY = b"o" * 32
+
+
+def private_network(stub: Stub) -> None:
+    """The stub answers as a node of a private network whose root key is in its data dir."""
+    write_admin_key(stub.data_dir / ROOT_KEY_FILE, ROOT_KEY)
+    stub.answers["authority_info"] = lambda args: {
+        "network": "home",
+        "root": ROOT_KEY.public_key.hex(),
+        "public_key": OTHER_KEY.hex() if "node_id" in args else "",
+    }
+    stub.answers["id"] = lambda args: {"node_id": ME}
+    stub.answers["authority_submit"] = lambda args: {"added": 1, "refused": []}
+
+
 def test_node_id_prefixes_resolve_through_the_node(stub: Stub, capsys) -> None:
     known = [ME, OTHER, OTHER[:10] + ME[10:]]
     stub.answers["resolve"] = lambda args: {
         "matches": [k for k in known if k.startswith(args["prefix"])]
     }
-    stub.answers["revoke"] = lambda args: {"node_id": args["node_id"], "revoked": True}
-    code, out, _ = run(capsys, stub, "network", "revoke", ME[:8].upper(), "--json")
-    assert (code, json.loads(out)) == (0, {"node_id": ME, "revoked": True})
-    assert stub.calls[-3:] == [
-        ("resolve", {"prefix": ME[:8]}),
-        ("authority_info", {}),  # an open network: no root key, so no signed revocation
-        ("revoke", {"node_id": ME}),
-    ]
+    private_network(stub)
+    code, out, _ = run(capsys, stub, "network", "revoke", OTHER[:8].upper() + OTHER[8:11], "--json")
+    assert (code, json.loads(out)) == (0, {"node_id": OTHER, "revoked": True})
+    assert stub.calls[-4][0] == "resolve"
+    assert stub.calls[-4][1] == {"prefix": OTHER[:11]}
+    assert stub.calls[-3] == ("authority_info", {"node_id": OTHER})
     # Ambiguous: exit 2, naming the candidates (all of them in the JSON error).
     code, out, err = run(capsys, stub, "network", "revoke", OTHER[:8])
     assert (code, out) == (2, "")
@@ -427,7 +457,7 @@ def test_node_id_prefixes_resolve_through_the_node(stub: Stub, capsys) -> None:
     assert json.loads(out)["candidates"] == sorted([OTHER, OTHER[:10] + ME[10:]])
     # One more character tells them apart.
     assert run(capsys, stub, "network", "revoke", OTHER[:11])[0] == 0
-    assert stub.calls[-1] == ("revoke", {"node_id": OTHER})
+    assert stub.calls[-1][0] == "authority_submit"
     # Unknown: exit 1. Malformed (too short, not base32, a bad checksum): exit 2, no call.
     unknown = next(p for p in ("22222222", "33333333") if not any(k.startswith(p) for k in known))
     code, _, err = run(capsys, stub, "network", "revoke", unknown)

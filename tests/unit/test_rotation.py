@@ -23,7 +23,6 @@ from plexinode.security.rotation import (
     reconcile,
     reply_to,
     request_for,
-    revocation_key,
     tagged_keys,
 )
 from plexinode.wire import envelope
@@ -167,14 +166,6 @@ def test_the_request_names_retired_keys_too() -> None:
 def test_sealing_to_something_that_is_not_a_key_fails_clearly() -> None:
     with pytest.raises(AuthenticationError, match="not an Ed25519"):
         seal_to(b"\x01" * 31, b"x")
-
-
-def test_revocation_keys_are_valid_state_keys() -> None:
-    from plexinode.membership.state import KEY_PATTERN
-
-    key = revocation_key(ALICE.node_id)
-    assert KEY_PATTERN.fullmatch(key)
-    assert key != revocation_key(MALLORY.node_id)
 
 
 def test_retired_keys_admit_nothing_but_are_recognised() -> None:
