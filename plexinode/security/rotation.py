@@ -36,6 +36,7 @@ from typing import ClassVar, Final
 
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import SEAL_OVERHEAD, Identity, seal_to
+from plexinode.membership.state import StateEntry
 from plexinode.net.keyring import MAX_KEYS, MAX_RETIRED, NETWORK_KEY_BYTES, Keyring, key_id
 from plexinode.wire.schema import Bool, Bytes, ListOf, Message, Nested, Struct, register, wire
 
@@ -190,6 +191,9 @@ class KeyringReply(Message):
     granted: bool = wire(Bool())
     primary: bytes = wire(Bytes(0, KEY_ID_BYTES))
     keys: tuple[SealedKey, ...] = wire(ListOf(Nested(SealedKey), MAX_KEYS))
+    #: The holder's key plan as an admin wrote it (the signed cluster-state entry), if it has
+    #: one: a member that missed a rotation installs only the keys it names.
+    plan: tuple[StateEntry, ...] = wire(ListOf(Nested(StateEntry), 1), default=())
 
 
 def request_for(keyring: Keyring) -> KeyringRequest:
@@ -198,15 +202,22 @@ def request_for(keyring: Keyring) -> KeyringRequest:
     return KeyringRequest(tuple(bytes.fromhex(key_id(k)) for k in held))
 
 
-def reply_to(keyring: Keyring, request: KeyringRequest, asker_public_key: bytes) -> KeyringReply:
-    """A granted reply to an entitled asker: the keys it lacks, sealed to its key."""
+def reply_to(
+    keyring: Keyring,
+    request: KeyringRequest,
+    asker_public_key: bytes,
+    plan: StateEntry | None = None,
+) -> KeyringReply:
+    """A granted reply to an entitled asker: the keys it lacks, sealed to its key, and the
+    key plan's signed entry, if any."""
     have = {k.hex() for k in request.have}
     sealed = tuple(
         SealedKey(bytes.fromhex(key_id(k)), seal_to(asker_public_key, k))
         for k in keyring
         if key_id(k) not in have
     )
-    return KeyringReply(True, bytes.fromhex(key_id(keyring.primary)), sealed)
+    entries = () if plan is None else (plan,)
+    return KeyringReply(True, bytes.fromhex(key_id(keyring.primary)), sealed, entries)
 
 
 REFUSED: Final = KeyringReply(False, b"", ())

@@ -253,13 +253,42 @@ class KeyringService:
                 self.stats["fetch_bad_key"] += 1
                 log.warning("%s delivered a bad network key: %s", peer.address, exc)
                 continue
-            if self._install(keys, reply.primary.hex() if adopt_primary else None):
+            plan = self._plan_for(reply, rescue=adopt_primary)
+            if plan is None:
+                self.stats["fetch_no_plan"] += 1
+                continue
+            # Only the keys an admin's plan names: a member cannot slip in a key of its own.
+            keys = {ident: key for ident, key in keys.items() if ident in plan.keys}
+            if self._install(keys, plan.primary if adopt_primary else None):
                 self.stats["fetched"] += 1
                 self._retry_delay = RETRY_FIRST
                 return True
         self._retry_at = trio.current_time() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
         return False
+
+    def _plan_for(self, reply: KeyringReply, *, rescue: bool) -> Plan | None:
+        """The plan the keys of `reply` must belong to: this node's own, or, for a member that
+        missed a rotation, the newer plan the reply carries if an admin signed it."""
+        own = self.plan()
+        if not rescue or not reply.plan:
+            return own
+        entry = reply.plan[0]
+        current = self.membership.state.get(PLAN_KEY)
+        if current is not None and (current.wall_ms, current.counter) >= (
+            entry.wall_ms,
+            entry.counter,
+        ):
+            return own
+        try:
+            entry.verify_signature()
+            if entry.key != PLAN_KEY or entry.deleted or not self._is_admin(entry.writer):
+                raise AuthenticationError("not an admin's key plan")
+            return Plan.decode(entry.value)
+        except (AuthenticationError, DecodeError) as exc:
+            self.stats["fetch_bad_plan"] += 1
+            log.warning("a keyring/1 reply carried a key plan that is refused: %s", exc)
+            return own
 
     async def _ask(self, peer: Seed) -> KeyringReply:
         with trio.fail_after(FETCH_TIMEOUT):
@@ -296,7 +325,8 @@ class KeyringService:
                 return
             asker = stream.remote_node_id
             if self.entitled(stream.remote_public_key):
-                reply = reply_to(self.keyring, message, stream.remote_public_key)
+                plan = self.membership.state.get(PLAN_KEY)
+                reply = reply_to(self.keyring, message, stream.remote_public_key, plan)
                 self.stats["granted"] += 1
                 if reply.keys:
                     log.info("sent %d network key(s) to %s", len(reply.keys), asker.short())
