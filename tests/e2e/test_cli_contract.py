@@ -303,6 +303,13 @@ def test_private_network_commands_print_the_contract_fields(
     path = tmp_path / "ticket"
     path.write_text(ticket["token"])
     b: NodeProcess = start_node("home1", "--join-file", str(path))
+    # b is a member, not an inviter: it may invite only with an admin key's say-so
+    code, _, err = run(capsys, b.data_dir, "invite")
+    assert code == 1
+    assert "may not admit members" in err
+    root_key = str(a.data_dir / "root.key")
+    delegated = run_json(capsys, b.data_dir, "invite", "--expires", "10m", "--admin-key", root_key)
+    assert delegated["token"].startswith("plexinode-ticket-1:")
     docs: dict[str, Any] = {}
     key_file = tmp_path / "admin.key"
     docs["network admin-key generate"] = run_json(

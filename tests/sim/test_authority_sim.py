@@ -6,10 +6,12 @@ from __future__ import annotations
 import trio
 
 from plexinode.net.certificates import ADMIN, INVITER, MEMBER
+from plexinode.net.keyring import Keyring
 from plexinode.security.statements import encode_statement, make_grant, make_revocation
 from plexinode.testing.authority import ROOT, authority, founded
 from plexinode.testing.member_cluster import MemberNode, member_cluster
 from plexinode.testing.network import MemoryNetwork
+from plexinode.testing.nodes import seeded_identity
 from plexinode.testing.scheduling import wait_for
 
 SEED = 5
@@ -82,3 +84,35 @@ async def test_a_late_member_catches_up(autojump_clock: trio.testing.MockClock) 
             await wait_for(lambda: len(service(late).statements) == 5)
         assert service(late).holds(inviter.public_key, INVITER)
         assert service(late).member(cluster.nodes[2].identity.public_key)
+
+
+async def test_an_inviter_renews_a_grant_that_is_about_to_expire(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Node 1 was admitted for 20 days only; node 0 holds the inviter role and renews it
+    (RENEW_BEFORE), so that it stays in while the root key is kept offline."""
+    founding = founded(SEED, roles=lambda i: (MEMBER, INVITER) if i == 0 else (MEMBER,))
+
+    def keyrings(index: int) -> Keyring:
+        ring = founding(index)
+        if index == 1:
+            key = seeded_identity(1, SEED).public_key
+            short = make_grant(ROOT, authority(), key, MEMBER, now=0, lifetime=20 * 86_400)
+            ring.credentials = (encode_statement(short),)
+        return ring
+
+    net = MemoryNetwork(seed=SEED)
+    async with member_cluster(net, 3, seed=SEED, keyrings=keyrings) as cluster:
+        inviter, renewed = cluster.nodes[0], cluster.nodes[1]
+        key = renewed.identity.public_key
+
+        def longest(node: MemberNode) -> int:
+            grants = service(node).authority.grants_of(key)
+            return max(g.expires_at for g in grants if g.role == MEMBER)
+
+        with trio.fail_after(120):
+            await wait_for(lambda: all(longest(n) > 300 * 86_400 for n in cluster.nodes))
+        assert service(inviter).stats["renewed"] == 1
+        assert service(cluster.nodes[2]).stats.get("renewed", 0) == 0  # a plain member cannot
+        issuers = {g.issuer for g in service(renewed).authority.grants_of(key)}
+        assert issuers == {ROOT.public_key, inviter.identity.public_key}
