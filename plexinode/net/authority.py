@@ -168,6 +168,10 @@ class Authority:
         """The grants held for `key`."""
         return tuple(self._grants.get(key, ()))
 
+    def revocations_of(self, key: bytes) -> tuple[Revocation, ...]:
+        """The revocations held that name `key`."""
+        return tuple(self._revocations.get(key, ()))
+
     def revocations(self) -> Iterable[Revocation]:
         """Every revocation held."""
         for held in self._revocations.values():

@@ -270,6 +270,19 @@ class AuthorityService:
         self.stats["exchanges"] += 1
         return True
 
+    def _shown(self, peer_key: bytes, hashes: set[bytes] | None, wanted: bool) -> list[bytes]:
+        """What this node sends a peer: to a member, the statements it lacks (or wants); to a
+        node it does not admit (yet), only this node's own grants and the chain above them,
+        so that the two can admit each other, and the revocations of the peer's own key, so
+        that a revoked node learns why it is no longer heard; nothing else about the network's
+        members."""
+        theirs = hashes or set()
+        if self.admits(peer_key):
+            return self.statements.encoded(theirs) if wanted else self.statements.lacking(theirs)
+        own = self.statements.chain(self.membership.identity.public_key, self._wall_clock(), 16)
+        own += [encode_statement(r) for r in self.authority.revocations_of(peer_key)]
+        return [s for s in own if (statement_hash(s) in theirs) == wanted]
+
     async def _exchange(self, stream: SecureStream, node_id: NodeId | None) -> None:
         summary = self.statements.summary()
         await stream.send(envelope.encode(AuthorityDigest(summary, b"")))
@@ -277,9 +290,8 @@ class AuthorityService:
         if theirs.summary == summary:
             return
         their_hashes = split_hashes(theirs.hashes)
-        push = AuthorityPush(
-            tuple(self.statements.lacking(their_hashes)), self.statements.wants(their_hashes)
-        )
+        shown = self._shown(stream.remote_public_key, their_hashes, wanted=False)
+        push = AuthorityPush(tuple(shown), self.statements.wants(their_hashes))
         await stream.send(envelope.encode(push))
         reply = await _receive(stream, AuthorityPush)
         await self.add(reply.statements, source=str(node_id))
@@ -307,9 +319,10 @@ class AuthorityService:
         await stream.send(envelope.encode(AuthorityDigest(summary, self.statements.hashes())))
         push = await _receive(stream, AuthorityPush)
         wanted = split_hashes(push.wants)
-        answer = AuthorityPush(tuple(self.statements.encoded(wanted)), b"")
-        await stream.send(envelope.encode(answer))
+        # What the asker pushed first: its own grants may be what admits it.
         await self.add(push.statements, source=stream.remote_node_id.short())
+        shown = self._shown(stream.remote_public_key, wanted, wanted=True)
+        await stream.send(envelope.encode(AuthorityPush(tuple(shown), b"")))
 
     def describe(self) -> dict[str, object]:
         """For ``status``: how many statements, revoked keys, and the exchanges."""

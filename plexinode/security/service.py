@@ -2,10 +2,11 @@
 :mod:`plexinode.security.rotation`, whose docstring explains the design).
 
 It keeps the node's keyring in step with the network's key plan, answers other members'
-``keyring/1`` requests, keeps the roster of nodes entitled to keys, and advertises the node's
-key ids in its ``keys`` tag. The operator's commands (``network key install|use|remove``,
-``network revoke``) run on any one member and rewrite the plan, or a revocation, in the
-replicated cluster state; every member then acts on it.
+``keyring/1`` requests (only for holders of a valid member grant, as the network's authority
+says: plexinode.security.authority_service), and advertises the node's key ids in its
+``keys`` tag. The operator's commands (``network key install|use|remove``) run on a node that
+holds the admin role and rewrite the plan in the replicated cluster state, which members
+accept only from such a node; every member then acts on it.
 """
 
 from __future__ import annotations
@@ -238,6 +239,10 @@ class KeyringService:
             True once one peer granted new keys.
         """
         for peer in peers:
+            if adopt_primary and self.authority is not None:
+                # The plan may have been written by a node made admin while this one was away:
+                # learn the statements first, so that the plan can be judged.
+                await self.authority.reconcile(peer)
             try:
                 reply = await self._ask(peer)
             except _FAILURES as exc:

@@ -146,6 +146,10 @@ def test_a_revocation_wins_over_any_grant_of_the_key_and_nothing_undoes_it() -> 
     assert not held.add_revocation(revocation("admin", "alice", T0 + 5))  # held already
     assert not held.add_grant(grant("root", "alice", MEMBER, T0 + 10))
     assert len(list(held.revocations())) == 1
+    assert held.revocations_of(key("alice")) == (revocation("admin", "alice", T0 + 5),)
+    assert held.revocations_of(key("admin")) == ()
+    assert [g.issuer for g in held.grants_of(key("alice"))] == [key("admin"), key("root")]
+    assert held.grants_of(key("bob")) == ()
 
 
 def test_only_the_root_revokes_an_admin_and_members_cannot_revoke() -> None:
