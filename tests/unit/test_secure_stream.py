@@ -16,12 +16,19 @@ from hypothesis import strategies as st
 
 from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity
-from plexinode.net.handshake import Initiator, Responder, UnexpectedPeerError
+from plexinode.net.handshake import (
+    MSG1_BYTES,
+    MSG2_BYTES,
+    MSG3_BYTES,
+    Initiator,
+    Responder,
+    UnexpectedPeerError,
+)
+from plexinode.net.handshake_crypto import SEALED_HEADER_BYTES, seal_stream_header
 from plexinode.net.reader import BufferedReader
 from plexinode.net.secure import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_OVERHEAD,
-    STREAM_HEADER_BYTES,
     UNYIELDED_FRAMES_MAX,
     SecureStream,
     secure_accept,
@@ -115,9 +122,12 @@ async def raw_accept(stream: trio.abc.Stream, identity: Identity = BOB) -> RawPe
     assert msg2 is not None
     await stream.send_all(handshake_frame(msg2))
     responder.receive(await read_handshake_message(stream))
-    peer = RawPeer(stream, responder.result.send_key)
-    await stream.send_all(peer.header)
-    await read_exactly(stream, STREAM_HEADER_BYTES)
+    result = responder.result
+    peer = RawPeer(stream, result.send_key)
+    await stream.send_all(
+        seal_stream_header(result.send_header_key, result.transcript_hash, peer.header)
+    )
+    await read_exactly(stream, SEALED_HEADER_BYTES)
     return peer
 
 
@@ -249,6 +259,67 @@ async def test_responder_that_rejects_msg3_fails_connect() -> None:
     with pytest.raises(HandshakeError, match="rejected"):
         await both(lambda: secure_connect(left, ALICE), reject)
     assert await is_closed(left)
+
+
+class FlipByte(trio.abc.Stream):
+    """A stream that flips one bit of the byte at `position` of what it receives: an active
+    attacker on the path."""
+
+    def __init__(self, inner: trio.abc.Stream, position: int) -> None:
+        self.inner = inner
+        self.position = position
+        self.received = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = bytearray(await self.inner.receive_some(max_bytes))
+        offset = self.position - self.received
+        if 0 <= offset < len(data):
+            data[offset] ^= 0x01
+        self.received += len(data)
+        return data
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+#: Where each side's stream header begins in what the other side receives: after the length
+#: prefixed msg2 (initiator's view), after msg1 and msg3 (responder's view).
+_RESPONDER_HEADER_AT = 2 + MSG2_BYTES
+_INITIATOR_HEADER_AT = 2 + MSG1_BYTES + 2 + MSG3_BYTES
+
+
+@pytest.mark.parametrize("byte", [0, 23])
+@pytest.mark.parametrize("side", ["initiator", "responder"])
+async def test_a_stream_header_altered_on_the_wire_fails_the_handshake_at_once(
+    side: str, byte: int
+) -> None:
+    """Each side's secretstream header is bound to the handshake: an attacker who alters it
+    makes secure_connect / secure_accept fail with a clear error, not the first frame later."""
+    left, right = trio.testing.memory_stream_pair()
+    if side == "initiator":  # the initiator receives the responder's header altered
+        left = FlipByte(left, _RESPONDER_HEADER_AT + byte)  # type: ignore[assignment]
+    else:
+        right = FlipByte(right, _INITIATOR_HEADER_AT + byte)  # type: ignore[assignment]
+    outcomes: dict[str, BaseException | SecureStream] = {}
+
+    async def attempt(name: str, connect: Callable[[], Awaitable[SecureStream]]) -> None:
+        try:
+            outcomes[name] = await connect()
+        except HandshakeError as exc:
+            outcomes[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attempt, "initiator", lambda: secure_connect(left, ALICE))
+        nursery.start_soon(attempt, "responder", lambda: secure_accept(right, BOB))
+    failed = outcomes[side]
+    assert isinstance(failed, HandshakeError)
+    assert "stream header failed authentication" in str(failed)
 
 
 async def test_broken_transport_during_handshake_is_a_handshake_error() -> None:
