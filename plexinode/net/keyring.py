@@ -132,9 +132,13 @@ class Keyring:
         """The tag of `data` under the primary key."""
         return network_tag(self.primary, data)
 
+    def by_preference(self) -> list[bytes]:
+        """The active keys, primary first: the order in which received data is tried."""
+        return [self.primary, *(k for k in self._keys if k != self.primary)]
+
     def match(self, data: bytes, tag: bytes) -> bytes | None:
         """The key under which `tag` is the tag of `data`, if any (primary tried first)."""
-        for key in (self.primary, *(k for k in self._keys if k != self.primary)):
+        for key in self.by_preference():
             if hmac.compare_digest(network_tag(key, data), tag):
                 return key
         return None

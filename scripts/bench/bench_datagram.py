@@ -48,7 +48,7 @@ def cost_per_datagram(n: int) -> dict[str, float]:
 
     def signed() -> None:
         datagram = sealer.seal(envelope.encode(message, 12345), bob.node_id)
-        opened = packet.parse(datagram)
+        opened = packet.open_datagram(datagram, sealer.keyring)
         envelope.decode(opened.payload, DATAGRAM_LIMITS)
         opened.verify()
         guard.accept(opened.public_key, opened.counter, 0.0)

@@ -9,6 +9,8 @@ import trio
 from plexinode.errors import DataDirError, PeerTimeout
 from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
+from plexinode.net import packet
+from plexinode.net.address import Address
 from plexinode.net.keyring import Keyring
 from plexinode.net.pinging import NoAnswer, PingOptions
 from plexinode.node import Node
@@ -208,3 +210,63 @@ async def test_joining_a_private_network_at_run_time_is_remembered(
         keyless.stop()
         with pytest.raises(DataDirError, match="private network"):
             await keyless.run()
+
+
+async def test_a_passive_observer_learns_neither_envelopes_nor_senders(
+    autojump_clock, monkeypatch
+) -> None:
+    """Every datagram a private network's members exchange (probes, gossip, DHT) is encrypted:
+    none carries an envelope or a member's key in clear; a flipped byte is dropped and counted."""
+    home = Keyring.generate()
+    async with open_memory_network(seed=43, latency=0.002) as net:
+        wire: list[bytes] = []
+        real_send = net._send  # what every bound socket sends through
+
+        def observe(src, payload, dst) -> None:  # a passive observer on every link
+            wire.append(payload)
+            real_send(src, payload, dst)
+
+        monkeypatch.setattr(net, "_send", observe)
+        hosts = [net.new_host() for _ in range(3)]
+        nodes = [
+            Node(
+                seeded_identity(i),
+                FAST,
+                net.transport(hosts[i]),
+                wall_clock=trio.current_time,
+                keyring=Keyring(list(home), home.primary, private=True),
+            )
+            for i in range(3)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            for node in nodes[1:]:
+                await node.membership.join()
+                assert await node.dht.bootstrap([nodes[0].address]) >= 1
+            await trio.sleep(30)
+            assert all(
+                sum(v.state is State.ALIVE for v in n.membership.table.members()) >= 3
+                for n in nodes
+            )
+            assert len(wire) > 50
+            secrets = [n.identity.public_key for n in nodes] + [n.node_id.raw for n in nodes]
+            for datagram in wire:
+                inner = packet.decrypt(datagram, [home.primary])
+                assert inner is not None  # every one is a member's, under the network key
+                opened = packet.parse(inner)
+                assert opened.payload not in datagram
+                assert opened.payload[:12] not in datagram  # not even the envelope's head
+                assert all(secret[:8] not in datagram for secret in secrets)
+            target = nodes[0]
+            before = target.datagrams.stats["drop_network_key"]
+            flipped = bytearray(wire[-1])
+            flipped[len(flipped) // 2] ^= 0x01
+            endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 0))
+            assert target.address is not None
+            await endpoint.datagrams.sendto(bytes(flipped), target.address)
+            await trio.sleep(0.1)
+            assert target.datagrams.stats["drop_network_key"] == before + 1
+            assert target.datagrams.stats["drop_bad_signature"] == 0
+            for node in nodes:
+                node.stop()
