@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -107,6 +107,10 @@ class Syncing:
         hear_state: Hear a cluster-state entry received.
         left: Whether this node has left (it then starts no more exchanges, and counts itself
             as left in those it serves).
+        resolve: The node ID at a bare seed address, from an authenticated datagram ping (None:
+            nobody with the network's key answered). A seed without a node ID is resolved
+            first, and the stream is dialled only toward the node that answered, so no stream
+            protocol ever runs toward whoever happens to listen at a bare address.
     """
 
     def __init__(
@@ -123,8 +127,10 @@ class Syncing:
         hear: HearClaim,
         hear_state: HearEntry,
         left: Callable[[], bool],
+        resolve: Callable[[Address], Awaitable[NodeId | None]],
     ) -> None:
         self._streams = streams
+        self._resolve = resolve
         self._settings = settings
         self._table = table
         self._evidence = evidence
@@ -207,7 +213,15 @@ class Syncing:
     # -- the exchange ----------------------------------------------------------------------------
 
     async def sync_with(self, seed: Seed) -> bool:
-        """One push-pull exchange with the node at `seed`; False if it failed."""
+        """One push-pull exchange with the node at `seed`; False if it failed. A bare seed (no
+        node ID) is first resolved to the node that answers an authenticated ping there."""
+        if seed.node_id is None:
+            node_id = await self._resolve(seed.address)
+            if node_id is None or node_id == self._node_id:
+                self._stats["seed_unresolved"] += 1
+                log.debug("seed %s: no member answered a ping there", seed.address)
+                return False
+            seed = Seed(seed.address, node_id)
         try:
             with trio.fail_after(SYNC_TIMEOUT):
                 stream = await self._streams.open(seed.address, SYNC_PROTOCOL, node_id=seed.node_id)

@@ -9,6 +9,8 @@ import trio
 from plexinode.errors import DataDirError, PeerTimeout
 from plexinode.membership.invite import InviteError
 from plexinode.membership.members import State
+from plexinode.membership.messages import SYNC_PROTOCOL
+from plexinode.membership.syncing import Seed
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.keyring import Keyring
@@ -268,5 +270,46 @@ async def test_a_passive_observer_learns_neither_envelopes_nor_senders(
             await trio.sleep(0.1)
             assert target.datagrams.stats["drop_network_key"] == before + 1
             assert target.datagrams.stats["drop_bad_signature"] == 0
+            for node in nodes:
+                node.stop()
+
+
+async def test_a_bare_seed_is_resolved_by_a_ping_before_any_stream_toward_it(
+    autojump_clock, monkeypatch
+) -> None:
+    """A seed given as a bare address (``--bootstrap``, an invite) is dialled only once an
+    authenticated ping named the node there, and then only toward that node; where no member
+    answers, no stream protocol runs at all."""
+    home = Keyring.generate()
+    async with open_memory_network(seed=44, latency=0.002) as net:
+        nodes = [
+            Node(
+                seeded_identity(i),
+                FAST,
+                net.transport(net.new_host()),
+                wall_clock=trio.current_time,
+                keyring=Keyring(list(home), home.primary, private=True),
+            )
+            for i in range(2)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            first, joiner = nodes
+            assert first.address is not None
+            dialled: list[tuple[Address, str, object]] = []
+            real_open = joiner.streams.open
+
+            async def recording_open(address, protocol, *, node_id=None):
+                dialled.append((address, protocol, node_id))
+                return await real_open(address, protocol, node_id=node_id)
+
+            monkeypatch.setattr(joiner.streams, "open", recording_open)
+            assert await joiner.membership.join([Seed(first.address)])
+            assert dialled == [(first.address, SYNC_PROTOCOL, first.node_id)]
+            nobody = Address(net.new_host(), first.address.port)
+            assert not await joiner.membership.join([Seed(nobody)])
+            assert all(address != nobody for address, _, _ in dialled)
+            assert joiner.membership.stats["seed_unresolved"] == 1
             for node in nodes:
                 node.stop()
