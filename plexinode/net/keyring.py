@@ -1,10 +1,11 @@
 """Network keys: who may talk to the nodes of a network at all.
 
-Every datagram and every stream handshake carries a 16-byte **network tag**: keyed BLAKE2b of
-the bytes it protects, under the sender's primary network key. A receiver checks the tag
-against each key of its keyring before anything costly (a signature check, a Diffie-Hellman),
-so a node without a key of the network is dropped for the price of a hash or two
-(decisions.md #27).
+Every datagram is encrypted under the sender's primary network key (:mod:`plexinode.net.packet`),
+and every stream handshake's first message carries a 16-byte **network tag** (keyed BLAKE2b of
+msg1 under the same key), which picks the key that is then mixed into every key of the
+handshake (:mod:`plexinode.net.handshake`). A receiver tries each key of its keyring before
+anything costly (a signature check, a Diffie-Hellman), so a node without a key of the network
+is dropped for the price of a hash or two (decisions.md 27, 37, 38).
 
 * A **private network** (``plexinode init --network NAME``) has random 32-byte keys, kept in
   ``DATA_DIR/network.keys`` (0600), handed to new members in invite tokens.

@@ -87,3 +87,14 @@ def test_keys_are_64_hex_digits(text: str) -> None:
     with pytest.raises(ValueError, match="64 hex digits"):
         parse_key(text)
     assert parse_key(" " + "ab" * 32 + "\n") == bytes([0xAB]) * 32
+
+
+def test_keys_are_tried_primary_first_and_retired_keys_never() -> None:
+    ring = Keyring.generate()
+    old, new = ring.primary, Keyring.generate().primary
+    ring.install(new)
+    assert ring.by_preference() == [old, new]
+    ring.use(new)
+    assert ring.by_preference() == [new, old]
+    ring.remove(old)
+    assert ring.by_preference() == [new]
