@@ -25,6 +25,7 @@ from plexinode.net.handshake import (
     UnexpectedPeerError,
 )
 from plexinode.net.handshake_crypto import SEALED_HEADER_BYTES, seal_stream_header
+from plexinode.net.keyring import Keyring
 from plexinode.net.reader import BufferedReader
 from plexinode.net.secure import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -218,6 +219,33 @@ async def test_different_prologues_fail() -> None:
 
     with pytest.raises(HandshakeError, match="prologue"):
         await both(lambda: secure_connect(left, ALICE, prologue=b"net-a"), accept)
+
+
+async def test_an_outsider_at_the_address_receives_msg1_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A responder without the network key, even one that skips its tag check, makes
+    secure_connect fail at msg2: all it ever receives is msg1 (no identity, no data)."""
+    network, outsider = Keyring.generate(), Keyring.generate()
+    monkeypatch.setattr(outsider, "match", lambda data, tag: outsider.primary)
+    left, right = trio.testing.memory_stream_pair()
+    received = bytearray()
+
+    async def outsider_accepts() -> None:
+        responder = Responder(BOB, keyring=outsider)
+        msg1 = await read_handshake_message(right)
+        received.extend(handshake_frame(msg1))
+        msg2 = responder.receive(msg1)
+        assert msg2 is not None
+        await right.send_all(handshake_frame(msg2))
+        while data := await right.receive_some():  # until the initiator hangs up
+            received.extend(data)
+
+    with trio.fail_after(60), pytest.raises(HandshakeError, match="cannot decrypt msg2"):
+        await both(
+            lambda: secure_connect(left, ALICE, network_key=network.primary), outsider_accepts
+        )
+    assert len(received) == 2 + MSG1_BYTES
 
 
 async def test_garbage_instead_of_a_handshake() -> None:
