@@ -36,8 +36,6 @@ from typing import Any
 
 import trio
 
-from plexinode.errors import PeerTimeout, RemoteProtocolError
-from plexinode.identity import NodeId
 from plexinode.membership import views
 from plexinode.membership.admission import Admission, Drop
 from plexinode.membership.beliefs import (
@@ -77,7 +75,6 @@ from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
 from plexinode.net.streams import StreamService
 from plexinode.storage import Database
-from plexinode.wire.messages import Ping
 
 log = logging.getLogger(__name__)
 
@@ -249,19 +246,9 @@ class MembershipService:
             hear=self.hear,
             hear_state=self.hear_state,
             left=self._departing,
-            resolve=self._resolve_seed,
+            datagrams=self.datagrams,
         )
         return _Running(table, admission, probing, syncing)
-
-    async def _resolve_seed(self, address: Address) -> NodeId | None:
-        """The node ID at a bare seed address: whoever answers a datagram ping there. The
-        answer is signed and, on a private network, encrypted under the network key, so only a
-        holder of the key can give it."""
-        try:
-            reply = await self.datagrams.request(address, Ping())
-        except (PeerTimeout, RemoteProtocolError):
-            return None
-        return reply.sender
 
     def _ready(self) -> _Running:
         if self._running is None:
