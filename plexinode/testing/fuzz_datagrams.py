@@ -133,7 +133,7 @@ CATEGORIES: Final = (
         5,
         {"drop_malformed", "drop_network_key", "drop_id_puzzle", "drop_bad_signature"},
         "the current version, victim or zero tag, random key, counter, payload and signature; "
-        "a valid network tag four times in five",
+        "encrypted under the network key four times in five (else under another key)",
     ),
     _c(
         "truncated",
@@ -158,21 +158,21 @@ CATEGORIES: Final = (
             "drop_bad_signature",
         },
         "1-3 bits flipped in version, key, tag or counter of a fresh signed datagram "
-        "(re-tagged four times in five)",
+        "(re-encrypted under the network key four times in five)",
     ),
     _c(
         "bitflip_payload",
         5,
         {"drop_malformed", "drop_network_key", "drop_bad_signature"},
-        "1-3 bits flipped in the envelope of a fresh signed datagram (re-tagged four times "
-        "in five)",
+        "1-3 bits flipped in the envelope of a fresh signed datagram (re-encrypted under "
+        "the network key four times in five)",
     ),
     _c(
         "bitflip_signature",
         4,
         {"drop_network_key", "drop_bad_signature"},
-        "1-3 bits flipped in the signature of a fresh signed datagram (re-tagged four "
-        "times in five)",
+        "1-3 bits flipped in the signature of a fresh signed datagram (re-encrypted under "
+        "the network key four times in five)",
     ),
     _c(
         "forged_signature",
