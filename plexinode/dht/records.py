@@ -78,12 +78,13 @@ MAX_RTYPE: Final = 0xFFFF
 
 #: Largest encoded record, in bytes. A record must travel in one datagram together with its DHT
 #: message: a datagram is at most 1200 bytes (``net.transport.MAX_DATAGRAM``), of which the
-#: authenticated-datagram layer takes 113 (``net.packet.OVERHEAD``: 49-byte header and 64-byte
-#: signature), leaving 1087 for the envelope. The envelope (``[version, type, request_id,
-#: body]``) takes up to 13 bytes, and the DHT message around the record needs room for its
-#: other fields (a 34-byte key echo, a token, flags); 900 leaves 187 bytes for all of that.
-#: ``tests/unit/test_records.py`` checks the arithmetic against the real constants.
-MAX_RECORD_BYTES: Final = 900
+#: authenticated, encrypted datagram layer takes 153 (``net.packet.OVERHEAD``: 49-byte header,
+#: 64-byte signature, 24-byte nonce, 16-byte AEAD tag), leaving 1047 for the envelope. The
+#: envelope (``[version, type, request_id, body]``) takes up to 13 bytes, and the DHT message
+#: around the record needs room for its other fields (a 34-byte key echo, a token, flags); 880
+#: leaves 154 bytes for all of that. ``tests/unit/test_records.py`` checks the arithmetic
+#: against the real constants.
+MAX_RECORD_BYTES: Final = 880
 
 #: Encoded size of every field but the value, at its largest: the 7-element array header (1),
 #: rtype (u16: 3), key and publisher (bin8 header 2 + 32, twice), seq and expires_at (u64: 9

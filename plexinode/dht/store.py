@@ -53,7 +53,7 @@ from typing import Final
 
 from plexinode.dht.records import InvalidRecord, Record, RecordRegistry, newer, validate_record
 
-#: Default cap on records held. Typical records are 150 to 300 bytes (900 at most), so this
+#: Default cap on records held. Typical records are 150 to 300 bytes (880 at most), so this
 #: is 15 to 30 MB of records, and bounds the per-record index overhead whatever their size; it
 #: is room for this node's share of a large network (each key lives on k = 20 nodes).
 DEFAULT_MAX_RECORDS: Final = 100_000

@@ -38,7 +38,7 @@ SYNC_STATE_BATCH: Final = 32
 
 #: Most claims one message carries.
 MAX_PIGGYBACK: Final = 8
-#: The piggyback room of a probe message: a datagram's 1,071 bytes of envelope
+#: The piggyback room of a probe message: a datagram's 1,047 bytes of envelope
 #: (``net.packet``), less the envelope's own 13 and the largest message's other fields (a
 #: ping-req's target, address and two list headers: 60), with room to spare.
 PIGGYBACK_ROOM: Final = 960

@@ -246,6 +246,7 @@ class MembershipService:
             hear=self.hear,
             hear_state=self.hear_state,
             left=self._departing,
+            datagrams=self.datagrams,
         )
         return _Running(table, admission, probing, syncing)
 

@@ -26,6 +26,7 @@ from typing import Final, Protocol
 
 import trio
 
+from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.membership.beliefs import State
 from plexinode.membership.claims import SignedClaim
@@ -46,10 +47,12 @@ from plexinode.membership.sync import (
     by_member,
 )
 from plexinode.net.address import Address
+from plexinode.net.datagram import DatagramService
 from plexinode.net.secure import SecureStream
 from plexinode.net.streams import STREAM_FAILURES, StreamService
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
+from plexinode.wire.messages import Ping
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ class Syncing:
         hear_state: Hear a cluster-state entry received.
         left: Whether this node has left (it then starts no more exchanges, and counts itself
             as left in those it serves).
+        datagrams: Resolves a bare seed address to a node ID with an authenticated ping
+            (:meth:`resolve`) before any stream is dialled toward it.
     """
 
     def __init__(
@@ -123,8 +128,10 @@ class Syncing:
         hear: HearClaim,
         hear_state: HearEntry,
         left: Callable[[], bool],
+        datagrams: DatagramService,
     ) -> None:
         self._streams = streams
+        self._datagrams = datagrams
         self._settings = settings
         self._table = table
         self._evidence = evidence
@@ -206,8 +213,28 @@ class Syncing:
 
     # -- the exchange ----------------------------------------------------------------------------
 
+    async def resolve(self, address: Address) -> NodeId | None:
+        """The node ID at a bare seed address: whoever answers a datagram ping there (None if
+        nobody does). The answer is signed and, on a private network, encrypted under the
+        network key, so only a holder of the key can give it; the stream is then dialled
+        toward that node only, so no stream protocol ever runs toward whoever happens to
+        listen at a bare address."""
+        try:
+            reply = await self._datagrams.request(address, Ping())
+        except (PeerTimeout, RemoteProtocolError):
+            return None
+        return reply.sender
+
     async def sync_with(self, seed: Seed) -> bool:
-        """One push-pull exchange with the node at `seed`; False if it failed."""
+        """One push-pull exchange with the node at `seed`; False if it failed. A bare seed (no
+        node ID) is first resolved to the node that answers an authenticated ping there."""
+        if seed.node_id is None:
+            node_id = await self.resolve(seed.address)
+            if node_id is None or node_id == self._node_id:
+                self._stats["seed_unresolved"] += 1
+                log.debug("seed %s: no member answered a ping there", seed.address)
+                return False
+            seed = Seed(seed.address, node_id)
         try:
             with trio.fail_after(SYNC_TIMEOUT):
                 stream = await self._streams.open(seed.address, SYNC_PROTOCOL, node_id=seed.node_id)

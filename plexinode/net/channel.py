@@ -94,6 +94,9 @@ class SecureStream(trio.abc.Channel[bytes]):
     ) -> None:
         self.transport_stream = transport_stream
         self.remote_public_key: bytes = result.remote_public_key
+        #: (Accepted streams) the kind of pre-shared key the peer's handshake used: "network",
+        #: "retired" (a key this node has retired), or a kind the caller's extra keys name.
+        self.psk_kind: str = result.psk_kind
         #: The peer tagged its handshake under a network key this node has retired.
         self.retired_key: bool = result.retired_key
         self.remote_node_id: NodeId = result.remote_node_id

@@ -1,12 +1,12 @@
-"""The datagram service: authenticated request/response over UDP (or the in-memory network).
+"""The datagram service: authenticated, encrypted request/response over UDP (or in memory).
 
 Services register a handler per request type with :meth:`DatagramService.on` and call peers
 with :meth:`DatagramService.request`. Inbound datagrams go through, in order of cost: the
-per-host rate limit (public source addresses only), size and version checks, the recipient tag,
-the network tag (a keyed hash under one of the network's keys: nodes of other networks stop
-here), strict envelope decoding, the signature, the replay guard, and for requests the per-peer,
-per-type rate limit (keyed on the authenticated node ID, so nobody can spend another node's
-allowance).
+per-host rate limit (public source addresses only), size and version checks, decryption under
+one of the network's keys (its AEAD tag is the network check: nodes of other networks stop
+here, for one Poly1305 per key), the recipient tag, strict envelope decoding, the signature,
+the replay guard, and for requests the per-peer, per-type rate limit (keyed on the
+authenticated node ID, so nobody can spend another node's allowance).
 Whatever fails is dropped and counted in :attr:`DatagramService.stats`; nothing from the
 network can raise out of the receive loop.
 
@@ -295,15 +295,17 @@ class DatagramService:
             self._drop("host_rate_limited", address)
             return
         try:
-            opened = packet.parse(data)
+            packet.check_layout(data)
         except DecodeError:
             self._drop("malformed", address)
             return
+        inner = packet.decrypt(data, self.keyring.by_preference())
+        if inner is None:
+            self._drop("network_key", address)
+            return
+        opened = packet.parse(inner)
         if not packet.check_recipient(opened, self.identity.node_id):
             self._drop("misaddressed", address)
-            return
-        if self.keyring.match(opened.tagged, opened.tag) is None:
-            self._drop("network_key", address)
             return
         if self.id_difficulty and not NodeId.from_public_key(opened.public_key).meets(
             self.id_difficulty

@@ -2,11 +2,13 @@
 
 Every TCP stream between two nodes starts with this three-message handshake. It is SIGMA-I
 (Krawczyk's "SIGn-and-MAc", the variant that protects the initiator's identity) expressed in the
-style of Noise XX: one ephemeral X25519 exchange for forward secrecy, Ed25519 signatures over a
-running transcript hash for authentication, and each static identity sent encrypted under a key
-that only the two ephemeral key holders can derive. This module does no I/O: :class:`Initiator`
-and :class:`Responder` take the bytes of a received handshake message and return the bytes to
-send next, like h11 and wsproto; :mod:`plexinode.net.secure` moves those bytes over a trio stream.
+style of Noise XX with a pre-shared key (Noise's ``psk`` modifier, WireGuard's PSK): one
+ephemeral X25519 exchange for forward secrecy, the network key mixed into every key, Ed25519
+signatures over a running transcript hash for authentication, and each static identity sent
+encrypted. This module does no I/O: :class:`Initiator` and :class:`Responder` take the bytes of
+a received handshake message and return the bytes to send next, like h11 and wsproto;
+:mod:`plexinode.net.secure` moves those bytes over a trio stream, and
+:mod:`plexinode.net.handshake_crypto` holds the primitives.
 
 The exchange (``||`` is concatenation, sizes in bytes)::
 
@@ -15,11 +17,12 @@ The exchange (``||`` is concatenation, sizes in bytes)::
     msg3  I -> R   AEAD(k3, s_I(32) || sig_I(64))                                112 bytes
 
 ``tag`` is the network tag (:mod:`plexinode.net.keyring`) of ``MAGIC || VERSION || e_I``
-under the initiator's primary network key; the responder checks it against its keyring before
-any Diffie-Hellman, so a node of another network costs it one keyed hash per key. A tag under
-one of the responder's *retired* keys is let through too, marked on the result
-(``retired_key``): the stream service then serves that session only the protocol that hands a
-member that missed a key rotation the current keys.
+under the initiator's pre-shared key ``psk`` (its primary network key). The responder picks
+``psk`` by that tag among its keys before any Diffie-Hellman, so a node of another network
+costs it one keyed hash per key. A *retired* key is let through too, marked on the result
+(``psk_kind``): the stream service then serves that session only the protocol that hands a
+member that missed a key rotation the current keys. A caller may offer further keys
+(``extra_keys``, e.g. single-use tickets) and learns which kind matched.
 ``e_I``/``e_R`` are fresh X25519 public keys, ``s_I``/``s_R`` the nodes' long-term Ed25519 public
 keys. Both sides keep a transcript hash ``h``, a BLAKE2b-256 chain where every step is
 ``h = H(h || data)`` (``h`` has a fixed size, so each step is unambiguous)::
@@ -27,30 +30,33 @@ keys. Both sides keep a transcript hash ``h``, a BLAKE2b-256 chain where every s
     h0 = H(PROTOCOL_NAME)          h1 = H(h0 || prologue)      h2 = H(h1 || msg1)
     h3 = H(h2 || e_R)              h4 = H(h3 || c2)            h5 = H(h4 || c3)
 
-``ss = X25519(e_I, e_R)`` is the one shared secret. Every key is keyed BLAKE2b-256 of the
-transcript hash with ``ss`` as the key and a personalisation naming its one purpose, so no two
-purposes can ever share a key: ``k2 = KDF(ss, h3, "msg2")``, ``k3 = KDF(ss, h4, "msg3")``, and the
-two session keys ``KDF(ss, h5, "i->r")`` and ``KDF(ss, h5, "r->i")``. The handshake keys are used
-exactly once, so the AEAD (XChaCha20-Poly1305) nonce is the constant zero; the transcript hash is
-also the AEAD's associated data.
+``ss = X25519(e_I, e_R)`` is the one Diffie-Hellman secret and ``ck = KDF(ss, psk)`` the
+chaining key. Every key is keyed BLAKE2b-256 of the transcript hash with ``ck`` as the key and a
+personalisation naming its one purpose, so no two purposes can ever share a key:
+``k2 = KDF(ck, h3, "msg2")``, ``k3 = KDF(ck, h4, "msg3")``, the two session keys
+``KDF(ck, h5, "i->r")`` and ``KDF(ck, h5, "r->i")``, and the two keys that seal each side's
+secretstream header after the handshake. The handshake keys are used exactly once, so the AEAD
+(XChaCha20-Poly1305) nonce is the constant zero; the transcript hash is also the AEAD's
+associated data.
 
 Why it is safe:
 
+* **Both sides hold the network key.** The initiator proves it with msg1's tag; the responder
+  proves it with msg2, which only a holder of ``psk`` can seal under ``k2``. A responder without
+  the key (an outsider answering at a bootstrap address) fails the initiator at msg2, before
+  msg3: the initiator reveals neither its identity nor any byte of data.
 * **Authentication.** ``sig_R`` signs ``RESPONDER_LABEL || h3 || s_R`` and ``sig_I`` signs
   ``INITIATOR_LABEL || h4 || s_I``. The transcript hashes cover both ephemerals, so a signature
   is worth nothing outside the session it was made for (a replayed msg2 fails); the role labels
   differ, so a signature cannot be reflected back to its maker; and each signer signs its own key,
   and sends it encrypted under a key bound to ``ss``, so no third node can claim a signature as its
   own (SIGMA's defence against identity misbinding).
-* **Identity hiding.** The responder reveals its identity only encrypted, and the initiator
-  reveals its identity only after it has checked the responder's signature and, when the caller
-  named the node it meant to reach (``expected_node_id``), that the node ID matches. A node that
-  probes addresses learns who answers; a node that answers does not learn who probed.
-* **Forward secrecy.** The session keys depend only on ephemeral keys, which are dropped when the
-  handshake ends: a stolen identity key does not decrypt recorded traffic.
+* **Identity hiding.** The responder reveals its identity only encrypted; the initiator, only
+  once it has checked the responder's signature and, if given, ``expected_node_id``.
+* **Forward secrecy.** The session keys depend on ephemeral keys, which are dropped when the
+  handshake ends: a stolen identity key, or network key, does not decrypt recorded traffic.
 
-Every parse is strict: exact message lengths, the magic, the version byte. Any failure, whether
-bad framing, a failed decryption, a bad signature or the wrong peer, raises
+Every parse is strict: exact message lengths, the magic, the version byte. Any failure raises
 :class:`~plexinode.errors.HandshakeError` and leaves the role object failed; there is no partial
 success. Calling a method in the wrong state is a bug of the caller and raises RuntimeError.
 """
@@ -58,18 +64,33 @@ success. Calling a method in the wrong state is a bug of the caller and raises R
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-import nacl.bindings
-import nacl.exceptions
-import nacl.public
-
-from plexinode.errors import AuthenticationError, HandshakeError, IdentityError
-from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId, verify_signature
+from plexinode.errors import HandshakeError
+from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
+from plexinode.net.handshake_crypto import (
+    AEAD_TAG_BYTES,
+    KEY_BYTES,
+    PERSON_HEADER_I2R,
+    PERSON_HEADER_R2I,
+    PERSON_I2R,
+    PERSON_MSG2,
+    PERSON_MSG3,
+    PERSON_R2I,
+    dh,
+    identity_payload,
+    initial_transcript,
+    kdf,
+    mix,
+    mix_psk,
+    open_sealed,
+    seal,
+    verify_identity_payload,
+)
+from plexinode.net.handshake_crypto import new_ephemeral as _ephemeral
 from plexinode.net.keyring import TAG_BYTES, Keyring, network_tag, open_network_key
 from plexinode.net.stream_limits import SeenMsg1
 
@@ -80,16 +101,7 @@ log = logging.getLogger(__name__)
 MAGIC: Final = b"PXHS"
 #: The handshake version, in msg1 right after the magic. Bumped whenever any byte layout, label
 #: or derivation in this module changes; a responder only answers the version it speaks.
-VERSION: Final = 2
-#: Hashed into h0: names every primitive, so a change of any of them changes every key.
-PROTOCOL_NAME: Final = b"plexinode-stream/1 SIGMA-I X25519 Ed25519 XChaCha20-Poly1305 BLAKE2b-256"
-
-#: Size of X25519 public keys, transcript hashes, AEAD keys and session keys.
-KEY_BYTES: Final = 32
-#: Poly1305 tag size of XChaCha20-Poly1305.
-AEAD_TAG_BYTES: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
-#: Each handshake AEAD key encrypts exactly one message, so a constant nonce is safe.
-_ZERO_NONCE: Final = bytes(nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
+VERSION: Final = 3
 
 #: Exact sizes of the three messages; anything else is rejected before any cryptography.
 MSG1_BYTES: Final = len(MAGIC) + 1 + KEY_BYTES + TAG_BYTES
@@ -97,23 +109,17 @@ _IDENTITY_PAYLOAD_BYTES: Final = PUBLIC_KEY_BYTES + SIGNATURE_BYTES
 MSG2_BYTES: Final = KEY_BYTES + _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
 MSG3_BYTES: Final = _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
 #: Upper bound on any handshake message, checked before anything else (and, by the stream
-#: driver, before a body is read). Generous next to the fixed sizes above so that a later version
-#: can add fields without changing the framing, yet small enough that a stranger who opens
-#: thousands of connections cannot make us buffer much.
+#: driver, before a body is read): room for later fields, yet little to buffer per stranger.
 MAX_HANDSHAKE_MESSAGE: Final = 512
 
 #: Signature contexts. They have the same length (so the signed layout is fixed) and differ, so
 #: a responder's signature can never pass as an initiator's, or the reverse.
-RESPONDER_LABEL: Final = b"plexinode handshake v1 responder"
-INITIATOR_LABEL: Final = b"plexinode handshake v1 initiator"
+RESPONDER_LABEL: Final = b"plexinode handshake v2 responder"
+INITIATOR_LABEL: Final = b"plexinode handshake v2 initiator"
 
-# BLAKE2b personalisations (at most 16 bytes): one per purpose, so the same inputs can never
-# yield the same key for two purposes.
-_PERSON_TRANSCRIPT: Final = b"pxn-hs-transcrpt"
-_PERSON_MSG2: Final = b"pxn-hs-msg2-key"
-_PERSON_MSG3: Final = b"pxn-hs-msg3-key"
-_PERSON_I2R: Final = b"pxn-stream-i2r"
-_PERSON_R2I: Final = b"pxn-stream-r2i"
+#: The kinds of pre-shared key the responder finds for msg1's tag in its keyring.
+NETWORK: Final = "network"
+RETIRED: Final = "retired"
 
 
 class UnexpectedPeerError(HandshakeError):
@@ -138,6 +144,34 @@ class NetworkKeyError(HandshakeError):
 
 
 @dataclass(frozen=True, slots=True)
+class PskMatch:
+    """The pre-shared key a responder found for msg1's tag, and what kind of key it is.
+
+    Attributes:
+        key: The 32-byte key; it was mixed into every key of the handshake.
+        kind: :data:`NETWORK` (an active network key), :data:`RETIRED` (a retired one), or
+            whatever a caller's ``extra_keys`` lookup names (e.g. a ticket's key).
+    """
+
+    key: bytes = field(repr=False)
+    kind: str
+
+
+#: Extra pre-shared keys a responder may accept: called with msg1's tagged bytes and its tag
+#: when no key of the keyring matches, it returns the matching key and its kind, or None.
+PskLookup = Callable[[bytes, bytes], PskMatch | None]
+
+
+def keyring_match(keyring: Keyring, body: bytes, tag: bytes) -> PskMatch | None:
+    """The key of `keyring` (active first, then retired) under which `tag` tags `body`."""
+    key = keyring.match(body, tag)
+    if key is not None:
+        return PskMatch(key, NETWORK)
+    key = keyring.match_retired(body, tag)
+    return None if key is None else PskMatch(key, RETIRED)
+
+
+@dataclass(frozen=True, slots=True)
 class HandshakeResult:
     """What a completed handshake proves and yields.
 
@@ -148,7 +182,10 @@ class HandshakeResult:
         recv_key: 32-byte key for what this side receives (the peer's ``send_key``).
         transcript_hash: Hash of the whole handshake, equal on both sides and unique to the
             session; usable as a session id or for channel binding.
-        retired_key: (Responder only) msg1 was tagged under a retired network key.
+        send_header_key: One-use key that seals this side's secretstream header.
+        recv_header_key: One-use key that opens the peer's secretstream header.
+        psk_kind: (Responder) the kind of pre-shared key msg1 was tagged with (:class:`PskMatch`);
+            the initiator's is always :data:`NETWORK`.
     """
 
     remote_public_key: bytes
@@ -156,7 +193,14 @@ class HandshakeResult:
     send_key: bytes = field(repr=False)
     recv_key: bytes = field(repr=False)
     transcript_hash: bytes
-    retired_key: bool = False
+    send_header_key: bytes = field(repr=False, default=b"")
+    recv_header_key: bytes = field(repr=False, default=b"")
+    psk_kind: str = NETWORK
+
+    @property
+    def retired_key(self) -> bool:
+        """(Responder) msg1 was tagged under a retired network key."""
+        return self.psk_kind == RETIRED
 
 
 class _State(enum.Enum):
@@ -174,60 +218,6 @@ class _State(enum.Enum):
     FAILED = "failed"
 
 
-def _mix(transcript: bytes, data: bytes) -> bytes:
-    return hashlib.blake2b(
-        transcript + data, digest_size=KEY_BYTES, person=_PERSON_TRANSCRIPT
-    ).digest()
-
-
-def _kdf(shared_secret: bytes, transcript: bytes, person: bytes) -> bytes:
-    return hashlib.blake2b(
-        transcript, digest_size=KEY_BYTES, key=shared_secret, person=person
-    ).digest()
-
-
-def _initial_transcript(prologue: bytes) -> bytes:
-    if not isinstance(prologue, bytes):
-        raise TypeError("prologue must be bytes")
-    h0 = hashlib.blake2b(PROTOCOL_NAME, digest_size=KEY_BYTES, person=_PERSON_TRANSCRIPT).digest()
-    return _mix(h0, prologue)
-
-
-def _ephemeral(secret: bytes | None) -> nacl.public.PrivateKey:
-    return nacl.public.PrivateKey.generate() if secret is None else nacl.public.PrivateKey(secret)
-
-
-def _dh(private: nacl.public.PrivateKey, remote_public: bytes) -> bytes:
-    try:
-        return bytes(nacl.bindings.crypto_scalarmult(bytes(private), remote_public))
-    except nacl.exceptions.CryptoError:
-        # libsodium refuses low-order points (the result would be all zeros, a key that any
-        # attacker knows).
-        raise HandshakeError("peer sent an invalid ephemeral key") from None
-
-
-def _seal(key: bytes, transcript: bytes, payload: bytes) -> bytes:
-    return bytes(
-        nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            payload, transcript, _ZERO_NONCE, key
-        )
-    )
-
-
-def _open(key: bytes, transcript: bytes, ciphertext: bytes, what: str) -> bytes:
-    try:
-        return bytes(
-            nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-                ciphertext, transcript, _ZERO_NONCE, key
-            )
-        )
-    except nacl.exceptions.CryptoError:
-        raise HandshakeError(
-            f"cannot decrypt {what}: tampered, from another session, or the peer uses a "
-            "different prologue (network key)"
-        ) from None
-
-
 def _check_size(message: bytes, expected: int, what: str) -> None:
     if not isinstance(message, bytes):
         raise TypeError(f"{what} must be bytes")
@@ -235,26 +225,6 @@ def _check_size(message: bytes, expected: int, what: str) -> None:
         raise HandshakeError(f"{what} of {len(message)} bytes exceeds {MAX_HANDSHAKE_MESSAGE}")
     if len(message) != expected:
         raise HandshakeError(f"{what} is {len(message)} bytes, expected {expected}")
-
-
-def _identity_payload(identity: Identity, label: bytes, transcript: bytes) -> bytes:
-    signature = identity.sign(label + transcript + identity.public_key)
-    return identity.public_key + signature
-
-
-def _verify_identity_payload(
-    payload: bytes, label: bytes, transcript: bytes, own: Identity, what: str
-) -> tuple[bytes, NodeId]:
-    public_key = payload[:PUBLIC_KEY_BYTES]
-    signature = payload[PUBLIC_KEY_BYTES:]
-    try:
-        verify_signature(public_key, label + transcript + public_key, signature)
-        node_id = NodeId.from_public_key(public_key)
-    except (AuthenticationError, IdentityError):
-        raise HandshakeError(f"bad signature in {what}") from None
-    if node_id == own.node_id:
-        raise HandshakeError("connected to ourselves (our own address, or a copy of our key)")
-    return public_key, node_id
 
 
 class _Role:
@@ -266,14 +236,15 @@ class _Role:
         if key is not None and len(key) != KEY_BYTES:
             raise ValueError(f"an ephemeral X25519 secret is {KEY_BYTES} bytes")
         self._identity = identity
-        self._transcript = _initial_transcript(prologue)
+        self._transcript = initial_transcript(prologue)
         # lazy: made once needed (the responder's: after msg1 passed its cheap checks).
         self._ephemeral_key = key
         self._ephemeral = None if lazy else _ephemeral(key)
-        self._shared_secret = b""
+        # The chaining key: KDF(ss, psk), so every key below depends on the pre-shared key.
+        self._chaining_key = b""
         self._state = _State.START
         self._result: HandshakeResult | None = None
-        self._retired_key = False
+        self._psk_kind = NETWORK
 
     @property
     def is_complete(self) -> bool:
@@ -299,21 +270,24 @@ class _Role:
 
     def _forget_secrets(self) -> None:
         # Python cannot wipe memory, but dropping the references lets the ephemeral secret and
-        # the shared secret be freed as soon as the handshake ends.
+        # the chaining key be freed as soon as the handshake ends.
         self._ephemeral = None
         self._ephemeral_key = None
-        self._shared_secret = b""
+        self._chaining_key = b""
 
     def _finish(self, remote_public_key: bytes, remote_node_id: NodeId, initiator: bool) -> None:
-        i2r = _kdf(self._shared_secret, self._transcript, _PERSON_I2R)
-        r2i = _kdf(self._shared_secret, self._transcript, _PERSON_R2I)
+        ck, h = self._chaining_key, self._transcript
+        i2r, r2i = kdf(ck, h, PERSON_I2R), kdf(ck, h, PERSON_R2I)
+        header_i2r, header_r2i = kdf(ck, h, PERSON_HEADER_I2R), kdf(ck, h, PERSON_HEADER_R2I)
         self._result = HandshakeResult(
             remote_public_key=remote_public_key,
             remote_node_id=remote_node_id,
             send_key=i2r if initiator else r2i,
             recv_key=r2i if initiator else i2r,
-            transcript_hash=self._transcript,
-            retired_key=self._retired_key,
+            transcript_hash=h,
+            send_header_key=header_i2r if initiator else header_r2i,
+            recv_header_key=header_r2i if initiator else header_i2r,
+            psk_kind=self._psk_kind,
         )
         self._state = _State.DONE
         self._forget_secrets()
@@ -330,8 +304,9 @@ class Initiator(_Role):
         expected_node_id: The node we mean to reach, or None to accept whoever answers. When
             given, a different responder fails the handshake before we reveal our identity.
         prologue: Context both sides must agree on; not sent.
-        network_key: The primary network key, which tags msg1 (default: the open network
-            ``open``'s).
+        network_key: The pre-shared key: it tags msg1 and is mixed into every key, so only a
+            responder that holds it can answer (default: the open network ``open``'s). The
+            primary network key, or any other key the responder accepts (e.g. a ticket's).
         ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None (the default)
             draws a fresh random one. Never reuse one.
     """
@@ -347,15 +322,17 @@ class Initiator(_Role):
     ) -> None:
         super().__init__(identity, prologue, ephemeral_key)
         self._expected = expected_node_id
-        self._network_key = open_network_key("open") if network_key is None else network_key
+        self._psk = open_network_key("open") if network_key is None else network_key
+        if len(self._psk) != KEY_BYTES:
+            raise ValueError(f"a pre-shared key is {KEY_BYTES} bytes")
 
     def start(self) -> bytes:
         """Return msg1, the first message to send."""
         self._expect(_State.START, "start")
         assert self._ephemeral is not None
         body = MAGIC + bytes([VERSION]) + bytes(self._ephemeral.public_key)
-        message = body + network_tag(self._network_key, body)
-        self._transcript = _mix(self._transcript, message)
+        message = body + network_tag(self._psk, body)
+        self._transcript = mix(self._transcript, message)
         self._state = _State.WAIT_MSG2
         return message
 
@@ -369,8 +346,9 @@ class Initiator(_Role):
             msg3, to send to the responder.
 
         Raises:
-            HandshakeError: msg2 is malformed, tampered, from another session, or signed by a
-                bad key. :class:`UnexpectedPeerError` (a subclass) when the responder is not
+            HandshakeError: msg2 is malformed, tampered, from another session, signed by a bad
+                key, or made by a responder without the pre-shared key.
+                :class:`UnexpectedPeerError` (a subclass) when the responder is not
                 ``expected_node_id``.
         """
         self._expect(_State.WAIT_MSG2, "receive msg2")
@@ -383,23 +361,23 @@ class Initiator(_Role):
         assert self._ephemeral is not None
         _check_size(message, MSG2_BYTES, "msg2")
         remote_ephemeral, sealed = message[:KEY_BYTES], message[KEY_BYTES:]
-        self._shared_secret = _dh(self._ephemeral, remote_ephemeral)
-        self._transcript = _mix(self._transcript, remote_ephemeral)
-        key2 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG2)
-        payload = _open(key2, self._transcript, sealed, "msg2")
-        remote_key, remote_id = _verify_identity_payload(
+        self._chaining_key = mix_psk(dh(self._ephemeral, remote_ephemeral), self._psk)
+        self._transcript = mix(self._transcript, remote_ephemeral)
+        key2 = kdf(self._chaining_key, self._transcript, PERSON_MSG2)
+        payload = open_sealed(key2, self._transcript, sealed, "msg2")
+        remote_key, remote_id = verify_identity_payload(
             payload, RESPONDER_LABEL, self._transcript, self._identity, "msg2"
         )
         if self._expected is not None and remote_id != self._expected:
             raise UnexpectedPeerError(remote_id, self._expected)
-        self._transcript = _mix(self._transcript, sealed)
-        key3 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG3)
-        reply = _seal(
+        self._transcript = mix(self._transcript, sealed)
+        key3 = kdf(self._chaining_key, self._transcript, PERSON_MSG3)
+        reply = seal(
             key3,
             self._transcript,
-            _identity_payload(self._identity, INITIATOR_LABEL, self._transcript),
+            identity_payload(self._identity, INITIATOR_LABEL, self._transcript),
         )
-        self._transcript = _mix(self._transcript, reply)
+        self._transcript = mix(self._transcript, reply)
         self._finish(remote_key, remote_id, initiator=True)
         return reply
 
@@ -410,11 +388,22 @@ class Responder(_Role):
     Usage: pass msg1 to :meth:`receive` and send the msg2 it returns; pass msg3 to
     :meth:`receive` (it returns None: nothing more to send); :attr:`result` is then available.
 
+    The pre-shared key is chosen by msg1's tag: an active key of `keyring` (kind
+    :data:`NETWORK`), else a retired one (:data:`RETIRED`), else whatever `extra_keys` finds.
+    The key is mixed into every key of the handshake, so an initiator that tagged msg1 with a
+    key we lack fails at msg2. ``result.psk_kind`` says which kind matched, so the caller can
+    limit what the session may do (a retired key: only the protocol that hands out the current
+    keys; a ticket's key: only the protocol that redeems it).
+
     Args:
         identity: This node's identity.
         prologue: Context both sides must agree on; not sent.
         keyring: The network keys msg1's tag may be made with (default: the open network
             ``open``'s).
+        extra_keys: Further candidate keys (:data:`PskLookup`), consulted only when no key of
+            `keyring` matches: called with msg1's tagged bytes and its tag, it returns the
+            matching :class:`PskMatch` (its ``kind`` is the caller's to name) or None. Each
+            candidate it tries costs one keyed hash per junk msg1.
         ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None draws a
             fresh one (never reuse one), once msg1 passed its size, magic, version and tag.
         seen: The node's memory of recent msg1s: a replayed one is refused before any X25519.
@@ -426,11 +415,13 @@ class Responder(_Role):
         prologue: bytes = b"",
         *,
         keyring: Keyring | None = None,
+        extra_keys: PskLookup | None = None,
         ephemeral_key: bytes | None = None,
         seen: SeenMsg1 | None = None,
     ) -> None:
         super().__init__(identity, prologue, ephemeral_key, lazy=True)
         self._keyring = keyring or Keyring.open("open")
+        self._extra_keys = extra_keys
         self._seen = seen
 
     def receive(self, message: bytes) -> bytes | None:
@@ -444,7 +435,8 @@ class Responder(_Role):
 
         Raises:
             HandshakeError: The message is malformed, of another protocol or version, tampered,
-                from another session, or signed by a bad key.
+                from another session, or signed by a bad key. :class:`NetworkKeyError` (a
+                subclass) when msg1 is tagged with no key we hold.
         """
         handler: Callable[[bytes], bytes | None]
         if self._state is _State.START:
@@ -458,6 +450,14 @@ class Responder(_Role):
         except HandshakeError as exc:
             raise self._fail(exc) from None
 
+    def _find_psk(self, body: bytes, tag: bytes) -> PskMatch:
+        found = keyring_match(self._keyring, body, tag)
+        if found is None and self._extra_keys is not None:
+            found = self._extra_keys(body, tag)
+        if found is None:
+            raise NetworkKeyError("not a member of this network (no network key matches)")
+        return found
+
     def _receive_msg1(self, message: bytes) -> bytes:
         _check_size(message, MSG1_BYTES, "msg1")
         if message[: len(MAGIC)] != MAGIC:
@@ -466,35 +466,33 @@ class Responder(_Role):
         if version != VERSION:
             raise HandshakeError(f"unsupported handshake version {version} (we speak {VERSION})")
         body, tag = message[:-TAG_BYTES], message[-TAG_BYTES:]
-        if self._keyring.match(body, tag) is None:
-            if self._keyring.match_retired(body, tag) is None:
-                raise NetworkKeyError("not a member of this network (no network key matches)")
-            self._retired_key = True
+        psk = self._find_psk(body, tag)
+        self._psk_kind = psk.kind
         remote_ephemeral = body[len(MAGIC) + 1 :]
         if self._seen is not None and not self._seen.first(remote_ephemeral):
             raise HandshakeError("msg1 replayed (its ephemeral key was seen before)")
         self._ephemeral = _ephemeral(self._ephemeral_key)
-        self._shared_secret = _dh(self._ephemeral, remote_ephemeral)
-        self._transcript = _mix(self._transcript, message)
+        self._chaining_key = mix_psk(dh(self._ephemeral, remote_ephemeral), psk.key)
+        self._transcript = mix(self._transcript, message)
         own_ephemeral = bytes(self._ephemeral.public_key)
-        self._transcript = _mix(self._transcript, own_ephemeral)
-        key2 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG2)
-        sealed = _seal(
+        self._transcript = mix(self._transcript, own_ephemeral)
+        key2 = kdf(self._chaining_key, self._transcript, PERSON_MSG2)
+        sealed = seal(
             key2,
             self._transcript,
-            _identity_payload(self._identity, RESPONDER_LABEL, self._transcript),
+            identity_payload(self._identity, RESPONDER_LABEL, self._transcript),
         )
-        self._transcript = _mix(self._transcript, sealed)
-        self._ephemeral = None  # only ss is needed from here on
+        self._transcript = mix(self._transcript, sealed)
+        self._ephemeral = None  # only the chaining key is needed from here on
         self._state = _State.WAIT_MSG3
         return own_ephemeral + sealed
 
     def _receive_msg3(self, message: bytes) -> None:
         _check_size(message, MSG3_BYTES, "msg3")
-        key3 = _kdf(self._shared_secret, self._transcript, _PERSON_MSG3)
-        payload = _open(key3, self._transcript, message, "msg3")
-        remote_key, remote_id = _verify_identity_payload(
+        key3 = kdf(self._chaining_key, self._transcript, PERSON_MSG3)
+        payload = open_sealed(key3, self._transcript, message, "msg3")
+        remote_key, remote_id = verify_identity_payload(
             payload, INITIATOR_LABEL, self._transcript, self._identity, "msg3"
         )
-        self._transcript = _mix(self._transcript, message)
+        self._transcript = mix(self._transcript, message)
         self._finish(remote_key, remote_id, initiator=False)

@@ -1,10 +1,11 @@
 """Network keys: who may talk to the nodes of a network at all.
 
-Every datagram and every stream handshake carries a 16-byte **network tag**: keyed BLAKE2b of
-the bytes it protects, under the sender's primary network key. A receiver checks the tag
-against each key of its keyring before anything costly (a signature check, a Diffie-Hellman),
-so a node without a key of the network is dropped for the price of a hash or two
-(decisions.md #27).
+Every datagram is encrypted under the sender's primary network key (:mod:`plexinode.net.packet`),
+and every stream handshake's first message carries a 16-byte **network tag** (keyed BLAKE2b of
+msg1 under the same key), which picks the key that is then mixed into every key of the
+handshake (:mod:`plexinode.net.handshake`). A receiver tries each key of its keyring before
+anything costly (a signature check, a Diffie-Hellman), so a node without a key of the network
+is dropped for the price of a hash or two (decisions.md 27, 37, 38).
 
 * A **private network** (``plexinode init --network NAME``) has random 32-byte keys, kept in
   ``DATA_DIR/network.keys`` (0600), handed to new members in invite tokens.
@@ -112,7 +113,8 @@ class Keyring:
         #: one.
         self.root = root
         #: The keys of the join tickets this node issued and that are still open
-        #: (plexinode.security.tickets), kept by the ticket service.
+        #: (plexinode.security.tickets), kept by the ticket service; they admit a stream
+        #: handshake for ``join/1`` alone (:meth:`match_ticket`), never a datagram.
         self.tickets: list[bytes] = []
         #: This node's own grants and the chain of grants above them, encoded
         #: (plexinode.security.statements): what makes it a member, kept with the keys.
@@ -155,18 +157,27 @@ class Keyring:
         """The tag of `data` under the primary key."""
         return network_tag(self.primary, data)
 
+    def by_preference(self) -> list[bytes]:
+        """The active keys, primary first: the order in which received data is tried."""
+        return [self.primary, *(k for k in self._keys if k != self.primary)]
+
     def match(self, data: bytes, tag: bytes) -> bytes | None:
         """The key under which `tag` is the tag of `data`, if any (primary tried first)."""
-        for key in (self.primary, *(k for k in self._keys if k != self.primary)):
+        for key in self.by_preference():
             if hmac.compare_digest(network_tag(key, data), tag):
                 return key
         return None
 
     def match_retired(self, data: bytes, tag: bytes) -> bytes | None:
-        """The retired key, or open ticket's key, under which `tag` is the tag of `data`, if
-        any: a key that admits a stream handshake for the few protocols registered for it
-        (``retired_ok``), never a datagram."""
-        for key in (*self._retired, *self.tickets):
+        """The retired key under which `tag` is the tag of `data`, if any."""
+        for key in self._retired:
+            if hmac.compare_digest(network_tag(key, data), tag):
+                return key
+        return None
+
+    def match_ticket(self, data: bytes, tag: bytes) -> bytes | None:
+        """The open ticket's key under which `tag` is the tag of `data`, if any."""
+        for key in self.tickets:
             if hmac.compare_digest(network_tag(key, data), tag):
                 return key
         return None

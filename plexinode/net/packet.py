@@ -1,11 +1,13 @@
-"""Authenticated datagrams (sans-I/O): sealing, opening and replay protection.
+"""Authenticated, encrypted datagrams (sans-I/O): sealing, opening and replay protection.
 
 Every datagram is signed with the sender's Ed25519 key and carries that key, so the receiver
-learns who sent it from the datagram alone, with no handshake and no per-peer state to set up.
-Layout (big-endian)::
+learns who sent it from the datagram alone, with no handshake and no per-peer state to set up;
+and everything after the version byte is encrypted under the network key, so that on a private
+network a passive observer learns neither the envelope (message types, member lists, cluster
+state) nor who sent it. The *inner* datagram, what is signed and then encrypted (big-endian)::
 
     offset  size  field
-    0       1     version (1)
+    0       1     version (4)
     1       32    sender's Ed25519 public key (the node ID is its BLAKE2b-256 hash)
     33      8     recipient: first 8 bytes of the recipient's node ID, or 8 zero bytes for
                   "whoever listens at this address" (allowed only for first-contact requests)
@@ -13,8 +15,23 @@ Layout (big-endian)::
                   the number of this datagram since then (low 32 bits, from 1)
     49      n     payload: a msgpack envelope (plexinode.wire.envelope)
     49+n    64    Ed25519 signature over DOMAIN || bytes[0 : 49+n]
-    113+n   16    network tag: keyed BLAKE2b of bytes[0 : 113+n] under the sender's primary
-                  network key (plexinode.net.keyring), checked before the signature
+
+and on the wire::
+
+    0       1     version (4), in clear
+    1       24    nonce
+    25      112+n XChaCha20-Poly1305 of inner[1:], associated data the version byte, under the
+                  sender's primary network key (its datagram subkey)
+    137+n   16    Poly1305 tag
+
+The nonce is synthetic (SIV-style): a keyed BLAKE2b-192 of the whole inner datagram, under a
+second subkey of the network key. Two datagrams share a nonce only if they are the same bytes
+(the counter makes every honest datagram different), so nonces never repeat for different
+plaintexts, and sealing needs no randomness (docs/decisions.md, "Datagrams encrypted").
+A receiver tries its active network keys, primary first: the AEAD tag is the cheap check that
+replaced the network tag (one Poly1305 per key tried), and comes before the signature. The open
+network uses the same format with its public key: there encryption hides nothing from anyone
+who knows the network's name, and costs the same 24 bytes.
 
 Why signatures rather than a per-peer authenticated box (see docs/decisions.md): a signature
 works for the first datagram to an address whose key we do not know yet (bootstrap), the
@@ -42,10 +59,15 @@ requests still pending, and requests are idempotent.
 from __future__ import annotations
 
 import collections
+import functools
+import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
+
+import nacl.bindings
+import nacl.exceptions
 
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import (
@@ -55,21 +77,30 @@ from plexinode.identity import (
     NodeId,
     verify_signature,
 )
-from plexinode.net.keyring import TAG_BYTES, Keyring
+from plexinode.net.keyring import Keyring
 from plexinode.net.transport import MAX_DATAGRAM
 
-VERSION: Final = 3
+VERSION: Final = 4
 DOMAIN: Final = b"plexinode-datagram-v1\x00"
 RECIPIENT_BYTES: Final = 8
 ANY_RECIPIENT: Final = bytes(RECIPIENT_BYTES)
 _HEADER: Final = struct.Struct(f">B{PUBLIC_KEY_BYTES}s{RECIPIENT_BYTES}sQ")
+#: Size of the inner header (version, sender key, recipient, counter).
 HEADER_BYTES: Final = _HEADER.size
-OVERHEAD: Final = HEADER_BYTES + SIGNATURE_BYTES + TAG_BYTES
+NONCE_BYTES: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+AEAD_TAG_BYTES: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
+#: What encryption adds to the inner datagram: the nonce and the Poly1305 tag.
+SEAL_BYTES: Final = NONCE_BYTES + AEAD_TAG_BYTES
+#: Everything but the payload: 153 bytes (header 49, signature 64, nonce 24, tag 16).
+OVERHEAD: Final = HEADER_BYTES + SIGNATURE_BYTES + SEAL_BYTES
 #: Largest envelope that fits in one datagram.
 MAX_PAYLOAD: Final = MAX_DATAGRAM - OVERHEAD
 #: The counter is ``epoch << SEQ_BITS | seq``: a boot epoch and a datagram number.
 SEQ_BITS: Final = 32
 SEQ_MASK: Final = (1 << SEQ_BITS) - 1
+
+_PERSON_ENCRYPT: Final = b"px-dgram-enc-v4"
+_PERSON_NONCE: Final = b"px-dgram-nonce4"
 
 
 def recipient_tag(node_id: NodeId | None) -> bytes:
@@ -77,9 +108,58 @@ def recipient_tag(node_id: NodeId | None) -> bytes:
     return ANY_RECIPIENT if node_id is None else node_id.raw[:RECIPIENT_BYTES]
 
 
+@functools.lru_cache(maxsize=64)
+def _subkeys(network_key: bytes) -> tuple[bytes, bytes]:
+    """The datagram encryption key and nonce key of a network key (one per purpose)."""
+    return (
+        hashlib.blake2b(key=network_key, digest_size=32, person=_PERSON_ENCRYPT).digest(),
+        hashlib.blake2b(key=network_key, digest_size=32, person=_PERSON_NONCE).digest(),
+    )
+
+
+def encrypt(network_key: bytes, inner: bytes) -> bytes:
+    """The datagram on the wire for the inner datagram `inner` (module docstring)."""
+    encryption_key, nonce_key = _subkeys(network_key)
+    nonce = hashlib.blake2b(inner, key=nonce_key, digest_size=NONCE_BYTES).digest()
+    version = inner[:1]
+    return (
+        version
+        + nonce
+        + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            inner[1:], version, nonce, encryption_key
+        )
+    )
+
+
+def check_layout(datagram: bytes) -> None:
+    """DecodeError unless `datagram` has a possible size and our version."""
+    if len(datagram) > MAX_DATAGRAM:
+        raise DecodeError(f"datagram of {len(datagram)} bytes exceeds {MAX_DATAGRAM}")
+    if len(datagram) < OVERHEAD:
+        raise DecodeError("datagram too short")
+    if datagram[0] != VERSION:
+        raise DecodeError(f"unsupported datagram version {datagram[0]}")
+
+
+def decrypt(datagram: bytes, keys: Iterable[bytes]) -> bytes | None:
+    """The inner datagram, decrypted under the first of `keys` that authenticates it; None if
+    none does. Call :func:`check_layout` first. Costs one Poly1305 per key tried."""
+    version, nonce = datagram[:1], datagram[1 : 1 + NONCE_BYTES]
+    ciphertext = datagram[1 + NONCE_BYTES :]
+    for key in keys:
+        try:
+            plain = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                ciphertext, version, nonce, _subkeys(key)[0]
+            )
+        except nacl.exceptions.CryptoError:
+            continue
+        return version + bytes(plain)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedPacket:
-    """A datagram whose layout has been parsed (its signature is not checked yet)."""
+    """A decrypted datagram whose layout has been parsed (its signature is not checked yet)."""
 
     public_key: bytes
     recipient: bytes
@@ -87,8 +167,6 @@ class OpenedPacket:
     payload: bytes
     signed: bytes
     signature: bytes
-    tagged: bytes = b""
-    tag: bytes = b""
 
     def verify(self) -> NodeId:
         """Check the signature; returns the sender's node ID or raises AuthenticationError."""
@@ -97,14 +175,15 @@ class OpenedPacket:
 
 
 class Sealer:
-    """Signs and tags outgoing datagrams, each with a counter never used before by this sender.
+    """Signs and encrypts outgoing datagrams, each with a counter never used before by this
+    sender.
 
     Args:
         identity: The sender.
         epochs: Draws a boot epoch (any integer; its low 32 bits are used): once now, and again
             in the unlikely case that 2**32 - 1 datagrams exhaust one epoch. Production code
             draws from the OS; simulations inject a seeded generator.
-        keyring: The network's keys (the primary one tags); default: the open network
+        keyring: The network's keys (the primary one encrypts); default: the open network
             ``open``'s.
     """
 
@@ -137,31 +216,35 @@ class Sealer:
             VERSION, self._identity.public_key, recipient_tag(recipient), self.next_counter()
         )
         signed = header + payload
-        body = signed + self._identity.sign(DOMAIN + signed)
-        return body + self.keyring.tag(body)
+        return encrypt(self.keyring.primary, signed + self._identity.sign(DOMAIN + signed))
 
 
-def parse(datagram: bytes) -> OpenedPacket:
-    """Split a datagram into its fields; DecodeError when the layout is wrong."""
-    if len(datagram) > MAX_DATAGRAM:
-        raise DecodeError(f"datagram of {len(datagram)} bytes exceeds {MAX_DATAGRAM}")
-    if len(datagram) < OVERHEAD:
-        raise DecodeError("datagram too short")
-    version, public_key, recipient, counter = _HEADER.unpack_from(datagram)
-    if version != VERSION:
-        raise DecodeError(f"unsupported datagram version {version}")
-    body, tag = datagram[:-TAG_BYTES], datagram[-TAG_BYTES:]
-    signed = body[:-SIGNATURE_BYTES]
+def parse(inner: bytes) -> OpenedPacket:
+    """Split a decrypted inner datagram into its fields (its size was checked on the wire)."""
+    _, public_key, recipient, counter = _HEADER.unpack_from(inner)
+    signed = inner[:-SIGNATURE_BYTES]
     return OpenedPacket(
         public_key=public_key,
         recipient=recipient,
         counter=counter,
         payload=signed[HEADER_BYTES:],
         signed=signed,
-        signature=body[-SIGNATURE_BYTES:],
-        tagged=body,
-        tag=tag,
+        signature=inner[-SIGNATURE_BYTES:],
     )
+
+
+def open_datagram(datagram: bytes, keyring: Keyring) -> OpenedPacket:
+    """Check, decrypt (under an active key of `keyring`, primary first) and parse a datagram.
+
+    Raises:
+        DecodeError: Wrong size or version.
+        AuthenticationError: No key of `keyring` authenticates it.
+    """
+    check_layout(datagram)
+    inner = decrypt(datagram, keyring.by_preference())
+    if inner is None:
+        raise AuthenticationError("no network key authenticates the datagram")
+    return parse(inner)
 
 
 class _EpochWindow:
@@ -292,12 +375,15 @@ def check_recipient(packet: OpenedPacket, me: NodeId) -> bool:
 
 __all__ = [
     "MAX_PAYLOAD",
-    "TAG_BYTES",
     "AuthenticationError",
     "OpenedPacket",
     "ReplayGuard",
     "Sealer",
+    "check_layout",
     "check_recipient",
+    "decrypt",
+    "encrypt",
+    "open_datagram",
     "parse",
     "recipient_tag",
 ]

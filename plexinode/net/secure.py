@@ -11,15 +11,18 @@ On the wire, in order::
     handshake   u16be length || msg1        I -> R   (length <= MAX_HANDSHAKE_MESSAGE)
                 u16be length || msg2        R -> I
                 u16be length || msg3        I -> R
-    headers     24-byte secretstream header, each side -> the other (raw, fixed size)
+    headers     40 bytes each side -> the other: its 24-byte secretstream header sealed
+                (XChaCha20-Poly1305, 16-byte tag) under a one-use key from the handshake,
+                the transcript hash as associated data
     frames      u32be length || secretstream ciphertext (plaintext + 17 bytes), both ways
     close       one frame whose secretstream tag is TAG_FINAL and whose plaintext is empty
 
-The initiator writes msg3 and its header in one write. Each side then waits for the other's
-header before :func:`secure_connect` / :func:`secure_accept` return, so a responder that rejects
-msg3 (it just closes) makes :func:`secure_connect` fail with HandshakeError instead of handing
-back a stream that is already dead. The cost is half a round trip before the initiator's first
-frame; streams are long-lived, so clear errors win.
+The initiator writes msg3 and its sealed header in one write. Each side then waits for the
+other's header, and checks its seal (a header altered on the way fails the handshake at once,
+rather than the first frame later), before :func:`secure_connect` / :func:`secure_accept`
+return, so a responder that rejects msg3 (it just closes) makes :func:`secure_connect` fail
+with HandshakeError instead of handing back a stream that is already dead. The cost is half a
+round trip before the initiator's first frame; streams are long-lived, so clear errors win.
 
 Frames use libsodium's crypto_secretstream_xchacha20poly1305, one direction per key from the
 handshake. It numbers messages internally, so a frame that is dropped, replayed, reordered or
@@ -84,7 +87,13 @@ from plexinode.net.handshake import (
     MAX_HANDSHAKE_MESSAGE,
     HandshakeResult,
     Initiator,
+    PskLookup,
     Responder,
+)
+from plexinode.net.handshake_crypto import (
+    SEALED_HEADER_BYTES,
+    open_stream_header,
+    seal_stream_header,
 )
 from plexinode.net.keyring import Keyring
 from plexinode.net.reader import BufferedReader
@@ -165,7 +174,8 @@ async def secure_connect(
         expected_node_id: The node we mean to reach; None accepts any node. A mismatch fails
             before we reveal our identity.
         prologue: Context both sides must agree on.
-        network_key: The primary network key, which tags msg1 (default: the open network's).
+        network_key: The pre-shared key (the primary network key), which tags msg1 and is mixed
+            into every key (default: the open network's).
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
         frame_timeout: Seconds a frame that has begun arriving may take to complete.
 
@@ -199,6 +209,7 @@ async def secure_accept(
     *,
     prologue: bytes = b"",
     keyring: Keyring | None = None,
+    extra_keys: PskLookup | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     frame_timeout: float = math.inf,
     seen: SeenMsg1 | None = None,
@@ -213,6 +224,8 @@ async def secure_accept(
         identity: This node's identity.
         prologue: Context both sides must agree on.
         keyring: The network keys msg1 may be tagged with (default: the open network's).
+        extra_keys: Further pre-shared keys to accept (:class:`~plexinode.net.handshake.Responder`);
+            the stream's ``psk_kind`` says which kind matched.
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
         frame_timeout: Seconds a frame that has begun arriving may take to complete.
         seen: The node's memory of recent msg1s (a replayed msg1 is refused).
@@ -227,7 +240,7 @@ async def secure_accept(
     """
     async with _closed_on_failure(stream):
         _check_max_frame_bytes(max_frame_bytes)
-        responder = Responder(identity, prologue, keyring=keyring, seen=seen)
+        responder = Responder(identity, prologue, keyring=keyring, extra_keys=extra_keys, seen=seen)
         reader = BufferedReader(stream)
         msg2 = responder.receive(await _read_handshake_message(reader, "msg1"))
         assert msg2 is not None
@@ -247,17 +260,22 @@ async def _establish(
     *,
     frame_timeout: float,
 ) -> SecureStream:
-    """Exchange secretstream headers (after `pending`, the last handshake bytes, if any)."""
+    """Exchange sealed secretstream headers (after `pending`, the last handshake bytes, if
+    any): a header altered on the way fails here, at once, with HandshakeError."""
     push_state = nacl.bindings.crypto_secretstream_xchacha20poly1305_state()
     header = nacl.bindings.crypto_secretstream_xchacha20poly1305_init_push(
         push_state, result.send_key
     )
-    await stream.send_all(pending + header)
-    if not await reader.fill(STREAM_HEADER_BYTES):
+    sealed = seal_stream_header(result.send_header_key, result.transcript_hash, header)
+    await stream.send_all(pending + sealed)
+    if not await reader.fill(SEALED_HEADER_BYTES):
         raise HandshakeError("peer closed the connection at the end of the handshake (rejected?)")
+    peer_header = open_stream_header(
+        result.recv_header_key, result.transcript_hash, reader.take(0, SEALED_HEADER_BYTES)
+    )
     pull_state = nacl.bindings.crypto_secretstream_xchacha20poly1305_state()
     nacl.bindings.crypto_secretstream_xchacha20poly1305_init_pull(
-        pull_state, reader.take(0, STREAM_HEADER_BYTES), result.recv_key
+        pull_state, peer_header, result.recv_key
     )
     log.debug("secure stream established with %s", result.remote_node_id.short())
     return SecureStream(

@@ -44,7 +44,7 @@ from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.admission import Admission
-from plexinode.net.handshake import NetworkKeyError
+from plexinode.net.handshake import NETWORK, RETIRED, NetworkKeyError, PskLookup
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_accept, secure_connect
 from plexinode.net.settings import StreamSettings
@@ -110,6 +110,11 @@ class StreamService:
         self._prologue = prologue
         self._handlers: dict[str, StreamHandler] = {}
         self._retired_ok: set[str] = set()
+        self._extra_key_ok: set[str] = set()
+        #: Pre-shared keys accepted besides the keyring's (a join ticket's key, see
+        #: plexinode.security.ticket_service); such sessions may open only the protocols
+        #: registered ``extra_key_ok``.
+        self.extra_keys: PskLookup | None = None
         #: On a private network, who is a member now: streams with other keys are refused
         #: after the handshake (``refused_not_member``), except for the protocols registered
         #: ``retired_ok``, which check who asks themselves; a responder that is not a member is
@@ -144,12 +149,23 @@ class StreamService:
             "inbound_streams": self.inbound_streams,
         }
 
-    def on(self, protocol: str, handler: StreamHandler, *, retired_ok: bool = False) -> None:
+    def on(
+        self,
+        protocol: str,
+        handler: StreamHandler,
+        *,
+        retired_ok: bool = False,
+        extra_key_ok: bool = False,
+    ) -> None:
         """Serve streams that open `protocol` with `handler`; with `retired_ok`, also for
-        peers whose handshake used a retired network key (module docstring)."""
+        peers whose handshake used a retired network key (module docstring); with
+        `extra_key_ok`, also (and only such protocols) for peers whose handshake used one of
+        :attr:`extra_keys` (a join ticket's key)."""
         self._handlers[protocol] = handler
         if retired_ok:
             self._retired_ok.add(protocol)
+        if extra_key_ok:
+            self._extra_key_ok.add(protocol)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled."""
@@ -205,7 +221,11 @@ class StreamService:
             self.limits.release(key)
 
     async def _run_handler(self, secure: SecureStream, protocol: str) -> None:
-        if secure.retired_key and protocol not in self._retired_ok:
+        if secure.psk_kind not in (NETWORK, RETIRED):
+            if protocol not in self._extra_key_ok:
+                self.stats["extra_key_refused"] += 1
+                return
+        elif secure.retired_key and protocol not in self._retired_ok:
             self.stats["retired_key_refused"] += 1
             log.debug(
                 "%s used a retired network key for %r", secure.remote_node_id.short(), protocol
@@ -214,6 +234,7 @@ class StreamService:
         if (
             self.admission is not None
             and protocol not in self._retired_ok
+            and protocol not in self._extra_key_ok
             and not self.admission.admits(secure.remote_public_key)
         ):
             self.stats["refused_not_member"] += 1
@@ -261,6 +282,7 @@ class StreamService:
                     max_frame_bytes=self.settings.max_frame_bytes,
                     frame_timeout=self.settings.frame_timeout,
                     seen=self._seen_msg1,
+                    extra_keys=self.extra_keys,
                 )
             except NetworkKeyError as exc:
                 self.stats["handshake_network_key"] += 1

@@ -42,9 +42,9 @@ VALIDATES_US_TTL: Final = VALIDATED_TTL / 2
 MAX_ADDRESSES: Final = 65_536
 
 #: The size a request that may draw a full datagram is padded to while the responder has not
-#: validated us: its reply (at most MAX_DATAGRAM) and a one-attempt ping-back (142 bytes) fit
-#: in AMPLIFICATION_FACTOR times it: (1,200 + 142) / 3 = 448, rounded up to 450.
-PADDED_REQUEST_BYTES: Final = 450
+#: validated us: its reply (at most MAX_DATAGRAM) and a one-attempt ping-back (166 bytes) fit
+#: in AMPLIFICATION_FACTOR times it: (1,200 + 166) / 3 = 455.3, rounded up to 456.
+PADDED_REQUEST_BYTES: Final = 456
 
 A = TypeVar("A")
 

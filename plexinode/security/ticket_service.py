@@ -29,7 +29,7 @@ from plexinode.identity import Identity
 from plexinode.net.address import Address, packed_ip
 from plexinode.net.authority import Authority
 from plexinode.net.certificates import ADMIN, INVITER, MEMBER
-from plexinode.net.handshake import UnexpectedPeerError
+from plexinode.net.handshake import PskMatch, UnexpectedPeerError
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream
 from plexinode.net.streams import StreamService
@@ -42,6 +42,7 @@ from plexinode.security.tickets import (
     MAX_CHAIN,
     MAX_OPEN_TICKETS,
     SECRET_BYTES,
+    TICKET,
     JoinReply,
     JoinRequest,
     Ticket,
@@ -120,11 +121,17 @@ class TicketService:
             )
             self._open = {bytes(r[0]): (bytes(r[1]), int(r[2])) for r in rows}
         self._sync_keys()
-        self.streams.on(JOIN_PROTOCOL, self._serve, retired_ok=True)
+        self.streams.extra_keys = self._match
+        self.streams.on(JOIN_PROTOCOL, self._serve, extra_key_ok=True)
         task_status.started()
         while True:
             await trio.sleep(60)
             self._sync_keys()
+
+    def _match(self, body: bytes, tag: bytes) -> PskMatch | None:
+        """The open ticket whose key tags a handshake's msg1 (the stream service asks)."""
+        key = self.keyring.match_ticket(body, tag)
+        return None if key is None else PskMatch(key, TICKET)
 
     def _sync_keys(self) -> None:
         """Keep the keys of the open, unexpired tickets in the keyring (and only those)."""

@@ -61,6 +61,9 @@ from plexinode.wire.schema import (
 PREFIX: Final = "plexinode-ticket-1:"
 #: The stream protocol that redeems a ticket.
 JOIN_PROTOCOL: Final = "join/1"
+#: The kind of pre-shared key a ticket's handshake uses (plexinode.net.handshake.PskMatch):
+#: the stream service serves such a session ``join/1`` alone.
+TICKET: Final = "ticket"
 SECRET_BYTES: Final = 32
 TICKET_ID_BYTES: Final = 16
 #: Most addresses a ticket lists.

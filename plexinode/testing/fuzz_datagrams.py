@@ -133,7 +133,7 @@ CATEGORIES: Final = (
         5,
         {"drop_malformed", "drop_network_key", "drop_id_puzzle", "drop_bad_signature"},
         "the current version, victim or zero tag, random key, counter, payload and signature; "
-        "a valid network tag four times in five",
+        "encrypted under the network key four times in five (else under another key)",
     ),
     _c(
         "truncated",
@@ -158,21 +158,21 @@ CATEGORIES: Final = (
             "drop_bad_signature",
         },
         "1-3 bits flipped in version, key, tag or counter of a fresh signed datagram "
-        "(re-tagged four times in five)",
+        "(re-encrypted under the network key four times in five)",
     ),
     _c(
         "bitflip_payload",
         5,
         {"drop_malformed", "drop_network_key", "drop_bad_signature"},
-        "1-3 bits flipped in the envelope of a fresh signed datagram (re-tagged four times "
-        "in five)",
+        "1-3 bits flipped in the envelope of a fresh signed datagram (re-encrypted under "
+        "the network key four times in five)",
     ),
     _c(
         "bitflip_signature",
         4,
         {"drop_network_key", "drop_bad_signature"},
-        "1-3 bits flipped in the signature of a fresh signed datagram (re-tagged four "
-        "times in five)",
+        "1-3 bits flipped in the signature of a fresh signed datagram (re-encrypted under "
+        "the network key four times in five)",
     ),
     _c(
         "forged_signature",
@@ -339,12 +339,16 @@ NETWORK = Keyring.open("open")
 
 
 def tagged(body: bytes) -> bytes:
-    """`body` (header, payload, signature) with its network tag, as a member would send it."""
-    return body + NETWORK.tag(body)
+    """`body` (the inner datagram: header, payload, signature) encrypted under the network key,
+    as a member would send it."""
+    return packet.encrypt(NETWORK.primary, body)
 
 
 def untagged(datagram: bytes) -> bytes:
-    return datagram[: -packet.TAG_BYTES]
+    """The inner datagram of one of ours (a member can decrypt it)."""
+    inner = packet.decrypt(datagram, [NETWORK.primary])
+    assert inner is not None
+    return inner
 
 
 def decodes(payload: bytes) -> bool:
@@ -742,7 +746,7 @@ class Fuzzer:
             self.rng.getrandbits(64),
         )
         body = header + self._bytes(self.rng.randint(0, packet.MAX_PAYLOAD)) + self._bytes(64)
-        return tagged(body) if self.rng.random() < 0.8 else body + self._bytes(16)
+        return tagged(body) if self.rng.random() < 0.8 else packet.encrypt(self._bytes(32), body)
 
     def _base(self) -> bytes:
         if self.captured and self.rng.random() < 0.5:
@@ -761,10 +765,10 @@ class Fuzzer:
         at = self.rng.randint(0, len(base) - 1)
         return base[:at] + extra[: self.rng.randint(1, 8)] + base[at:]
 
-    # Flips are re-tagged (a member knows the network key) four times in five, so that they
-    # reach the checks after the network tag; the rest stop at the tag.
+    # Flips are re-encrypted under the network key (a member knows it) four times in five, so
+    # that they reach the checks after it; the rest, under another key, stop at the AEAD.
     def _retag(self, body: bytes) -> bytes:
-        return tagged(body) if self.rng.random() < 0.8 else body + self._bytes(16)
+        return tagged(body) if self.rng.random() < 0.8 else packet.encrypt(self._bytes(32), body)
 
     def _bitflip_header(self) -> bytes:
         return self._retag(_flip(untagged(self._fresh_valid()), 0, packet.HEADER_BYTES, self.rng))
@@ -1026,7 +1030,11 @@ class Fuzzer:
         the code that made it.
         """
         try:
-            opened = packet.parse(data)
+            packet.check_layout(data)
+            inner = packet.decrypt(data, [NETWORK.primary])
+            if inner is None:
+                return []
+            opened = packet.parse(inner)
             request = envelope.decode(opened.payload, DATAGRAM_LIMITS)
         except DecodeError:
             return []

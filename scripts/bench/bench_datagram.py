@@ -4,8 +4,9 @@ authentication against plain msgpack, measured in the same run.
     python scripts/bench/bench_datagram.py [--round-trips 5000] [--concurrency 16]
 
 Prints (1) per-datagram microseconds for: msgpack encode+decode of an envelope (the baseline),
-the same plus Ed25519 sign+verify (what plexinode does), and the same plus a per-peer
-authenticated box with a cached shared key (the alternative in docs/decisions.md); (2) ping/pong
+the same plus Ed25519 sign+verify and encryption under a private network's key (what plexinode
+does), the same plus a per-peer authenticated box with a cached shared key (the alternative in
+docs/decisions.md), and the refusal of another network's datagram at the AEAD; (2) ping/pong
 round trips per second between two DatagramServices on loopback UDP in one process.
 """
 
@@ -28,6 +29,7 @@ from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
+from plexinode.net.keyring import Keyring
 from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import SocketTransport
 from plexinode.wire import envelope
@@ -43,12 +45,12 @@ def cost_per_datagram(n: int) -> dict[str, float]:
     def plain() -> None:
         envelope.decode(envelope.encode(message, 12345), DATAGRAM_LIMITS)
 
-    sealer = packet.Sealer(alice, lambda: 7)
+    sealer = packet.Sealer(alice, lambda: 7, Keyring.generate())
     guard = packet.ReplayGuard(DatagramSettings().replay_window)
 
     def signed() -> None:
         datagram = sealer.seal(envelope.encode(message, 12345), bob.node_id)
-        opened = packet.parse(datagram)
+        opened = packet.open_datagram(datagram, sealer.keyring)
         envelope.decode(opened.payload, DATAGRAM_LIMITS)
         opened.verify()
         guard.accept(opened.public_key, opened.counter, 0.0)
@@ -63,12 +65,20 @@ def cost_per_datagram(n: int) -> dict[str, float]:
         opened = sodium.crypto_box_open_afternm(sealed, nonce, shared_b)
         envelope.decode(opened, DATAGRAM_LIMITS)
 
+    outsider = packet.Sealer(bob, lambda: 7, Keyring.generate())
+    junk_datagram = outsider.seal(envelope.encode(message, 12345), alice.node_id)
+
+    def junk() -> None:  # another network's datagram: refused at the AEAD, one key tried
+        packet.check_layout(junk_datagram)
+        assert packet.decrypt(junk_datagram, sealer.keyring.by_preference()) is None
+
     return {
         name: per_op(fn, n) * 1e6
         for name, fn in (
             ("plain msgpack", plain),
             ("ed25519 (plexinode)", signed),
             ("box, cached key", boxed),
+            ("junk refused (aead)", junk),
         )
     }
 

@@ -24,6 +24,7 @@ from plexinode.identity import NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService, Inbound
+from plexinode.net.keyring import Keyring
 from plexinode.net.settings import DatagramSettings
 from plexinode.net.transport import MAX_DATAGRAM, DatagramSocket
 from plexinode.node import Node
@@ -133,7 +134,7 @@ def test_seal_matches_the_packet_layer() -> None:
     sealer = packet.Sealer(identity, lambda: 3)  # epoch 3, first datagram: counter 3 << 32 | 1
     expected = sealer.seal(payload, victim.node_id)
     assert seal(identity, packet.recipient_tag(victim.node_id), 3 << 32 | 1, payload) == expected
-    opened = packet.parse(expected)
+    opened = packet.open_datagram(expected, Keyring.open("open"))
     assert opened.verify() == identity.node_id
 
 

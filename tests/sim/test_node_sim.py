@@ -107,9 +107,11 @@ async def test_bad_datagrams_are_dropped_and_counted(autojump_clock) -> None:
         ping = envelope.encode(Ping(), 5)
         good = sealer.seal(ping, b.node_id)
         forged_key = bytearray(sealer.seal(ping, b.node_id))
-        forged_key[1:33] = Identity.generate().public_key  # the network tag no longer matches
-        body = bytes(forged_key[: -packet.TAG_BYTES])
-        forged_retagged = body + Keyring.open("open").tag(body)  # a member forging: signature
+        forged_key[30:33] = bytes(3)  # altered ciphertext: the AEAD (network check) fails
+        inner = bytearray(packet.decrypt(good, [Keyring.open("open").primary]) or b"")
+        inner[1:33] = Identity.generate().public_key
+        # A member forging (it can decrypt and re-encrypt): the signature fails.
+        forged_retagged = packet.encrypt(Keyring.open("open").primary, bytes(inner))
         wrong_shape = sealer.seal(b"\x93\x01\x02\x03", b.node_id)  # valid msgpack, wrong shape
         unknown_type = sealer.seal(envelope.encode(Ping(), 5).replace(b"\x01", b"\x7f", 2), None)
         reply_never_asked = sealer.seal(envelope.encode(Pong("x", 1), 99), b.node_id)

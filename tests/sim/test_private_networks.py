@@ -11,6 +11,10 @@ import trio
 
 from plexinode.errors import DataDirError
 from plexinode.membership.members import State
+from plexinode.membership.messages import SYNC_PROTOCOL
+from plexinode.membership.syncing import Seed
+from plexinode.net import packet
+from plexinode.net.address import Address
 from plexinode.net.certificates import INVITER, MEMBER
 from plexinode.net.keyring import Keyring, load_keyring
 from plexinode.net.pinging import NoAnswer, PingOptions
@@ -167,3 +171,104 @@ async def test_joining_a_private_network_at_run_time_is_remembered(
         keyless.stop()
         with pytest.raises(DataDirError, match="private network"):
             await keyless.run()
+
+
+async def test_a_passive_observer_learns_neither_envelopes_nor_senders(
+    autojump_clock, monkeypatch
+) -> None:
+    """Every datagram a private network's members exchange (probes, gossip, DHT) is encrypted:
+    none carries an envelope or a member's key in clear; a flipped byte is dropped and counted."""
+    home = Keyring.generate()
+    async with open_memory_network(seed=43, latency=0.002) as net:
+        wire: list[bytes] = []
+        real_send = net._send  # what every bound socket sends through
+
+        def observe(src, payload, dst) -> None:  # a passive observer on every link
+            wire.append(payload)
+            real_send(src, payload, dst)
+
+        monkeypatch.setattr(net, "_send", observe)
+        hosts = [net.new_host() for _ in range(3)]
+        nodes = [
+            Node(
+                seeded_identity(i),
+                FAST,
+                net.transport(hosts[i]),
+                wall_clock=trio.current_time,
+                keyring=Keyring(list(home), home.primary, private=True),
+            )
+            for i in range(3)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            for node in nodes[1:]:
+                await node.membership.join()
+                assert await node.dht.bootstrap([nodes[0].address]) >= 1
+            await trio.sleep(30)
+            assert all(
+                sum(v.state is State.ALIVE for v in n.membership.table.members()) >= 3
+                for n in nodes
+            )
+            assert len(wire) > 50
+            secrets = [n.identity.public_key for n in nodes] + [n.node_id.raw for n in nodes]
+            for datagram in wire:
+                inner = packet.decrypt(datagram, [home.primary])
+                assert inner is not None  # every one is a member's, under the network key
+                opened = packet.parse(inner)
+                assert opened.payload not in datagram
+                assert opened.payload[:12] not in datagram  # not even the envelope's head
+                assert all(secret[:8] not in datagram for secret in secrets)
+            target = nodes[0]
+            before = target.datagrams.stats["drop_network_key"]
+            flipped = bytearray(wire[-1])
+            flipped[len(flipped) // 2] ^= 0x01
+            endpoint = await net.transport(net.new_host()).bind(Address("0.0.0.0", 0))
+            assert target.address is not None
+            await endpoint.datagrams.sendto(bytes(flipped), target.address)
+            await trio.sleep(0.1)
+            assert target.datagrams.stats["drop_network_key"] == before + 1
+            assert target.datagrams.stats["drop_bad_signature"] == 0
+            for node in nodes:
+                node.stop()
+
+
+async def test_a_bare_seed_is_resolved_by_a_ping_before_any_stream_toward_it(
+    autojump_clock, monkeypatch
+) -> None:
+    """A seed given as a bare address (``--bootstrap``, an invite) is dialled only once an
+    authenticated ping named the node there, and then only toward that node; where no member
+    answers, no stream protocol runs at all."""
+    home = Keyring.generate()
+    async with open_memory_network(seed=44, latency=0.002) as net:
+        nodes = [
+            Node(
+                seeded_identity(i),
+                FAST,
+                net.transport(net.new_host()),
+                wall_clock=trio.current_time,
+                keyring=Keyring(list(home), home.primary, private=True),
+            )
+            for i in range(2)
+        ]
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            first, joiner = nodes
+            assert first.address is not None
+            dialled: list[tuple[Address, str, object]] = []
+            real_open = joiner.streams.open
+
+            async def recording_open(address, protocol, *, node_id=None):
+                dialled.append((address, protocol, node_id))
+                return await real_open(address, protocol, node_id=node_id)
+
+            monkeypatch.setattr(joiner.streams, "open", recording_open)
+            assert await joiner.membership.join([Seed(first.address)])
+            assert dialled == [(first.address, SYNC_PROTOCOL, first.node_id)]
+            nobody = Address(net.new_host(), first.address.port)
+            assert not await joiner.membership.join([Seed(nobody)])
+            assert all(address != nobody for address, _, _ in dialled)
+            assert joiner.membership.stats["seed_unresolved"] == 1
+            for node in nodes:
+                node.stop()

@@ -11,8 +11,11 @@ import trio
 
 from plexinode.membership.members import State
 from plexinode.net.certificates import INVITER, MEMBER
+from plexinode.net.echo import ECHO_PROTOCOL
 from plexinode.net.keyring import Keyring
 from plexinode.node import Node
+from plexinode.security.rotation import KEYRING_PROTOCOL
+from plexinode.security.statements import AUTHORITY_PROTOCOL
 from plexinode.security.ticket_service import redeem
 from plexinode.security.tickets import Ticket, TicketError
 from plexinode.testing.authority import KEY, ROOT, founded
@@ -45,6 +48,15 @@ async def test_a_ticket_admits_one_node_once(autojump_clock: trio.testing.MockCl
         ticket = await inviter.invite(3600)
         assert isinstance(ticket, Ticket)
         assert len(inviter.keyring.tickets) == 1
+        # a ticket's key opens join/1 and nothing else: not the statements, not the keys
+        for protocol in (AUTHORITY_PROTOCOL, KEYRING_PROTOCOL, ECHO_PROTOCOL):
+            stream = await joiner.streams.open(
+                inviter.address, protocol, node_id=inviter.node_id, network_key=ticket.key
+            )
+            async with stream:
+                with pytest.raises(trio.EndOfChannel):
+                    await stream.receive()
+        assert inviter.streams.stats["extra_key_refused"] == 3
         await joiner.join(ticket.encode())
         # the joiner holds the network's key, root and its own grant, signed by the inviter
         assert joiner.keyring.private

@@ -25,8 +25,15 @@ from plexinode.net.handshake import (
     HandshakeResult,
     Initiator,
     NetworkKeyError,
+    PskMatch,
     Responder,
     UnexpectedPeerError,
+)
+from plexinode.net.handshake_crypto import (
+    SEALED_HEADER_BYTES,
+    STREAM_HEADER_BYTES,
+    open_stream_header,
+    seal_stream_header,
 )
 from plexinode.net.keyring import (
     TAG_BYTES,
@@ -218,6 +225,48 @@ def test_a_node_of_another_network_is_refused_before_any_key_exchange() -> None:
     result, _, _ = run(Initiator(ALICE, network_key=home.primary), Responder(BOB, keyring=work))
     assert result.remote_node_id == BOB.node_id
     assert not result.retired_key
+
+
+def test_a_responder_without_the_network_key_cannot_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An outsider at a bootstrap address that skips its tag check (or any responder lacking the
+    key) fails the initiator at msg2, before msg3: the initiator reveals neither its identity
+    nor any byte of data."""
+    network, outsider = Keyring.generate(), Keyring.generate()
+    monkeypatch.setattr(outsider, "match", lambda data, tag: outsider.primary)
+    initiator = Initiator(ALICE, network_key=network.primary)
+    msg2 = Responder(CAROL, keyring=outsider).receive(initiator.start())
+    assert msg2 is not None
+    with pytest.raises(HandshakeError, match="cannot decrypt msg2"):
+        initiator.receive(msg2)
+    assert not initiator.is_complete
+
+
+def test_extra_keys_are_offered_after_the_keyring_and_name_their_kind() -> None:
+    """A caller (e.g. for single-use tickets) offers more pre-shared keys and learns which
+    kind matched; an initiator with such a key completes, with it only."""
+    ticket = b"\x07" * 32
+    offered: list[bytes] = []
+
+    def tickets(body: bytes, tag: bytes) -> PskMatch | None:
+        offered.append(body)
+        return PskMatch(ticket, "ticket") if network_tag(ticket, body) == tag else None
+
+    mine, theirs, _ = run(Initiator(ALICE, network_key=ticket), Responder(BOB, extra_keys=tickets))
+    assert theirs.psk_kind == "ticket"
+    assert not theirs.retired_key
+    assert mine.send_key == theirs.recv_key
+    assert len(offered) == 1
+    _, member, _ = run(Initiator(ALICE), Responder(BOB, extra_keys=tickets))
+    assert member.psk_kind == "network"
+    assert len(offered) == 1  # a network key matched first: the lookup was not consulted
+    with pytest.raises(NetworkKeyError):
+        Responder(BOB, extra_keys=tickets).receive(
+            Initiator(ALICE, network_key=b"\x08" * 32).start()
+        )
+    with pytest.raises(ValueError, match="32 bytes"):
+        Initiator(ALICE, network_key=b"short")
 
 
 def test_a_stranger_costs_the_responder_no_ephemeral_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -412,10 +461,11 @@ def test_messages_follow_the_documented_derivation() -> None:
     )
     person = b"pxn-hs-transcrpt"
     h = _h(
-        b"plexinode-stream/1 SIGMA-I X25519 Ed25519 XChaCha20-Poly1305 BLAKE2b-256", person=person
+        b"plexinode-stream/2 SIGMA-I+psk X25519 Ed25519 XChaCha20-Poly1305 BLAKE2b-256",
+        person=person,
     )
     h = _h(h + prologue, person=person)
-    body = b"PXHS\x02" + nacl.bindings.crypto_scalarmult_base(e_i)
+    body = b"PXHS\x03" + nacl.bindings.crypto_scalarmult_base(e_i)
     tag = hashlib.blake2b(
         body, key=open_network_key("open"), digest_size=16, person=b"px-net-tag-v1"
     ).digest()
@@ -424,30 +474,34 @@ def test_messages_follow_the_documented_derivation() -> None:
     assert msg2[:32] == nacl.bindings.crypto_scalarmult_base(e_r)
     h3 = _h(h + msg2[:32], person=person)
     ss = nacl.bindings.crypto_scalarmult(e_i, msg2[:32])
+    ck = _h(open_network_key("open"), key=ss, person=b"pxn-hs-psk-mix")  # the psk mixed in
     nonce = bytes(24)
-    k2 = _h(h3, key=ss, person=b"pxn-hs-msg2-key")
+    k2 = _h(h3, key=ck, person=b"pxn-hs-msg2-key")
     payload2 = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(msg2[32:], h3, nonce, k2)
     assert payload2[:32] == BOB.public_key
     verify_signature(
-        BOB.public_key, b"plexinode handshake v1 responder" + h3 + BOB.public_key, payload2[32:]
+        BOB.public_key, b"plexinode handshake v2 responder" + h3 + BOB.public_key, payload2[32:]
     )
     h4 = _h(h3 + msg2[32:], person=person)
-    k3 = _h(h4, key=ss, person=b"pxn-hs-msg3-key")
+    k3 = _h(h4, key=ck, person=b"pxn-hs-msg3-key")
     payload3 = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(msg3, h4, nonce, k3)
     assert payload3[:32] == ALICE.public_key
     verify_signature(
-        ALICE.public_key, b"plexinode handshake v1 initiator" + h4 + ALICE.public_key, payload3[32:]
+        ALICE.public_key, b"plexinode handshake v2 initiator" + h4 + ALICE.public_key, payload3[32:]
     )
     h5 = _h(h4 + msg3, person=person)
     assert mine.transcript_hash == theirs.transcript_hash == h5
-    assert mine.send_key == _h(h5, key=ss, person=b"pxn-stream-i2r")
-    assert mine.recv_key == _h(h5, key=ss, person=b"pxn-stream-r2i")
+    assert mine.send_key == _h(h5, key=ck, person=b"pxn-stream-i2r")
+    assert mine.recv_key == _h(h5, key=ck, person=b"pxn-stream-r2i")
+    assert mine.send_header_key == _h(h5, key=ck, person=b"pxn-header-i2r")
+    assert mine.recv_header_key == _h(h5, key=ck, person=b"pxn-header-r2i")
+    assert theirs.send_header_key == mine.recv_header_key
     # Ed25519 signatures are deterministic, so with fixed ephemerals the whole exchange is fixed:
     # this pins the wire format against accidental change (bump VERSION on purpose instead).
     assert hashlib.sha256(msg1 + msg2 + msg3).hexdigest() == KNOWN_WIRE_DIGEST
 
 
-KNOWN_WIRE_DIGEST = "41d5f178e355c6e720587eebd118ea83ee53658b24f5df8e64b0dd0b965cc9c0"
+KNOWN_WIRE_DIGEST = "61413112188f3301fd258d89bcd65b194d1fb06798f1a5180655fd3de45026a7"
 
 
 def test_bad_arguments_are_caller_bugs() -> None:
@@ -457,3 +511,15 @@ def test_bad_arguments_are_caller_bugs() -> None:
         Responder(BOB, ephemeral_key=b"short")
     with pytest.raises(TypeError, match="msg1"):
         Responder(BOB).receive(bytearray(Initiator(ALICE).start()))  # type: ignore[arg-type]
+
+
+def test_a_sealed_stream_header_opens_only_intact_and_under_its_key() -> None:
+    mine, theirs, _ = run(Initiator(ALICE), Responder(BOB))
+    header = b"\x05" * STREAM_HEADER_BYTES
+    sealed = seal_stream_header(mine.send_header_key, mine.transcript_hash, header)
+    assert len(sealed) == SEALED_HEADER_BYTES
+    assert open_stream_header(theirs.recv_header_key, theirs.transcript_hash, sealed) == header
+    with pytest.raises(HandshakeError, match="expected 40"):
+        open_stream_header(theirs.recv_header_key, theirs.transcript_hash, sealed[:-1])
+    with pytest.raises(HandshakeError, match="failed authentication"):
+        open_stream_header(theirs.send_header_key, theirs.transcript_hash, sealed)

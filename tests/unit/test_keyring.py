@@ -98,7 +98,9 @@ def test_an_admitted_node_drops_its_open_key_for_the_private_network() -> None:
     ring.tickets = [b"t" * 32]
     tag = network_tag(b"t" * 32, b"msg1")
     assert ring.match(b"msg1", tag) is None  # a ticket's key never admits a datagram
-    assert ring.match_retired(b"msg1", tag) == b"t" * 32
+    assert ring.match_retired(b"msg1", tag) is None
+    assert ring.match_ticket(b"msg1", tag) == b"t" * 32
+    assert ring.match_ticket(b"msg1", network_tag(b"u" * 32, b"msg1")) is None
 
 
 @pytest.mark.parametrize("text", ["", "zz" * 32, "00" * 31, "00" * 33])
@@ -106,3 +108,14 @@ def test_keys_are_64_hex_digits(text: str) -> None:
     with pytest.raises(ValueError, match="64 hex digits"):
         parse_key(text)
     assert parse_key(" " + "ab" * 32 + "\n") == bytes([0xAB]) * 32
+
+
+def test_keys_are_tried_primary_first_and_retired_keys_never() -> None:
+    ring = Keyring.generate()
+    old, new = ring.primary, Keyring.generate().primary
+    ring.install(new)
+    assert ring.by_preference() == [old, new]
+    ring.use(new)
+    assert ring.by_preference() == [new, old]
+    ring.remove(old)
+    assert ring.by_preference() == [new]

@@ -1,26 +1,31 @@
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plexinode.dht.messages import FindNode
 from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import Identity
 from plexinode.net import packet
 from plexinode.net.keyring import Keyring
 from plexinode.net.transport import MAX_DATAGRAM
+from plexinode.wire import envelope
 
 ALICE = Identity.from_seed(b"a" * 32)
 BOB = Identity.from_seed(b"b" * 32)
 
 
+OPEN = Keyring.open("open")
+
+
 def test_seal_parse_verify_round_trip() -> None:
     sealer = packet.Sealer(ALICE, lambda: 1000)
     datagram = sealer.seal(b"payload", BOB.node_id)
-    opened = packet.parse(datagram)
+    opened = packet.open_datagram(datagram, OPEN)
     assert opened.payload == b"payload"
     assert opened.verify() == ALICE.node_id
     assert packet.check_recipient(opened, BOB.node_id)
     assert not packet.check_recipient(opened, ALICE.node_id)
-    anonymous = packet.parse(sealer.seal(b"x", None))
+    anonymous = packet.open_datagram(sealer.seal(b"x", None), OPEN)
     assert packet.check_recipient(anonymous, ALICE.node_id)
     assert anonymous.recipient == packet.ANY_RECIPIENT
 
@@ -49,25 +54,27 @@ def test_largest_payload_fits_and_larger_is_refused() -> None:
         sealer.seal(b"x" * (packet.MAX_PAYLOAD + 1), None)
 
 
+def inner(datagram: bytes, keyring: Keyring = OPEN) -> bytes:
+    """The decrypted inner datagram (what a member of the network can read and re-seal)."""
+    plain = packet.decrypt(datagram, keyring.by_preference())
+    assert plain is not None
+    return plain
+
+
 def test_key_that_does_not_match_signature_is_rejected() -> None:
-    datagram = bytearray(packet.Sealer(ALICE, lambda: 1).seal(b"hello", None))
-    datagram[1:33] = BOB.public_key  # claim to be Bob, keep Alice's signature
+    plain = bytearray(inner(packet.Sealer(ALICE, lambda: 1).seal(b"hello", None)))
+    plain[1:33] = BOB.public_key  # a member claims to be Bob, keeps Alice's signature
+    forged = packet.encrypt(OPEN.primary, bytes(plain))
     with pytest.raises(AuthenticationError):
-        packet.parse(bytes(datagram)).verify()
-
-
-OPEN = Keyring.open("open")
+        packet.open_datagram(forged, OPEN).verify()
 
 
 def admit(datagram: bytes, keyring: Keyring = OPEN) -> None:
-    """What a receiver checks: the layout, the network tag, the signature."""
-    opened = packet.parse(datagram)
-    if keyring.match(opened.tagged, opened.tag) is None:
-        raise AuthenticationError("no network key matches")
-    opened.verify()
+    """What a receiver checks: the layout, the AEAD under a network key, the signature."""
+    packet.open_datagram(datagram, keyring).verify()
 
 
-@pytest.mark.parametrize("index", [0, 1, 40, 45, 50, -20, -1])
+@pytest.mark.parametrize("index", [0, 1, 24, 25, 40, 45, 50, -20, -1])
 def test_any_flipped_byte_is_rejected(index: int) -> None:
     datagram = bytearray(packet.Sealer(ALICE, lambda: 1).seal(b"hello", BOB.node_id))
     admit(bytes(datagram))
@@ -93,9 +100,11 @@ def test_the_network_tag_keeps_networks_apart_and_follows_rotation() -> None:
 def test_truncated_and_oversized() -> None:
     datagram = packet.Sealer(ALICE, lambda: 1).seal(b"hello", None)
     with pytest.raises(DecodeError, match="too short"):
-        packet.parse(datagram[: packet.OVERHEAD - 1])
+        packet.open_datagram(datagram[: packet.OVERHEAD - 1], OPEN)
     with pytest.raises(DecodeError, match="exceeds"):
-        packet.parse(b"\x01" * (MAX_DATAGRAM + 1))
+        packet.open_datagram(b"\x04" * (MAX_DATAGRAM + 1), OPEN)
+    with pytest.raises(DecodeError, match="version 3"):
+        packet.open_datagram(b"\x03" + datagram[1:], OPEN)
     with pytest.raises(AuthenticationError):
         admit(datagram[:-1] + bytes([datagram[-1] ^ 1]))
 
@@ -103,11 +112,68 @@ def test_truncated_and_oversized() -> None:
 @given(st.binary(max_size=MAX_DATAGRAM + 10))
 def test_random_bytes(data: bytes) -> None:
     try:
-        packet.parse(data).verify()
+        packet.open_datagram(data, OPEN).verify()
     except (DecodeError, AuthenticationError):
         pass
     else:  # pragma: no cover - forging a signature by chance
         raise AssertionError("random bytes verified")
+
+
+def test_a_private_networks_datagram_hides_its_envelope_and_its_sender() -> None:
+    """A passive observer of a private network learns neither the envelope (message types,
+    member lists, cluster state) nor who sent it to whom."""
+    ring = Keyring.generate()
+    payload = envelope.encode(FindNode(target=bytes(range(32))), request_id=0x0123456789ABCDEF)
+    datagram = packet.Sealer(ALICE, lambda: 1, keyring=ring).seal(payload, BOB.node_id)
+    for secret in (
+        payload,
+        payload[:8],
+        payload[-8:],
+        bytes(range(32))[:8],
+        ALICE.public_key[:8],
+        ALICE.node_id.raw[:8],
+        BOB.node_id.raw[:8],
+    ):
+        assert secret not in datagram
+    opened = packet.open_datagram(datagram, ring)
+    assert opened.payload == payload
+    assert opened.verify() == ALICE.node_id
+    assert len(datagram) == packet.OVERHEAD + len(payload)
+
+
+def test_equal_inner_datagrams_share_a_nonce_and_different_ones_never_do() -> None:
+    """The nonce is synthetic: a keyed hash of the whole inner datagram, so it repeats only
+    with the very same bytes (then the ciphertext is the same too, and reveals nothing more)."""
+    ring = Keyring.generate()
+    one = packet.Sealer(ALICE, lambda: 1, keyring=ring)
+    again = packet.Sealer(ALICE, lambda: 1, keyring=ring)  # a restart that drew the same epoch
+    first, repeat = one.seal(b"same", None), again.seal(b"same", None)
+    assert first == repeat
+    nonces = {one.seal(b"same", None)[1:25] for _ in range(50)}
+    nonces |= {again.seal(b"other", None)[1:25]}
+    assert len(nonces) == 51
+    assert first[1:25] not in nonces
+
+
+@settings(max_examples=60)
+@given(
+    payload=st.binary(max_size=packet.MAX_PAYLOAD),
+    to_bob=st.booleans(),
+    key=st.binary(min_size=32, max_size=32),
+    epoch=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_round_trip_under_any_key(payload: bytes, to_bob: bool, key: bytes, epoch: int) -> None:
+    ring = Keyring([key], key, private=True)
+    recipient = BOB.node_id if to_bob else None
+    datagram = packet.Sealer(ALICE, lambda: epoch, keyring=ring).seal(payload, recipient)
+    assert len(datagram) == packet.OVERHEAD + len(payload) <= MAX_DATAGRAM
+    opened = packet.open_datagram(datagram, ring)
+    assert opened.payload == payload
+    assert opened.recipient == packet.recipient_tag(recipient)
+    assert opened.counter == epoch << packet.SEQ_BITS | 1
+    assert opened.verify() == ALICE.node_id
+    with pytest.raises(AuthenticationError):
+        packet.open_datagram(datagram, OPEN if key != OPEN.primary else Keyring.generate())
 
 
 def c(epoch: int, number: int) -> int:

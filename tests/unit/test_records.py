@@ -289,7 +289,7 @@ def test_oversized_record_is_refused_before_verifying(no_verify: None) -> None:
     over = dataclasses.replace(fits, signature=bytes(65))  # malformed wins: cheapest check
     assert reason_of(over, registry=registry) == Reason.MALFORMED
     validate_oversized = dataclasses.replace(fits, value=bytes(MAX_VALUE_BYTES + 1))
-    with pytest.raises(InvalidRecord, match="oversized: record of 901 bytes"):
+    with pytest.raises(InvalidRecord, match=f"oversized: record of {MAX_RECORD_BYTES + 1} bytes"):
         validate_record(validate_oversized, NOW, registry)
 
 

@@ -16,12 +16,20 @@ from hypothesis import strategies as st
 
 from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity
-from plexinode.net.handshake import Initiator, Responder, UnexpectedPeerError
+from plexinode.net.handshake import (
+    MSG1_BYTES,
+    MSG2_BYTES,
+    MSG3_BYTES,
+    Initiator,
+    Responder,
+    UnexpectedPeerError,
+)
+from plexinode.net.handshake_crypto import SEALED_HEADER_BYTES, seal_stream_header
+from plexinode.net.keyring import Keyring
 from plexinode.net.reader import BufferedReader
 from plexinode.net.secure import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_OVERHEAD,
-    STREAM_HEADER_BYTES,
     UNYIELDED_FRAMES_MAX,
     SecureStream,
     secure_accept,
@@ -115,9 +123,12 @@ async def raw_accept(stream: trio.abc.Stream, identity: Identity = BOB) -> RawPe
     assert msg2 is not None
     await stream.send_all(handshake_frame(msg2))
     responder.receive(await read_handshake_message(stream))
-    peer = RawPeer(stream, responder.result.send_key)
-    await stream.send_all(peer.header)
-    await read_exactly(stream, STREAM_HEADER_BYTES)
+    result = responder.result
+    peer = RawPeer(stream, result.send_key)
+    await stream.send_all(
+        seal_stream_header(result.send_header_key, result.transcript_hash, peer.header)
+    )
+    await read_exactly(stream, SEALED_HEADER_BYTES)
     return peer
 
 
@@ -210,6 +221,33 @@ async def test_different_prologues_fail() -> None:
         await both(lambda: secure_connect(left, ALICE, prologue=b"net-a"), accept)
 
 
+async def test_an_outsider_at_the_address_receives_msg1_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A responder without the network key, even one that skips its tag check, makes
+    secure_connect fail at msg2: all it ever receives is msg1 (no identity, no data)."""
+    network, outsider = Keyring.generate(), Keyring.generate()
+    monkeypatch.setattr(outsider, "match", lambda data, tag: outsider.primary)
+    left, right = trio.testing.memory_stream_pair()
+    received = bytearray()
+
+    async def outsider_accepts() -> None:
+        responder = Responder(BOB, keyring=outsider)
+        msg1 = await read_handshake_message(right)
+        received.extend(handshake_frame(msg1))
+        msg2 = responder.receive(msg1)
+        assert msg2 is not None
+        await right.send_all(handshake_frame(msg2))
+        while data := await right.receive_some():  # until the initiator hangs up
+            received.extend(data)
+
+    with trio.fail_after(60), pytest.raises(HandshakeError, match="cannot decrypt msg2"):
+        await both(
+            lambda: secure_connect(left, ALICE, network_key=network.primary), outsider_accepts
+        )
+    assert len(received) == 2 + MSG1_BYTES
+
+
 async def test_garbage_instead_of_a_handshake() -> None:
     left, right = trio.testing.memory_stream_pair()
     await left.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -249,6 +287,67 @@ async def test_responder_that_rejects_msg3_fails_connect() -> None:
     with pytest.raises(HandshakeError, match="rejected"):
         await both(lambda: secure_connect(left, ALICE), reject)
     assert await is_closed(left)
+
+
+class FlipByte(trio.abc.Stream):
+    """A stream that flips one bit of the byte at `position` of what it receives: an active
+    attacker on the path."""
+
+    def __init__(self, inner: trio.abc.Stream, position: int) -> None:
+        self.inner = inner
+        self.position = position
+        self.received = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = bytearray(await self.inner.receive_some(max_bytes))
+        offset = self.position - self.received
+        if 0 <= offset < len(data):
+            data[offset] ^= 0x01
+        self.received += len(data)
+        return data
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+#: Where each side's stream header begins in what the other side receives: after the length
+#: prefixed msg2 (initiator's view), after msg1 and msg3 (responder's view).
+_RESPONDER_HEADER_AT = 2 + MSG2_BYTES
+_INITIATOR_HEADER_AT = 2 + MSG1_BYTES + 2 + MSG3_BYTES
+
+
+@pytest.mark.parametrize("byte", [0, 23])
+@pytest.mark.parametrize("side", ["initiator", "responder"])
+async def test_a_stream_header_altered_on_the_wire_fails_the_handshake_at_once(
+    side: str, byte: int
+) -> None:
+    """Each side's secretstream header is bound to the handshake: an attacker who alters it
+    makes secure_connect / secure_accept fail with a clear error, not the first frame later."""
+    left, right = trio.testing.memory_stream_pair()
+    if side == "initiator":  # the initiator receives the responder's header altered
+        left = FlipByte(left, _RESPONDER_HEADER_AT + byte)  # type: ignore[assignment]
+    else:
+        right = FlipByte(right, _INITIATOR_HEADER_AT + byte)  # type: ignore[assignment]
+    outcomes: dict[str, BaseException | SecureStream] = {}
+
+    async def attempt(name: str, connect: Callable[[], Awaitable[SecureStream]]) -> None:
+        try:
+            outcomes[name] = await connect()
+        except HandshakeError as exc:
+            outcomes[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attempt, "initiator", lambda: secure_connect(left, ALICE))
+        nursery.start_soon(attempt, "responder", lambda: secure_accept(right, BOB))
+    failed = outcomes[side]
+    assert isinstance(failed, HandshakeError)
+    assert "stream header failed authentication" in str(failed)
 
 
 async def test_broken_transport_during_handshake_is_a_handshake_error() -> None:
