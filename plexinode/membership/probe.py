@@ -32,7 +32,8 @@ accusation against us that we had to refute; it falls by one for each successful
 probe interval and the probe timeout are both multiplied by ``score + 1``: a node that is itself
 slow (overloaded, starved of CPU, losing packets) probes less often and waits longer before it
 suspects anyone, instead of accusing healthy members of its own failure. The driver stretches
-its gossip and push-pull intervals by the same multiplier, so that a sick node also sends less.
+its gossip interval by the same multiplier, so that a sick node also sends less (push-pull
+keeps its interval: it does not grow under load, and it is how a sick node catches up).
 
 **Starvation** counts as ill health too. A node whose CPU is saturated (a flood, a heavy job,
 many nodes on one core) runs its timers late: the driver reports how late each of its timed

@@ -176,11 +176,6 @@ class Probing:
     def _period(self) -> float:
         return self.prober.probe_interval * self.prober.multiplier
 
-    def _last_call_window(self) -> float:
-        """How long a suspect's last call may take: the probe timeout, stretched like it by
-        our local health (a starved node's own replies queue up behind its work)."""
-        return self.prober.probe_timeout * self.prober.multiplier
-
     # -- the probe loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -195,7 +190,7 @@ class Probing:
                 if now >= next_address_check:
                     next_address_check = now + ADDRESS_CHECK_INTERVAL
                     self._check_address(now)
-            for suspect in table.last_calls(now, self._last_call_window()):
+            for suspect in table.last_calls(now, self._settings.probe_timeout):
                 self._stats["last_calls"] += 1
                 self._tasks.start_soon(self._last_call, suspect)
             claims: list[Claim] = []
@@ -308,10 +303,9 @@ class Probing:
 
     async def _last_call(self, target: NodeId) -> None:
         """A suspect's time ran out: ping it once more, with the accusation, before the
-        verdict (twice within the probe timeout times our local health multiplier, which is all
-        the verdict waits). A suspect that is well answers with its current alive claim, which
-        ends the suspicion here even if this node missed the refutation the rest of the network
-        heard."""
+        verdict (twice within the probe timeout, which is all the verdict waits). A suspect
+        that is well answers with its current alive claim, which ends the suspicion here even
+        if this node missed the refutation the rest of the network heard."""
         member = self._table.get(target)
         accusation = self._evidence.overriding(target)
         if member is None or member.state is not State.SUSPECT or accusation is None:
@@ -321,7 +315,7 @@ class Probing:
                 member.address,
                 MemberPing(self._gossip.piggyback((accusation,)), self._gossip.state_piggyback()),
                 node_id=target,
-                attempt_timeout=self._last_call_window() / 2,
+                attempt_timeout=self._settings.probe_timeout / 2,
                 retries=1,
             )
         except (PeerTimeout, RemoteProtocolError):

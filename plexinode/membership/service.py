@@ -170,7 +170,7 @@ class MembershipService:
         self.ready = trio.Event()
 
     def _slowdown(self) -> int:
-        """Lifeguard's local health multiplier: gossip and push-pull slow down with probes."""
+        """Lifeguard's local health multiplier: gossip slows down with probes."""
         return self.prober.multiplier
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -256,7 +256,6 @@ class MembershipService:
             hear=self.hear,
             hear_state=self.hear_state,
             left=self._departing,
-            slowdown=self._slowdown,
         )
         return _Running(table, admission, probing, syncing)
 

@@ -1,11 +1,9 @@
 """Push-pull, the trio driver: whom to exchange with, and moving the exchange's frames.
 
-Every ``push_pull_interval`` (with 10% jitter; times the local health multiplier of
-:mod:`plexinode.membership.probe`, so that a node in ill health exchanges less) this node runs
-one exchange (:mod:`plexinode.membership.sync`) with one random live member, and one with a
-member believed dead or a seed not counted as a member (an *outsider*): after a partition
-heals, this is how the two sides find each other again (memberlist's isolated nodes never do).
-While it knows nobody
+Every ``push_pull_interval`` (with 10% jitter) this node runs one exchange
+(:mod:`plexinode.membership.sync`) with one random live member, and one with a member believed
+dead or a seed not counted as a member (an *outsider*): after a partition heals, this is how the
+two sides find each other again (memberlist's isolated nodes never do). While it knows nobody
 alive, it joins instead: exchanges with up to :data:`JOIN_SEEDS` seeds at once (the bootstrap
 nodes, the DHT's contacts), retried after :data:`JOIN_RETRY_FIRST` seconds, doubling up to the
 push-pull interval.
@@ -109,8 +107,6 @@ class Syncing:
         hear_state: Hear a cluster-state entry received.
         left: Whether this node has left (it then starts no more exchanges, and counts itself
             as left in those it serves).
-        slowdown: How many times longer than ``push_pull_interval`` exchanges are apart now
-            (the prober's local health multiplier: a node in ill health exchanges less).
     """
 
     def __init__(
@@ -127,10 +123,8 @@ class Syncing:
         hear: HearClaim,
         hear_state: HearEntry,
         left: Callable[[], bool],
-        slowdown: Callable[[], int] = lambda: 1,
     ) -> None:
         self._streams = streams
-        self._slowdown = slowdown
         self._settings = settings
         self._table = table
         self._evidence = evidence
@@ -169,7 +163,7 @@ class Syncing:
                 for seed in partners:
                     nursery.start_soon(self.sync_with, seed)
             jitter = self._rng.uniform(0.9, 1.1)
-            await trio.sleep(self._settings.push_pull_interval * jitter * self._slowdown())
+            await trio.sleep(self._settings.push_pull_interval * jitter)
 
     def _the_dead(self) -> list[Seed]:
         return [

@@ -14,7 +14,9 @@ holds all N members alive, then measures for --duration seconds:
   views, sampled every 5 s;
 - the core's use (process CPU time / wall time) and the event loop's lag (how late a 100 ms
   sleep wakes up: its p50 and p99);
-- each node's local health score (Lifeguard's awareness), its mean and max at the end.
+- each node's local health score (Lifeguard's awareness), its mean and max at the end;
+- with --types, the DHT's share: its liveness pings, and contacts it removed from its routing
+  table (a removed contact that then sends us a request is pinged back before it is re-added).
 
 Each N's rate is printed beside the idle rate, measured first in the same run at --baseline
 nodes (default 10).
@@ -114,6 +116,8 @@ class Result:
     awareness_mean: float
     awareness_max: int
     types: dict[str, float]
+    liveness_pings: float
+    contacts_removed: float
 
 
 def _views(nodes: list[Node]) -> tuple[float, float, int]:
@@ -136,6 +140,8 @@ def _totals(nodes: list[Node]) -> dict[str, int]:
         out["sent"] += node.datagrams.stats["sent"]
         out["failed"] += node.membership.prober.stats["failed"]
         out["dead"] += node.membership.stats["declared_dead"]
+        out["liveness"] += node.dht.record_stats["liveness_pings"]
+        out["removed"] += node.dht.routing.stats["removed"]
     return dict(out)
 
 
@@ -210,6 +216,8 @@ async def measure(count: int, duration: float, on_ready: Callable[[], Awaitable[
         awareness_mean=sum(awareness) / len(awareness),
         awareness_max=max(awareness),
         types=types,
+        liveness_pings=(after["liveness"] - before["liveness"]) / wall / count,
+        contacts_removed=(after["removed"] - before["removed"]) / wall / count,
     )
 
 
@@ -237,6 +245,11 @@ async def run(sizes: list[int], duration: float, baseline: int, types: bool) -> 
             for kind, rate in sorted(result.types.items(), key=lambda kv: -kv[1]):
                 if rate >= 0.005:
                     print(f"        {kind:32s} {rate:7.3f}/s/node")
+            print(
+                f"        (DHT liveness pings {result.liveness_pings:.3f}/s/node, the other DHT "
+                f"pings are ping-backs of requesters missing from the routing table; DHT "
+                f"contacts removed {result.contacts_removed:.3f}/s/node)"
+            )
         await trio.sleep(2)  # the sockets of the last run close
 
 

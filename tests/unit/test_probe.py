@@ -371,13 +371,17 @@ def test_a_lagging_event_loop_is_ill_health_once_a_period() -> None:
     p.lagged(0.05, 0.0)  # a loaded loop's jitter: nothing
     assert p.awareness == 0
     assert p.stats["lagged"] == 0
+    assert not p.starved(0.0)
     p.lagged(0.3, 0.0)
     assert p.awareness == 1
+    assert p.starved(1.9)  # no verdicts for a (now doubled) period
+    assert p.starved_until == 2.0
     p.lagged(0.3, 1.9)  # the same (now doubled) period: counted, no further point
     assert p.awareness == 1
     assert p.stats["lagged"] == 2
     p.lagged(0.3, 2.0)
     assert p.awareness == 2
+    assert not p.starved(5.0)
 
 
 def test_a_probe_during_which_our_loop_lagged_suspects_nobody() -> None:
