@@ -104,7 +104,25 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "datagram.host_datagram_rate",
         integer(1, 10_000_000),
-        "Datagrams per second accepted from one public IP address (not loopback or private).",
+        "Datagrams per second accepted from one host (IPv4 address, IPv6 /64), any address "
+        "but the trusted networks.",
+    ),
+    Setting(
+        "datagram.trusted_hosts",
+        network_list(),
+        "Networks (CIDR) exempt from the per-host datagram rate (comma-separated in the "
+        "environment).",
+    ),
+    Setting(
+        "datagram.host_failure_rate",
+        integer(0, 1_000_000),
+        "Failed signature checks per second one host may cause before its datagrams are "
+        "dropped unchecked.",
+    ),
+    Setting(
+        "datagram.host_failure_burst",
+        integer(1, 1_000_000),
+        "Failed signature checks one host may cause at once.",
     ),
     Setting(
         "stream.handshake_timeout",

@@ -10,7 +10,8 @@ cluster-state entries. It leaves them in two ways:
   ``member-gossip`` messages to ``gossip_nodes`` random live members every ``gossip_interval``.
   News after a quiet spell goes out at once, and urgent news (a death, a leave, our own claims,
   such as a refutation) does not wait for the tick either, though rounds stay at least
-  1 / :data:`URGENT_SPACING` of the interval apart: each hop of a verdict costs a network delay,
+  1 / :data:`URGENT_SPACING` of the interval apart (the interval grows with the node's local
+  health multiplier: a starved node gossips less): each hop of a verdict costs a network delay,
   not also the wait for the next tick, which is what sets how long after the first member
   declares a death the last one knows.
 """
@@ -66,6 +67,9 @@ class Gossip:
         live: How many members are live (alive or suspect), this node included: the N of the
             retransmission limit.
         left: Whether this node has left (it then gossips no more rounds).
+        slowdown: How many times longer than ``gossip_interval`` rounds are apart now: the
+            prober's local health multiplier, so that a node in ill health (starved,
+            overloaded) gossips less instead of more.
     """
 
     def __init__(
@@ -77,8 +81,10 @@ class Gossip:
         *,
         live: Callable[[], int],
         left: Callable[[], bool],
+        slowdown: Callable[[], int] = lambda: 1,
     ) -> None:
         self._datagrams = datagrams
+        self._slowdown = slowdown
         self._settings = settings
         self._rng = rng
         self._stats = stats
@@ -124,9 +130,9 @@ class Gossip:
 
     async def run(self, table: MemberTable) -> None:
         """While news is queued, one round every ``gossip_interval`` (module docstring)."""
-        interval = self._settings.gossip_interval
         last_round = -math.inf
         while True:
+            interval = self._settings.gossip_interval * self._slowdown()
             if not (self.claims or self.state) or self._left():
                 self._news = trio.Event()
                 await self._news.wait()

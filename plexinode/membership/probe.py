@@ -31,7 +31,17 @@ member the order names. Then:
 accusation against us that we had to refute; it falls by one for each successful probe. The
 probe interval and the probe timeout are both multiplied by ``score + 1``: a node that is itself
 slow (overloaded, starved of CPU, losing packets) probes less often and waits longer before it
-suspects anyone, instead of accusing healthy members of its own failure.
+suspects anyone, instead of accusing healthy members of its own failure. The driver stretches
+its gossip interval by the same multiplier, so that a sick node also sends less (push-pull
+keeps its interval: it does not grow under load, and it is how a sick node catches up).
+
+**Starvation** counts as ill health too. A node whose CPU is saturated (a flood, a heavy job,
+many nodes on one core) runs its timers late: the driver reports how late each of its timed
+wakeups was (:meth:`Prober.lagged`). A wakeup later than :data:`LAG_FRACTION` of the probe
+timeout adds one to the score, at most once a period, and makes the probe under way
+*inconclusive*: its ack may be waiting unread in our own socket buffer, so the member is not
+suspected for it (the score rises instead, as for a failed probe). A starved node thus slows
+down and stops accusing members for its own slowness, and recovers as its probes succeed again.
 
 Everything here takes ``now`` and returns actions; the membership service sends the messages,
 keeps the timers (``next_deadline``) and feeds back what arrives. A ``seq`` names one exchange
@@ -54,6 +64,10 @@ from plexinode.randomness import Rng
 
 #: A relay answers ``nack`` after this fraction of the probe timeout without the target's ack.
 NACK_FRACTION = 0.8
+#: A timed wakeup this late, as a fraction of the probe timeout (100 ms at the defaults), means
+#: this node's event loop is starved: far above a loaded loop's jitter (a few ms), and well
+#: below the probe timeout, so that the ack the lag may have delayed is not taken for silence.
+LAG_FRACTION = 0.2
 #: Most pings we make for relay requests at once; more are refused (each lives one period, and
 #: honest members send at most k per period between them, so only a flood reaches this).
 MAX_RELAYED = 256
@@ -163,6 +177,7 @@ class _Probe:
     period_end: float
     acked: bool = False
     indirect_sent: bool = False
+    lagged: bool = False
     relays: tuple[NodeId, ...] = ()
     nacks: set[NodeId] = field(default_factory=set)
 
@@ -223,6 +238,7 @@ class Prober:
         self._view_members: frozenset[NodeId] = frozenset()
         self._probe: _Probe | None = None
         self._next_probe = now
+        self._lag_counted_until = now
         self._relayed: dict[int, _Relayed] = {}
         #: What happened to probes (acked, failed, indirect, missed nacks...), for status.
         self.stats: collections.Counter[str] = collections.Counter()
@@ -240,6 +256,30 @@ class Prober:
     def refuted(self) -> None:
         """We had to refute an accusation against us: a sign of our own ill health."""
         self._adjust(+1)
+
+    def starved(self, now: float) -> bool:
+        """Whether our event loop lagged within the last (stretched) period: the driver then
+        declares no one dead (until :attr:`starved_until`), as a suspect's silence may be our
+        own slowness."""
+        return now < self._lag_counted_until
+
+    @property
+    def starved_until(self) -> float:
+        """When :meth:`starved` ends unless the loop lags again."""
+        return self._lag_counted_until
+
+    def lagged(self, lag: float, now: float) -> None:
+        """A timed wakeup of the driver came `lag` seconds late (module docstring): beyond
+        :data:`LAG_FRACTION` of the probe timeout, our own starvation is ill health, and the
+        probe under way proves nothing about its target."""
+        if lag < self.probe_timeout * LAG_FRACTION:
+            return
+        self.stats["lagged"] += 1
+        if self._probe is not None:
+            self._probe.lagged = True
+        if now >= self._lag_counted_until:
+            self._adjust(+1)
+            self._lag_counted_until = now + self.probe_interval * self.multiplier
 
     # -- the protocol period ---------------------------------------------------------------------
 
@@ -353,8 +393,13 @@ class Prober:
         actions.append(SendPing(target, self._probe.seq))
 
     def _finish(self, probe: _Probe, actions: list[Action]) -> None:
-        """The period ended without an ack: the probe failed."""
+        """The period ended without an ack: the probe failed, or proved nothing if our own
+        event loop lagged meanwhile."""
         self._probe = None
+        if probe.lagged:
+            self.stats["inconclusive"] += 1
+            self._adjust(+1)
+            return
         self.stats["failed"] += 1
         delta = 1
         if probe.relays and len(probe.nacks) < len(probe.relays):

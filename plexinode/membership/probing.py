@@ -22,6 +22,9 @@ A ping to a member we suspect carries our accusation first (Lifeguard's buddy sy
 ping that accuses us is answered with our current alive claim first (a rebuttal), so that a
 suspicion can be refuted even when gossip no longer carries the accusation or the refutation.
 
+The probe loop measures how late its timer wakes it and tells the prober, for which a
+starved event loop is a sign of this node's own ill health (see plexinode.membership.probe).
+
 The probe loop also checks, every :data:`ADDRESS_CHECK_INTERVAL` seconds, that the address this
 node advertises is still the one in its alive claim, and announces a new incarnation if not.
 """
@@ -190,17 +193,32 @@ class Probing:
             for suspect in table.last_calls(now, self._settings.probe_timeout):
                 self._stats["last_calls"] += 1
                 self._tasks.start_soon(self._last_call, suspect)
-            claims, events = table.expire(now)
+            claims: list[Claim] = []
+            events: list[Event] = []
+            due = _or_never(table.next_deadline())
+            if due <= now and self.prober.starved(now):
+                # Our own loop lags: a suspect's silence may be our slowness. Verdicts wait
+                # until we keep time again; members that do keep time declare the dead.
+                self._stats["verdicts_deferred"] += 1
+                due = self.prober.starved_until
+            else:
+                claims, events = table.expire(now)
+                due = _or_never(table.next_deadline())
             for claim in claims:
                 self._stats["declared_dead"] += 1
                 self._announce(claim)
             self._publish(events)
-            deadline = min(table.next_deadline() or math.inf, now + self._period())
+            deadline = min(due, now + self._period())
             if not self._left():
                 deadline = min(deadline, self.prober.next_deadline())
-            with trio.move_on_at(deadline):
+            slept = trio.current_time()
+            with trio.move_on_at(deadline) as timer:
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
+            if timer.cancelled_caught and not self._left():
+                # How late the timer woke: a starved event loop is ill health (probe.py).
+                woke = trio.current_time()
+                self.prober.lagged(woke - max(deadline, slept), woke)
 
     def _check_address(self, now: float) -> None:
         address = self._advertise()
@@ -470,6 +488,10 @@ class Probing:
         if room is not None:
             return self._short_ack((), room)
         return MemberAck(self._gossip.piggyback(), self._gossip.state_piggyback())
+
+
+def _or_never(deadline: float | None) -> float:
+    return math.inf if deadline is None else deadline
 
 
 async def _receive(stream: SecureStream, kind: type[M]) -> M:

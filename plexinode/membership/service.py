@@ -151,7 +151,13 @@ class MembershipService:
         self.stats: collections.Counter[str] = collections.Counter()
         #: The claims and cluster-state entries waiting to be gossiped.
         self.gossip = Gossip(
-            datagrams, settings, self._rng, self.stats, live=self._live, left=self._departing
+            datagrams,
+            settings,
+            self._rng,
+            self.stats,
+            live=self._live,
+            left=self._departing,
+            slowdown=self._slowdown,
         )
         self._subscribers = Subscribers(self.stats)
         self._incarnations = Incarnations(db)
@@ -162,6 +168,10 @@ class MembershipService:
         self._stopping = False
         #: Set once this node knows its address and takes part (probes, answers, gossips).
         self.ready = trio.Event()
+
+    def _slowdown(self) -> int:
+        """Lifeguard's local health multiplier: gossip slows down with probes."""
+        return self.prober.multiplier
 
     # -- life cycle ----------------------------------------------------------------------------
 

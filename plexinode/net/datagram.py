@@ -2,11 +2,13 @@
 
 Services register a handler per request type with :meth:`DatagramService.on` and call peers
 with :meth:`DatagramService.request`. Inbound datagrams go through, in order of cost: the
-per-host rate limit (public source addresses only), size and version checks, decryption under
-one of the network's keys (its AEAD tag is the network check: nodes of other networks stop
-here, for one Poly1305 per key), the recipient tag, strict envelope decoding, the signature,
-the replay guard, and for requests the per-peer, per-type rate limit (keyed on the
-authenticated node ID, so nobody can spend another node's allowance).
+per-host rate limit (every address but trusted networks), size and version checks, decryption
+under one of the network's keys (its AEAD tag is the network check: nodes of other networks
+stop here, for one Poly1305 per key), the recipient tag, strict envelope decoding, the host's
+budget of failed signature checks, the signature, the replay guard, on a private network
+whether the sender is a member (:attr:`DatagramService.admission`), and for requests the
+per-peer, per-type rate limit (keyed on the authenticated node ID, so nobody can spend
+another node's allowance).
 Whatever fails is dropped and counted in :attr:`DatagramService.stats`; nothing from the
 network can raise out of the receive loop.
 
@@ -38,11 +40,12 @@ import trio
 from plexinode.errors import AuthenticationError, DecodeError, PeerTimeout, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
-from plexinode.net.address import Address, is_public_host
+from plexinode.net.address import Address
 from plexinode.net.admission import Admission
 from plexinode.net.keyring import Keyring
 from plexinode.net.ratelimit import TokenBuckets
 from plexinode.net.settings import DatagramSettings
+from plexinode.net.source_limits import SourceLimits
 from plexinode.net.transport import DatagramSocket
 from plexinode.net.validation import Validation
 from plexinode.wire import envelope
@@ -131,8 +134,13 @@ class DatagramService:
         self._peer_limits = TokenBuckets[tuple[NodeId, int]](rate, 2 * rate, max_keys=8192)
         #: At most one RATE_LIMITED reply per sender per second.
         self._limit_notices = TokenBuckets[NodeId](1.0, 1, max_keys=4096)
-        host_rate = settings.host_datagram_rate
-        self._host_limits = TokenBuckets[str](host_rate, 2 * host_rate, max_keys=4096)
+        #: Per-host budgets of datagrams and of failed signature checks.
+        self.sources = SourceLimits(
+            settings.host_datagram_rate,
+            failure_rate=settings.host_failure_rate,
+            failure_burst=settings.host_failure_burst,
+            trusted=settings.trusted_hosts,
+        )
         #: Which source addresses are validated (see plexinode.net.validation).
         self.validation = Validation[Address]()
         # The bytes each request from an unvalidated address may still cause us to send to it
@@ -291,7 +299,7 @@ class DatagramService:
     def _receive(self, data: bytes, address: Address) -> None:
         self.stats["received"] += 1
         now = trio.current_time()
-        if is_public_host(address.host) and not self._host_limits.allow(address.host, now):
+        if not self.sources.allow(address.host, now):
             self._drop("host_rate_limited", address)
             return
         try:
@@ -317,9 +325,13 @@ class DatagramService:
         except DecodeError:
             self._drop("malformed", address)
             return
+        if not self.sources.may_verify(address.host, now):
+            self._drop("host_failures", address)
+            return
         try:
             sender = opened.verify()
         except AuthenticationError:
+            self.sources.failed(address.host, now)
             self._drop("bad_signature", address)
             return
         if sender == self.identity.node_id:

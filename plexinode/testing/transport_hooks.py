@@ -1,9 +1,10 @@
 """Hooks around what one node's transport does: count its traffic, or stall it.
 
-A hooked transport (:func:`starve`, :func:`meter`) calls a :class:`TransportHooks` around each
-datagram, each stream read or write and each connection of one node, and waits for the hook to
-return: :class:`Meter` counts what the node sends, :class:`Starvation` holds everything up while
-the node's event loop is stalled.
+A hooked transport (:func:`starve`, :func:`meter`, :func:`share_core`) calls a
+:class:`TransportHooks` around each datagram, each stream read or write and each connection of
+one node, and waits for the hook to return: :class:`Meter` counts what the node sends,
+:class:`Starvation` holds everything up while the node's event loop is stalled,
+:class:`SharedCore` makes nodes share one CPU core.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 from typing import Protocol
 
 import trio
+import trio.testing
 
 from plexinode.net.address import Address
 from plexinode.net.transport import DatagramSocket, Endpoint, Transport
@@ -59,6 +61,39 @@ class Starvation:
 
     async def connecting(self) -> None:
         await self.wait()
+
+
+class SharedCore:
+    """Nodes sharing one CPU core (many nodes in one process, or a node whose core a flood
+    saturates): every datagram a node sends or receives costs `cost` seconds of the core, and
+    while the core works no timer of anyone fires. Simulated by jumping trio's MockClock by
+    `cost` per datagram: with ``cost * datagrams per second`` near 1 the core is saturated,
+    every timer wakes late and replies queue up, as in a real starved event loop.
+    `busy` is the core time used so far."""
+
+    def __init__(self, clock: trio.testing.MockClock, cost: float) -> None:
+        self.clock = clock
+        self.cost = cost
+        self.busy = 0.0
+
+    async def _work(self) -> None:
+        self.busy += self.cost
+        self.clock.jump(self.cost)
+
+    async def datagram_out(self, size: int) -> None:
+        await self._work()
+
+    async def datagram_in(self, size: int) -> None:
+        await self._work()
+
+    async def stream_out(self, size: int) -> None:
+        return None
+
+    async def stream_in(self, size: int) -> None:
+        return None
+
+    async def connecting(self) -> None:
+        await self._work()
 
 
 class TransportHooks(Protocol):
@@ -188,3 +223,8 @@ def starve(inner: Transport, starvation: Starvation) -> Transport:
 def meter(inner: Transport, counts: Meter) -> Transport:
     """`inner`, with what it sends counted in `counts`."""
     return _HookedTransport(inner, counts)
+
+
+def share_core(inner: Transport, core: SharedCore) -> Transport:
+    """`inner`, its datagrams and connections costing time on `core`."""
+    return _HookedTransport(inner, core)

@@ -32,6 +32,7 @@ from plexinode.net.pinging import NoAnswer, Pinger, PingOptions
 from plexinode.net.secure import SecureStream, secure_connect
 from plexinode.net.settings import DatagramSettings, StreamSettings
 from plexinode.node import Node
+from plexinode.testing.fuzz_datagrams import seal, tagged, untagged
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, running_nodes, seeded_identity
 from plexinode.wire import envelope
@@ -413,14 +414,14 @@ async def test_requests_beyond_a_peers_rate_are_dropped_and_counted(autojump_clo
         assert outcomes[-1] == "ok"
 
 
-async def test_a_public_host_beyond_its_datagram_rate_is_dropped_before_verification(
+async def test_any_host_beyond_its_datagram_rate_is_dropped_before_verification(
     autojump_clock,
 ) -> None:
     settings = replace(FAST, datagram=DatagramSettings(host_datagram_rate=10))
     async with open_memory_network(seed=10) as net, running_nodes(net, 1, settings) as (b,):
         assert b.address is not None
         public = "1.2.3.4"  # a global address (inside the in-memory network only)
-        private = net.new_host()
+        private = net.new_host()  # 10.0.0.x: private addresses are limited too
         sender = Identity.generate()
         sealer = packet.Sealer(sender, lambda: 1)
         datagram = sealer.seal(envelope.encode(Ping(), 0), b.node_id)
@@ -429,10 +430,61 @@ async def test_a_public_host_beyond_its_datagram_rate_is_dropped_before_verifica
             for _ in range(50):
                 await endpoint.datagrams.sendto(datagram, b.address)
         await trio.sleep(1)
-        # 20 (the burst) from the public host got through to the replay guard; the other 30
-        # were dropped first. The private host is not limited: all 50 reached the replay guard.
-        assert b.datagrams.stats["drop_host_rate_limited"] == 30
-        assert b.datagrams.stats["drop_replay"] == 19 + 50
+        # From each host, 20 (the burst) got through to the replay guard; the other 30 were
+        # dropped first.
+        assert b.datagrams.stats["drop_host_rate_limited"] == 30 + 30
+        assert b.datagrams.stats["drop_replay"] == 19 + 20
+
+
+async def test_trusted_networks_are_exempt_from_the_host_datagram_rate(autojump_clock) -> None:
+    async with open_memory_network(seed=10) as net:
+        trusted = net.new_host()
+        settings = replace(
+            FAST, datagram=DatagramSettings(host_datagram_rate=10, trusted_hosts=(trusted,))
+        )
+        async with running_nodes(net, 1, settings) as (b,):
+            assert b.address is not None
+            sealer = packet.Sealer(Identity.generate(), lambda: 1)
+            datagram = sealer.seal(envelope.encode(Ping(), 0), b.node_id)
+            endpoint = await net.transport(trusted).bind(Address(trusted, 0))
+            for _ in range(50):
+                await endpoint.datagrams.sendto(datagram, b.address)
+            await trio.sleep(1)
+            assert b.datagrams.stats["drop_host_rate_limited"] == 0
+            assert b.datagrams.stats["drop_replay"] == 49
+
+
+async def test_a_host_whose_datagrams_keep_failing_the_signature_is_dropped_unverified(
+    autojump_clock,
+) -> None:
+    settings = replace(FAST, datagram=DatagramSettings(host_failure_rate=1, host_failure_burst=5))
+    async with open_memory_network(seed=10) as net, running_nodes(net, 1, settings) as (b,):
+        assert b.address is not None
+        forger = Identity.generate()
+        body = untagged(seal(forger, b.node_id.raw[:8], 1, envelope.encode(Ping(), 7)))
+        forged = tagged(body[: -len(bytes(64))] + bytes(64))  # a zero signature, tagged right
+        host = net.new_host()
+        endpoint = await net.transport(host).bind(Address(host, 0))
+        for _ in range(40):
+            await endpoint.datagrams.sendto(forged, b.address)
+        await trio.sleep(0.5)
+        stats = b.datagrams.stats
+        # The burst of failures was verified; the rest dropped before the check.
+        assert stats["drop_bad_signature"] == 5
+        assert stats["drop_host_failures"] == 35
+        # Honest datagrams from that host are dropped unverified too, until the budget refills.
+        honest = packet.Sealer(Identity.generate(), lambda: 1)
+        ping = honest.seal(envelope.encode(Ping(), 8), b.node_id)
+        await endpoint.datagrams.sendto(ping, b.address)
+        await trio.sleep(0.1)
+        assert stats["drop_host_failures"] == 36
+        await trio.sleep(2)
+        served = stats["requests"]
+        await endpoint.datagrams.sendto(ping, b.address)
+        with trio.fail_after(1):
+            await endpoint.datagrams.recvfrom()  # the pong
+        assert stats["requests"] == served + 1
+        assert stats["drop_host_failures"] == 36
 
 
 async def test_the_id_puzzle_is_enforced_on_datagrams_streams_and_contacts(

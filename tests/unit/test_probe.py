@@ -364,3 +364,39 @@ def test_a_node_on_loopback_relays_to_loopback_members_only() -> None:
     for host in ("169.254.1.1", "224.0.0.1"):
         there = Address(host, 7420)
         assert refusal(there, there, lo=True) == FORBIDDEN_ADDRESS
+
+
+def test_a_lagging_event_loop_is_ill_health_once_a_period() -> None:
+    p = prober()
+    p.lagged(0.05, 0.0)  # a loaded loop's jitter: nothing
+    assert p.awareness == 0
+    assert p.stats["lagged"] == 0
+    assert not p.starved(0.0)
+    p.lagged(0.3, 0.0)
+    assert p.awareness == 1
+    assert p.starved(1.9)  # no verdicts for a (now doubled) period
+    assert p.starved_until == 2.0
+    p.lagged(0.3, 1.9)  # the same (now doubled) period: counted, no further point
+    assert p.awareness == 1
+    assert p.stats["lagged"] == 2
+    p.lagged(0.3, 2.0)
+    assert p.awareness == 2
+    assert not p.starved(5.0)
+
+
+def test_a_probe_during_which_our_loop_lagged_suspects_nobody() -> None:
+    p = prober()
+    ping = start(p)
+    p.tick(0.5, MEMBERS)
+    p.lagged(0.4, 0.6)  # our own starvation: the ack may be unread in our socket buffer
+    actions = p.tick(1.0, MEMBERS)
+    assert not any(isinstance(a, SuspectMember) for a in actions)
+    assert p.stats["inconclusive"] == 1
+    assert p.stats["failed"] == 0
+    assert p.awareness == 2  # the lag, and the probe that proved nothing
+    # The next probe, without lag, suspects as before.
+    following = next(a for a in actions if isinstance(a, SendPing))
+    assert following.target != ping.target
+    p.tick(1.0 + 0.5 * 3, MEMBERS)
+    actions = p.tick(1.0 + 1.0 * 3, MEMBERS)
+    assert SuspectMember(following.target, following.seq) in actions
