@@ -22,11 +22,10 @@ A ping to a member we suspect carries our accusation first (Lifeguard's buddy sy
 ping that accuses us is answered with our current alive claim first (a rebuttal), so that a
 suspicion can be refuted even when gossip no longer carries the accusation or the refutation.
 
-The probe loop measures how late its timer wakes it and tells the prober, for which a
-starved event loop is a sign of this node's own ill health (see plexinode.membership.probe).
-
-The probe loop also checks, every :data:`ADDRESS_CHECK_INTERVAL` seconds, that the address this
-node advertises is still the one in its alive claim, and announces a new incarnation if not.
+The probe loop measures how late its timer wakes it and tells the prober (a starved event loop
+is a sign of this node's own ill health: plexinode.membership.probe). It also checks, every
+:data:`ADDRESS_CHECK_INTERVAL` seconds, that the address this node advertises is still the one
+in its alive claim, and announces a new incarnation if not.
 """
 
 from __future__ import annotations

@@ -47,8 +47,6 @@ from plexinode.membership.beliefs import (
     MemberView,
     Reaped,
     State,
-    Suspected,
-    Updated,
 )
 from plexinode.membership.claims import SignedClaim, sign_claim
 from plexinode.membership.departing import tell_members
@@ -497,14 +495,4 @@ class MembershipService:
         return views.summary(self.stats, self.prober, len(self.gossip.claims), self.state)
 
 
-__all__ = [
-    "Died",
-    "Event",
-    "Joined",
-    "Left",
-    "MembershipService",
-    "Reaped",
-    "Seed",
-    "Suspected",
-    "Updated",
-]
+__all__ = ["MembershipService", "Seed"]
