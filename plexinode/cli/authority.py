@@ -71,9 +71,8 @@ def _submit(statement: Any) -> None:
 def _subject(text: str) -> tuple[str, dict[str, Any]]:
     """A grant's subject: a public key (64 hex digits) or a node ID this node knows, with the
     network's details."""
-    digits = text.strip().lower()
-    if len(digits) == 64 and all(c in "0123456789abcdef" for c in digits):
-        return digits, client().call("authority_info")
+    if is_public_key(text):
+        return text.strip().lower(), client().call("authority_info")
     node_id = node_id_argument(text, param_hint="SUBJECT")
     info = client().call("authority_info", node_id=node_id)
     return info["public_key"], info
@@ -172,17 +171,30 @@ def delegate_inviting(admin_key_file: Path, lifetime: int) -> None:
     _grant("inviter", node_id, admin_key_file, f"{lifetime}s")
 
 
-def revoke_with_key(node_id: str, admin_key_file: Path | None, void: bool) -> dict[str, Any]:
-    """``network revoke`` on a network with a root key: sign the revocation and submit it."""
+def is_public_key(text: str) -> bool:
+    """Whether `text` is a public key (64 hex digits) rather than a node ID."""
+    digits = text.strip().lower()
+    return len(digits) == 64 and all(c in "0123456789abcdef" for c in digits)
+
+
+def revoke_with_key(subject: str, admin_key_file: Path | None, void: bool) -> dict[str, Any]:
+    """``network revoke``: sign the revocation of `subject` (a node ID, or a public key such as
+    an admin key file's) with an admin key and submit it."""
+    from plexinode.identity import NodeId
     from plexinode.security.statements import make_revocation
 
-    info = client().call("authority_info", node_id=node_id)
+    public_key, info = _subject(subject)
     authority = _authority(info)
+    by_key = is_public_key(subject)
+    node_id = str(NodeId.from_public_key(bytes.fromhex(public_key))) if by_key else subject
     if node_id == client().call("id")["node_id"]:
         raise PlexinodeError("a node cannot revoke itself: run `plexinode leave` instead")
     key = _load_admin_key(admin_key_file)
     revocation = make_revocation(
-        key, authority, bytes.fromhex(info["public_key"]), int(time.time()), void=void
+        key, authority, bytes.fromhex(public_key), int(time.time()), void=void
     )
     _submit(revocation)
-    return {"node_id": node_id, "revoked": True}
+    result: dict[str, Any] = {"node_id": node_id, "revoked": True}
+    if by_key:
+        result["public_key"] = public_key
+    return result

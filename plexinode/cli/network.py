@@ -177,16 +177,17 @@ def network_key_remove(key: str) -> None:
 )
 @click.option("--void", is_flag=True, help="Also void every grant and revocation it signed.")
 def network_revoke(node_id: str, admin_key: Path | None, void: bool) -> None:
-    """Take NODE_ID out of the network: no member hands it a network key again; then rotate
-    the keys to cut it off. On a private network with a root key the revocation is signed with
-    an admin key and no later statement undoes it.
+    """Take NODE_ID out of the private network for good: members stop hearing it at once and
+    never hand it a network key again (then rotate the keys). The revocation is signed with an
+    admin key and no later statement undoes it.
 
     NODE_ID may be shortened to a unique prefix (8 characters or more) of an ID this node
-    knows.
+    knows, or be a public key (64 hex digits), e.g. an admin key file's.
     """
-    from plexinode.cli.authority import revoke_with_key
+    from plexinode.cli.authority import is_public_key, revoke_with_key
 
-    node_id = node_id_argument(node_id, param_hint="NODE_ID")
+    if not is_public_key(node_id):
+        node_id = node_id_argument(node_id, param_hint="NODE_ID")
     emit(
         revoke_with_key(node_id, admin_key, void),
         lambda d: (

@@ -51,8 +51,12 @@ def stop() -> None:
 
 @click.command("id", short_help="Print this node's ID.")
 def show_id() -> None:
-    """Print this node's ID (read from the data dir; no running node needed)."""
+    """Print this node's ID (read from the data dir; no running node needed). With --json, its
+    public key too: what an admin grants a role to (`network grant member PUBLIC_KEY`)."""
     from plexinode.identity import load_identity_file
 
     identity = load_identity_file(options().data_dir)
-    emit({"node_id": str(identity.node_id)}, lambda d: str(d["node_id"]))
+    emit(
+        {"node_id": str(identity.node_id), "public_key": identity.public_key.hex()},
+        lambda d: str(d["node_id"]),
+    )

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Longest one join/1 exchange may take, seconds.
 JOIN_TIMEOUT: Final = 10.0
+#: Most join/1 exchanges served at once.
+MAX_SERVING: Final = 8
 #: Redeemed or expired tickets are forgotten this long after they expire, seconds.
 FORGET_AFTER: Final = 86_400
 
@@ -107,6 +109,7 @@ class TicketService:
         #: a database, the redeemed ones too (id -> joiner).
         self._open: dict[bytes, tuple[bytes, int]] = {}
         self._redeemed: dict[bytes, bytes] = {}
+        self._serving = 0
         self.stats: collections.Counter[str] = collections.Counter()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -198,6 +201,16 @@ class TicketService:
     # -- redeeming ---------------------------------------------------------------------------
 
     async def _serve(self, stream: SecureStream) -> None:
+        if self._serving >= MAX_SERVING:
+            self.stats["join_busy"] += 1
+            return
+        self._serving += 1
+        try:
+            await self._serve_one(stream)
+        finally:
+            self._serving -= 1
+
+    async def _serve_one(self, stream: SecureStream) -> None:
         with trio.move_on_after(JOIN_TIMEOUT):
             message = envelope.decode(await stream.receive(), FRAME_LIMITS).message
             if not isinstance(message, JoinRequest):

@@ -76,6 +76,8 @@ from plexinode.wire.schema import (
 #: Every counter of ``DatagramService.stats`` that one received datagram can end in.
 OUTCOMES: Final = (
     "drop_host_rate_limited",
+    "drop_host_failures",
+    "drop_not_member",
     "drop_malformed",
     "drop_misaddressed",
     "drop_network_key",

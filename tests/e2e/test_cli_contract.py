@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from plexinode.cli.main import main
+from plexinode.identity import NodeId
 from plexinode.testing.processes import ID_DIFFICULTY, NodeProcess
 from tests.e2e.test_membership_processes import wait_until
 
@@ -207,7 +208,9 @@ def test_every_command_without_a_node_exits_3_unless_its_argument_is_malformed(
     ]
     assert check_exit_codes(capsys, idle, table) == []
     assert run(capsys, tmp_path / "empty", "id")[0] == 1  # no identity to read: failed
-    assert run_json(capsys, idle, "id") == {"node_id": me}
+    shown = run_json(capsys, idle, "id")
+    assert shown["node_id"] == me
+    assert NodeId.from_public_key(bytes.fromhex(shown["public_key"])) == NodeId.parse(me)
     assert run(capsys, idle, "config", "show")[0] == 0
 
 
@@ -328,6 +331,13 @@ def test_private_network_commands_print_the_contract_fields(
     docs["network revoke"] = run_json(
         capsys, a.data_dir, "network", "revoke", b.node_id[:8], "--admin-key", str(key_file)
     )
+    # an admin key file is revoked by its public key, and only by the root
+    code, _, err = run(capsys, a.data_dir, "network", "revoke", admin, "--admin-key", str(key_file))
+    assert code == 1
+    assert "only the root key revokes an admin" in err
+    revoked_admin = run_json(capsys, a.data_dir, "network", "revoke", admin, "--void")
+    assert revoked_admin["public_key"] == admin
+    assert revoked_admin["revoked"] is True
     missing = {}
     for command in PRIVATE:
         fields = {**CONTRACT, **DOCUMENTED}[command]

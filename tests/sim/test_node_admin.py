@@ -31,7 +31,8 @@ from plexinode.net.address import Address
 from plexinode.net.certificates import ADMIN, MEMBER
 from plexinode.net.keyring import Keyring, load_keyring, save_keyring
 from plexinode.node import Node
-from plexinode.testing.authority import founded
+from plexinode.security.statements import encode_statement, make_grant
+from plexinode.testing.authority import ROOT, authority, founded
 from plexinode.testing.member_cluster import NETWORK
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
@@ -255,6 +256,20 @@ async def test_an_operators_changes_are_kept_in_the_data_dir(mock_clock, tmp_pat
             assert (await client.call("status"))["data_dir"] == str(data_dir)
             await client.call("tags_set", key="role", value="relay")
             await client.call("network_key", action="install", key=fresh.hex())
+            # the authority through the admin socket: what the CLI signs with an admin key
+            info = await client.call("authority_info", node_id=str(node.node_id))
+            assert info["root"] == ROOT.public_key.hex()
+            assert info["public_key"] == node.identity.public_key.hex()
+            with pytest.raises(AdminError, match="has not heard from"):
+                await client.call("authority_info", node_id=str(seeded_identity(7).node_id))
+            stranger = seeded_identity(8).public_key
+            grant = make_grant(ROOT, authority(), stranger, MEMBER, now=0)
+            submitted = [encode_statement(grant).hex(), "09ff"]
+            added = await client.call("authority_submit", statements=submitted)
+            assert added["added"] == 1
+            assert len(added["refused"]) == 1
+            with pytest.raises(AdminError, match="not hex"):
+                await client.call("authority_submit", statements=["zz"])
             assert (await client.call("stop"))["stopped"] is True
         assert not admin.path.exists()
         assert fresh in load_keyring(data_dir, NETWORK)

@@ -15,14 +15,16 @@ from plexinode.net.echo import ECHO_PROTOCOL
 from plexinode.net.keyring import Keyring
 from plexinode.node import Node
 from plexinode.security.rotation import KEYRING_PROTOCOL
-from plexinode.security.statements import AUTHORITY_PROTOCOL
+from plexinode.security.statements import AUTHORITY_PROTOCOL, encode_statement, make_revocation
 from plexinode.security.ticket_service import redeem
-from plexinode.security.tickets import Ticket, TicketError
-from plexinode.testing.authority import KEY, ROOT, founded
+from plexinode.security.tickets import JOIN_PROTOCOL, Ticket, TicketError
+from plexinode.testing.authority import KEY, ROOT, authority, founded
 from plexinode.testing.member_cluster import NETWORK
 from plexinode.testing.network import MemoryNetwork
-from plexinode.testing.nodes import FAST, running_nodes
+from plexinode.testing.nodes import FAST, running_nodes, seeded_identity
 from plexinode.testing.scheduling import wait_for
+from plexinode.wire import envelope
+from plexinode.wire.messages import Ping
 
 SEED = 8
 SETTINGS = replace(FAST, network=NETWORK)
@@ -107,3 +109,68 @@ async def test_expired_tampered_and_misdirected_tickets_admit_nobody(
         assert joiner.keyring.private
         assert inviter.authority_service is not None
         assert inviter.authority_service.stats["added"] == 1
+
+
+async def test_tickets_kept_in_the_database_outlive_a_restart_and_are_used_once(
+    mock_clock: trio.testing.MockClock, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database is a file, used from a worker thread: virtual time jumps only after the
+    # event loop has been idle for this long (real seconds), not while a thread runs.
+    mock_clock.autojump_threshold = 0.5
+    net = MemoryNetwork(seed=SEED)
+    hosts = [net.new_host() for _ in range(3)]
+    for name in ("inviter", "joiner", "late"):
+        (tmp_path / name).mkdir(mode=0o700)
+
+    def node(index: int, name: str) -> Node:
+        return Node(
+            seeded_identity(index, SEED),
+            SETTINGS,
+            net.transport(hosts[index]),
+            data_dir=tmp_path / name,
+            wall_clock=trio.current_time,
+            keyring=keyrings(index),
+        )
+
+    async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as first_run:
+            inviter = node(0, "inviter")
+            await first_run.start(inviter.run)
+            kept = await inviter.invite(3600)
+            with pytest.raises(TicketError, match="no address"):
+                await inviter._security.tickets.issue([], 60)  # type: ignore[union-attr]
+            monkeypatch.setattr("plexinode.security.ticket_service.MAX_OPEN_TICKETS", 1)
+            with pytest.raises(TicketError, match="open tickets"):
+                await inviter.invite(3600)
+            monkeypatch.undo()
+            inviter.stop()
+        # Back from its data dir: the open ticket still admits its holder, once.
+        inviter = node(0, "inviter")
+        await nursery.start(inviter.run)
+        joiner = node(1, "joiner")
+        await nursery.start(joiner.run)
+        # a join/1 stream that does not ask for a ticket gets nothing
+        stream = await joiner.streams.open(
+            inviter.address, JOIN_PROTOCOL, node_id=inviter.node_id, network_key=kept.key
+        )
+        async with stream:
+            await stream.send(envelope.encode(Ping()))
+            with pytest.raises(trio.EndOfChannel):
+                await stream.receive()
+        await joiner.join(kept.encode())
+        assert joiner.keyring.private
+        late = node(2, "late")
+        await nursery.start(late.run)
+        with pytest.raises(TicketError, match="refused the ticket"):
+            await late.join(kept.encode())
+        # a revoked key is refused a ticket of its own
+        service = inviter.authority_service
+        assert service is not None
+        revocation = make_revocation(ROOT, authority(), late.identity.public_key, 1)
+        await service.add([encode_statement(revocation)], source="the test")
+        with pytest.raises(TicketError, match="revoked"):
+            await late.join((await inviter.invite(3600)).encode())
+        stats = inviter._security.tickets.stats  # type: ignore[union-attr]
+        assert (stats["joined"], stats["join_malformed"], stats["join_refused"]) == (1, 1, 1)
+        for each in (inviter, joiner, late):
+            each.stop()

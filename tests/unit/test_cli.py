@@ -36,7 +36,8 @@ def test_init_id_and_config_show(tmp_path: Path, capsys) -> None:
     assert created["key_id"] not in keys["keys"][0]
     assert (tmp_path / "node" / "network.keys").stat().st_mode & 0o077 == 0
     code, out, _ = run(capsys, "--data-dir", d, "--json", "id")
-    assert json.loads(out) == {"node_id": created["node_id"]}
+    assert list(json.loads(out)) == ["node_id", "public_key"]
+    assert json.loads(out)["node_id"] == created["node_id"]
     code, out, _ = run(capsys, "--data-dir", d, "id")
     assert out.strip() == created["node_id"]
     code, out, _ = run(capsys, "--data-dir", d, "--json", "config", "show")

@@ -168,3 +168,29 @@ def test_founding_gives_the_first_node_member_and_inviter_grants() -> None:
     grant = decode_statement(added.new[0])
     assert isinstance(grant, Grant)
     assert grant.issuer == ROOT.public_key
+
+
+def test_a_chain_climbs_to_the_root_once_and_stops_at_its_limit() -> None:
+    held = StatementSet(authority())
+    held.add_many(chain())
+    member = MEMBERS[0].public_key
+    climbed = [decode_statement(s) for s in held.chain(member, NOW + 10, 16)]
+    # the member's grant, the inviter's, the admin's: each issuer's grants once
+    assert [(s.subject, s.issuer) for s in climbed] == [
+        (member, INVITER_KEY.public_key),
+        (INVITER_KEY.public_key, ADMIN_KEY.public_key),
+        (ADMIN_KEY.public_key, ROOT.public_key),
+    ]
+    assert len(held.chain(member, NOW + 10, 2)) == 2
+    assert held.chain(member, NOW - 1, 16) == []  # nothing valid yet
+    # an inviter that admitted itself twice over: its grants are climbed once
+    a = authority()
+    twice = [
+        make_grant(ROOT, a, INVITER_KEY.public_key, INVITER, now=NOW),
+        make_grant(ROOT, a, INVITER_KEY.public_key, MEMBER, now=NOW),
+        make_grant(INVITER_KEY, a, member, MEMBER, now=NOW + 1),
+        make_grant(INVITER_KEY, a, member, MEMBER, now=NOW + 2),
+    ]
+    again = StatementSet(a)
+    again.add_many([encode_statement(s) for s in twice])
+    assert len(again.chain(member, NOW + 10, 16)) == 4
