@@ -1,7 +1,7 @@
 """Adversaries against a private network's authority, each over 20 seeds, with zero successes:
 a sleeper identity after a revocation and a full rotation, a member without the admin role
-writing ``net.`` state, a member injecting keys, forged certificates, and tickets that are
-expired, replayed or tampered with. (The outsider at a bare seed is in test_outsiders.py.)"""
+writing ``net.`` state, a member injecting keys, forged certificates, tickets that are expired,
+replayed or tampered with, and an outsider answering at a bare seed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from collections.abc import Callable
 import pytest
 import trio
 
+from plexinode.errors import HandshakeError
 from plexinode.membership.members import State
+from plexinode.membership.messages import SYNC_PROTOCOL
 from plexinode.membership.service import Seed
 from plexinode.net.certificates import ADMIN, INVITER, MEMBER
 from plexinode.net.keyring import Keyring, key_id
@@ -215,3 +217,32 @@ async def test_expired_replayed_and_tampered_tickets_admit_nobody(
         assert inviter.authority_service is not None
         assert not inviter.authority_service.admits(mallory.identity.public_key)
         assert inviter.authority_service.admits(honest.identity.public_key)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_an_outsider_at_a_bare_seed_learns_nothing(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """An outsider without the network key answers at an address a member was given as a bare
+    seed, and takes any handshake as if it held the key (a tampered responder): the member's
+    ping goes unanswered, so no stream protocol runs; a stream dialled there anyway fails at
+    msg2, before the member says who it is; the outsider learns no member, no state, no key."""
+    settings = dataclasses.replace(FAST, network=NETWORK)
+
+    def keyrings(index: int) -> Keyring:
+        return founded(seed)(index) if index < 2 else Keyring.open(NETWORK)
+
+    net = MemoryNetwork(seed=seed)
+    async with running_nodes(net, 3, settings, seed=seed, keyrings=keyrings) as nodes:
+        member, other, outsider = nodes
+        assert await member.dht.bootstrap([other.address]) >= 1
+        outsider.keyring.match = lambda data, tag: outsider.keyring.primary  # type: ignore[method-assign]
+        assert not await member.membership.join([Seed(outsider.address)])
+        assert member.membership.stats["seed_unresolved"] == 1
+        with pytest.raises(HandshakeError):
+            await member.streams.open(outsider.address, SYNC_PROTOCOL)
+        await trio.sleep(10)
+        assert outsider.streams.stats["accepted"] == 0
+        assert outsider.datagrams.stats["requests"] == 0
+        assert [m.node_id for m in outsider.membership.members()] == [outsider.node_id]
+        assert list(outsider.keyring) == [Keyring.open(NETWORK).primary]
