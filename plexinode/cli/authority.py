@@ -25,7 +25,7 @@ from plexinode.errors import IdentityError, PlexinodeError
 #: ``network grant``'s roles (plexinode.net.certificates.ROLES).
 ROLES = ("admin", "inviter", "member")
 
-_admin_key_option = click.option(
+admin_key_option = click.option(
     "--admin-key",
     "admin_key",
     default=None,
@@ -132,7 +132,7 @@ def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | 
 @click.command("grant", short_help="Give a key a role: admin, inviter or member.")
 @click.argument("role", type=click.Choice(ROLES))
 @click.argument("subject")
-@_admin_key_option
+@admin_key_option
 @click.option("--expires", default=None, metavar="DURATION", help="Default: the role's longest.")
 def grant(role: str, subject: str, admin_key: Path | None, expires: str | None) -> None:
     """Give SUBJECT (a node ID, or a public key in 64 hex digits) ROLE in this network, signed
@@ -151,7 +151,7 @@ def grant(role: str, subject: str, admin_key: Path | None, expires: str | None) 
 
 @click.command("admit", short_help="Admit NODE_ID as a member (its admission certificate).")
 @click.argument("node_id")
-@_admin_key_option
+@admin_key_option
 @click.option("--expires", default=None, metavar="DURATION", help="Default: 400d, the longest.")
 def admit(node_id: str, admin_key: Path | None, expires: str | None) -> None:
     """Admit NODE_ID as a member of this private network (or renew its admission), signed with

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from plexinode.cli.authority import admin_key_option
 from plexinode.cli.context import client, options
 from plexinode.cli.nodeids import node_id_argument
 from plexinode.cli.output import emit, note
@@ -167,14 +168,7 @@ def network_key_remove(key: str) -> None:
 
 @network.command("revoke", short_help="Take NODE_ID out of the network for good.")
 @click.argument("node_id")
-@click.option(
-    "--admin-key",
-    "admin_key",
-    default=None,
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The admin key file to sign with (default: root.key in the data dir).",
-)
+@admin_key_option
 @click.option("--void", is_flag=True, help="Also void every grant and revocation it signed.")
 def network_revoke(node_id: str, admin_key: Path | None, void: bool) -> None:
     """Take NODE_ID out of the private network for good: members stop hearing it at once and

@@ -67,12 +67,14 @@ STRANGER_INTERVAL: Final = 30.0
 #: Strangers asked per round.
 STRANGERS_PER_ROUND: Final = 4
 
-_FAILURES: Final = (
+#: What one exchange with another member may fail with (each counted, none fatal): the
+#: keyring, authority and ticket services all catch these.
+EXCHANGE_FAILURES: Final = (
     trio.TooSlowError,
     OSError,
     DecodeError,
     AuthenticationError,
-    HandshakeError,
+    HandshakeError,  # refused (another network, or the peer's stream limits) or failed
     trio.BrokenResourceError,
     trio.ClosedResourceError,
     trio.EndOfChannel,
@@ -263,7 +265,7 @@ class AuthorityService:
                 )
                 async with stream:
                     await self._exchange(stream, peer.node_id)
-        except _FAILURES as exc:
+        except EXCHANGE_FAILURES as exc:
             self.stats["exchange_failed"] += 1
             log.debug("authority/1 with %s failed: %s", peer.address, exc)
             return False
@@ -304,7 +306,7 @@ class AuthorityService:
         try:
             with trio.move_on_after(EXCHANGE_TIMEOUT):
                 await self._answer(stream)
-        except _FAILURES as exc:
+        except EXCHANGE_FAILURES as exc:
             self.stats["serve_failed"] += 1
             log.debug("authority/1 from %s failed: %s", stream.remote_node_id.short(), exc)
         finally:

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import trio
 
-from plexinode.errors import AuthenticationError, DecodeError, HandshakeError
+from plexinode.errors import AuthenticationError, DecodeError
 from plexinode.identity import NodeId
 from plexinode.membership.members import State
 from plexinode.membership.service import MembershipService, Seed
@@ -27,7 +27,7 @@ from plexinode.membership.state import StateEntry
 from plexinode.net.certificates import ADMIN
 from plexinode.net.keyring import Keyring, key_id
 from plexinode.net.secure import SecureStream
-from plexinode.security.authority_service import AuthorityService
+from plexinode.security.authority_service import EXCHANGE_FAILURES, AuthorityService
 from plexinode.security.rotation import (
     KEYRING_PROTOCOL,
     KEYS_TAG,
@@ -62,17 +62,6 @@ RETRY_MAX: Final = 30.0
 #: How long a node that knows no live member waits before it asks whether it missed a
 #: rotation, seconds.
 ISOLATED_AFTER: Final = 3.0
-
-_FAILURES: Final = (
-    trio.TooSlowError,
-    OSError,
-    DecodeError,
-    AuthenticationError,
-    HandshakeError,  # refused (another network, or the peer's stream limits) or failed
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    trio.EndOfChannel,
-)
 
 
 class KeyringService:
@@ -245,7 +234,7 @@ class KeyringService:
                 await self.authority.reconcile(peer)
             try:
                 reply = await self._ask(peer)
-            except _FAILURES as exc:
+            except EXCHANGE_FAILURES as exc:
                 self.stats["fetch_failed"] += 1
                 log.debug("keyring/1 with %s failed: %s", peer.address, exc)
                 continue

@@ -20,8 +20,6 @@ import trio
 
 from plexinode.errors import (
     AuthenticationError,
-    DecodeError,
-    HandshakeError,
     HandshakeRefused,
     PeerTimeout,
 )
@@ -33,7 +31,7 @@ from plexinode.net.handshake import PskMatch, UnexpectedPeerError
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream
 from plexinode.net.streams import StreamService
-from plexinode.security.authority_service import AuthorityService
+from plexinode.security.authority_service import EXCHANGE_FAILURES, AuthorityService
 from plexinode.security.rotation import KeyringReply, KeyringRequest, open_reply, reply_to
 from plexinode.security.statements import StatementSet, encode_statement, make_grant
 from plexinode.security.tickets import (
@@ -62,17 +60,6 @@ JOIN_TIMEOUT: Final = 10.0
 MAX_SERVING: Final = 8
 #: Redeemed or expired tickets are forgotten this long after they expire, seconds.
 FORGET_AFTER: Final = 86_400
-
-_FAILURES: Final = (
-    trio.TooSlowError,
-    OSError,
-    DecodeError,
-    AuthenticationError,
-    HandshakeError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    trio.EndOfChannel,
-)
 
 
 class TicketService:
@@ -312,7 +299,7 @@ async def redeem(
                 "the inviter refused the ticket: it was already used, has expired, or was not "
                 "issued by that node"
             ) from None
-        except _FAILURES as exc:
+        except EXCHANGE_FAILURES as exc:
             why.append(f"{address}: {exc}")
             continue
         if not isinstance(reply, JoinReply):
