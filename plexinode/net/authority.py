@@ -26,6 +26,15 @@ nodes that hold the same statements agree (docs/decisions.md, 34). The rules:
 Rule 4 refers back to rule 3 only through admins, and admins are revoked only by the root,
 whose revocations depend on nothing: the rules never loop.
 
+**Spent grants** are forgotten (:meth:`Authority.prune`), so that renewals do not pile up
+for as long as a network lives. A grant matters to an answer at time t only while it is valid
+at t (rule 2) or while a grant it entitled (rule 3) may still be: a member grant is spent once
+it has expired, an inviter grant once every member grant it could have entitled has expired
+(its expiry plus a member grant's longest lifetime), each plus :data:`SPENT_MARGIN` for the
+members' clocks to disagree. An admin grant is never spent: it entitles revocations, which are
+kept for good. So every answer at any time from the pruning on is the same with or without the
+spent grants (tests/unit/test_authority.py checks this with hypothesis).
+
 The caller passes the time; this module reads no clock. Statements are checked once, when
 added (:meth:`Authority.add_grant`, :meth:`Authority.add_revocation`); questions are then
 dictionary lookups.
@@ -50,6 +59,18 @@ from plexinode.net.certificates import (
 MAX_GRANTS: Final = 32_768
 #: Most revocations one authority keeps: a grow-only set, so it needs a cap of its own.
 MAX_REVOCATIONS: Final = 16_384
+#: How long after it stops mattering a grant is still kept, seconds: more than members'
+#: clocks may disagree, so that no member forgets a grant another can still find valid.
+SPENT_MARGIN: Final = 7 * 86_400
+
+
+def spent_at(grant: Grant) -> int | None:
+    """When `grant` is spent (module docstring): no answer at that time or later depends on it;
+    None for a role that may revoke (an admin grant is kept for good)."""
+    if grant.role == ADMIN:
+        return None
+    entitled = [MAX_LIFETIME[role] for role, issuers in ISSUERS.items() if grant.role in issuers]
+    return grant.expires_at + max(entitled, default=0) + SPENT_MARGIN
 
 
 class AuthorityError(PlexinodeError):
@@ -158,6 +179,17 @@ class Authority:
         self._revocations.setdefault(revocation.subject, held).append(revocation)
         self._revocation_count += 1
         return True
+
+    def prune(self, now: float) -> list[Grant]:
+        """Forget the grants spent at `now` (:func:`spent_at`); the grants forgotten."""
+        spent = [g for g in self.grants() if is_spent(g, now)]
+        for grant in spent:
+            held = self._grants[grant.subject]
+            held.remove(grant)
+            if not held:
+                del self._grants[grant.subject]
+            self._grant_count -= 1
+        return spent
 
     def grants(self) -> Iterable[Grant]:
         """Every grant held (to hand to other members)."""
@@ -268,6 +300,12 @@ class Authority:
             if self._stands(revocation):
                 return revocation
         return None
+
+
+def is_spent(grant: Grant, now: float) -> bool:
+    """Whether `grant` is spent at `now` (:func:`spent_at`)."""
+    at = spent_at(grant)
+    return at is not None and now >= at
 
 
 def _revoked_reason(revocation: Revocation) -> str:

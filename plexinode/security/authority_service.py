@@ -60,6 +60,8 @@ MAX_VERDICTS: Final = 16_384
 #: seconds, at most :data:`RENEWALS` per round: members stay in while an admin key is offline.
 RENEW_BEFORE: Final = 30 * 86_400
 RENEWALS: Final = 16
+#: How often spent grants are forgotten, seconds (they stay spent: no hurry).
+PRUNE_INTERVAL: Final = 3600.0
 #: Nodes met but not admitted that are remembered to be asked, and how often each is asked
 #: (seconds).
 MAX_STRANGERS: Final = 64
@@ -113,6 +115,7 @@ class AuthorityService:
         self._rng = rng or random.Random()
         self._news = trio.Event()
         self._serving = 0
+        self._next_prune = 0.0
         #: Nodes met but not admitted, to ask: key -> address; and when each may be asked
         #: again.
         self._strangers: collections.OrderedDict[bytes, Address] = collections.OrderedDict()
@@ -136,6 +139,9 @@ class AuthorityService:
             fanout = FANOUT if self._news.is_set() else 1
             self._news = trio.Event()
             await self.renew()
+            if trio.current_time() >= self._next_prune:
+                self._next_prune = trio.current_time() + PRUNE_INTERVAL
+                await self.prune()
             for peer in self._strangers_to_ask() + self._peers(fanout):
                 await self.reconcile(peer)
 
@@ -144,12 +150,17 @@ class AuthorityService:
         if self._db is not None:
             rows = await self._db.execute("SELECT statement FROM authority")
             stored = [bytes(row[0]) for row in rows]
-        added = self.statements.add_many([*self._own, *stored])
+        added = self.statements.add_many([*self._own, *stored], self._wall_clock())
         for reason in added.refused:
             self.stats["load_refused"] += 1
             log.warning("a stored statement of the network's authority is refused: %s", reason)
-        # Own statements not yet in the database are kept there too.
+        # Own statements not yet in the database are kept there too; spent ones go.
         await self._store(added.new)
+        await self.prune()
+        if added.spent and self._db is not None:
+            held = set(self.statements.hashes_held())
+            rows = await self._db.execute("SELECT hash FROM authority")
+            await self._delete([bytes(r[0]) for r in rows if bytes(r[0]) not in held])
         log.info("holding %d statements of the network's authority", len(self.statements))
 
     async def _store(self, encoded: Iterable[bytes]) -> None:
@@ -163,9 +174,25 @@ class AuthorityService:
 
     # -- adding ------------------------------------------------------------------------------
 
+    async def _delete(self, hashes: Sequence[bytes]) -> None:
+        if self._db is None:
+            return
+        for digest in hashes:
+            await self._db.execute("DELETE FROM authority WHERE hash = ?", (digest,))
+
+    async def prune(self) -> int:
+        """Forget the spent grants (plexinode.net.authority), here and in the database; how
+        many."""
+        gone = self.statements.prune(self._wall_clock())
+        await self._delete(gone)
+        if gone:
+            self.stats["pruned"] += len(gone)
+            log.info("forgot %d spent grants of the network's authority", len(gone))
+        return len(gone)
+
     async def add(self, encoded: Sequence[bytes], *, source: str) -> Added:
         """Verify and keep `encoded` statements, store the new ones, and spread them."""
-        added = self.statements.add_many(encoded)
+        added = self.statements.add_many(encoded, self._wall_clock())
         self.stats["added"] += len(added.new)
         self.stats["refused"] += len(added.refused)
         for reason in added.refused:

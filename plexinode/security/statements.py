@@ -25,8 +25,11 @@ The exchange itself (``authority/1``, docs/protocol.md) is four messages on a se
     responder -> initiator   AuthorityPush(the statements wanted, no wants)
 
 At most :data:`MAX_BATCH` statements travel in one message; what is left goes in the next
-round. The set only grows: it is capped by the authority's own limits (grants and revocations
-each), and statements that cannot be verified are refused and counted, never kept.
+round. The set only grows, but for *spent* grants (plexinode.net.authority: expired long
+enough that no answer depends on them any more), which :meth:`StatementSet.prune` forgets and
+:meth:`StatementSet.add_many` no longer takes back; it is capped by the authority's own limits
+(grants and revocations each), and statements that cannot be verified are refused and
+counted, never kept.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ from typing import ClassVar, Final
 
 from plexinode.errors import DecodeError
 from plexinode.identity import Identity
-from plexinode.net.authority import MAX_GRANTS, MAX_REVOCATIONS, Authority, AuthorityError
+from plexinode.net.authority import (
+    MAX_GRANTS,
+    MAX_REVOCATIONS,
+    Authority,
+    AuthorityError,
+    is_spent,
+)
 from plexinode.net.certificates import (
     INVITER,
     LIMITS,
@@ -135,6 +144,8 @@ class Added:
 
     new: tuple[bytes, ...]
     refused: tuple[str, ...]
+    #: Spent grants passed over (not kept, not refused: they no longer matter).
+    spent: int = 0
 
 
 class StatementSet:
@@ -145,12 +156,21 @@ class StatementSet:
         #: Every held statement's encoding, by hash.
         self._held: dict[bytes, bytes] = {}
         self._summary: bytes | None = None
+        #: Hashes of spent grants forgotten or passed over, not to be asked for again (at
+        #: most MAX_HASHES remembered).
+        self._spent: set[bytes] = set()
+        #: The hash of every held grant, for pruning.
+        self._grant_hashes: dict[Grant, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._held)
 
     def __contains__(self, digest: object) -> bool:
         return digest in self._held
+
+    def hashes_held(self) -> list[bytes]:
+        """Every held hash."""
+        return list(self._held)
 
     def hashes(self) -> bytes:
         """Every held hash, sorted and concatenated (a digest's ``hashes``)."""
@@ -176,8 +196,10 @@ class StatementSet:
         return self.encoded(h for h in self._held if h not in theirs)
 
     def wants(self, theirs: set[bytes]) -> bytes:
-        """The hashes in `theirs` not held here, at most :data:`MAX_BATCH` (a want list)."""
-        return b"".join(sorted(h for h in theirs if h not in self._held)[:MAX_BATCH])
+        """The hashes in `theirs` not held here (nor known to be spent), at most
+        :data:`MAX_BATCH` (a want list)."""
+        wanted = (h for h in theirs if h not in self._held and h not in self._spent)
+        return b"".join(sorted(wanted)[:MAX_BATCH])
 
     def chain(self, key: bytes, now: float, limit: int) -> list[bytes]:
         """Encodings of the grants that make `key` hold its roles at `now`, and of the grants
@@ -197,10 +219,10 @@ class StatementSet:
                     todo.append(grant.issuer)
         return found
 
-    def add_many(self, encoded: Iterable[bytes]) -> Added:
+    def add_many(self, encoded: Iterable[bytes], now: float | None = None) -> Added:
         """Verify and keep what is new among `encoded` statements, in any order (module
         docstring). A statement refused for want of its issuer's grant is retried once any
-        other statement got in."""
+        other statement got in. With `now`, grants spent at `now` are passed over."""
         pending: dict[bytes, bytes] = {}
         refused: list[str] = []
         for data in encoded:
@@ -208,16 +230,28 @@ class StatementSet:
             if digest not in self._held:
                 pending[digest] = data
         new: list[bytes] = []
+        spent = 0
         while pending:
             reasons: dict[bytes, str] = {}
             progress = False
             for digest, data in sorted(pending.items(), key=lambda item: item[1]):
                 try:
-                    self._add(decode_statement(data))
+                    statement = decode_statement(data)
+                    if (
+                        now is not None
+                        and isinstance(statement, Grant)
+                        and is_spent(statement, now)
+                    ):
+                        self._forget(digest)
+                        spent += 1
+                        continue
+                    self._add(statement)
                 except (DecodeError, AuthorityError) as exc:
                     reasons[digest] = str(exc)
                     continue
                 self._held[digest] = data
+                if isinstance(statement, Grant):
+                    self._grant_hashes[statement] = digest
                 self._summary = None
                 new.append(data)
                 progress = True
@@ -225,7 +259,22 @@ class StatementSet:
             if not progress:
                 refused.extend(reasons.values())
                 break
-        return Added(tuple(new), tuple(refused))
+        return Added(tuple(new), tuple(refused), spent)
+
+    def prune(self, now: float) -> list[bytes]:
+        """Forget the grants spent at `now`; the hashes of those forgotten."""
+        digests = [self._grant_hashes.pop(grant) for grant in self.authority.prune(now)]
+        for digest in digests:
+            del self._held[digest]
+            self._forget(digest)
+        if digests:
+            self._summary = None
+        return digests
+
+    def _forget(self, digest: bytes) -> None:
+        if len(self._spent) >= MAX_HASHES:
+            self._spent.clear()
+        self._spent.add(digest)
 
     def _add(self, statement: Statement) -> None:
         if isinstance(statement, Grant):

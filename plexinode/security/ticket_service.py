@@ -40,13 +40,13 @@ from plexinode.security.tickets import (
     MAX_CHAIN,
     MAX_OPEN_TICKETS,
     SECRET_BYTES,
-    TICKET,
     JoinReply,
     JoinRequest,
     Ticket,
     TicketAddress,
     TicketError,
     redemption_refusal,
+    ticket_kind,
 )
 from plexinode.storage import Database
 from plexinode.wire import envelope
@@ -119,9 +119,15 @@ class TicketService:
             self._sync_keys()
 
     def _match(self, body: bytes, tag: bytes) -> PskMatch | None:
-        """The open ticket whose key tags a handshake's msg1 (the stream service asks)."""
+        """The open ticket whose key tags a handshake's msg1 (the stream service asks), named
+        by its id, so that the session redeems that ticket alone."""
         key = self.keyring.match_ticket(body, tag)
-        return None if key is None else PskMatch(key, TICKET)
+        if key is None:
+            return None
+        for ticket, (open_key, _) in self._open.items():
+            if open_key == key:
+                return PskMatch(key, ticket_kind(ticket))
+        return None
 
     def _sync_keys(self) -> None:
         """Keep the keys of the open, unexpired tickets in the keyring (and only those)."""
@@ -203,6 +209,12 @@ class TicketService:
             if not isinstance(message, JoinRequest):
                 self.stats["join_malformed"] += 1
                 return
+            if stream.psk_kind != ticket_kind(message.ticket):
+                # The handshake proved another ticket's key: a joiner redeems only the ticket
+                # whose secret it holds.
+                self.stats["join_other_ticket"] += 1
+                await stream.send(envelope.encode(_refusal("not the ticket this session used")))
+                return
             reply = await self._redeem(message.ticket, stream.remote_public_key)
             await stream.send(envelope.encode(reply))
 
@@ -218,7 +230,7 @@ class TicketService:
         if reason is not None:
             self.stats["join_refused"] += 1
             log.info("refused a join ticket: %s", reason)
-            return JoinReply(False, reason, (), (), b"")
+            return _refusal(reason)
         self._open.pop(ticket, None)
         self._sync_keys()
         grant = make_grant(self.identity, self.authority.authority, joiner, MEMBER, now=int(now))
@@ -254,6 +266,10 @@ class TicketService:
             return reason
 
         return await self._db.write(commit)
+
+
+def _refusal(reason: str) -> JoinReply:
+    return JoinReply(False, reason, (), (), b"")
 
 
 # -- the joining side ----------------------------------------------------------------------

@@ -61,8 +61,9 @@ from plexinode.wire.schema import (
 PREFIX: Final = "plexinode-ticket-1:"
 #: The stream protocol that redeems a ticket.
 JOIN_PROTOCOL: Final = "join/1"
-#: The kind of pre-shared key a ticket's handshake uses (plexinode.net.handshake.PskMatch):
-#: the stream service serves such a session ``join/1`` alone.
+#: The kind of pre-shared key a ticket's handshake uses (plexinode.net.handshake.PskMatch),
+#: followed by the ticket's id in hex (:func:`ticket_kind`): the stream service serves such a
+#: session ``join/1`` alone, and ``join/1`` redeems only the ticket the session proved.
 TICKET: Final = "ticket"
 SECRET_BYTES: Final = 32
 TICKET_ID_BYTES: Final = 16
@@ -132,6 +133,11 @@ def ticket_id(secret: bytes) -> bytes:
 def ticket_key(secret: bytes) -> bytes:
     """The key a ticket's joiner handshakes with in place of a network key."""
     return hashlib.blake2b(secret, digest_size=32, person=b"px-ticket-key").digest()
+
+
+def ticket_kind(ticket: bytes) -> str:
+    """The pre-shared key kind of a handshake made with the key of ticket `ticket` (its id)."""
+    return f"{TICKET}:{ticket.hex()}"
 
 
 def is_ticket(text: str) -> bool:

@@ -143,7 +143,11 @@ class Cluster:
             with node.scope:
                 endpoint = await transport.bind(Address("0.0.0.0", 7420))
                 node.address = endpoint.address
-                offset = self.skew.get(node.index, 0.0)
+
+                def wall_clock() -> float:
+                    # Read at every call: a test may step a node's clock while it runs.
+                    return trio.current_time() + self.skew.get(node.index, 0.0)
+
                 keyring = None
                 if self._make_keyring is not None:
                     keyring = self.keyrings.setdefault(node.index, self._make_keyring(node.index))
@@ -173,7 +177,7 @@ class Cluster:
                     rng=random.Random(f"{self.seed}/{node.index}/{trio.current_time()}"),
                     db=db,
                     tags={"role": "sim"},
-                    wall_clock=lambda: trio.current_time() + offset,
+                    wall_clock=wall_clock,
                 )
                 async with trio.open_nursery() as nursery:
                     await nursery.start(datagrams.run)
@@ -186,7 +190,7 @@ class Cluster:
                             node.membership,
                             save=lambda keyring: None,
                             db=db,
-                            wall_clock=lambda: trio.current_time() + offset,
+                            wall_clock=wall_clock,
                             rng=lambda label: random.Random(
                                 f"{self.seed}/{node.index}{label.decode()}"
                             ),

@@ -3,11 +3,19 @@ every member, a late joiner catches up, and nothing a non-admin signed is kept a
 
 from __future__ import annotations
 
+import pytest
 import trio
 
+from plexinode.net.authority import SPENT_MARGIN
 from plexinode.net.certificates import ADMIN, INVITER, MEMBER
 from plexinode.net.keyring import Keyring
-from plexinode.security.statements import encode_statement, make_grant, make_revocation
+from plexinode.security import authority_service
+from plexinode.security.statements import (
+    encode_statement,
+    make_grant,
+    make_revocation,
+    statement_hash,
+)
 from plexinode.testing.authority import ROOT, authority, founded
 from plexinode.testing.member_cluster import MemberNode, member_cluster
 from plexinode.testing.network import MemoryNetwork
@@ -116,3 +124,45 @@ async def test_an_inviter_renews_a_grant_that_is_about_to_expire(
         assert service(cluster.nodes[2]).stats.get("renewed", 0) == 0  # a plain member cannot
         issuers = {g.issuer for g in service(renewed).authority.grants_of(key)}
         assert issuers == {ROOT.public_key, inviter.identity.public_key}
+
+
+async def test_spent_grants_are_forgotten_everywhere_and_in_the_database(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node 1 holds a short grant beside its usual one; once every clock is past the short
+    grant's expiry and SPENT_MARGIN, every node forgets it, in memory and in its database,
+    still admits node 1, and all hold the same set again."""
+    monkeypatch.setattr(authority_service, "PRUNE_INTERVAL", 30.0)
+    founding = founded(SEED)
+    key = seeded_identity(1, SEED).public_key
+    short = encode_statement(make_grant(ROOT, authority(), key, MEMBER, now=0, lifetime=86_400))
+
+    def keyrings(index: int) -> Keyring:
+        ring = founding(index)
+        if index == 1:
+            ring.credentials = (*ring.credentials, short)
+        return ring
+
+    net = MemoryNetwork(seed=SEED)
+    async with member_cluster(
+        net, 3, seed=SEED, keyrings=keyrings, databases=True, skew={}
+    ) as cluster:
+        with trio.fail_after(120):
+            await wait_for(
+                lambda: all(statement_hash(short) in service(n).statements for n in cluster.nodes)
+            )
+        for node in cluster.nodes:
+            cluster.skew[node.index] = 86_400 + SPENT_MARGIN
+        with trio.fail_after(120):
+            await wait_for(lambda: all(service(n).stats["pruned"] == 1 for n in cluster.nodes))
+        summaries = {service(n).statements.summary() for n in cluster.nodes}
+        assert len(summaries) == 1
+        for node in cluster.nodes:
+            assert statement_hash(short) not in service(node).statements
+            assert service(node).member(key)
+            rows = await cluster.databases[node.index].execute(
+                "SELECT 1 FROM authority WHERE hash = ?", (statement_hash(short),)
+            )
+            assert rows == []
+        await trio.sleep(60)  # a few more rounds: nobody takes it back
+        assert all(statement_hash(short) not in service(n).statements for n in cluster.nodes)

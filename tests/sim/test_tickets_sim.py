@@ -17,13 +17,14 @@ from plexinode.node import Node
 from plexinode.security.rotation import KEYRING_PROTOCOL
 from plexinode.security.statements import AUTHORITY_PROTOCOL, encode_statement, make_revocation
 from plexinode.security.ticket_service import redeem
-from plexinode.security.tickets import JOIN_PROTOCOL, Ticket, TicketError
+from plexinode.security.tickets import JOIN_PROTOCOL, JoinReply, JoinRequest, Ticket, TicketError
 from plexinode.testing.authority import KEY, ROOT, authority, founded
 from plexinode.testing.member_cluster import NETWORK
 from plexinode.testing.network import MemoryNetwork
 from plexinode.testing.nodes import FAST, running_nodes, seeded_identity
 from plexinode.testing.scheduling import wait_for
 from plexinode.wire import envelope
+from plexinode.wire.codec import FRAME_LIMITS
 from plexinode.wire.messages import Ping
 
 SEED = 8
@@ -174,3 +175,31 @@ async def test_tickets_kept_in_the_database_outlive_a_restart_and_are_used_once(
         assert (stats["joined"], stats["join_malformed"], stats["join_refused"]) == (1, 1, 1)
         for each in (inviter, joiner, late):
             each.stop()
+
+
+async def test_a_session_redeems_only_the_ticket_whose_key_it_used(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Whoever holds ticket A (and learned ticket B's id, not its secret) cannot spend B over
+    a handshake made with A's key."""
+    net = MemoryNetwork(seed=SEED)
+    async with running_nodes(net, 2, SETTINGS, seed=SEED, keyrings=keyrings) as nodes:
+        inviter, joiner = nodes
+        first = await inviter.invite(3600)
+        second = await inviter.invite(3600)
+        stream = await joiner.streams.open(
+            inviter.address, JOIN_PROTOCOL, node_id=inviter.node_id, network_key=first.key
+        )
+        async with stream:
+            await stream.send(envelope.encode(JoinRequest(second.id)))
+            reply = envelope.decode(await stream.receive(), FRAME_LIMITS).message
+        assert isinstance(reply, JoinReply)
+        assert not reply.admitted
+        assert "not the ticket this session used" in reply.reason
+        tickets = inviter._security.tickets if inviter._security is not None else None
+        assert tickets is not None
+        assert tickets.stats["join_other_ticket"] == 1
+        assert len(inviter.keyring.tickets) == 2  # neither was spent
+        await joiner.join(second.encode())
+        assert joiner.keyring.private
+        assert len(inviter.keyring.tickets) == 1

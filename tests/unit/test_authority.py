@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from plexinode.errors import DecodeError
 from plexinode.identity import Identity
-from plexinode.net.authority import MAX_GRANTS, Authority, AuthorityError
+from plexinode.net.authority import (
+    MAX_GRANTS,
+    SPENT_MARGIN,
+    Authority,
+    AuthorityError,
+    is_spent,
+    spent_at,
+)
 from plexinode.net.certificates import (
     ADMIN,
     INVITER,
@@ -328,3 +335,87 @@ def test_the_answers_depend_on_the_statements_not_their_order(
     for name in _NAMES:
         if forward.is_revoked(key(name)):
             assert not any(forward.holds(key(name), role, T0 + 50) for role in ROLES)
+
+
+# -- spent grants are forgotten without changing any answer ------------------------------------
+
+
+def _answers_from(held: Authority, at: int) -> tuple[object, ...]:
+    times = (at, at + DAY, at + 100 * DAY)
+    return (
+        tuple(held.revoked_keys()),
+        tuple(
+            (
+                bool(held.holds(key(name), role, t)),
+                bool(held.may_issue(key(name), role, t)),
+                bool(held.may_revoke(key(name), key(other), t)),
+            )
+            for name in _NAMES
+            for other in _NAMES
+            for role in ROLES
+            for t in times
+        ),
+    )
+
+
+# Mostly chains that hold (root -> admins -> inviters -> members), at dates far apart.
+_long_grant = st.sampled_from(
+    [
+        ("root", "admin", ADMIN),
+        ("admin", "inviter", INVITER),
+        ("admin", "admin2", INVITER),
+        ("inviter", "alice", MEMBER),
+        ("inviter", "bob", MEMBER),
+        ("admin2", "mallory", MEMBER),
+        ("inviter2", "bob", MEMBER),
+    ]
+).flatmap(
+    lambda chain: st.builds(
+        grant,
+        issuer=st.just(chain[0]),
+        subject=st.just(chain[1]),
+        role=st.just(chain[2]),
+        issued_at=st.integers(T0, T0 + 300 * DAY),
+        days=st.integers(1, 400),
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(_statement, _long_grant, _long_grant), max_size=14),
+    st.integers(T0, T0 + 1200 * DAY),
+)
+def test_forgetting_spent_grants_changes_no_answer_from_then_on(
+    statements: list[Grant | Revocation], now: int
+) -> None:
+    full = _add_until_settled(statements)
+    pruned = _add_until_settled(statements)
+    gone = pruned.prune(now)
+    assert all(is_spent(g, now) for g in gone)
+    assert not any(is_spent(g, now) for g in pruned.grants())
+    assert _answers_from(pruned, now) == _answers_from(full, now)
+
+
+def test_when_grants_are_spent() -> None:
+    member = grant("inviter", "alice", MEMBER, days=30)
+    inviter = grant("admin", "inviter", INVITER, days=30)
+    admin = grant("root", "admin", ADMIN, days=30)
+    assert spent_at(member) == member.expires_at + SPENT_MARGIN
+    assert spent_at(inviter) == inviter.expires_at + MAX_LIFETIME[MEMBER] + SPENT_MARGIN
+    assert spent_at(admin) is None
+    assert not is_spent(admin, T0 + 10_000 * DAY)
+    assert not is_spent(member, member.expires_at + SPENT_MARGIN - 1)
+    assert is_spent(member, member.expires_at + SPENT_MARGIN)
+    held = Authority(NETWORK, key("root"))
+    late = grant("inviter", "bob", MEMBER, issued_at=inviter.expires_at - 1, days=400)
+    for statement in (admin, inviter, member, late):
+        held.add_grant(statement)
+    # The inviter's grant has expired, but a member grant it entitled has not: it stays.
+    assert held.prune(inviter.expires_at + SPENT_MARGIN + DAY) == [member]
+    assert held.holds(key("bob"), MEMBER, inviter.expires_at + SPENT_MARGIN + DAY)
+    assert held.grants_of(key("alice")) == ()
+    assert held.prune(member.expires_at + SPENT_MARGIN) == []
+    assert held.prune(late.expires_at + SPENT_MARGIN) == [late]
+    assert held.prune(spent_at(inviter) or 0) == [inviter]
+    assert list(held.grants()) == [admin]

@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from plexinode.errors import DecodeError
 from plexinode.identity import Identity
-from plexinode.net.authority import Authority
+from plexinode.net.authority import SPENT_MARGIN, Authority
 from plexinode.net.certificates import ADMIN, INVITER, MEMBER, Grant
 from plexinode.security.statements import (
     HASH_BYTES,
     MAX_BATCH,
+    Added,
     AuthorityDigest,
     AuthorityPush,
     StatementSet,
@@ -194,3 +195,31 @@ def test_a_chain_climbs_to_the_root_once_and_stops_at_its_limit() -> None:
     again = StatementSet(a)
     again.add_many([encode_statement(s) for s in twice])
     assert len(again.chain(member, NOW + 10, 16)) == 4
+
+
+def test_spent_grants_are_forgotten_and_not_taken_back() -> None:
+    a = authority()
+    admin = make_grant(ROOT, a, ADMIN_KEY.public_key, ADMIN, now=NOW)
+    short = make_grant(ADMIN_KEY, a, MEMBERS[0].public_key, MEMBER, now=NOW, lifetime=86_400)
+    long = make_grant(ADMIN_KEY, a, MEMBERS[1].public_key, MEMBER, now=NOW)
+    encoded = [encode_statement(g) for g in (admin, short, long)]
+    held = StatementSet(authority())
+    assert len(held.add_many(encoded, NOW).new) == 3
+    before = held.summary()
+    later = short.expires_at + SPENT_MARGIN
+    assert held.prune(later - 1) == []
+    assert held.prune(later) == [statement_hash(encoded[1])]
+    assert len(held) == 2
+    assert held.summary() != before
+    assert held.prune(later) == []
+    # A member that still holds it offers it: it is neither asked for nor taken back.
+    theirs = {statement_hash(d) for d in encoded}
+    assert held.wants(theirs) == b""
+    again = held.add_many(encoded, later)
+    assert again == Added((), (), 1)
+    fresh = StatementSet(authority())
+    added = fresh.add_many(encoded, later)
+    assert set(added.new) == {encoded[0], encoded[2]}
+    assert added.spent == 1
+    assert fresh.wants(theirs) == b""
+    assert fresh.summary() == held.summary()
