@@ -23,8 +23,6 @@ with single-use tickets instead (plexinode.security.tickets).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -34,6 +32,7 @@ from plexinode.net.address import Address, ip_text, packed_ip
 from plexinode.signing.signed import Signed, domain
 from plexinode.wire.codec import Limits
 from plexinode.wire.schema import Bytes, Int, ListOf, Nested, Str, Struct, wire
+from plexinode.wire.tokens import decode_token, encode_token
 
 PREFIX: Final = "plexinode-invite-2:"
 INVITE_DOMAIN: Final = domain(b"plexinode-invite-v2\x00")
@@ -77,7 +76,7 @@ class Invite(Signed):
 
     def encode(self) -> str:
         """The token's one-line text form."""
-        return PREFIX + base64.urlsafe_b64encode(self.to_bytes(_LIMITS)).decode().rstrip("=")
+        return encode_token(PREFIX, self.to_bytes(_LIMITS))
 
 
 def make_invite(
@@ -108,16 +107,10 @@ def parse_invite(token: str, now: float) -> Invite:
     Raises:
         InviteError: With one line saying what is wrong.
     """
-    token = "".join(token.split())
-    if len(token) > MAX_TOKEN:
-        raise InviteError(f"an invite token is at most {MAX_TOKEN} characters")
-    if not token.startswith(PREFIX):
-        raise InviteError(f"not an invite token (it should start with {PREFIX!r})")
-    body = token[len(PREFIX) :]
+    raw = decode_token(token, PREFIX, max_chars=MAX_TOKEN, what="invite token", error=InviteError)
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         invite = Invite.from_bytes(raw, _LIMITS)
-    except (binascii.Error, ValueError, DecodeError):
+    except (ValueError, DecodeError):
         raise InviteError("the invite token is damaged (was it copied whole?)") from None
     if not invite.addresses:
         raise InviteError("the invite token lists no address")

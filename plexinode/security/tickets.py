@@ -31,8 +31,6 @@ appears in a command line.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from dataclasses import dataclass
 from typing import ClassVar, Final
@@ -57,6 +55,7 @@ from plexinode.wire.schema import (
     register,
     wire,
 )
+from plexinode.wire.tokens import decode_token, encode_token
 
 PREFIX: Final = "plexinode-ticket-1:"
 #: The stream protocol that redeems a ticket.
@@ -122,7 +121,7 @@ class Ticket(Struct):
 
     def encode(self) -> str:
         """The ticket's one-line text form."""
-        return PREFIX + base64.urlsafe_b64encode(pack(self.to_wire())).decode().rstrip("=")
+        return encode_token(PREFIX, pack(self.to_wire()))
 
 
 def ticket_id(secret: bytes) -> bytes:
@@ -151,16 +150,10 @@ def parse_ticket(text: str, now: float) -> Ticket:
     Raises:
         TicketError: One line saying what is wrong.
     """
-    text = "".join(text.split())
-    if len(text) > MAX_TICKET:
-        raise TicketError(f"a ticket is at most {MAX_TICKET} characters")
-    if not text.startswith(PREFIX):
-        raise TicketError(f"not a ticket (it should start with {PREFIX!r})")
-    body = text[len(PREFIX) :]
+    raw = decode_token(text, PREFIX, max_chars=MAX_TICKET, what="ticket", error=TicketError)
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         ticket = Ticket.from_wire(unpack(raw, _LIMITS))
-    except (binascii.Error, ValueError, DecodeError):
+    except (ValueError, DecodeError):
         raise TicketError("the ticket is damaged (was it copied whole?)") from None
     if not ticket.addresses:
         raise TicketError("the ticket lists no address")
