@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from plexinode.errors import HandshakeError
 from plexinode.identity import Identity, verify_signature
 from plexinode.net import handshake
+from plexinode.net.cookie import MAC2_BYTES, ZERO_MAC2
 from plexinode.net.handshake import (
     MAGIC,
     MAX_HANDSHAKE_MESSAGE,
@@ -29,7 +30,6 @@ from plexinode.net.handshake import (
     Responder,
     UnexpectedPeerError,
 )
-from plexinode.net.cookie import MAC2_BYTES, ZERO_MAC2
 from plexinode.net.handshake_crypto import (
     SEALED_HEADER_BYTES,
     STREAM_HEADER_BYTES,
