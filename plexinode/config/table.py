@@ -172,6 +172,17 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Connections one host may open at once above its rate (the token bucket's size).",
     ),
     Setting(
+        "stream.cookie_pending_threshold",
+        integer(1, 100_000),
+        "Pending handshakes at which the node is under load: a handshake must then first "
+        "fetch a cookie (one more round trip), which spares the node a key exchange.",
+    ),
+    Setting(
+        "stream.cookie_handshake_rate",
+        integer(1, 1_000_000),
+        "Responder key exchanges per second at which the node is under load (as above).",
+    ),
+    Setting(
         "stream.idle_timeout",
         duration(),
         "An inbound stream on which no frame arrives and none is sent for this long is closed.",

@@ -12,9 +12,12 @@ a received handshake message and return the bytes to send next, like h11 and wsp
 
 The exchange (``||`` is concatenation, sizes in bytes)::
 
-    msg1  I -> R   MAGIC(4) || VERSION(1) || e_I(32) || tag(16)                   53 bytes
+    msg1  I -> R   MAGIC(4) || VERSION(1) || e_I(32) || tag(16) || mac2(16)       69 bytes
     msg2  R -> I   e_R(32) || AEAD(k2, s_R(32) || sig_R(64))                     144 bytes
     msg3  I -> R   AEAD(k3, s_I(32) || sig_I(64))                                112 bytes
+
+(or, from a responder under load, a 56-byte cookie reply instead of msg2, after which it
+closes; :mod:`plexinode.net.cookie` explains it and ``mac2``, which is zeros until then.)
 
 ``tag`` is the network tag (:mod:`plexinode.net.keyring`) of ``MAGIC || VERSION || e_I``
 under the initiator's pre-shared key ``psk`` (its primary network key). The responder picks
@@ -27,7 +30,7 @@ member that missed a key rotation the current keys. A caller may offer further k
 keys. Both sides keep a transcript hash ``h``, a BLAKE2b-256 chain where every step is
 ``h = H(h || data)`` (``h`` has a fixed size, so each step is unambiguous)::
 
-    h0 = H(PROTOCOL_NAME)          h1 = H(h0 || prologue)      h2 = H(h1 || msg1)
+    h0 = H(PROTOCOL_NAME)          h1 = H(h0 || prologue)      h2 = H(h1 || msg1[:53])
     h3 = H(h2 || e_R)              h4 = H(h3 || c2)            h5 = H(h4 || c3)
 
 ``ss = X25519(e_I, e_R)`` is the one Diffie-Hellman secret and ``ck = KDF(ss, psk)`` the
@@ -56,6 +59,9 @@ Why it is safe:
 * **Forward secrecy.** The session keys depend on ephemeral keys, which are dropped when the
   handshake ends: a stolen identity key, or network key, does not decrypt recorded traffic.
 
+``msg1[:53]`` is msg1 without ``mac2``: the cookie is a ticket for the responder's CPU, not
+part of what either side proves, so the transcript does not depend on it.
+
 Every parse is strict: exact message lengths, the magic, the version byte. Any failure raises
 :class:`~plexinode.errors.HandshakeError` and leaves the role object failed; there is no partial
 success. Calling a method in the wrong state is a bug of the caller and raises RuntimeError.
@@ -66,11 +72,20 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 from plexinode.errors import HandshakeError
 from plexinode.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, NodeId
+from plexinode.net.cookie import (
+    COOKIE_BYTES,
+    COOKIE_REPLY_BYTES,
+    MAC2_BYTES,
+    ZERO_MAC2,
+    ConnectionCookies,
+    CookieReply,
+    mac2,
+    open_cookie,
+)
 from plexinode.net.handshake_crypto import (
     AEAD_TAG_BYTES,
     KEY_BYTES,
@@ -91,8 +106,38 @@ from plexinode.net.handshake_crypto import (
     verify_identity_payload,
 )
 from plexinode.net.handshake_crypto import new_ephemeral as _ephemeral
+from plexinode.net.handshake_types import (
+    NETWORK,
+    RETIRED,
+    HandshakeResult,
+    NetworkKeyError,
+    PskLookup,
+    PskMatch,
+    UnexpectedPeerError,
+    keyring_match,
+)
 from plexinode.net.keyring import TAG_BYTES, Keyring, network_tag, open_network_key
 from plexinode.net.stream_limits import SeenMsg1
+
+__all__ = [
+    "MAGIC",
+    "MAX_HANDSHAKE_MESSAGE",
+    "MSG1_BYTES",
+    "MSG2_BYTES",
+    "MSG3_BYTES",
+    "NETWORK",
+    "RETIRED",
+    "VERSION",
+    "CookieReply",
+    "HandshakeResult",
+    "Initiator",
+    "NetworkKeyError",
+    "PskLookup",
+    "PskMatch",
+    "Responder",
+    "UnexpectedPeerError",
+    "keyring_match",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +146,11 @@ log = logging.getLogger(__name__)
 MAGIC: Final = b"PXHS"
 #: The handshake version, in msg1 right after the magic. Bumped whenever any byte layout, label
 #: or derivation in this module changes; a responder only answers the version it speaks.
-VERSION: Final = 3
+VERSION: Final = 4
 
 #: Exact sizes of the three messages; anything else is rejected before any cryptography.
-MSG1_BYTES: Final = len(MAGIC) + 1 + KEY_BYTES + TAG_BYTES
+#: (The cookie reply, :data:`~plexinode.net.cookie.COOKIE_REPLY_BYTES`, differs from all.)
+MSG1_BYTES: Final = len(MAGIC) + 1 + KEY_BYTES + TAG_BYTES + MAC2_BYTES
 _IDENTITY_PAYLOAD_BYTES: Final = PUBLIC_KEY_BYTES + SIGNATURE_BYTES
 MSG2_BYTES: Final = KEY_BYTES + _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
 MSG3_BYTES: Final = _IDENTITY_PAYLOAD_BYTES + AEAD_TAG_BYTES
@@ -117,103 +163,21 @@ MAX_HANDSHAKE_MESSAGE: Final = 512
 RESPONDER_LABEL: Final = b"plexinode handshake v2 responder"
 INITIATOR_LABEL: Final = b"plexinode handshake v2 initiator"
 
-#: The kinds of pre-shared key the responder finds for msg1's tag in its keyring.
-NETWORK: Final = "network"
-RETIRED: Final = "retired"
-
-
-class UnexpectedPeerError(HandshakeError):
-    """The responder proved an identity other than the one the initiator asked for.
-
-    Raised by :meth:`Initiator.receive` before msg3 exists, so the initiator has not revealed
-    who it is. Typical cause: a stale address that now belongs to another node.
-
-    Attributes:
-        remote_node_id: The node that answered (its signature was valid).
-        expected_node_id: The node the caller wanted to reach.
-    """
-
-    def __init__(self, remote_node_id: NodeId, expected_node_id: NodeId) -> None:
-        super().__init__(f"connected to {remote_node_id} but expected {expected_node_id}")
-        self.remote_node_id = remote_node_id
-        self.expected_node_id = expected_node_id
-
-
-class NetworkKeyError(HandshakeError):
-    """msg1's network tag matches none of our network keys: the initiator is not a member."""
-
-
-@dataclass(frozen=True, slots=True)
-class PskMatch:
-    """The pre-shared key a responder found for msg1's tag, and what kind of key it is.
-
-    Attributes:
-        key: The 32-byte key; it was mixed into every key of the handshake.
-        kind: :data:`NETWORK` (an active network key), :data:`RETIRED` (a retired one), or
-            whatever a caller's ``extra_keys`` lookup names (e.g. a ticket's key).
-    """
-
-    key: bytes = field(repr=False)
-    kind: str
-
-
-#: Extra pre-shared keys a responder may accept: called with msg1's tagged bytes and its tag
-#: when no key of the keyring matches, it returns the matching key and its kind, or None.
-PskLookup = Callable[[bytes, bytes], PskMatch | None]
-
-
-def keyring_match(keyring: Keyring, body: bytes, tag: bytes) -> PskMatch | None:
-    """The key of `keyring` (active first, then retired) under which `tag` tags `body`."""
-    key = keyring.match(body, tag)
-    if key is not None:
-        return PskMatch(key, NETWORK)
-    key = keyring.match_retired(body, tag)
-    return None if key is None else PskMatch(key, RETIRED)
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeResult:
-    """What a completed handshake proves and yields.
-
-    Attributes:
-        remote_public_key: The peer's Ed25519 public key; it signed this session's transcript.
-        remote_node_id: The node ID of that key.
-        send_key: 32-byte key for what this side sends (the peer's ``recv_key``).
-        recv_key: 32-byte key for what this side receives (the peer's ``send_key``).
-        transcript_hash: Hash of the whole handshake, equal on both sides and unique to the
-            session; usable as a session id or for channel binding.
-        send_header_key: One-use key that seals this side's secretstream header.
-        recv_header_key: One-use key that opens the peer's secretstream header.
-        psk_kind: (Responder) the kind of pre-shared key msg1 was tagged with (:class:`PskMatch`);
-            the initiator's is always :data:`NETWORK`.
-    """
-
-    remote_public_key: bytes
-    remote_node_id: NodeId
-    send_key: bytes = field(repr=False)
-    recv_key: bytes = field(repr=False)
-    transcript_hash: bytes
-    send_header_key: bytes = field(repr=False, default=b"")
-    recv_header_key: bytes = field(repr=False, default=b"")
-    psk_kind: str = NETWORK
-
-    @property
-    def retired_key(self) -> bool:
-        """(Responder) msg1 was tagged under a retired network key."""
-        return self.psk_kind == RETIRED
-
 
 class _State(enum.Enum):
     """Where a role object is. Transitions (anything else is a RuntimeError)::
 
     Initiator: START --start()--> WAIT_MSG2 --receive(msg2)--> DONE
+               (a cookie reply instead of msg2 raises CookieReply: FAILED)
     Responder: START --receive(msg1)--> WAIT_MSG3 --receive(msg3)--> DONE
+               START --receive(msg1) under load, no valid mac2--> COOKIE_SENT (final)
     both:      any state --HandshakeError--> FAILED
     """
 
     START = "start"
     WAIT_MSG2 = "wait-msg2"
     WAIT_MSG3 = "wait-msg3"
+    COOKIE_SENT = "cookie-sent"
     DONE = "done"
     FAILED = "failed"
 
@@ -309,6 +273,8 @@ class Initiator(_Role):
             primary network key, or any other key the responder accepts (e.g. a ticket's).
         ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None (the default)
             draws a fresh random one. Never reuse one.
+        cookie: The cookie a responder under load sent us (:class:`CookieReply`), which makes
+            msg1's ``mac2``; None sends zeros there.
     """
 
     def __init__(
@@ -319,28 +285,34 @@ class Initiator(_Role):
         *,
         network_key: bytes | None = None,
         ephemeral_key: bytes | None = None,
+        cookie: bytes | None = None,
     ) -> None:
         super().__init__(identity, prologue, ephemeral_key)
         self._expected = expected_node_id
         self._psk = open_network_key("open") if network_key is None else network_key
         if len(self._psk) != KEY_BYTES:
             raise ValueError(f"a pre-shared key is {KEY_BYTES} bytes")
+        if cookie is not None and len(cookie) != COOKIE_BYTES:
+            raise ValueError(f"a cookie is {COOKIE_BYTES} bytes")
+        self._cookie = cookie
+        self._msg1 = b""
 
     def start(self) -> bytes:
         """Return msg1, the first message to send."""
         self._expect(_State.START, "start")
         assert self._ephemeral is not None
         body = MAGIC + bytes([VERSION]) + bytes(self._ephemeral.public_key)
-        message = body + network_tag(self._psk, body)
-        self._transcript = mix(self._transcript, message)
+        tagged = body + network_tag(self._psk, body)
+        self._msg1 = tagged + (ZERO_MAC2 if self._cookie is None else mac2(self._cookie, tagged))
+        self._transcript = mix(self._transcript, tagged)
         self._state = _State.WAIT_MSG2
-        return message
+        return self._msg1
 
     def receive(self, message: bytes) -> bytes:
         """Process msg2 and return msg3; the handshake is then complete.
 
         Args:
-            message: The body of msg2 as received.
+            message: The body of msg2 (or of a cookie reply) as received.
 
         Returns:
             msg3, to send to the responder.
@@ -349,7 +321,8 @@ class Initiator(_Role):
             HandshakeError: msg2 is malformed, tampered, from another session, signed by a bad
                 key, or made by a responder without the pre-shared key.
                 :class:`UnexpectedPeerError` (a subclass) when the responder is not
-                ``expected_node_id``.
+                ``expected_node_id``. :class:`CookieReply` (a subclass) when it is a cookie
+                reply to our msg1: start again, on a new connection, with its cookie.
         """
         self._expect(_State.WAIT_MSG2, "receive msg2")
         try:
@@ -359,6 +332,8 @@ class Initiator(_Role):
 
     def _receive_msg2(self, message: bytes) -> bytes:
         assert self._ephemeral is not None
+        if isinstance(message, bytes) and len(message) == COOKIE_REPLY_BYTES:
+            raise CookieReply(open_cookie(self._psk, self._msg1, message))
         _check_size(message, MSG2_BYTES, "msg2")
         remote_ephemeral, sealed = message[:KEY_BYTES], message[KEY_BYTES:]
         self._chaining_key = mix_psk(dh(self._ephemeral, remote_ephemeral), self._psk)
@@ -407,6 +382,9 @@ class Responder(_Role):
         ephemeral_key: A 32-byte X25519 secret for deterministic simulations; None draws a
             fresh one (never reuse one), once msg1 passed its size, magic, version and tag.
         seen: The node's memory of recent msg1s: a replayed one is refused before any X25519.
+        cookies: The node's load and cookies, for this connection: while under load, a msg1
+            without a valid ``mac2`` gets a cookie reply (:attr:`cookie_sent`) and costs no
+            X25519 (:mod:`plexinode.net.cookie`). None: every msg1 is answered with msg2.
     """
 
     def __init__(
@@ -418,11 +396,18 @@ class Responder(_Role):
         extra_keys: PskLookup | None = None,
         ephemeral_key: bytes | None = None,
         seen: SeenMsg1 | None = None,
+        cookies: ConnectionCookies | None = None,
     ) -> None:
         super().__init__(identity, prologue, ephemeral_key, lazy=True)
         self._keyring = keyring or Keyring.open("open")
         self._extra_keys = extra_keys
         self._seen = seen
+        self._cookies = cookies
+
+    @property
+    def cookie_sent(self) -> bool:
+        """What :meth:`receive` returned for msg1 is a cookie reply: send it and close."""
+        return self._state is _State.COOKIE_SENT
 
     def receive(self, message: bytes) -> bytes | None:
         """Process the next handshake message from the initiator.
@@ -431,7 +416,8 @@ class Responder(_Role):
             message: The body of msg1 (first call) or msg3 (second call).
 
         Returns:
-            msg2 after msg1; None after msg3, when the handshake is complete.
+            msg2 after msg1 (or, under load, a cookie reply: :attr:`cookie_sent`); None after
+            msg3, when the handshake is complete.
 
         Raises:
             HandshakeError: The message is malformed, of another protocol or version, tampered,
@@ -465,15 +451,22 @@ class Responder(_Role):
         version = message[len(MAGIC)]
         if version != VERSION:
             raise HandshakeError(f"unsupported handshake version {version} (we speak {VERSION})")
-        body, tag = message[:-TAG_BYTES], message[-TAG_BYTES:]
+        tagged, mac = message[:-MAC2_BYTES], message[-MAC2_BYTES:]
+        body, tag = tagged[:-TAG_BYTES], tagged[-TAG_BYTES:]
         psk = self._find_psk(body, tag)
         self._psk_kind = psk.kind
+        if self._cookies is not None and self._cookies.required(tagged, mac):
+            # Stateless: nothing about this msg1 is remembered, not even as seen.
+            self._state = _State.COOKIE_SENT
+            return self._cookies.reply(psk.key, message)
         remote_ephemeral = body[len(MAGIC) + 1 :]
         if self._seen is not None and not self._seen.first(remote_ephemeral):
             raise HandshakeError("msg1 replayed (its ephemeral key was seen before)")
+        if self._cookies is not None:
+            self._cookies.exchanged()
         self._ephemeral = _ephemeral(self._ephemeral_key)
         self._chaining_key = mix_psk(dh(self._ephemeral, remote_ephemeral), psk.key)
-        self._transcript = mix(self._transcript, message)
+        self._transcript = mix(self._transcript, tagged)
         own_ephemeral = bytes(self._ephemeral.public_key)
         self._transcript = mix(self._transcript, own_ephemeral)
         key2 = kdf(self._chaining_key, self._transcript, PERSON_MSG2)

@@ -9,13 +9,17 @@ node key.
 On the wire, in order::
 
     handshake   u16be length || msg1        I -> R   (length <= MAX_HANDSHAKE_MESSAGE)
-                u16be length || msg2        R -> I
+                u16be length || msg2        R -> I   (or a cookie reply, then R closes)
                 u16be length || msg3        I -> R
     headers     40 bytes each side -> the other: its 24-byte secretstream header sealed
                 (XChaCha20-Poly1305, 16-byte tag) under a one-use key from the handshake,
                 the transcript hash as associated data
     frames      u32be length || secretstream ciphertext (plaintext + 17 bytes), both ways
     close       one frame whose secretstream tag is TAG_FINAL and whose plaintext is empty
+
+A responder under load may answer msg1 with a cookie reply (:mod:`plexinode.net.cookie`) and
+close: :func:`secure_connect`, given a way to ``reconnect``, then opens one new connection and
+starts again with the cookie, inside the caller's one timeout.
 
 The initiator writes msg3 and its sealed header in one write. Each side then waits for the
 other's header, and checks its seal (a header altered on the way fails the handshake at once,
@@ -66,7 +70,7 @@ import contextlib
 import logging
 import math
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 import nacl.bindings
@@ -83,6 +87,7 @@ from plexinode.net.channel import (
     UNYIELDED_FRAMES_MAX,
     SecureStream,
 )
+from plexinode.net.cookie import ConnectionCookies, CookieReply, CookieReplySent
 from plexinode.net.handshake import (
     MAX_HANDSHAKE_MESSAGE,
     HandshakeResult,
@@ -162,6 +167,7 @@ async def secure_connect(
     network_key: bytes | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     frame_timeout: float = math.inf,
+    reconnect: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
 ) -> SecureStream:
     """Run the initiator's side of the handshake over `stream`.
 
@@ -178,29 +184,47 @@ async def secure_connect(
             into every key (default: the open network's).
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
         frame_timeout: Seconds a frame that has begun arriving may take to complete.
+        reconnect: Opens a new connection to the same responder. When given, a cookie reply
+            (the responder is under load) makes us close `stream` and run the handshake once
+            more, on the connection it returns (which we then own), with the cookie.
 
     Returns:
         The secure stream, authenticated to the responder's key.
 
     Raises:
         HandshakeError: The handshake failed (bad message, wrong peer, the peer closed or
-            reset the connection). `stream` is closed.
+            reset the connection; :class:`~plexinode.net.cookie.CookieReply` if the responder
+            answered with a cookie and there is no `reconnect`, or it did so twice). The
+            streams are closed.
         ValueError: `max_frame_bytes` is out of range. `stream` is closed.
     """
-    async with _closed_on_failure(stream):
-        _check_max_frame_bytes(max_frame_bytes)
-        initiator = Initiator(identity, expected_node_id, prologue, network_key=network_key)
-        reader = BufferedReader(stream)
-        await stream.send_all(_handshake_frame(initiator.start()))
-        msg3 = initiator.receive(await _read_handshake_message(reader, "msg2"))
-        return await _establish(
-            stream,
-            reader,
-            initiator.result,
-            max_frame_bytes,
-            _handshake_frame(msg3),
-            frame_timeout=frame_timeout,
-        )
+
+    async def attempt(raw: trio.abc.Stream, cookie: bytes | None) -> SecureStream:
+        async with _closed_on_failure(raw):
+            _check_max_frame_bytes(max_frame_bytes)
+            initiator = Initiator(
+                identity, expected_node_id, prologue, network_key=network_key, cookie=cookie
+            )
+            reader = BufferedReader(raw)
+            await raw.send_all(_handshake_frame(initiator.start()))
+            msg3 = initiator.receive(await _read_handshake_message(reader, "msg2"))
+            return await _establish(
+                raw,
+                reader,
+                initiator.result,
+                max_frame_bytes,
+                _handshake_frame(msg3),
+                frame_timeout=frame_timeout,
+            )
+
+    try:
+        return await attempt(stream, None)
+    except CookieReply as reply:
+        if reconnect is None:
+            raise
+        cookie = reply.cookie
+    log.debug("responder under load: reconnecting with its cookie")
+    return await attempt(await reconnect(), cookie)
 
 
 async def secure_accept(
@@ -213,6 +237,7 @@ async def secure_accept(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     frame_timeout: float = math.inf,
     seen: SeenMsg1 | None = None,
+    cookies: ConnectionCookies | None = None,
 ) -> SecureStream:
     """Run the responder's side of the handshake over `stream`.
 
@@ -229,22 +254,34 @@ async def secure_accept(
         max_frame_bytes: Largest frame plaintext either side may send; must match the peer's.
         frame_timeout: Seconds a frame that has begun arriving may take to complete.
         seen: The node's memory of recent msg1s (a replayed msg1 is refused).
+        cookies: The node's load and cookies for this connection: under load, a msg1 without
+            a valid ``mac2`` is answered with a cookie reply (:mod:`plexinode.net.cookie`).
 
     Returns:
         The secure stream, authenticated to the initiator's key.
 
     Raises:
         HandshakeError: The handshake failed (bad message, the peer closed or reset the
-            connection). `stream` is closed.
+            connection; :class:`~plexinode.net.cookie.CookieReplySent` when we answered with
+            a cookie). `stream` is closed.
         ValueError: `max_frame_bytes` is out of range. `stream` is closed.
     """
     async with _closed_on_failure(stream):
         _check_max_frame_bytes(max_frame_bytes)
-        responder = Responder(identity, prologue, keyring=keyring, extra_keys=extra_keys, seen=seen)
+        responder = Responder(
+            identity,
+            prologue,
+            keyring=keyring,
+            extra_keys=extra_keys,
+            seen=seen,
+            cookies=cookies,
+        )
         reader = BufferedReader(stream)
         msg2 = responder.receive(await _read_handshake_message(reader, "msg1"))
         assert msg2 is not None
         await stream.send_all(_handshake_frame(msg2))
+        if responder.cookie_sent:
+            raise CookieReplySent("under load: answered msg1 with a cookie reply")
         responder.receive(await _read_handshake_message(reader, "msg3"))
         return await _establish(
             stream, reader, responder.result, max_frame_bytes, b"", frame_timeout=frame_timeout

@@ -110,6 +110,17 @@ class StreamSettings:
     # cannot pin the buffer for long. 1 MiB in 30 s needs 280 kbit/s; slower links should
     # carry smaller frames.
     frame_timeout: float = 30.0
+    # The node is *under load* (plexinode.net.cookie) while this many handshakes are pending:
+    # a msg1 must then carry a cookie, which costs an honest initiator one more round trip
+    # and spares the node the key exchange of every msg1 sent blind. Half of
+    # max_pending_handshakes, and more than max_pending_per_host, so that one host alone (32
+    # nodes on 127.0.0.1 all joining through this node at once) never puts the node under
+    # load; WireGuard uses an eighth of its queue, but its queue is 4,096 deep.
+    cookie_pending_threshold: int = 64
+    # ... or while the node made this many responder key exchanges (X25519 and a signature,
+    # ~150 us) in the current or the previous second: 200 is 3% of a core, ten hosts at their
+    # full connection rate, and far beyond honest use (32 nodes make a few a minute each).
+    cookie_handshake_rate: int = 200
     # Networks (CIDR, e.g. "10.1.0.0/16") exempt from the per-host limits above (connection
     # rate, pending handshakes, streams per host) but not from the totals nor from the per-node
     # cap. Empty by default: loopback and private addresses are limited like any other.

@@ -26,6 +26,13 @@ Every refusal is counted in :attr:`StreamService.stats` (``refused_rate``,
 ``refused_host_streams``, ``refused_total_streams``, ``refused_node_streams``,
 ``handshake_evicted``), which ``status`` shows under ``streams``.
 
+Under load (``stream.cookie_pending_threshold`` handshakes pending, or
+``stream.cookie_handshake_rate`` key exchanges in a second), a msg1 without a valid cookie is
+answered with a cookie reply and closed before any key exchange (:mod:`plexinode.net.cookie`);
+:meth:`StreamService.open` then reconnects once with the cookie. ``status`` shows
+``cookie_replies``, ``cookie_valid`` (msg1s served under load thanks to their cookie),
+``responder_exchanges`` (msg1s that reached a key exchange) and ``under_load`` (0 or 1, now).
+
 A peer whose handshake was tagged under a *retired* network key (it missed a key rotation) may
 open only the protocols registered with ``retired_ok`` (the one that hands it the current
 keys, if it is entitled to them); any other is refused and counted (``retired_key_refused``).
@@ -44,6 +51,7 @@ from plexinode.errors import HandshakeError, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.admission import Admission
+from plexinode.net.cookie import ConnectionCookies, CookieGuard, CookieReplySent
 from plexinode.net.handshake import NETWORK, RETIRED, NetworkKeyError, PskLookup
 from plexinode.net.keyring import Keyring
 from plexinode.net.secure import SecureStream, secure_accept, secure_connect
@@ -128,6 +136,11 @@ class StreamService:
         self._next_key = 0
         #: Initiators' ephemeral keys of recent handshakes: a replayed msg1 is refused.
         self._seen_msg1 = SeenMsg1()
+        #: The node's load and cookie secrets (plexinode.net.cookie).
+        self.cookies = CookieGuard(
+            pending_threshold=settings.cookie_pending_threshold,
+            exchange_rate=settings.cookie_handshake_rate,
+        )
         self.stats: collections.Counter[str] = collections.Counter()
 
     @property
@@ -143,10 +156,15 @@ class StreamService:
     def summary(self) -> dict[str, int]:
         """The counters, and how many handshakes and inbound streams are open now (for
         ``status``)."""
+        cookies = self.cookies
         return {
             **self.stats,
             "pending_handshakes": self.pending_handshakes,
             "inbound_streams": self.inbound_streams,
+            "cookie_replies": cookies.replies,
+            "cookie_valid": cookies.valid_mac2,
+            "responder_exchanges": cookies.exchanges,
+            "under_load": int(cookies.under_load(self.pending_handshakes, trio.current_time())),
         }
 
     def on(
@@ -194,16 +212,18 @@ class StreamService:
                         self.stats["handshake_evicted"] += 1
                     scope = trio.CancelScope()
                     self._pending[key] = scope
-                    nursery.start_soon(self._serve, stream, key, scope)
+                    nursery.start_soon(self._serve, stream, key, host, scope)
             finally:
                 await self._listener.aclose()
 
-    async def _serve(self, raw: trio.abc.Stream, key: int, scope: trio.CancelScope) -> None:
+    async def _serve(
+        self, raw: trio.abc.Stream, key: int, host: str, scope: trio.CancelScope
+    ) -> None:
         opened = None
         try:
             try:
                 with scope:
-                    opened = await self._accept(raw, key)
+                    opened = await self._accept(raw, key, host)
             finally:
                 self._pending.pop(key, None)
             if opened is None:
@@ -269,7 +289,9 @@ class StreamService:
             self.stats["frame_timeout"] += 1
             log.debug("%s did not finish a frame in time", secure.remote_node_id.short())
 
-    async def _accept(self, raw: trio.abc.Stream, key: int) -> tuple[SecureStream, str] | None:
+    async def _accept(
+        self, raw: trio.abc.Stream, key: int, host: str
+    ) -> tuple[SecureStream, str] | None:
         """Handshake, read the StreamOpen frame and ask the limits; None (counted) if any of
         them fails or refuses."""
         with trio.move_on_after(self.settings.handshake_timeout):
@@ -283,7 +305,12 @@ class StreamService:
                     frame_timeout=self.settings.frame_timeout,
                     seen=self._seen_msg1,
                     extra_keys=self.extra_keys,
+                    cookies=ConnectionCookies(
+                        self.cookies, host, trio.current_time, lambda: self.limits.pending
+                    ),
                 )
+            except CookieReplySent:  # counted by the guard
+                return None
             except NetworkKeyError as exc:
                 self.stats["handshake_network_key"] += 1
                 log.debug("inbound handshake refused: %s", exc)
@@ -350,6 +377,7 @@ class StreamService:
                     network_key=network_key or self.keyring.primary,
                     max_frame_bytes=self.settings.max_frame_bytes,
                     frame_timeout=self.settings.frame_timeout,
+                    reconnect=lambda: self._transport.connect(address),
                 )
         except trio.TooSlowError:
             await trio.aclose_forcefully(raw)

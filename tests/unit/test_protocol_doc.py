@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from plexinode.net import handshake, packet
+from plexinode.net import cookie, handshake, packet
 from plexinode.wire import envelope
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
@@ -32,3 +32,6 @@ def test_the_handshake_message_sizes_in_the_document_are_the_codes() -> None:
         3: handshake.MSG3_BYTES,
     }
     assert f"all {handshake.MSG1_BYTES} bytes of msg1" in DOC
+    assert f"msg1[0:{handshake.MSG1_BYTES - cookie.MAC2_BYTES}]" in DOC  # what mac2 covers
+    assert f"#### cookie reply, responder → initiator ({cookie.COOKIE_REPLY_BYTES} bytes)" in DOC
+    assert f"A {cookie.COOKIE_REPLY_BYTES}-byte message in place of msg2" in DOC
