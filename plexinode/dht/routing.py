@@ -231,6 +231,11 @@ class _Record:
         #: The /24 or /48 of a public address; None for addresses exempt from the limit.
         self.subnet = subnet_key
 
+    def copy(self) -> _Record:
+        other = _Record(self.contact, self.last_seen, self.subnet)
+        other.failures, other.srtt, other.rttvar = self.failures, self.srtt, self.rttvar
+        return other
+
     def sample(self, rtt: float | None) -> None:
         """Fold one round-trip time sample into srtt/rttvar (RFC 6298 section 2)."""
         if rtt is None:
@@ -257,6 +262,13 @@ class _Bucket:
         #: The entry a BucketFull asked the caller to ping, and when.
         self.pending: NodeId | None = None
         self.pending_since = 0.0
+
+    def copy(self) -> _Bucket:
+        other = _Bucket()
+        other.entries = {i: r.copy() for i, r in self.entries.items()}
+        other.replacements = {i: r.copy() for i, r in self.replacements.items()}
+        other.pending, other.pending_since = self.pending, self.pending_since
+        return other
 
 
 class RoutingTable:
@@ -330,6 +342,23 @@ class RoutingTable:
 
     def __repr__(self) -> str:
         return f"<RoutingTable own={self.own_id.short()} contacts={self._size}>"
+
+    def copy(self) -> RoutingTable:
+        """An independent copy: changing one never changes the other (contacts and node IDs,
+        which are immutable, are shared). Much faster than ``copy.deepcopy``."""
+        other = RoutingTable(
+            self.own_id,
+            k=self.k,
+            replacement_size=self.replacement_size,
+            subnet_limit=self.subnet_limit,
+            max_failures=self.max_failures,
+            pending_ping_expiry=self.pending_ping_expiry,
+        )
+        other.stats = Counter(self.stats)
+        other._buckets = {index: bucket.copy() for index, bucket in self._buckets.items()}
+        other._activity = dict(self._activity)
+        other._size = self._size
+        return other
 
     # -- Queries ------------------------------------------------------------------------------
 

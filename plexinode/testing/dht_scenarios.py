@@ -14,7 +14,6 @@ run's seed, so a run replays from its seed (up to trio's own scheduling order).
 
 from __future__ import annotations
 
-import copy
 import random
 import statistics
 from collections.abc import Awaitable, Callable
@@ -101,12 +100,12 @@ class Scenarios:
         self.nodes = nodes
         self.seed = seed
         self.k = k
-        self._tables: list[RoutingTable] = [copy.deepcopy(n.dht.routing) for n in nodes]
+        self._tables: list[RoutingTable] = [n.dht.routing.copy() for n in nodes]
 
     def restore(self) -> None:
         """Put back every node's routing table as it was when the network had formed."""
         for node, table in zip(self.nodes, self._tables, strict=True):
-            node.dht.routing = copy.deepcopy(table)
+            node.dht.routing = table.copy()
 
     async def lookups(
         self, label: str, usable: list[Node], count: int, paths: int, rng: random.Random

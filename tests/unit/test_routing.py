@@ -915,3 +915,40 @@ def test_has_room_for() -> None:
     assert not full.has_room_for(in_bucket(10, 2))
     full.failed(c.node_id, 2.0)  # one failure: not stale yet
     assert not full.has_room_for(in_bucket(10, 2))
+
+
+# -- Copies ---------------------------------------------------------------------------------
+
+
+def _state(table: RoutingTable) -> tuple[object, ...]:
+    buckets = table._buckets
+    return (
+        len(table),
+        table.entries(),
+        {i: table.replacements(i) for i in buckets},
+        {i: (b.pending, b.pending_since) for i, b in buckets.items()},
+        dict(table.stats),
+        dict(table._activity),
+        (table.k, table.replacement_size, table.subnet_limit, table.max_failures),
+        table.pending_ping_expiry,
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40), st.booleans()), max_size=80))
+def test_a_copy_is_equal_and_independent(events: list[tuple[int, int, bool]]) -> None:
+    table = RoutingTable(OWN, k=2, replacement_size=2, max_failures=2)
+    for step, (bucket, n, fail) in enumerate(events):
+        node = contact(in_bucket(250 + bucket, n))
+        if fail:
+            table.failed(node.node_id, float(step))
+        else:
+            table.observe(node, float(step), rtt=0.01 * n)
+    before = _state(table)
+    copied = table.copy()
+    assert _state(copied) == before
+    for step, (bucket, n, _fail) in enumerate(events):
+        node = contact(in_bucket(250 + bucket, n + 1))
+        copied.observe(node, 1000.0 + step, rtt=0.5)
+        copied.failed(node.node_id, 1000.0 + step)
+    assert _state(table) == before

@@ -13,6 +13,7 @@ from plexinode.errors import DecodeError
 from plexinode.identity import Identity
 from plexinode.net.authority import SPENT_MARGIN, Authority
 from plexinode.net.certificates import ADMIN, INVITER, MEMBER, Grant
+from plexinode.security import statements as statements_module
 from plexinode.security.statements import (
     HASH_BYTES,
     MAX_BATCH,
@@ -223,3 +224,19 @@ def test_spent_grants_are_forgotten_and_not_taken_back() -> None:
     assert added.spent == 1
     assert fresh.wants(theirs) == b""
     assert fresh.summary() == held.summary()
+
+
+def test_the_memory_of_spent_hashes_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statements_module, "MAX_HASHES", 2)
+    a = authority()
+    admin = make_grant(ROOT, a, ADMIN_KEY.public_key, ADMIN, now=NOW)
+    short = [make_grant(ADMIN_KEY, a, m.public_key, MEMBER, now=NOW, lifetime=60) for m in MEMBERS]
+    encoded = [encode_statement(g) for g in (admin, *short)]
+    held = StatementSet(authority())
+    held.add_many(encoded, NOW)
+    assert sorted(held.hashes_held()) == sorted(statement_hash(d) for d in encoded)
+    gone = held.prune(NOW + 60 + SPENT_MARGIN)
+    assert len(gone) == len(MEMBERS)
+    assert held.hashes_held() == [statement_hash(encoded[0])]
+    # Only the last ones are remembered: the others may be asked for again (and passed over).
+    assert len(held.wants(set(gone))) // HASH_BYTES == len(MEMBERS) - 1
