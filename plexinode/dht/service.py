@@ -344,6 +344,7 @@ class DhtService:
             "addresses": [str(a) for a in self._publisher.published_addresses],
             "counters": dict(self.record_stats),
             "refused": dict(self.records.stats),
+            "ping_backs": dict(self._server.verifications.stats),
         }
 
     def peers(self) -> list[dict[str, Any]]:
