@@ -20,7 +20,8 @@ looks up a random ID through the DHT once a second, and opens a stream to it (a 
 new connection, the handshake, one echo) 5 times a second. Each phase prints: pings, lookups
 and handshakes that succeeded (share), ping and handshake p50/p99 beside the idle phase's, the
 process's CPU use, the victim's drop counters (datagrams and streams), and deaths declared by
-any member (all of them are healthy).
+any member (all of them are healthy). ``--rates`` paces the flood at given rates instead of
+multiples of R (to compare runs whose R differs).
 
 With ``--msg1``, part 2 floods the victim's TCP port with handshake first messages instead
 (``msg1``: the 2-byte length and 53 bytes, then the attacker waits for the answer and hangs
@@ -30,7 +31,7 @@ tag (the responder stops at the tag check), then with the right tag of the open 
 which the victim runs (each costs the victim an X25519 and a signature, and a msg2), every one
 with a fresh ephemeral key (a repeated msg1 is dropped as a replay).
 
-Usage: python scripts/bench/bench_junk.py [--members 8] [--phase 20]
+Usage: python scripts/bench/bench_junk.py [--members 8] [--phase 20] [--rates R1,R2,...]
        [--msg1 [--msg1-hosts 1] [--msg1-threads 16]]
 """
 
@@ -264,7 +265,11 @@ class Msg1Flood:
 
 
 async def flood(
-    members: int, seconds: float, junk_file: str, msg1: Msg1Flood | None = None
+    members: int,
+    seconds: float,
+    junk_file: str,
+    msg1: Msg1Flood | None = None,
+    rates: list[float] | None = None,
 ) -> list[Phase]:
     nodes: list[Node] = []
     phases: list[Phase] = []
@@ -385,9 +390,13 @@ async def flood(
         else:
             top = await one_phase("max", 0)
             phases.append(top)
-            capacity = top.received / seconds
-            for factor in (0.5, 1.0, 2.0):
-                phases.append(await one_phase(f"{factor}x", factor * capacity))
+            if rates:
+                for rate in rates:
+                    phases.append(await one_phase(f"{rate:.0f}/s", rate))
+            else:
+                capacity = top.received / seconds
+                for factor in (0.5, 1.0, 2.0):
+                    phases.append(await one_phase(f"{factor}x", factor * capacity))
         for node in nodes:
             node.stop()
     return phases
@@ -409,6 +418,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--phase", type=float, default=20.0)
     parser.add_argument("--count", type=int, default=20_000, help="part 1: datagrams per kind")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(r) for r in text.split(",")],
+        help="paced phases at these datagram rates instead of 0.5, 1 and 2 times R",
+    )
     parser.add_argument("--msg1", action="store_true", help="part 2: flood with handshake msg1s")
     parser.add_argument("--msg1-hosts", type=int, default=1, help="the msg1 flood's sources")
     parser.add_argument("--msg1-threads", type=int, default=16, help="msg1 connections at once")
@@ -434,7 +448,8 @@ def main() -> None:
         f"{args.phase:.0f} s per phase"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        phases = trio.run(flood, args.members, args.phase, os.path.join(tmp, "junk"), msg1)
+        junk_file = os.path.join(tmp, "junk")
+        phases = trio.run(flood, args.members, args.phase, junk_file, msg1, args.rates)
     idle = [p for p in phases[0].pings if p is not None]
     idle_handshakes = [p for p in phases[0].handshakes if p is not None]
     for phase in phases:
