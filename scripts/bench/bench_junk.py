@@ -6,7 +6,7 @@ under the host rate (a fresh source address per datagram) and from one flooding 
 its rate, and for forgeries over its budget of failed signature checks):
 
 - ``random``: random bytes of a typical datagram's size;
-- ``wrong-tag``: a well-formed datagram of another network (its tag is under another key);
+- ``wrong-tag``: a well-formed datagram of another network (encrypted under another key);
 - ``bad-signature``: the right network tag (the open network's key is public) and a valid
   envelope, but a signature that does not verify: the most a stranger can make a node spend.
   On a private network a stranger cannot make the tag, so this one stops at ``wrong-tag``.
@@ -57,6 +57,7 @@ from common import header, percentile
 from plexinode.config import Settings
 from plexinode.errors import PeerTimeout, PlexinodeError, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
+from plexinode.net import packet
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
 from plexinode.net.handshake import MAGIC, VERSION
@@ -166,7 +167,7 @@ def junk(kind: str, victim: NodeId, rng: random.Random, index: int) -> bytes:
     payload = envelope.encode(Ping(), rng.getrandbits(63) + 1)
     body = untagged(seal(forger, victim.raw[:8], index + 1, payload))
     if kind == "wrong-tag":
-        return body + Keyring.open("another-network").tag(body)
+        return packet.encrypt(Keyring.open("another-network").primary, body)
     signature = bytes(rng.getrandbits(8) for _ in range(64))
     return tagged(body[:-64] + signature)
 
