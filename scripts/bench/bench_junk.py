@@ -21,7 +21,9 @@ new connection, the handshake, one echo) 5 times a second. Each phase prints: pi
 and handshakes that succeeded (share), ping and handshake p50/p99 beside the idle phase's, the
 process's CPU use, the victim's drop counters (datagrams and streams), and deaths declared by
 any member (all of them are healthy). ``--rates`` paces the flood at given rates instead of
-multiples of R (to compare runs whose R differs).
+multiples of R (to compare runs whose R differs); ``--receive-buffer`` sets the UDP receive
+buffer the nodes ask for (the trade: a deeper queue loses fewer honest datagrams to a flood,
+and makes those it keeps wait longer behind the junk).
 
 With ``--msg1``, part 2 floods the victim's TCP port with handshake first messages instead
 (``msg1``: the 2-byte length and 53 bytes, then the attacker waits for the answer and hangs
@@ -32,6 +34,7 @@ which the victim runs (each costs the victim an X25519 and a signature, and a ms
 with a fresh ephemeral key (a repeated msg1 is dropped as a replay).
 
 Usage: python scripts/bench/bench_junk.py [--members 8] [--phase 20] [--rates R1,R2,...]
+       [--receive-buffer BYTES]
        [--msg1 [--msg1-hosts 1] [--msg1-threads 16]]
 """
 
@@ -64,7 +67,7 @@ from plexinode.net.handshake import MAGIC, VERSION
 from plexinode.net.keyring import Keyring, network_tag, open_network_key
 from plexinode.net.pinging import PingOptions
 from plexinode.net.settings import DatagramSettings
-from plexinode.net.transport import SocketTransport
+from plexinode.net.transport import RECEIVE_BUFFER, SocketTransport
 from plexinode.node import Node
 from plexinode.testing.fuzz_datagrams import seal, tagged, untagged
 from plexinode.wire import envelope
@@ -271,13 +274,15 @@ async def flood(
     junk_file: str,
     msg1: Msg1Flood | None = None,
     rates: list[float] | None = None,
+    receive_buffer: int = RECEIVE_BUFFER,
 ) -> list[Phase]:
     nodes: list[Node] = []
     phases: list[Phase] = []
     async with trio.open_nursery() as nursery:
         first: Address | None = None
         for i in range(members):
-            node = Node(identity(i), member_settings(first), SocketTransport())
+            transport = SocketTransport(receive_buffer=receive_buffer)
+            node = Node(identity(i), member_settings(first), transport)
             address = await nursery.start(node.run)
             first = first or address
             nodes.append(node)
@@ -424,6 +429,12 @@ def main() -> None:
         type=lambda text: [float(r) for r in text.split(",")],
         help="paced phases at these datagram rates instead of 0.5, 1 and 2 times R",
     )
+    parser.add_argument(
+        "--receive-buffer",
+        type=int,
+        default=RECEIVE_BUFFER,
+        help="the UDP receive buffer the nodes ask for, in bytes (0: the kernel's default)",
+    )
     parser.add_argument("--msg1", action="store_true", help="part 2: flood with handshake msg1s")
     parser.add_argument("--msg1-hosts", type=int, default=1, help="the msg1 flood's sources")
     parser.add_argument("--msg1-threads", type=int, default=16, help="msg1 connections at once")
@@ -450,7 +461,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         junk_file = os.path.join(tmp, "junk")
-        phases = trio.run(flood, args.members, args.phase, junk_file, msg1, args.rates)
+        phases = trio.run(
+            flood, args.members, args.phase, junk_file, msg1, args.rates, args.receive_buffer
+        )
     idle = [p for p in phases[0].pings if p is not None]
     idle_handshakes = [p for p in phases[0].handshakes if p is not None]
     for phase in phases:
