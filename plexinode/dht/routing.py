@@ -52,7 +52,11 @@ ping is outstanding, further newcomers to the same bucket get :class:`PingPendin
 too, and no second ping is asked for), so a burst of newcomers costs one ping, not one each. A ping
 that the service never reports (say it was cancelled) stops blocking after
 ``pending_ping_expiry`` seconds, when the next newcomer asks again. Any verified message from the
-pinged entry meanwhile settles the question: it is alive.
+pinged entry meanwhile settles the question: it is alive. With ``fresh_for`` set, no ping is asked
+for while even the least recently seen entry was heard from within that many seconds
+(:class:`Cached`): it is as good as alive, and a ping would only move it to the tail. Without
+that, every reply from a node in a full bucket's replacement cache (a membership ack, say) asked
+for a ping of the next oldest entry, one after the other, in every full bucket.
 
 Failures. :meth:`~RoutingTable.failed` counts consecutive timeouts; any verified message resets the
 count. At ``max_failures`` the entry is *stale*. A stale entry is evicted at once if a replacement
@@ -191,7 +195,16 @@ class PingPending:
     oldest: Contact
 
 
-Observation: TypeAlias = Added | Updated | Refused | BucketFull | PingPending
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """The bucket is full and its least recently seen entry, `oldest`, was heard from within
+    the table's ``fresh_for`` seconds: the contact waits in the replacement cache, no ping is
+    needed."""
+
+    oldest: Contact
+
+
+Observation: TypeAlias = Added | Updated | Refused | BucketFull | PingPending | Cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,11 +294,13 @@ class RoutingTable:
         subnet_limit: Public contacts per /24 or /48 in one bucket and its cache together.
         max_failures: Consecutive timeouts after which an entry is stale.
         pending_ping_expiry: Seconds after which an unreported BucketFull ping is asked again.
+        fresh_for: A full bucket whose oldest entry was heard from within this many seconds
+            asks for no ping (:class:`Cached`); 0 (the default): always ask, as in Kademlia.
 
     Attributes:
         stats: Event counters: ``added``, ``updated``, ``address_changed``, ``bucket_full``,
             ``ping_pending``, ``replaced_stale``, ``evicted``, ``promoted``, ``stale``,
-            ``replacement_dropped``, ``removed`` and ``refused.<reason>`` for each
+            ``replacement_dropped``, ``removed``, ``oldest_fresh`` and ``refused.<reason>`` for each
             :class:`RefusalReason`.
 
     Raises:
@@ -297,6 +312,7 @@ class RoutingTable:
         "_buckets",
         "_own_int",
         "_size",
+        "fresh_for",
         "k",
         "max_failures",
         "own_id",
@@ -315,6 +331,7 @@ class RoutingTable:
         subnet_limit: int = DEFAULT_SUBNET_LIMIT,
         max_failures: int = DEFAULT_MAX_FAILURES,
         pending_ping_expiry: float = PENDING_PING_EXPIRY,
+        fresh_for: float = 0.0,
     ) -> None:
         replacement_size = k if replacement_size is None else replacement_size
         for name, value in (
@@ -333,6 +350,7 @@ class RoutingTable:
         self.subnet_limit = subnet_limit
         self.max_failures = max_failures
         self.pending_ping_expiry = pending_ping_expiry
+        self.fresh_for = fresh_for
         self.stats: Counter[str] = Counter()
         self._own_int = int.from_bytes(own_id.raw, "big")
         self._buckets: dict[int, _Bucket] = {}
@@ -783,7 +801,11 @@ class RoutingTable:
         if bucket.pending is not None and now - bucket.pending_since < self.pending_ping_expiry:
             self.stats["ping_pending"] += 1
             return PingPending(bucket.entries[bucket.pending].contact)
-        oldest = next(iter(bucket.entries.values())).contact
+        oldest_record = next(iter(bucket.entries.values()))
+        oldest = oldest_record.contact
+        if now - oldest_record.last_seen < self.fresh_for:
+            self.stats["oldest_fresh"] += 1
+            return Cached(oldest)
         bucket.pending, bucket.pending_since = oldest.node_id, now
         self.stats["bucket_full"] += 1
         return BucketFull(oldest)

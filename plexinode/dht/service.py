@@ -112,7 +112,11 @@ class DhtService:
         self.datagrams = datagrams
         self.settings = settings
         self.node_id = datagrams.identity.node_id
-        self.routing = RoutingTable(self.node_id, k=settings.k)
+        # A full bucket pings its oldest entry only if that was not heard from for a liveness
+        # interval (as the liveness pings do): an entry heard from since is as good as alive.
+        self.routing = RoutingTable(
+            self.node_id, k=settings.k, fresh_for=settings.liveness_interval
+        )
         self._bootstrap = tuple(bootstrap)
         self._resolver: Resolver = resolver or SystemResolver()
         #: The IP version of the bound address: a name resolves to addresses of that family.
@@ -344,6 +348,7 @@ class DhtService:
             "addresses": [str(a) for a in self._publisher.published_addresses],
             "counters": dict(self.record_stats),
             "refused": dict(self.records.stats),
+            "ping_backs": dict(self._server.verifications.stats),
         }
 
     def peers(self) -> list[dict[str, Any]]:

@@ -16,7 +16,10 @@ source address of a datagram is not covered by anything the sender proves, so we
 at that address first (``VERIFY_WORKERS`` pings at a time from a queue of at most
 ``MAX_PENDING_VERIFICATIONS``; when the queue is full, new requesters wait for a later request)
 and it is added when the pong arrives, like any other reply; to an address not validated yet,
-the ping-back is charged to the request's budget and makes one attempt only. Contacts in other
+the ping-back is charged to the request's budget and makes one attempt only. A requester is
+pinged back once at a time, not again for a while after it answered or failed (longer after
+each failure), and ping-backs start at a bounded rate (:mod:`plexinode.dht.verification`, which
+says why: without that memory, ping-backs fed on themselves under load). Contacts in other
 nodes' replies are only ever candidates to query.
 """
 
@@ -43,6 +46,7 @@ from plexinode.dht.records import InvalidRecord
 from plexinode.dht.replication import Replication
 from plexinode.dht.routing import RoutingTable
 from plexinode.dht.store import RecordStore, Refused, Stored, Unchanged
+from plexinode.dht.verification import Verifications
 from plexinode.errors import PeerTimeout, RemoteProtocolError
 from plexinode.identity import NodeId
 from plexinode.net.datagram import DatagramService, Inbound
@@ -82,6 +86,7 @@ class Server:
     Attributes:
         invalid_from: Invalid records received, per sender; at most MAX_INVALID_SENDERS, the
             least recently offending forgotten first.
+        verifications: Which requesters are pinged back, and its counters.
     """
 
     def __init__(
@@ -101,7 +106,7 @@ class Server:
         self._k = k
         self._clock = clock
         self.invalid_from: collections.Counter[NodeId] = collections.Counter()
-        self._verifying: set[NodeId] = set()
+        self.verifications = Verifications()
         # (requester, extra attempts of its ping-back)
         self._verify_send, self._verify_receive = trio.open_memory_channel[tuple[Contact, int]](
             MAX_PENDING_VERIFICATIONS
@@ -170,32 +175,37 @@ class Server:
     def maybe_verify(self, inbound: Inbound) -> None:
         """Ping back a requester we do not know, at the address it wrote from (charged to the
         request's budget when that address is not validated: the ping-back goes to the
-        request's source as much as the reply does)."""
+        request's source as much as the reply does), unless it was checked lately (see
+        :class:`~plexinode.dht.verification.Verifications`)."""
         sender = inbound.sender
-        if sender in self._routing or sender in self._verifying or not is_routable(inbound.address):
+        if sender in self._routing or not is_routable(inbound.address):
             return
         if not self._routing.has_room_for(sender):
             self._routing.stats["verify_skipped_full"] += 1  # the table would not keep it
             return
+        if not self.verifications.begin(sender, trio.current_time()):
+            return
         validated = self._datagrams.reply_room(inbound) is None
         if not validated and not self._datagrams.charge(inbound, PING_BACK_BYTES):
             self._routing.stats["verify_over_budget"] += 1
+            self.verifications.cancel(sender)
             return
         try:
             self._verify_send.send_nowait((Contact(sender, inbound.address), int(validated)))
         except trio.WouldBlock:
             self._routing.stats["verify_queue_full"] += 1
-            return
-        self._verifying.add(sender)
+            self.verifications.cancel(sender)
 
     async def verify_worker(self) -> None:
         """Ping queued requesters, one at a time; the pong adds them (through the observer)."""
         async for contact, retries in self._verify_receive:
+            answered = False
             try:
                 await self._datagrams.request(
                     contact.address, Ping(), node_id=contact.node_id, retries=retries
                 )
+                answered = True
             except (PeerTimeout, RemoteProtocolError):
                 pass
             finally:
-                self._verifying.discard(contact.node_id)
+                self.verifications.end(contact.node_id, trio.current_time(), answered=answered)

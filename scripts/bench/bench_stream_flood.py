@@ -2,7 +2,7 @@
 """Stream exhaustion against a real node on loopback: honest service beside idle, same run.
 
     python scripts/bench/bench_stream_flood.py [--identities 120] [--half-open 4000]
-        [--rounds 100] [--interval 0.1] [--retry 0.5] [--settle 10]
+        [--rounds 100] [--interval 0.1] [--retry 0.5] [--settle 10] [--pin]
 
 A target node runs as a real `plexinode start` process on 127.0.0.1 (ID puzzle lowered to
 DIFFICULTY bits for the run, so that the attacker's identities are cheap). An honest node runs
@@ -25,6 +25,13 @@ Printed: the success rate and the p50/p99 latency of each operation in (a) and (
 ratio; the target's open file descriptors (/proc/PID/fd) and RSS, idle and the peak under
 attack (sampled every 0.2 s); what the attacker managed to hold; the target's `streams`
 counters. Targets: 100% success, p99 within 2x of idle, at most 600 descriptors.
+
+With ``--pin``, the attacker process runs on one CPU and the target and the honest node (every
+thread of both processes) on another (``os.sched_setaffinity``), for the idle measurement as
+well as the attack: the attacker then cannot take CPU time from the target, so what remains
+of the p99's growth is the cost of the attack on the target itself (its accepts, refusals and
+handshakes), not the competition for the cores. Other processes on the machine still share
+both CPUs.
 """
 
 from __future__ import annotations
@@ -73,7 +80,15 @@ _SPAWN = multiprocessing.get_context("spawn")
 # -- the attacker (a process of its own) ---------------------------------------------------------
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of process `pid` to `cpus` (threads it starts later inherit that)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task), cpus)
+
+
 def attack(
+    cpus: set[int] | None,
     address: str,
     node_id: str,
     identities: int,
@@ -83,6 +98,8 @@ def attack(
     stop: multiprocessing.synchronize.Event,
     result: Connection,
 ) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     trio.run(
         _attack,
         Address.parse(address),
@@ -245,6 +262,7 @@ async def run(args: argparse.Namespace, target: NodeProcess) -> dict[str, Any]:
         attacker = _SPAWN.Process(
             target=attack,
             args=(
+                args.attacker_cpus,
                 target.address,
                 target.node_id,
                 args.identities,
@@ -293,7 +311,17 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--retry", type=float, default=0.5)
     parser.add_argument("--settle", type=float, default=10.0)
+    parser.add_argument(
+        "--pin", action="store_true", help="attacker on one CPU, target and honest node on another"
+    )
     args = parser.parse_args()
+    args.attacker_cpus = node_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs two CPUs")
+        args.attacker_cpus, node_cpus = {cpus[0]}, {cpus[1]}
+        pin(os.getpid(), node_cpus)
     header("stream exhaustion against a real node on loopback")
     print(
         f"# attacker: {args.identities} identities (difficulty {DIFFICULTY}) on {ATTACKER_HOST}, "
@@ -301,10 +329,16 @@ def main() -> None:
         f"{args.half_open} half-open connections; {args.rounds} rounds of each operation, "
         f"{args.interval:g}s apart"
     )
+    if args.pin:
+        print(
+            f"# pinned: attacker on CPU {args.attacker_cpus}, target and honest node on {node_cpus}"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         target = NodeProcess(
             Path(tmp) / "target", env=environ(PLEXINODE_DHT_ID_DIFFICULTY=str(DIFFICULTY))
         ).wait_ready()
+        if node_cpus is not None:
+            pin(target.proc.pid, node_cpus)
         try:
             report = trio.run(run, args, target)
         finally:

@@ -103,7 +103,9 @@ async def test_lookups_survive_30_percent_of_nodes_gone(autojump_clock) -> None:
 async def test_small_buckets_ping_their_oldest_entry(autojump_clock) -> None:
     async with (
         open_memory_network(seed=3, latency=0.002) as net,
-        dht_network(net, 40, small_k(2, refresh_interval=120.0)) as nodes,
+        # A full bucket pings its oldest entry only once that was not heard from for a
+        # liveness interval: 120 s here, so that several rounds fit in the run.
+        dht_network(net, 40, small_k(2, refresh_interval=120.0, liveness_interval=120.0)) as nodes,
     ):
         await trio.sleep(600)  # several refresh rounds
         stats = sum((n.dht.routing.stats for n in nodes), Counter())

@@ -24,6 +24,7 @@ from plexinode.dht.routing import (
     PENDING_PING_EXPIRY,
     Added,
     BucketFull,
+    Cached,
     Entry,
     PingPending,
     RefusalReason,
@@ -334,6 +335,19 @@ def test_address_change_into_a_crowded_subnet_is_refused() -> None:
 
 
 # -- Full bucket, ping of the oldest --------------------------------------------------------
+
+
+def test_full_bucket_asks_for_no_ping_while_its_oldest_entry_is_fresh() -> None:
+    table = RoutingTable(OWN, k=2, fresh_for=100.0)
+    oldest, _ = fill(table, 255, 2, now=10.0)  # last seen at 10.0 and 11.0
+    first = contact(in_bucket(255, 2))
+    # Heard from 99.9 s ago: as good as alive; the newcomer waits in the cache.
+    assert table.observe(first, 109.9) == Cached(oldest)
+    assert table.replacements(255) == [first]
+    assert table.stats["oldest_fresh"] == 1
+    # Once it is fresh no longer, the ping is asked for.
+    assert table.observe(first, 110.0) == BucketFull(oldest)
+    check_invariants(table)
 
 
 def test_full_bucket_asks_to_ping_the_oldest_once() -> None:

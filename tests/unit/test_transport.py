@@ -3,6 +3,7 @@ import logging
 
 import pytest
 import trio
+import trio.testing
 
 from plexinode.net.address import Address
 from plexinode.net.transport import MAX_DATAGRAM, SocketTransport
@@ -87,3 +88,52 @@ def test_real_random_choices_come_from_the_os_and_simulated_ones_from_the_seed()
     assert real.rng(seed).getrandbits(128) != real.rng(seed).getrandbits(128)
     simulated = MemoryNetwork(seed=1).transport("10.0.0.1")
     assert simulated.rng(seed).getrandbits(128) == simulated.rng(seed).getrandbits(128)
+
+
+async def test_a_wakeup_reads_a_batch_of_ready_datagrams_then_yields() -> None:
+    """Datagrams already in the kernel are read a batch at a time: within a batch, no pass
+    through the scheduler per datagram; between batches, one."""
+    receiver = await SocketTransport(receive_batch=4).bind(Address("127.0.0.1", 0))
+    sender = await SocketTransport().bind(Address("127.0.0.1", 0))
+    try:
+        for i in range(10):
+            await sender.datagrams.sendto(b"%d" % i, receiver.address)
+        got = []
+        for i in range(10):
+            if i % 4 == 0:
+                with trio.testing.assert_checkpoints():
+                    data, source = await receiver.datagrams.recvfrom()
+            else:
+                with trio.testing.assert_no_checkpoints():
+                    data, source = await receiver.datagrams.recvfrom()
+            assert source == sender.address
+            got.append(data)
+        assert got == [b"%d" % i for i in range(10)]
+        # With nothing ready, the reader waits for the next datagram.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender.datagrams.sendto, b"late", receiver.address)
+            with trio.fail_after(5):
+                assert (await receiver.datagrams.recvfrom())[0] == b"late"
+    finally:
+        await receiver.aclose()
+        await sender.aclose()
+
+
+async def test_the_receive_buffer_asked_for_and_granted_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="plexinode.net.transport"):
+        endpoint = await SocketTransport(receive_buffer=1 << 20).bind(Address("127.0.0.1", 0))
+        await endpoint.aclose()
+        asked = [r.getMessage() for r in caplog.records if "receive buffer" in r.getMessage()]
+        assert len(asked) == 1
+        assert "asked for 1048576 bytes, the kernel reports" in asked[0]
+        caplog.clear()
+        endpoint = await SocketTransport(receive_buffer=0).bind(Address("127.0.0.1", 0))
+        await endpoint.aclose()
+        assert not [r for r in caplog.records if "receive buffer" in r.getMessage()]
+
+
+def test_a_batch_is_at_least_one_datagram() -> None:
+    with pytest.raises(ValueError, match="receive_batch"):
+        SocketTransport(receive_batch=0)
