@@ -56,6 +56,7 @@ from plexinode.membership.service import MembershipService, Seed
 from plexinode.net import echo
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
+from plexinode.net.interfaces import is_wildcard, outward_addresses
 from plexinode.net.keyring import Keyring, remember_private, save_keyring
 from plexinode.net.names import Resolver, SystemResolver, listen_address
 from plexinode.net.pinging import NoAnswer, Pinger, PingOptions, unanswered
@@ -358,6 +359,11 @@ class Node:
                 may not admit members or holds too many open tickets.
         """
         addresses = self.dht.advertised_addresses()
+        bound = self._bound_address()
+        if not addresses and is_wildcard(bound.host):
+            # Listening everywhere and told by no peer yet where it is seen (a founder's first
+            # invite): the addresses this host sends from toward the outside.
+            addresses = outward_addresses(bound.port)
         if self._security is not None and self._security.tickets is not None:
             return await self._security.tickets.issue(addresses, expires)
         network, until = self.settings.network, int(self._wall_clock() + expires)
@@ -387,6 +393,7 @@ class Node:
                 f"{way_in.network!r}: use a new data dir (`start --join-file FILE`) to join it"
             )
         if isinstance(way_in, Ticket) and self._security is not None:
+            self._security.check_can_join(way_in)
             redeemed = await redeem(self.streams, self.identity, way_in, self._wall_clock())
             await self._security.join_private(way_in, redeemed)
             await self._keep_private()  # from now on, never without its keys

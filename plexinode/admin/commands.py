@@ -299,6 +299,15 @@ class AdminCommands:
         return AuthorityInfo(authority.network, authority.root.hex(), public_key.hex())
 
     async def authority_submit(self, request: AuthoritySubmitRequest) -> AuthorityAdded:
-        """Keep and spread statements the CLI signed with an admin key."""
-        added = await self._authority().add(request.encoded(), source="the admin socket")
-        return AuthorityAdded(len(added.new), added.refused)
+        """Keep and spread statements the CLI signed with an admin key. A grant to a revoked
+        key is refused here: it would be kept, and change nothing (a revocation holds for
+        good), so the admin is told rather than shown a success."""
+        authority = self._authority()
+        encoded, refused = [], []
+        for data in request.encoded():
+            if authority.grants_revoked_key(data):
+                refused.append("its subject is revoked for good: a grant changes nothing")
+            else:
+                encoded.append(data)
+        added = await authority.add(encoded, source="the admin socket")
+        return AuthorityAdded(len(added.new), (*refused, *added.refused))

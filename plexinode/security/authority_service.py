@@ -24,7 +24,7 @@ from plexinode.membership.members import State
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net.address import Address
 from plexinode.net.authority import Verdict
-from plexinode.net.certificates import ADMIN, INVITER, MEMBER
+from plexinode.net.certificates import ADMIN, INVITER, MEMBER, Grant
 from plexinode.net.secure import SecureStream
 from plexinode.security.statements import (
     AUTHORITY_PROTOCOL,
@@ -32,6 +32,7 @@ from plexinode.security.statements import (
     AuthorityDigest,
     AuthorityPush,
     StatementSet,
+    decode_statement,
     encode_statement,
     make_grant,
     split_hashes,
@@ -228,6 +229,15 @@ class AuthorityService:
         return len(renewed)
 
     # -- questions ---------------------------------------------------------------------------
+
+    def grants_revoked_key(self, encoded: bytes) -> bool:
+        """Whether `encoded` is a grant whose subject is revoked (a malformed statement is
+        not: :meth:`add` refuses it with its reason)."""
+        try:
+            statement = decode_statement(encoded)
+        except DecodeError:
+            return False
+        return isinstance(statement, Grant) and self.authority.is_revoked(statement.subject)
 
     def member(self, public_key: bytes) -> Verdict:
         """Whether `public_key` holds a valid member grant now."""

@@ -109,10 +109,7 @@ class SecurityServices:
         Raises:
             TicketError: This node already belongs to a private network.
         """
-        if self._keyring.root is not None:
-            raise TicketError(
-                "this node already belongs to a private network: use a new data dir to join another"
-            )
+        self.check_can_join(ticket)
         self._keyring.become_private(
             list(redeemed.keys.values()),
             redeemed.keys[redeemed.primary],
@@ -121,6 +118,21 @@ class SecurityServices:
         )
         self._save(self._keyring)
         await self.adopt()
+
+    def check_can_join(self, ticket: Ticket) -> None:
+        """Raise TicketError, before the ticket is spent, if this node cannot use `ticket`: it
+        already belongs to a private network."""
+        if self._keyring.root is None:
+            return
+        if self._keyring.root == ticket.root:
+            raise TicketError(
+                "this node is already a member of this network; the ticket was not used: give "
+                "it to a node that is not a member yet"
+            )
+        raise TicketError(
+            "this node already belongs to another private network; the ticket was not used: "
+            "join with a new data dir (`start --join-file FILE`)"
+        )
 
     def status(self) -> dict[str, object]:
         """The ``keyring`` and ``authority`` sections of ``status``."""

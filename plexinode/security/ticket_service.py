@@ -147,6 +147,8 @@ class TicketService:
             TicketError: This node may not admit members, has too many open tickets, or has no
                 address others can reach.
         """
+        if self.authority.authority.is_revoked(self.identity.public_key):
+            raise TicketError("this node is revoked from the network: it cannot invite anyone")
         if not self.may_admit():
             raise TicketError(
                 "this node may not admit members: it holds neither the inviter nor the admin "

@@ -3,12 +3,14 @@ networks, and bad tokens."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 
 import pytest
 
+from plexinode.security.tickets import parse_ticket
 from plexinode.testing.processes import cli, cli_json, node_env
 from tests.e2e.test_membership_processes import states, wait_until
 
@@ -163,3 +165,16 @@ def test_a_private_network_admits_ticket_holders_once_and_rotates_its_key(
     back = start_node("home2")
     wait_until(lambda: alive(first, back) and alive(back, first), 60, "it rejoined")
     assert listed(back, new["key_id"])["primary"] is True
+
+
+def test_a_founder_listening_on_every_address_can_invite(start_node, tmp_path) -> None:
+    """No peer has told it yet where it is seen: its first ticket lists the addresses the host
+    sends from (before, `invite` refused: no address others can reach)."""
+    assert cli(tmp_path / "wild", "init", "--network", "lab").returncode == 0
+    founder = start_node("wild", "--listen", "0.0.0.0:0")
+    made = cli(founder.data_dir, "--json", "invite", "--expires", "1h")
+    assert made.returncode == 0, made.stderr
+    ticket = parse_ticket(json.loads(made.stdout)["token"], time.time())
+    port = int(founder.address.rsplit(":", 1)[1])
+    assert ticket.bootstrap()
+    assert all(a.port == port and a.host not in ("0.0.0.0", "::") for a in ticket.bootstrap())

@@ -15,7 +15,12 @@ from plexinode.net.echo import ECHO_PROTOCOL
 from plexinode.net.keyring import Keyring
 from plexinode.node import Node
 from plexinode.security.rotation import KEYRING_PROTOCOL
-from plexinode.security.statements import AUTHORITY_PROTOCOL, encode_statement, make_revocation
+from plexinode.security.statements import (
+    AUTHORITY_PROTOCOL,
+    encode_statement,
+    make_grant,
+    make_revocation,
+)
 from plexinode.security.ticket_service import redeem
 from plexinode.security.tickets import JOIN_PROTOCOL, JoinReply, JoinRequest, Ticket, TicketError
 from plexinode.testing.authority import KEY, ROOT, authority, founded
@@ -78,6 +83,11 @@ async def test_a_ticket_admits_one_node_once(autojump_clock: trio.testing.MockCl
         # a joined member holds no inviter role: it cannot invite
         with pytest.raises(TicketError, match="may not admit"):
             await joiner.invite(3600)
+        # a member given a ticket refuses it before spending it
+        spare = await inviter.invite(3600)
+        with pytest.raises(TicketError, match="already a member of this network"):
+            await joiner.join(spare.encode())
+        assert len(inviter.keyring.tickets) == 1
 
 
 async def test_expired_tampered_and_misdirected_tickets_admit_nobody(
@@ -173,6 +183,17 @@ async def test_tickets_kept_in_the_database_outlive_a_restart_and_are_used_once(
             await late.join((await inviter.invite(3600)).encode())
         stats = inviter._security.tickets.stats  # type: ignore[union-attr]
         assert (stats["joined"], stats["join_malformed"], stats["join_refused"]) == (1, 1, 1)
+        # a grant to a revoked key would change nothing: the admin socket refuses it
+        regrant = make_grant(ROOT, authority(), late.identity.public_key, MEMBER, now=2)
+        assert service.grants_revoked_key(encode_statement(regrant))
+        fresh = make_grant(ROOT, authority(), joiner.identity.public_key, MEMBER, now=2)
+        assert not service.grants_revoked_key(encode_statement(fresh))
+        assert not service.grants_revoked_key(b"\x00junk")
+        # a revoked inviter says so when asked for a ticket
+        revoked = make_revocation(ROOT, authority(), inviter.identity.public_key, 3)
+        await service.add([encode_statement(revoked)], source="the test")
+        with pytest.raises(TicketError, match="this node is revoked"):
+            await inviter.invite(3600)
         for each in (inviter, joiner, late):
             each.stop()
 
