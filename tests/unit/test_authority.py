@@ -381,7 +381,7 @@ _long_grant = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.one_of(_statement, _long_grant, _long_grant), max_size=14),
     st.integers(T0, T0 + 1200 * DAY),
