@@ -386,7 +386,7 @@ class Node:
         way_in = parse_way_in(token, self._wall_clock())
         inviter, addresses = way_in.inviter_id, way_in.bootstrap()
         if inviter == self.node_id:
-            raise InviteError("this invite was made by this node: use it on the node to join")
+            raise InviteError("this invite was made by this node: give it to the node that joins")
         if way_in.network != self.settings.network:
             raise InviteError(
                 f"this node belongs to network {self.settings.network!r} and the invite is for "

@@ -287,6 +287,10 @@ class Authority:
                 and self.may_issue(grant.issuer, grant.role, grant.issued_at)
             ):
                 return _YES
+        if issuer not in self._grants:
+            return Verdict(
+                False, "its issuer is neither this network's root key nor a key granted a role"
+            )
         return Verdict(False, f"its issuer held no {' or '.join(roles)} grant then")
 
     def _stands(self, revocation: Revocation) -> bool:
