@@ -17,13 +17,15 @@ from typing import Any
 import click
 
 from plexinode.cli.context import client, options
-from plexinode.cli.nodeids import node_id_argument
+from plexinode.cli.nodeids import AmbiguousNodeId, node_id_argument
 from plexinode.cli.output import emit
-from plexinode.cli.readable import local_time
+from plexinode.cli.readable import local_time, quoted
 from plexinode.errors import IdentityError, PlexinodeError
 
 #: ``network grant``'s roles (plexinode.net.certificates.ROLES).
 ROLES = ("admin", "inviter", "member")
+#: A public key's length in hex digits.
+PUBLIC_KEY_DIGITS = 64
 
 admin_key_option = click.option(
     "--admin-key",
@@ -73,9 +75,37 @@ def _subject(text: str) -> tuple[str, dict[str, Any]]:
     network's details."""
     if is_public_key(text):
         return text.strip().lower(), client().call("authority_info")
-    node_id = node_id_argument(text, param_hint="SUBJECT")
+    node_id = subject_argument(text, param_hint="SUBJECT")
     info = client().call("authority_info", node_id=node_id)
     return info["public_key"], info
+
+
+def subject_argument(text: str, *, param_hint: str) -> str:
+    """The whole node ID that `text` names (:func:`node_id_argument`), where a public key
+    would do as well: a malformed one is a usage error that says all three forms."""
+    from plexinode.identity import TEXT_LENGTH
+
+    try:
+        return node_id_argument(text, param_hint=param_hint)
+    except AmbiguousNodeId:
+        raise
+    except click.BadParameter:
+        digits = text.strip().lower()
+        hexadecimal = bool(digits) and all(c in "0123456789abcdef" for c in digits)
+        why = f" (it has {len(digits)} hex digits)" if hexadecimal else ""
+        raise click.BadParameter(
+            f"{param_hint} is a node ID ({TEXT_LENGTH} characters), a unique prefix of one "
+            f"(8 or more), or a public key ({PUBLIC_KEY_DIGITS} hex digits), not "
+            f"{quoted(text)}{why}",
+            param_hint=param_hint,
+        ) from None
+
+
+def _admin_key_file(_ctx: click.Context, _param: click.Parameter, value: Path) -> Path:
+    """Check ``admin-key generate FILE``: it must name a file (not ``''`` or a directory)."""
+    if value.name in ("", ".."):
+        raise click.BadParameter("expected the name of a file to make (such as admin.key)")
+    return value
 
 
 @click.group("admin-key", short_help="Admin key files: make one.")
@@ -84,7 +114,7 @@ def admin_key() -> None:
 
 
 @admin_key.command("generate", short_help="Make a new admin key file.")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), callback=_admin_key_file)
 def admin_key_generate(file: Path) -> None:
     """Make a new admin key in FILE (never overwritten) and print its public key. The root
     key makes it an admin with `network grant admin PUBLIC_KEY`."""
@@ -112,8 +142,10 @@ def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | 
             raise click.BadParameter(str(exc), param_hint="--expires") from None
         if not 0 < lifetime <= MAX_LIFETIME[role]:
             days = MAX_LIFETIME[role] // 86_400
+            article = "an" if role[0] in "aeiou" else "a"
             raise click.BadParameter(
-                f"a {role} grant runs above 0 and at most {days}d", param_hint="--expires"
+                f"{article} {role} grant runs above 0 and at most {days}d",
+                param_hint="--expires",
             )
     key = _load_admin_key(admin_key_file)
     public_key, info = _subject(subject)
@@ -130,13 +162,14 @@ def _grant(role: str, subject: str, admin_key_file: Path | None, expires: str | 
 
 
 @click.command("grant", short_help="Give a key a role: admin, inviter or member.")
-@click.argument("role", type=click.Choice(ROLES))
+@click.argument("role", type=click.Choice(ROLES), metavar="ROLE")
 @click.argument("subject")
 @admin_key_option
 @click.option("--expires", default=None, metavar="DURATION", help="Default: the role's longest.")
 def grant(role: str, subject: str, admin_key: Path | None, expires: str | None) -> None:
-    """Give SUBJECT (a node ID, or a public key in 64 hex digits) ROLE in this network, signed
-    with an admin key. Only the root key grants admin."""
+    """Give SUBJECT ROLE in this network, signed with an admin key. ROLE is admin, inviter or
+    member; only the root key grants admin. SUBJECT is a node ID, a unique prefix of one (8
+    characters or more), or a public key (64 hex digits)."""
     granted = _grant(role, subject, admin_key, expires)
     emit(
         {
@@ -174,7 +207,7 @@ def delegate_inviting(admin_key_file: Path, lifetime: int) -> None:
 def is_public_key(text: str) -> bool:
     """Whether `text` is a public key (64 hex digits) rather than a node ID."""
     digits = text.strip().lower()
-    return len(digits) == 64 and all(c in "0123456789abcdef" for c in digits)
+    return len(digits) == PUBLIC_KEY_DIGITS and all(c in "0123456789abcdef" for c in digits)
 
 
 def revoke_with_key(subject: str, admin_key_file: Path | None, void: bool) -> dict[str, Any]:

@@ -106,9 +106,28 @@ def _global_options() -> list[click.Option]:
     ]
 
 
+def _usage_errors_name_their_command(command: click.Command) -> None:
+    """Let a usage error that click's parser raises without a context (an option missing its
+    value, an unknown option) carry `command`'s, so that its line points at that command's
+    help (``see 'plexinode init --help'``), not the root's."""
+    parse_args = command.parse_args
+
+    def parse_args_in_context(ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return parse_args(ctx, args)
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
+
+    command.parse_args = parse_args_in_context  # type: ignore[method-assign]
+
+
 def accept_global_options(command: click.Command) -> None:
-    """Let `command`, and every command under it if it is a group, take the global options."""
+    """Let `command`, and every command under it if it is a group, take the global options
+    (and name itself in its usage errors)."""
     command.params.extend(_global_options())
+    _usage_errors_name_their_command(command)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             accept_global_options(sub)

@@ -10,7 +10,6 @@ import click
 
 from plexinode.cli.authority import admin_key_option
 from plexinode.cli.context import client, options
-from plexinode.cli.nodeids import node_id_argument
 from plexinode.cli.output import emit, note
 from plexinode.cli.readable import duration, local_time
 
@@ -19,6 +18,11 @@ STDIN = "-"
 #: A key id: 12 hex digits (plexinode.net.keyring.key_id); a key: 64.
 _KEY_ID_DIGITS = 12
 _KEY_DIGITS = 64
+#: ``invite --expires``'s range, seconds: a shorter ticket would expire before it could be
+#: copied to the joiner (the admin command itself takes any positive lifetime), a longer one
+#: stays usable by whoever finds it long after it was needed.
+MIN_INVITE_LIFETIME = 60
+MAX_INVITE_LIFETIME = 30 * 86_400
 
 
 @click.command(short_help="Print a ticket or token that lets another node join.")
@@ -27,7 +31,7 @@ _KEY_DIGITS = 64
     default="24h",
     show_default=True,
     metavar="DURATION",
-    help="How long it stays valid (30s, 15m, 24h, 7d; at most 30d).",
+    help="How long it stays valid (15m, 24h, 7d; at least 1m, at most 30d).",
 )
 @click.option(
     "--admin-key",
@@ -47,8 +51,8 @@ def invite(expires: str, admin_key: Path | None) -> None:
         seconds = parse_duration(expires)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--expires") from None
-    if not 0 < seconds <= 30 * 86_400:
-        raise click.BadParameter("must be above 0 and at most 30d", param_hint="--expires")
+    if not MIN_INVITE_LIFETIME <= seconds <= MAX_INVITE_LIFETIME:
+        raise click.BadParameter("must be at least 1m and at most 30d", param_hint="--expires")
     if admin_key is not None:
         from plexinode.cli.authority import delegate_inviting
 
@@ -69,8 +73,12 @@ def join(token: str | None, file: str | None) -> None:
     so that it never appears in a command line."""
     from plexinode.cli.start import read_token
 
-    if (token is None) == (file is None):
+    if token is None and file is None:
         raise click.UsageError("give the token, '-' (standard input) or --file FILE")
+    if token is not None and file is not None:
+        raise click.UsageError(
+            "give one of the token, '-' (standard input) or --file FILE, not both"
+        )
     source = file if file is not None else token if token == STDIN else None
     if source is not None:
         token = read_token(source)
@@ -178,10 +186,10 @@ def network_revoke(node_id: str, admin_key: Path | None, void: bool) -> None:
     NODE_ID may be shortened to a unique prefix (8 characters or more) of an ID this node
     knows, or be a public key (64 hex digits), e.g. an admin key file's.
     """
-    from plexinode.cli.authority import is_public_key, revoke_with_key
+    from plexinode.cli.authority import is_public_key, revoke_with_key, subject_argument
 
     if not is_public_key(node_id):
-        node_id = node_id_argument(node_id, param_hint="NODE_ID")
+        node_id = subject_argument(node_id, param_hint="NODE_ID")
     emit(
         revoke_with_key(node_id, admin_key, void),
         lambda d: (

@@ -45,7 +45,13 @@ def _render(d: dict[str, Any]) -> str:
 @click.command()
 @click.argument("target")
 @click.option("--stream", "via_stream", is_flag=True, help="Ping over a secure TCP stream.")
-@click.option("--node", "node_text", default=None, help="Require the answer to come from this ID.")
+@click.option(
+    "--node",
+    "node_text",
+    default=None,
+    metavar="NODE_ID",
+    help="Require the answer to come from this node ID (or a unique prefix of one).",
+)
 @click.option(
     "--count",
     "-c",

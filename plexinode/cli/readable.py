@@ -27,6 +27,13 @@ _UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _ELLIPSIS: Final = "…"
 
 
+def quoted(text: str, limit: int = 70) -> str:
+    """`text` quoted for an error line, cut (saying how long it was) when over `limit`."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[: limit - 6]) + f"... ({len(text)} characters)"
+
+
 def size(n: int) -> str:
     """Bytes in binary units, one decimal: ``512 B``, ``1.5 KiB``, ``10.0 GiB``."""
     if n < 1024:

@@ -10,18 +10,52 @@ import click
 
 from plexinode.cli.context import options
 from plexinode.cli.output import emit, note
-from plexinode.errors import IdentityError
+from plexinode.errors import IdentityError, PlexinodeError
+
+#: The open network's name (the ``network`` setting's default): a private network may not
+#: take it, or its nodes would look like the open network's.
+OPEN_NETWORK = "open"
+#: The most a token file (or standard input) may hold: a token is at most 2 KiB of text
+#: (plexinode.membership.invite.MAX_TOKEN; a ticket 1 KiB), with room for wrapping. Only this
+#: much and one byte more is read, so that `--file /dev/zero` fails at once.
+MAX_TOKEN_FILE_BYTES = 8192
+
+
+def _network_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Check ``init --network`` as it is given: a malformed name is a usage error (exit 2),
+    before anything is written."""
+    from plexinode.cli.readable import quoted
+    from plexinode.config import NETWORK_NAME_RULE, SETTINGS_BY_KEY
+
+    if value is None:
+        return None
+    try:
+        name = str(SETTINGS_BY_KEY["network"].kind.from_text(value))
+    except ValueError:
+        raise click.BadParameter(
+            f"a network name {NETWORK_NAME_RULE}, not {quoted(value)}"
+        ) from None
+    if name == OPEN_NETWORK:
+        raise click.BadParameter(
+            f"{OPEN_NETWORK!r} is the open network's name: choose another for a private network"
+        )
+    return name
 
 
 @click.command()
 @click.option(
     "--network",
     default=None,
-    help="Create a private network of this name (with a new network key) for this node.",
+    metavar="NAME",
+    callback=_network_name,
+    help="Create a private network of this name (1-64 characters of a-z, 0-9 and '-'; not "
+    "'open') with a new network key for this node.",
 )
 def init(network: str | None) -> None:
     """Create this node's identity and config (never overwrites an identity)."""
-    from plexinode.daemon import initialise
+    import shutil
+
+    from plexinode.datadir import first_missing
     from plexinode.identity import key_path
 
     g = options()
@@ -29,15 +63,14 @@ def init(network: str | None) -> None:
         raise IdentityError(
             f"{key_path(g.data_dir)} already exists: refusing to overwrite this node's identity"
         )
-    identity = initialise(g.data_dir, network, {}, note)
-    doc: dict[str, Any] = {"node_id": str(identity.node_id), "data_dir": str(g.data_dir)}
-    if network is not None:
-        # A named network is a private one: its first member makes its key. Others get it in
-        # an invite (`plexinode invite`).
-        from plexinode.net.keyring import keyring_path
-
-        if not keyring_path(g.data_dir).exists():
-            doc.update(_found_network(g.data_dir, network, identity.public_key))
+    created = first_missing(g.data_dir)
+    try:
+        doc = _initialise(g.data_dir, network)
+    except BaseException:
+        # A failed init leaves nothing behind: the next one starts afresh.
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     emit(
         doc,
         lambda d: (
@@ -46,6 +79,22 @@ def init(network: str | None) -> None:
             + (f"\nits root key is {d['root_key']}: keep a copy offline" if "root_key" in d else "")
         ),
     )
+
+
+def _initialise(data_dir: Path, network: str | None) -> dict[str, Any]:
+    """Write the config and the identity, and found the private network `network` if named."""
+    from plexinode.daemon import initialise
+
+    identity = initialise(data_dir, network, {}, note)
+    doc: dict[str, Any] = {"node_id": str(identity.node_id), "data_dir": str(data_dir)}
+    if network is not None:
+        # A named network is a private one: its first member makes its key. Others get it in
+        # an invite (`plexinode invite`).
+        from plexinode.net.keyring import keyring_path
+
+        if not keyring_path(data_dir).exists():
+            doc.update(_found_network(data_dir, network, identity.public_key))
+    return doc
 
 
 def _found_network(data_dir: Path, network: str, node_key: bytes) -> dict[str, Any]:
@@ -78,20 +127,27 @@ def read_token(source: str) -> str:
     never appears in a command line.
 
     Raises:
-        PlexinodeError: The file cannot be read, or holds no token.
+        PlexinodeError: The file cannot be read, is too large to hold a token (more than
+            :data:`MAX_TOKEN_FILE_BYTES`), or holds no token.
     """
-    import sys
-
-    from plexinode.errors import PlexinodeError
-
+    where = "standard input" if source == "-" else source
     try:
-        text = sys.stdin.read(8192) if source == "-" else Path(source).read_text()[:8192]
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_TOKEN_FILE_BYTES + 1)
+        else:
+            with Path(source).open("rb") as file:
+                data = file.read(MAX_TOKEN_FILE_BYTES + 1)
+        if len(data) > MAX_TOKEN_FILE_BYTES:
+            raise PlexinodeError(
+                f"{where} is too large to be a token ({MAX_TOKEN_FILE_BYTES} bytes at most)"
+            )
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise PlexinodeError(f"cannot read the token from {source}: {reason}") from None
     token = "".join(text.split())
     if not token:
-        raise PlexinodeError(f"{'standard input' if source == '-' else source} holds no token")
+        raise PlexinodeError(f"{where} holds no token")
     return token
 
 

@@ -27,6 +27,9 @@ from plexinode.identity import SEED_BYTES, Identity
 
 #: The root key's file name in the data dir of the node that made the network.
 ROOT_KEY_FILE: Final = "root.key"
+#: The most an admin key file may hold (one is about 250 bytes). Only this much and one byte
+#: more is read, so that ``--admin-key /dev/zero`` fails at once.
+MAX_ADMIN_KEY_BYTES: Final = 4096
 _TYPE: Final = "plexinode-admin-key"
 _VERSION: Final = 1
 _HEADER: Final = (
@@ -63,14 +66,20 @@ def read_admin_key(path: Path) -> Identity:
     """The admin key in the file at `path`.
 
     Raises:
-        IdentityError: Missing, unreadable, or not an admin key file (one line saying which).
+        IdentityError: Missing, unreadable, too large (over :data:`MAX_ADMIN_KEY_BYTES`), or
+            not an admin key file (one line saying which).
     """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_ADMIN_KEY_BYTES + 1)
     except FileNotFoundError:
         raise IdentityError(f"{path} does not exist (the admin key file)") from None
     except OSError as exc:
         raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_ADMIN_KEY_BYTES:
+        raise IdentityError(
+            f"{path} is too large to be an admin key ({MAX_ADMIN_KEY_BYTES} bytes at most)"
+        )
     try:
         _header, _, body = data.decode("utf-8").partition("\n")
         doc = json.loads(body)

@@ -37,7 +37,8 @@ from typing import ClassVar, Final
 
 from plexinode.errors import DecodeError, PlexinodeError
 from plexinode.identity import PUBLIC_KEY_BYTES, NodeId
-from plexinode.membership.invite import Invite, parse_invite
+from plexinode.membership.invite import PREFIX as INVITE_PREFIX
+from plexinode.membership.invite import Invite, InviteError, parse_invite
 from plexinode.net.address import Address, ip_text
 from plexinode.net.certificates import MAX_NETWORK_NAME, MAX_STATEMENT_BYTES
 from plexinode.net.keyring import MAX_KEYS
@@ -168,7 +169,14 @@ def parse_way_in(text: str, now: float) -> Ticket | Invite:
     Raises:
         TicketError, InviteError: One line saying what is wrong.
     """
-    return (parse_ticket if is_ticket(text) else parse_invite)(text, now)
+    if is_ticket(text):
+        return parse_ticket(text, now)
+    if not "".join(text.split()).startswith(INVITE_PREFIX):
+        raise InviteError(
+            f"not an invite token or a ticket (an invite token starts with {INVITE_PREFIX!r},"
+            f" a private network's ticket with {PREFIX!r})"
+        )
+    return parse_invite(text, now)
 
 
 def redemption_refusal(

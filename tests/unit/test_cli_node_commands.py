@@ -256,8 +256,9 @@ def test_invite_and_join(stub: Stub, capsys) -> None:
     code, out, err = run(capsys, stub, "invite", "--expires", "2h")
     assert (code, out.strip()) == (0, "plexinode-invite-2:7200")
     assert "valid until" in err
-    for bad in ("0s", "31d", "soon"):
-        assert run(capsys, stub, "invite", "--expires", bad)[0] == 2
+    for bad in ("0s", "1s", "500ms", "59s", "31d", "soon"):
+        assert run(capsys, stub, "invite", "--expires", bad)[0] == 2, bad
+    assert run(capsys, stub, "invite", "--expires", "1m")[0] == 0
     assert set(json.loads(run(capsys, stub, "invite", "--json")[1])) >= {"token", "expires"}
     stub.answers["join"] = {"network": "home", "bootstrapped": 4, "members": 3}
     code, out, _ = run(capsys, stub, "join", "TOKEN")
