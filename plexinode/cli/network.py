@@ -181,7 +181,8 @@ def network_key_remove(key: str) -> None:
 def network_revoke(node_id: str, admin_key: Path | None, void: bool) -> None:
     """Take NODE_ID out of the private network for good: members stop hearing it at once and
     never hand it a network key again (then rotate the keys). The revocation is signed with an
-    admin key and no later statement undoes it.
+    admin key and no later grant undoes it; only a --void revocation of the admin key that
+    signed it (by the root, for a stolen admin key) makes it fall.
 
     NODE_ID may be shortened to a unique prefix (8 characters or more) of an ID this node
     knows, or be a public key (64 hex digits), e.g. an admin key file's.
