@@ -15,8 +15,11 @@ holds all N members alive, then measures for --duration seconds:
 - the core's use (process CPU time / wall time) and the event loop's lag (how late a 100 ms
   sleep wakes up: its p50 and p99);
 - each node's local health score (Lifeguard's awareness), its mean and max at the end;
-- with --types, the DHT's share: its liveness pings, and contacts it removed from its routing
-  table (a removed contact that then sends us a request is pinged back before it is re-added).
+- with --types, the DHT's share: its liveness pings, its ping-backs of requesters missing
+  from its routing table (``dht.ping_backs``: started, and skipped because the requester was
+  checked lately), the pings of a full bucket's oldest entry, and contacts it removed from its
+  routing table (a removed contact that then sends us a request is pinged back before it is
+  re-added).
 
 Each N's rate is printed beside the idle rate, measured first in the same run at --baseline
 nodes (default 10).
@@ -118,6 +121,9 @@ class Result:
     types: dict[str, float]
     liveness_pings: float
     contacts_removed: float
+    ping_backs: float
+    ping_backs_skipped: float
+    oldest_pings: float
 
 
 def _views(nodes: list[Node]) -> tuple[float, float, int]:
@@ -142,6 +148,10 @@ def _totals(nodes: list[Node]) -> dict[str, int]:
         out["dead"] += node.membership.stats["declared_dead"]
         out["liveness"] += node.dht.record_stats["liveness_pings"]
         out["removed"] += node.dht.routing.stats["removed"]
+        out["oldest"] += node.dht.routing.stats["bucket_full"]
+        checks = node.dht.records_summary().get("ping_backs", {})
+        out["ping_backs"] += checks.get("started", 0)
+        out["ping_backs_skipped"] += sum(v for k, v in checks.items() if k.startswith("skipped"))
     return dict(out)
 
 
@@ -218,6 +228,11 @@ async def measure(count: int, duration: float, on_ready: Callable[[], Awaitable[
         types=types,
         liveness_pings=(after["liveness"] - before["liveness"]) / wall / count,
         contacts_removed=(after["removed"] - before["removed"]) / wall / count,
+        ping_backs=(after["ping_backs"] - before["ping_backs"]) / wall / count,
+        ping_backs_skipped=(after["ping_backs_skipped"] - before["ping_backs_skipped"])
+        / wall
+        / count,
+        oldest_pings=(after["oldest"] - before["oldest"]) / wall / count,
     )
 
 
@@ -246,9 +261,10 @@ async def run(sizes: list[int], duration: float, baseline: int, types: bool) -> 
                 if rate >= 0.005:
                     print(f"        {kind:32s} {rate:7.3f}/s/node")
             print(
-                f"        (DHT liveness pings {result.liveness_pings:.3f}/s/node, the other DHT "
-                f"pings are ping-backs of requesters missing from the routing table; DHT "
-                f"contacts removed {result.contacts_removed:.3f}/s/node)"
+                f"        (DHT pings: liveness {result.liveness_pings:.3f}/s/node, ping-backs "
+                f"started {result.ping_backs:.3f} and skipped {result.ping_backs_skipped:.3f}, "
+                f"full buckets' oldest entries {result.oldest_pings:.3f}; DHT contacts "
+                f"removed {result.contacts_removed:.3f}/s/node)"
             )
         await trio.sleep(2)  # the sockets of the last run close
 
