@@ -26,7 +26,7 @@ buffer the nodes ask for (the trade: a deeper queue loses fewer honest datagrams
 and makes those it keeps wait longer behind the junk).
 
 With ``--msg1``, part 2 floods the victim's TCP port with handshake first messages instead
-(``msg1``: the 2-byte length and 53 bytes, then the attacker waits for the answer and hangs
+(``msg1``: the 2-byte length and 69 bytes, then the attacker waits for the answer and hangs
 up), from 127.0.0.2 (or from ``--msg1-hosts`` addresses of 127.0.0.0/8, a distributed
 attacker), ``--msg1-threads`` connections at a time, as fast as they go: first with a wrong
 tag (the responder stops at the tag check), then with the right tag of the open network,
@@ -62,6 +62,7 @@ from plexinode.errors import PeerTimeout, PlexinodeError, RemoteProtocolError
 from plexinode.identity import Identity, NodeId
 from plexinode.net import packet
 from plexinode.net.address import Address
+from plexinode.net.cookie import ZERO_MAC2
 from plexinode.net.datagram import DatagramService
 from plexinode.net.handshake import MAGIC, VERSION
 from plexinode.net.keyring import Keyring, network_tag, open_network_key
@@ -74,6 +75,8 @@ from plexinode.wire import envelope
 from plexinode.wire.messages import Ping
 
 HOST = "127.0.0.1"
+#: Stream service values that are levels, not counters (not shown as a phase's change).
+GAUGES = frozenset({"pending_handshakes", "inbound_streams", "under_load"})
 ATTACKER = "127.0.0.2"
 SIZE = 200
 
@@ -112,14 +115,19 @@ print(sent)
 
 #: The handshake flooder: connects to the victim from the given source addresses in turn,
 #: `threads` connections at a time, for `seconds`; on each it sends the next msg1 of the file
-#: (each 55 bytes, length included), waits up to 1 s for an answer, and hangs up (with a
-#: reset after an answer, so that no TIME_WAIT piles up on this side). Prints its counts.
+#: (each framed: its 2-byte length, then the msg1), waits up to 1 s for an answer, and hangs
+#: up (with a reset after an answer, so that no TIME_WAIT piles up on this side). Prints its
+#: counts.
 MSG1_SENDER = r"""
 import json, socket, struct, sys, threading, time
 path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seconds, threads, sources = float(sys.argv[4]), int(sys.argv[5]), sys.argv[6].split(",")
 data = open(path, "rb").read()
-messages = [data[i:i + 55] for i in range(0, len(data), 55)]
+messages, i = [], 0
+while i < len(data):
+    n = 2 + int.from_bytes(data[i:i + 2], "big")
+    messages.append(data[i:i + n])
+    i += n
 counts = {"connections": 0, "answered": 0, "closed": 0, "failed": 0}
 lock = threading.Lock()
 turn = [0]
@@ -185,7 +193,7 @@ def msg1s(count: int, *, right_tag: bool, rng: random.Random) -> bytes:
     for _ in range(count):
         body = MAGIC + bytes([VERSION]) + bytes(PrivateKey.generate().public_key)
         tag = network_tag(key, body) if right_tag else rng.randbytes(16)
-        message = body + tag
+        message = body + tag + ZERO_MAC2  # no cookie
         out += len(message).to_bytes(2, "big") + message
     return bytes(out)
 
@@ -304,7 +312,7 @@ async def flood(
             dead0 = sum(n.membership.stats["declared_dead"] for n in nodes)
             stats = victim.datagrams.stats
             before = dict(stats)
-            streams_before = dict(victim.streams.stats)
+            streams_before = victim.streams.summary()  # counters, the cookies' included
             cpu0 = time.process_time()
             wall0 = time.perf_counter()
             async with trio.open_nursery() as inner:
@@ -377,8 +385,10 @@ async def flood(
             }
             phase.stream_drops = {
                 k: v - streams_before.get(k, 0)
-                for k, v in victim.streams.stats.items()
-                if not k.startswith("accepted:") and v - streams_before.get(k, 0)
+                for k, v in victim.streams.summary().items()
+                if k not in GAUGES
+                and not k.startswith("accepted:")
+                and v - streams_before.get(k, 0)
             }
             phase.deaths = sum(n.membership.stats["declared_dead"] for n in nodes) - dead0
             return phase
