@@ -56,7 +56,7 @@ from plexinode.membership.service import MembershipService, Seed
 from plexinode.net import echo
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
-from plexinode.net.interfaces import is_wildcard, outward_addresses
+from plexinode.net.interfaces import outward_addresses
 from plexinode.net.keyring import Keyring, remember_private, save_keyring
 from plexinode.net.names import Resolver, SystemResolver, listen_address
 from plexinode.net.pinging import NoAnswer, Pinger, PingOptions, unanswered
@@ -358,12 +358,8 @@ class Node:
             InviteError, TicketError: No address others can reach yet, or (private) this node
                 may not admit members or holds too many open tickets.
         """
-        addresses = self.dht.advertised_addresses()
-        bound = self._bound_address()
-        if not addresses and is_wildcard(bound.host):
-            # Listening everywhere and told by no peer yet where it is seen (a founder's first
-            # invite): the addresses this host sends from toward the outside.
-            addresses = outward_addresses(bound.port)
+        # Told by no peer yet where it is seen (a founder's first invite): where it sends from.
+        addresses = self.dht.advertised_addresses() or outward_addresses(self._bound_address())
         if self._security is not None and self._security.tickets is not None:
             return await self._security.tickets.issue(addresses, expires)
         network, until = self.settings.network, int(self._wall_clock() + expires)
@@ -373,16 +369,13 @@ class Node:
         """Join the network of an invite token or a ticket through the inviter only (its node
         ID is in the token), for the DHT and membership; the DHT then keeps the contacts it
         made. A ticket is redeemed first (this node becomes a member of the private network);
-        then the inviter must answer a signed ping.
-
-        Returns:
-            How many DHT contacts this node has after the bootstrap through the inviter.
+        then the inviter must answer a signed ping (once admitted, a warning if it does not).
+        Returns how many DHT contacts this node has after the bootstrap through the inviter.
 
         Raises:
             InviteError, TicketError: The token is unusable, made by this node, for another
                 network, or refused by the inviter.
-            PeerTimeout: The inviter did not answer.
-        """
+            PeerTimeout: The inviter did not answer (an invite token's)."""
         way_in = parse_way_in(token, self._wall_clock())
         inviter, addresses = way_in.inviter_id, way_in.bootstrap()
         if inviter == self.node_id:
@@ -392,15 +385,19 @@ class Node:
                 f"this node belongs to network {self.settings.network!r} and the invite is for "
                 f"{way_in.network!r}: use a new data dir (`start --join-file FILE`) to join it"
             )
+        admitted = False
         if isinstance(way_in, Ticket) and self._security is not None:
+            admitted = True  # once redeemed below
             self._security.check_can_join(way_in)
             redeemed = await redeem(self.streams, self.identity, way_in, self._wall_clock())
             await self._security.join_private(way_in, redeemed)
             await self._keep_private()  # from now on, never without its keys
         pinger = Pinger(self.datagrams, self.streams, self._resolver, self._bound_address())
         why_not = await unanswered(pinger, inviter, addresses)
-        if why_not is not None:
+        if why_not is not None and not admitted:
             raise PeerTimeout(f"the inviter {inviter.short()} did not answer: {why_not}")
+        if why_not is not None:  # admitted (the ticket is spent): never lost for a ping
+            log.warning("admitted, but the inviter %s did not answer: %s", inviter.short(), why_not)
         known = [Contact(inviter, address) for address in addresses]
         contacts = await self.dht.bootstrap(addresses, known)
         await self.dht.persist()

@@ -19,11 +19,18 @@ from plexinode.net.address import Address
 _PROBES: Final = ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1"))
 
 
-def outward_addresses(port: int) -> list[Address]:
-    """This host's source addresses toward the outside (IPv4 first), with `port`; none that
-    is loopback, link-local or unspecified, and none when there is no route."""
+def outward_addresses(bound: Address) -> list[Address]:
+    """For a node bound to the wildcard address `bound`, this host's source addresses toward
+    the outside, with its port: IPv4 for ``0.0.0.0``, IPv4 and IPv6 for ``::`` (IPv4 first);
+    none that is loopback, link-local or unspecified, none without a route, and none for a
+    node bound to one address (it is reached there)."""
+    if not is_wildcard(bound.host):
+        return []
+    families = (socket.AF_INET,) if ":" not in bound.host else (socket.AF_INET, socket.AF_INET6)
     found: list[Address] = []
     for family, probe in _PROBES:
+        if family not in families:
+            continue
         try:
             with socket.socket(family, socket.SOCK_DGRAM) as sock:
                 sock.connect((probe, 9))
@@ -32,7 +39,7 @@ def outward_addresses(port: int) -> list[Address]:
             continue
         ip = ipaddress.ip_address(host.split("%", 1)[0])
         if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified):
-            found.append(Address(str(ip), port))
+            found.append(Address(str(ip), bound.port))
     return found
 
 

@@ -224,3 +224,25 @@ async def test_a_session_redeems_only_the_ticket_whose_key_it_used(
         await joiner.join(second.encode())
         assert joiner.keyring.private
         assert len(inviter.keyring.tickets) == 1
+
+
+async def test_an_admitted_joiner_keeps_its_admission_when_the_inviter_does_not_answer_a_ping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The ticket is spent once redeemed (over TCP): a lost ping afterwards (UDP dropped on
+    the way back) is a warning, not a failed join that would throw the admission away."""
+    net = MemoryNetwork(seed=SEED)
+    async with running_nodes(net, 2, SETTINGS, seed=SEED, keyrings=keyrings) as nodes:
+        inviter, joiner = nodes
+        ticket = await inviter.invite(3600)
+        assert inviter.address is not None
+        assert joiner.address is not None
+        net.set_link(inviter.address.host, joiner.address.host, loss=1.0)
+        await joiner.join(ticket.encode())
+        assert joiner.keyring.private
+        service = joiner.authority_service
+        assert service is not None
+        assert service.member(joiner.identity.public_key)
+        net.clear_link(inviter.address.host, joiner.address.host)
+        with trio.fail_after(120):
+            await wait_for(lambda: alive(inviter, joiner) and alive(joiner, inviter))

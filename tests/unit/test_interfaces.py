@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from plexinode.net import interfaces
+from plexinode.net.address import Address
 from plexinode.net.interfaces import is_wildcard, outward_addresses
 
 
 def test_outward_addresses_are_routable_and_carry_the_port() -> None:
-    for address in outward_addresses(7420):
+    assert outward_addresses(Address("127.0.0.1", 7420)) == []
+    for address in outward_addresses(Address("::", 7420)):
         ip = ipaddress.ip_address(address.host)
         assert address.port == 7420
         assert not ip.is_loopback
@@ -56,7 +58,9 @@ def test_no_route_and_unusable_sources_give_no_address(
     monkeypatch.setattr(
         interfaces.socket, "socket", lambda family, kind: _FakeSocket(sources[family])
     )
-    assert [a.host for a in outward_addresses(1)] == expected
+    assert [a.host for a in outward_addresses(Address("::", 1))] == expected
+    v4 = [a.host for a in outward_addresses(Address("0.0.0.0", 1))]
+    assert v4 == [h for h in expected if ":" not in h]
 
 
 def test_wildcards() -> None:
