@@ -60,6 +60,9 @@ JOIN_TIMEOUT: Final = 10.0
 MAX_SERVING: Final = 8
 #: Redeemed or expired tickets are forgotten this long after they expire, seconds.
 FORGET_AFTER: Final = 86_400
+#: How far ahead of the joiner's clock the inviter's may run, seconds, for the grant the
+#: joiner receives to count as valid on arrival.
+MAX_CLOCK_SKEW: Final = 300
 
 
 class TicketService:
@@ -335,7 +338,11 @@ def _admitted(identity: Identity, ticket: Ticket, reply: JoinReply, now: float) 
         raise TicketError(f"the inviter's answer holds a bad network key: {exc}") from None
     statements = StatementSet(Authority(ticket.network, ticket.root))
     added = statements.add_many(reply.statements)
-    verdict = statements.authority.holds(identity.public_key, MEMBER, now)
+    # The inviter's clock may run ahead of ours (or just ticked past the second of `now`): a
+    # grant it has just signed is judged at its own date, if within MAX_CLOCK_SKEW of ours.
+    dates = [g.issued_at for g in statements.authority.grants_of(identity.public_key)]
+    at = max([now, *(d for d in dates if d - now <= MAX_CLOCK_SKEW)])
+    verdict = statements.authority.holds(identity.public_key, MEMBER, at)
     if not verdict:
         raise TicketError(f"the inviter's answer does not admit this node: {verdict.reason}")
     if not keys or reply.primary.hex() not in keys:

@@ -100,3 +100,33 @@ def test_join_messages_round_trip() -> None:
         JoinReply(True, "", (b"\x00\x90",), (SealedKey(b"\x01" * 6, b"\x02" * 80),), b"\x01" * 6),
     ):
         assert envelope.decode(envelope.encode(message), FRAME_LIMITS).message == message
+
+
+@pytest.mark.parametrize(("ahead", "admitted"), [(1, True), (299, True), (301, False)])
+def test_a_grant_from_an_inviter_whose_clock_runs_ahead_admits_within_the_skew(
+    ahead: int, admitted: bool
+) -> None:
+    from plexinode.net.authority import Authority
+    from plexinode.net.certificates import MEMBER
+    from plexinode.net.keyring import Keyring
+    from plexinode.security.rotation import KeyringRequest, key_id, reply_to
+    from plexinode.security.statements import encode_statement, make_grant
+    from plexinode.security.ticket_service import _admitted
+    from plexinode.security.tickets import JoinReply, TicketError
+
+    joiner = Identity.from_seed(b"j" * 32)
+    ticket = Ticket(
+        "lab", ROOT.public_key, INVITER.public_key, (TicketAddress(bytes(4), 1),), NOW + 60, b""
+    )
+    grant = make_grant(
+        ROOT, Authority("lab", ROOT.public_key), joiner.public_key, MEMBER, now=NOW + ahead
+    )
+    ring = Keyring.generate()
+    keys = reply_to(ring, KeyringRequest(()), joiner.public_key)
+    primary = bytes.fromhex(key_id(ring.primary))
+    reply = JoinReply(True, "", (encode_statement(grant),), keys.keys, primary)
+    if admitted:
+        assert _admitted(joiner, ticket, reply, NOW).keys[key_id(ring.primary)] == ring.primary
+    else:
+        with pytest.raises(TicketError, match="dated in the future"):
+            _admitted(joiner, ticket, reply, NOW)
