@@ -159,9 +159,8 @@ class AuthorityService:
         await self._store(added.new)
         await self.prune()
         if added.spent and self._db is not None:
-            held = set(self.statements.hashes_held())
             rows = await self._db.execute("SELECT hash FROM authority")
-            await self._delete([bytes(r[0]) for r in rows if bytes(r[0]) not in held])
+            await self._delete([bytes(r[0]) for r in rows if bytes(r[0]) not in self.statements])
         log.info("holding %d statements of the network's authority", len(self.statements))
 
     async def _store(self, encoded: Iterable[bytes]) -> None:

@@ -168,10 +168,6 @@ class StatementSet:
     def __contains__(self, digest: object) -> bool:
         return digest in self._held
 
-    def hashes_held(self) -> list[bytes]:
-        """Every held hash."""
-        return list(self._held)
-
     def hashes(self) -> bytes:
         """Every held hash, sorted and concatenated (a digest's ``hashes``)."""
         return b"".join(sorted(self._held))
