@@ -14,7 +14,8 @@ cutting what has arrived gives every segment but the last exactly the cut the wh
 would get: each of them ended at a hash match or at ``max_size``, neither of which depends on
 bytes further on. Only the last one may have ended because the buffer did. So `Segmenter.feed`
 keeps that last piece and cuts again when more has arrived, once at least two maximum segments
-are waiting (so each byte is scanned at most a few times); `Segmenter.finish` cuts the rest.
+are waiting (so each byte is scanned at most a few times); `Segmenter.finish` cuts the rest,
+and `Segmenter.boundary` (a file ended) cuts everything waiting once it is a minimum segment.
 Memory is bounded by two maximum segments plus the piece being fed, whatever the stream's size.
 """
 
@@ -68,6 +69,7 @@ class Segmenter:
             seed=seed,
         )
         self._maximum = sizes.maximum
+        self._minimum = sizes.minimum
         self._pending = bytearray()
         self._finished = False
 
@@ -84,6 +86,20 @@ class Segmenter:
         if len(self._pending) < 2 * self._maximum:
             return []
         return self._cut(keep_last=True)
+
+    def boundary(self) -> list[bytes]:
+        """A file of the stream ended here: cut, if at least a minimum segment is waiting.
+
+        A segment then never spans the end of a file into the next one unless it is small, so
+        a changed file changes its own segments (and the small neighbours it was packed with)
+        and no other: restic restarts its chunker at every file for the same reason. Small files
+        are still packed together, so a tree of tiny files does not become tiny segments.
+        """
+        if self._finished:
+            raise RuntimeError("the stream was finished")
+        if len(self._pending) < self._minimum:
+            return []
+        return self._cut(keep_last=False)
 
     def finish(self) -> list[bytes]:
         """The end of the stream: returns the remaining segments."""

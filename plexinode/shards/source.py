@@ -2,7 +2,8 @@
 
 `Source` walks its path once, in a fixed order (names sorted bytewise, so an unchanged tree
 gives an identical stream and a later backup of it places nothing new), and yields the stream
-of `archive`: the contents of every regular file, in 1 MiB pieces, then the index. Symbolic
+of `archive`: the contents of every regular file, in 1 MiB pieces, each file followed by an
+empty piece (`FILE_END`: the segmenter may cut there), then the index. Symbolic
 links are recorded, never followed; sockets, FIFOs and devices are skipped and listed in
 `Source.skipped` (a backup of them would restore nothing useful).
 
@@ -34,6 +35,8 @@ from plexinode.shards.archive import Entry
 log = logging.getLogger(__name__)
 
 READ_BYTES: Final = 1 << 20
+#: The piece that marks the end of a file's contents in the stream.
+FILE_END: Final = b""
 
 
 class SourceError(PlexinodeError):
@@ -138,6 +141,7 @@ class Source:
             if file.read(1):
                 raise SourceChanged(f"{path} changed while it was being read (it grew)")
             self._same(path, entry, os.fstat(fd))
+        yield FILE_END
 
     @staticmethod
     def _same(path: Path, entry: Entry, st: os.stat_result) -> None:

@@ -90,3 +90,32 @@ def test_empty_stream_and_use_after_finish() -> None:
         segmenter.feed(b"x")
     with pytest.raises(RuntimeError, match="finished"):
         segmenter.finish()
+
+
+def test_a_file_boundary_cuts_once_a_minimum_segment_waits() -> None:
+    segmenter = Segmenter(SMALL, SEED)
+    assert segmenter.feed(b"a" * (SMALL.minimum - 1)) == []
+    assert segmenter.boundary() == []  # too small: packed with what follows
+    assert segmenter.feed(b"b") == []
+    assert segmenter.boundary() == [b"a" * (SMALL.minimum - 1) + b"b"]
+    assert segmenter.buffered == 0
+    segmenter.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        segmenter.boundary()
+
+
+def test_a_changed_file_changes_only_its_own_segments() -> None:
+    rng = random.Random(4)
+    files = [rng.randbytes(rng.randrange(SMALL.minimum, 200_000)) for _ in range(12)]
+
+    def cut(contents: list[bytes]) -> list[bytes]:
+        segmenter = Segmenter(SMALL, SEED)
+        out: list[bytes] = []
+        for data in contents:
+            out += segmenter.feed(data) + segmenter.boundary()
+        return out + segmenter.finish()
+
+    before = cut(files)
+    files[5] = rng.randbytes(100_000)
+    after = cut(files)
+    assert len(set(after) - set(before)) == len(cut(files[5:6]))
