@@ -42,7 +42,7 @@ def dht() -> None:
     "type_name",
     default="peer",
     show_default=True,
-    help="Record type: peer (KEY is a node ID) or provider (KEY is 64 hex digits).",
+    help="Record type: peer (KEY is a node ID), provider or backups (KEY is 64 hex digits).",
 )
 @click.argument("key")
 def dht_get(type_name: str, key: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, ClassVar, Final
 
+from plexinode.dht.backup_records import BackupsRecordType
 from plexinode.dht.contact import is_routable
 from plexinode.dht.records import (
     InvalidRecord,
@@ -162,10 +163,11 @@ PROVIDER: Final = ProviderRecordType.code
 
 
 def default_registry() -> RecordRegistry:
-    """A new registry with the types of this release: ``peer`` and ``provider``."""
+    """A new registry with the types of this release: ``peer``, ``provider`` and ``backups``."""
     registry = RecordRegistry()
     registry.register(PeerRecordType())
     registry.register(ProviderRecordType())
+    registry.register(BackupsRecordType())
     return registry
 
 

@@ -187,6 +187,14 @@ def test_size_is_the_encoded_length(
 # -- refusals -------------------------------------------------------------------------------
 
 
+def peer_and_provider() -> RecordRegistry:
+    """A registry of peer and provider only (code 3, ``backups``, is left free for Lenient)."""
+    registry = RecordRegistry()
+    registry.register(PeerRecordType())
+    registry.register(ProviderRecordType())
+    return registry
+
+
 class Lenient(RecordType):
     """Like provider, under code 3: flipping provider's rtype bit 0 lands on a valid type."""
 
@@ -214,7 +222,7 @@ def _flips(record: Record) -> list[tuple[str, Record]]:
 
 
 def test_any_flipped_bit_in_any_field_is_a_bad_signature() -> None:
-    registry = default_registry()
+    registry = peer_and_provider()
     registry.register(Lenient())
     record = provider(seq=1000, value=b"some opaque hint")
     validate_record(record, NOW, registry)
@@ -440,9 +448,9 @@ def test_invalid_record_message_includes_the_detail() -> None:
 # -- registry -------------------------------------------------------------------------------
 
 
-def test_default_registry_has_peer_and_provider() -> None:
+def test_default_registry_has_peer_provider_and_backups() -> None:
     registry = default_registry()
-    assert [t.name for t in registry.types()] == ["peer", "provider"]
+    assert [t.name for t in registry.types()] == ["peer", "provider", "backups"]
     peer, prov = registry.get(PEER), registry.get(PROVIDER)
     assert isinstance(peer, PeerRecordType)
     assert not peer.multi_publisher
@@ -455,7 +463,7 @@ def test_default_registry_has_peer_and_provider() -> None:
 
 
 def test_registry_refuses_clashes_and_bad_caps() -> None:
-    registry = default_registry()
+    registry = peer_and_provider()
     with pytest.raises(ValueError, match="code 1"):
         registry.register(PeerRecordType())
 
