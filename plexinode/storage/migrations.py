@@ -64,6 +64,21 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     # Who may have the network's keys is decided by the authority's grants now, not by a
     # roster of every node ever seen as a member.
     Migration(6, "DROP TABLE roster"),
+    # The owner's side of backups (plexinode.shards.catalog): its backups, the segments it has
+    # placed (so a later backup reuses them), and which backups use which segments.
+    Migration(
+        7,
+        "CREATE TABLE backups (backup_id BLOB PRIMARY KEY, name TEXT NOT NULL,"
+        " source TEXT NOT NULL, created REAL NOT NULL, k INTEGER NOT NULL, n INTEGER NOT NULL,"
+        " happy INTEGER NOT NULL, state TEXT NOT NULL, bytes INTEGER NOT NULL,"
+        " lease_expires REAL NOT NULL, manifest BLOB);"
+        "CREATE TABLE placed_segments (segment_id BLOB NOT NULL, k INTEGER NOT NULL,"
+        " n INTEGER NOT NULL, home BLOB NOT NULL, length INTEGER NOT NULL,"
+        " block_size INTEGER NOT NULL, roots BLOB NOT NULL, PRIMARY KEY (segment_id, k, n));"
+        "CREATE TABLE backup_segments (backup_id BLOB NOT NULL, segment_id BLOB NOT NULL,"
+        " PRIMARY KEY (backup_id, segment_id));"
+        "CREATE INDEX backup_segments_by_segment ON backup_segments (segment_id)",
+    ),
 )
 
 
