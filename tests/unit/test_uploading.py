@@ -10,36 +10,12 @@ import trio
 from plexinode.shards import messages, pipeline
 from plexinode.shards.holding import HolderSession
 from plexinode.shards.uploading import HolderRefused, open_share_upload, receive_message, request
+from plexinode.testing.channels import ChannelEnd, channel_pair
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 
 SECRET = bytes(32)
 OWNER = b"o" * 32
-
-
-class Pipe(trio.abc.Channel[bytes]):
-    """One end of a pair of message channels."""
-
-    def __init__(
-        self, send: trio.MemorySendChannel[bytes], receive: trio.MemoryReceiveChannel[bytes]
-    ) -> None:
-        self._send, self._receive = send, receive
-
-    async def send(self, value: bytes) -> None:
-        await self._send.send(value)
-
-    async def receive(self) -> bytes:
-        return await self._receive.receive()
-
-    async def aclose(self) -> None:
-        await self._send.aclose()
-        await self._receive.aclose()
-
-
-def pipe_pair() -> tuple[Pipe, Pipe]:
-    a_send, b_receive = trio.open_memory_channel[bytes](1000)
-    b_send, a_receive = trio.open_memory_channel[bytes](1000)
-    return Pipe(a_send, a_receive), Pipe(b_send, b_receive)
 
 
 class Holder:
@@ -56,7 +32,7 @@ class Holder:
         self.hold_acks = hold_acks
         self.release = trio.Event()
 
-    async def serve(self, stream: Pipe) -> None:
+    async def serve(self, stream: ChannelEnd) -> None:
         try:
             while True:
                 message = envelope.decode(await stream.receive(), FRAME_LIMITS).message
@@ -96,7 +72,7 @@ def segments(count: int, size: int = 600_000) -> list[pipeline.EncodedSegment]:
 async def upload(
     holder: Holder, segs: list[pipeline.EncodedSegment], window: int = 4, index: int = 1
 ) -> list[bytes]:
-    owner_end, holder_end = pipe_pair()
+    owner_end, holder_end = channel_pair()
     stored: list[bytes] = []
     failure: list[HolderRefused] = []
 
@@ -140,7 +116,7 @@ async def test_blocks_arrive_whole_and_are_acknowledged_in_groups() -> None:
 async def test_a_full_window_waits_for_the_holder() -> None:
     holder = Holder(hold_acks=True)
     segs = segments(6, size=100_000)
-    owner_end, holder_end = pipe_pair()
+    owner_end, holder_end = channel_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(holder.serve, holder_end)
         async with open_share_upload(
@@ -181,9 +157,9 @@ async def test_a_holder_that_fills_up_mid_transfer_stops_the_upload() -> None:
 
 async def test_a_holder_that_closes_or_garbles_is_a_refusal() -> None:
     for garbage in (None, b"\x93\x01\x02", envelope.encode(messages.ShardReply(True, "", ""))):
-        owner_end, holder_end = pipe_pair()
+        owner_end, holder_end = channel_pair()
 
-        async def hang_up(stream: Pipe, garbage: bytes | None = garbage) -> None:
+        async def hang_up(stream: ChannelEnd, garbage: bytes | None = garbage) -> None:
             await receive_message(stream, messages.ShardOffer)
             await stream.send(envelope.encode(messages.ShardReply(True, "", "")))
             await receive_message(stream, messages.ShardPut)
@@ -204,7 +180,7 @@ async def test_a_holder_that_closes_or_garbles_is_a_refusal() -> None:
 
 
 async def test_request_returns_the_reply() -> None:
-    a, b = pipe_pair()
+    a, b = channel_pair()
     await b.send(envelope.encode(messages.ShardReply(True, "", "")))
     reply = await request(a, messages.ShardRemove(b"B" * 16))
     assert reply.ok
