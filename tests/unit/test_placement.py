@@ -337,3 +337,18 @@ def test_a_new_member_moves_at_most_one_holder(
     assert after - before <= {nid(newcomer)}
     assert len(before - after) <= 1
     assert len(after) >= len(before)
+
+
+def test_a_refused_holder_frees_its_site() -> None:
+    ranked = rank(KEY, [nid(i) for i in range(4)])
+    at = {
+        ranked[0]: "10.0.0.1",
+        ranked[1]: "10.1.0.1",
+        ranked[2]: "10.1.0.2",
+        ranked[3]: "10.0.0.2",
+    }
+    plan = PlacementPlan(request([Candidate(node, host) for node, host in at.items()], 2, 2))
+    assert [o.holder.node_id for o in plan.offers()] == ranked[:2]
+    plan.refused(ranked[0])
+    # 10.0.0.0/24 is free again: index 0 goes to the other member there, not to rank 2.
+    assert [(o.index, o.holder.node_id) for o in plan.offers()] == [(0, ranked[3])]

@@ -202,3 +202,23 @@ def test_a_repair_restores_the_spread(
     assert again.surplus == ()
     # The same plan whatever order the holdings come in.
     assert plan(n, held[::-1], candidates[::-1], gone).moves == repair.moves
+
+
+def test_keepers_are_a_maximum_matching_not_a_greedy_one() -> None:
+    best, other = rank(KEY, [nid(1), nid(2)])
+    # Index 0 sits on both nodes, index 1 only on the better-ranked one: a greedy choice would
+    # keep 0 on `best` and move 1; the matching keeps 0 on `other` and moves nothing.
+    held = (Holding(0, best), Holding(0, other), Holding(1, best))
+    repair = plan(2, held, live(1, 2, 3))
+    assert repair.healthy
+    assert repair.keep == {0: other, 1: best}
+
+
+def test_a_live_copy_is_kept_before_a_waiting_one() -> None:
+    best, other = rank(KEY, [nid(1), nid(2)])
+    # `best` waits (neither live nor gone); `other` is live: the live copy is the keeper.
+    waiting, alive = best, other
+    held = (Holding(0, waiting), Holding(0, alive))
+    repair = plan(1, held, (Candidate(alive, "127.0.0.1"),))
+    assert repair.keep == {0: alive}
+    assert repair.surplus == (Holding(0, waiting),)
