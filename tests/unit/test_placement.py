@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -288,7 +289,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Candidate], int, int, frozenset[Nod
 @settings(max_examples=200, deadline=None)
 @given(scenarios(), st.randoms(use_true_random=False))
 def test_placement_properties(
-    scenario: tuple[list[Candidate], int, int, frozenset[NodeId]], rnd: object
+    scenario: tuple[list[Candidate], int, int, frozenset[NodeId]], rnd: random.Random
 ) -> None:
     candidates, n, happy, refusers = scenario
     plan = PlacementPlan(request(candidates, n, happy))
@@ -312,7 +313,7 @@ def test_placement_properties(
         assert len(holders) == min(n, len(suitable - refusers))
     # The same plan from the candidates in another order.
     shuffled = list(candidates)
-    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    rnd.shuffle(shuffled)
     again = PlacementPlan(request(shuffled, n, happy))
     assert run(again, refusers) == made
 

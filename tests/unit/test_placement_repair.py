@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -222,3 +224,20 @@ def test_a_live_copy_is_kept_before_a_waiting_one() -> None:
     repair = plan(1, held, (Candidate(alive, "127.0.0.1"),))
     assert repair.keep == {0: alive}
     assert repair.surplus == (Holding(0, waiting),)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4)), max_size=10),
+)
+def test_as_many_indices_stay_in_place_as_can(n: int, pairs: list[tuple[int, int]]) -> None:
+    held = holdings(*[(i, node) for i, node in pairs if i < n])
+    repair = plan(n, held, live(0, 1, 2, 3, 4))
+    choices = [[None, *sorted({node for i, node in pairs if i == index})] for index in range(n)]
+    best = max(
+        sum(node is not None for node in pick)
+        for pick in itertools.product(*choices)
+        if len([x for x in pick if x is not None]) == len({x for x in pick if x is not None})
+    )
+    assert len(repair.keep) == best
