@@ -121,7 +121,8 @@ def network_prefix(host: str) -> str:
 class Candidate:
     """A live member placement may choose: its node ID and site (host, prefix, zone).
 
-    ``host`` is normalised (``0:0::1`` is ``::1``); ``prefix`` is derived from it.
+    ``host`` is normalised (``0:0::1`` is ``::1``, and an IPv4-mapped IPv6 address, as a
+    dual-stack socket reports an IPv4 peer, is the IPv4 address); ``prefix`` is derived from it.
     """
 
     node_id: NodeId
@@ -132,7 +133,8 @@ class Candidate:
     def __post_init__(self) -> None:
         ip = parse_ip(self.host)
         if ip is not None:
-            object.__setattr__(self, "host", str(ip))
+            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+            object.__setattr__(self, "host", str(mapped or ip))
         object.__setattr__(self, "prefix", network_prefix(self.host))
 
 

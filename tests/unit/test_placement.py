@@ -125,6 +125,8 @@ def test_sites_are_hosts_prefixes_and_zones() -> None:
     c = Candidate(nid(1), "2001:db8:0:0::1", "rack-1")
     assert (c.host, c.prefix, c.zone) == ("2001:db8::1", "2001:db8::/64", "rack-1")
     assert Candidate(nid(1), "name").prefix == "name"
+    mapped = Candidate(nid(1), "::ffff:192.0.2.9")
+    assert (mapped.host, mapped.prefix) == ("192.0.2.9", "192.0.2.0/24")
 
 
 def test_on_one_host_the_choice_is_plain_rank_order_whatever_the_zones() -> None:
