@@ -225,7 +225,8 @@ def main() -> None:
     args = parser.parse_args()
     header("backup and restore pipelines against their primitives")
     k, n, mib = args.k, args.n, args.mib
-    data = random.Random(1).randbytes(mib << 20)
+    rng = random.Random(1)
+    data = b"".join(rng.randbytes(1 << 20) for _ in range(mib))
     sizes = SegmentSizes.for_average(DEFAULT_SEGMENT_BYTES)
 
     stages, segments = backup_primitives(data, sizes, k, n)
