@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import nacl.bindings
 import nacl.exceptions
-import nacl.pwhash.argon2id as argon2id
+from nacl.pwhash import argon2id
 
 from plexinode.errors import PlexinodeError
 from plexinode.identity import NODE_ID_BYTES, SEED_BYTES, Identity
