@@ -5,9 +5,10 @@ data dir and the options of ``start``, :func:`run`:
 
 1. takes the data dir's lock (one node per data dir) and holds it until the process is done;
 2. initialises an empty data dir (config, then an identity that solves the configured ID
-   puzzle), or for ``--join TOKEN`` one for the token's network;
-3. loads the identity, the effective configuration (file, environment, the options) and the
-   network's keys, keeping a private network's key from the invite;
+   puzzle and the owner's backup secret), or for ``--join TOKEN`` one for the token's network;
+3. loads the identity, the backup secret (made now for a data dir that predates it), the
+   effective configuration (file, environment, the options) and the network's keys, keeping a
+   private network's key from the invite;
 4. builds the :class:`~plexinode.node.Node` on real sockets, and the admin socket with its
    command table (plexinode.admin) beside it;
 5. runs them in one trio run: the node starts its services, then the admin socket, last, so
@@ -47,15 +48,24 @@ from plexinode.admin.commands import AdminCommands
 from plexinode.admin.results import config_rows
 from plexinode.admin.server import AdminServer
 from plexinode.config import load_config, write_default_config
-from plexinode.errors import PlexinodeError
-from plexinode.identity import Identity, NodeId, create_identity_file, key_path, load_identity_file
+from plexinode.errors import IdentityError, PlexinodeError
+from plexinode.identity import (
+    Identity,
+    NodeId,
+    create_identity_file,
+    key_path,
+    load_identity_file,
+    write_identity_file,
+)
 from plexinode.logs import setup_logging
 from plexinode.membership.invite import Invite
 from plexinode.net.address import Address
 from plexinode.net.keyring import load_keyring
 from plexinode.net.transport import SocketTransport
 from plexinode.node import Node
+from plexinode.security.export import OwnerKeys
 from plexinode.security.tickets import Ticket, parse_way_in
+from plexinode.shards.secret import ensure_backup_secret, write_backup_secret
 
 log = logging.getLogger(__name__)
 
@@ -118,27 +128,47 @@ def notify_ready() -> None:
 
 
 def initialise(
-    data_dir: Path, network: str | None, flags: Mapping[str, Any], note: Callable[[str], None]
+    data_dir: Path,
+    network: str | None,
+    flags: Mapping[str, Any],
+    note: Callable[[str], None],
+    imported: OwnerKeys | None = None,
 ) -> Identity:
-    """Write the default config (if there is none) and make an identity that solves the
-    configured ID puzzle (the config is read first: the difficulty is a network parameter).
+    """Write the default config (if there is none), then make an identity that solves the
+    configured ID puzzle (the config is read first: the difficulty is a network parameter)
+    and the owner's backup secret, or write the `imported` ones.
 
     Args:
         data_dir: the data dir (created if needed).
         network: the network to write into a new config, if any.
         flags: the command-line settings, which may set the difficulty.
         note: where to say that making the identity will take a while.
+        imported: keys from a key export (``init --import``), written instead of new ones.
+
+    Raises:
+        IdentityError: The data dir has an identity (or, for `imported`, a backup secret)
+            already, or the imported identity does not solve the configured ID puzzle.
     """
     datadir.prepare(data_dir)
     write_default_config(data_dir, network=network)  # keeps an existing one
     difficulty = load_config(data_dir, flags=flags).settings.dht.id_difficulty
+    if imported is not None:
+        if not imported.identity.node_id.meets(difficulty):
+            raise IdentityError(
+                f"the imported node ID does not solve the configured {difficulty}-bit ID "
+                "puzzle (dht.id_difficulty)"
+            )
+        write_backup_secret(data_dir, imported.backup_secret)
+        return write_identity_file(data_dir, imported.identity)
     if difficulty >= SLOW_PUZZLE_BITS:
         note(
             f"making an identity: its node ID must solve the network's {difficulty}-bit ID "
             "puzzle, which makes node IDs costly to mass-produce (a few seconds, once; "
             "see 'ID puzzle' in docs/protocol.md)..."
         )
-    return create_identity_file(data_dir, difficulty)
+    identity = create_identity_file(data_dir, difficulty)
+    ensure_backup_secret(data_dir)
+    return identity
 
 
 def run(
@@ -242,6 +272,7 @@ def compose(
         made = initialise(data_dir, invite.network if invite else None, flags, note)
         note(f"initialised {data_dir} for new node {made.node_id}")
     identity = load_identity_file(data_dir)
+    backup_secret = ensure_backup_secret(data_dir)  # a data dir made before backups gets one
     config = load_config(data_dir, flags=flags)
     settings = config.settings
     if invite is not None and invite.network != settings.network:
@@ -261,6 +292,7 @@ def compose(
         SocketTransport(),
         data_dir=data_dir,
         keyring=load_keyring(data_dir, settings.network),
+        backup_secret=backup_secret,
     )
     admin = AdminServer(datadir.socket_path(data_dir))
     AdminCommands(node, config=config_rows(config.show())).register(admin)

@@ -216,7 +216,13 @@ def create_identity_file(data_dir: Path, difficulty: int = 0) -> Identity:
     path = key_path(data_dir)
     if path.exists():
         raise IdentityError(f"{path} already exists: refusing to overwrite this node's identity")
-    identity = Identity.generate(difficulty)
+    return write_identity_file(data_dir, Identity.generate(difficulty))
+
+
+def write_identity_file(data_dir: Path, identity: Identity) -> Identity:
+    """Write `identity` as the data dir's key file (``init --import``); refuses to overwrite
+    one."""
+    path = key_path(data_dir)
     try:
         atomic_write(path, identity.to_file_bytes(), mode=0o600, overwrite=False)
     except FileExistsError:

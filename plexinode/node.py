@@ -48,10 +48,7 @@ from plexinode.errors import (
 )
 from plexinode.identity import Identity, NodeId
 from plexinode.membership.invite import Invite, InviteError, make_invite
-from plexinode.membership.operator_tags import (
-    load_operator_tags,
-    save_operator_tags,
-)
+from plexinode.membership.operator_tags import load_operator_tags, save_operator_tags
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net import echo
 from plexinode.net.address import Address
@@ -68,6 +65,7 @@ from plexinode.security.service import KeyringService
 from plexinode.security.services import SecurityServices
 from plexinode.security.ticket_service import redeem
 from plexinode.security.tickets import Ticket, parse_way_in
+from plexinode.shards.secret import BackupSecret
 from plexinode.storage import Database, open_database
 from plexinode.wire.messages import Ping
 
@@ -102,6 +100,8 @@ class Node:
         keyring: The network's keys (default: the open network named by ``settings.network``).
         resolver: Resolves the host names of ``listen``, ``bootstrap`` and ``ping`` (default:
             the operating system's).
+        backup_secret: The owner's backup secret (plexinode.shards.secret), for the backup
+            services (default: a new one, kept in memory only: simulations).
     """
 
     def __init__(
@@ -115,6 +115,7 @@ class Node:
         membership: bool = True,
         keyring: Keyring | None = None,
         resolver: Resolver | None = None,
+        backup_secret: BackupSecret | None = None,
     ) -> None:
         difficulty = settings.dht.id_difficulty
         if not identity.node_id.meets(difficulty):
@@ -123,6 +124,7 @@ class Node:
                 "(dht.id_difficulty): the identity was made for a network with a lower setting"
             )
         self.identity = identity
+        self.backup_secret = backup_secret or BackupSecret.generate()
         self.settings = settings
         self.transport = transport
         self.data_dir = data_dir

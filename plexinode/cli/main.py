@@ -1,8 +1,8 @@
 """The `plexinode` command: a thin client of the running node's admin socket.
 
 Each group of commands lives in its own module (``start``, ``status``, ``ping``, ``dht``,
-``network``, ``members``, ``state``, ``tags``, ``config``, ``completion``); this one defines
-the global options, registers the commands, and maps errors to exit codes.
+``network``, ``keys``, ``members``, ``state``, ``tags``, ``config``, ``completion``); this one
+defines the global options, registers the commands, and maps errors to exit codes.
 
 Exit codes (CLI.md, docs/cli.md): 0 success; 1 the operation failed (one line on stderr);
 2 usage error: an unknown command or option, or an argument that is malformed (a node ID, an
@@ -26,6 +26,7 @@ from plexinode.cli import (
     completion,
     config,
     dht,
+    keys,
     members,
     network,
     ping,
@@ -95,6 +96,7 @@ for command in (
     network.invite,
     network.join,
     network.network,
+    keys.keys,
     members.members,
     members.leave,
     state.state,

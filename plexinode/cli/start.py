@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from plexinode.cli.context import options
 from plexinode.cli.output import emit, note
 from plexinode.errors import IdentityError, PlexinodeError
+
+if TYPE_CHECKING:
+    from plexinode.security.export import OwnerKeys
 
 #: The open network's name (the ``network`` setting's default): a private network may not
 #: take it, or its nodes would look like the open network's.
@@ -51,25 +54,58 @@ def _network_name(_ctx: click.Context, _param: click.Parameter, value: str | Non
     help="Create a private network of this name (1-64 characters of a-z, 0-9 and '-'; not "
     "'open') with a new network key for this node.",
 )
-def init(network: str | None) -> None:
+@click.option(
+    "--import",
+    "import_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Take the identity and backup secret of a `keys export` FILE instead of new ones "
+    "(a new machine for the same owner; it then joins by invite).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="F",
+    help="With --import: read the passphrase from the first line of F instead of asking.",
+)
+def init(network: str | None, import_file: Path | None, passphrase_file: Path | None) -> None:
     """Create this node's identity and config (never overwrites an identity)."""
     import shutil
 
     from plexinode.datadir import first_missing
     from plexinode.identity import key_path
 
+    if import_file is not None and network is not None:
+        raise click.UsageError(
+            "--import and --network do not go together: an imported node joins its network "
+            "by invite"
+        )
+    if passphrase_file is not None and import_file is None:
+        raise click.UsageError("--passphrase-file goes with --import")
     g = options()
     if key_path(g.data_dir).exists():
         raise IdentityError(
             f"{key_path(g.data_dir)} already exists: refusing to overwrite this node's identity"
         )
+    imported = None
+    if import_file is not None:
+        from plexinode.cli.keys import read_export
+
+        # Opened before anything is written: a wrong passphrase leaves the data dir as it was.
+        imported = read_export(import_file, passphrase_file)
     created = first_missing(g.data_dir)
+    before = _entries(g.data_dir)
     try:
-        doc = _initialise(g.data_dir, network)
+        doc = _initialise(g.data_dir, network, imported)
     except BaseException:
         # A failed init leaves nothing behind: the next one starts afresh.
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
+        else:
+            for name in _entries(g.data_dir) - before:
+                (g.data_dir / name).unlink(missing_ok=True)
         raise
     emit(
         doc,
@@ -81,11 +117,20 @@ def init(network: str | None) -> None:
     )
 
 
-def _initialise(data_dir: Path, network: str | None) -> dict[str, Any]:
-    """Write the config and the identity, and found the private network `network` if named."""
+def _entries(data_dir: Path) -> set[str]:
+    """The names of the files in `data_dir` (none if it is not a directory)."""
+    try:
+        return {entry.name for entry in data_dir.iterdir() if not entry.is_dir()}
+    except OSError:
+        return set()
+
+
+def _initialise(data_dir: Path, network: str | None, imported: OwnerKeys | None) -> dict[str, Any]:
+    """Write the config and the identity (new, or `imported`), and found the private network
+    `network` if named."""
     from plexinode.daemon import initialise
 
-    identity = initialise(data_dir, network, {}, note)
+    identity = initialise(data_dir, network, {}, note, imported)
     doc: dict[str, Any] = {"node_id": str(identity.node_id), "data_dir": str(data_dir)}
     if network is not None:
         # A named network is a private one: its first member makes its key. Others get it in
