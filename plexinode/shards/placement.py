@@ -23,17 +23,19 @@ IDs cannot be chosen (they are hashes of public keys), so no member can aim for 
 prefix (the /24 of an IPv4 address, the /64 of an IPv6 one; a host name is its own prefix),
 and an optional ``zone`` tag (a rack, a building, a provider; untagged members share the
 empty zone). Indices are filled in order (0, 1, ...), each with the first candidate in rank
-order among the most *novel* ones, where novelty compares, in this order:
+order among the least *loaded* ones, where the load compares, in this order:
 
-1. a host no chosen holder (and not the owner) stands on;
-2. a prefix no chosen holder (nor the owner) stands on;
-3. a zone no chosen holder (nor the owner) is tagged with, counted only for a new host: two
-   nodes on one machine share its fate whatever their tags say.
+1. how many chosen holders (and the owner) stand on its host;
+2. how many stand in its prefix;
+3. how many are tagged with its zone, counted only for a host with none yet: two nodes on one
+   machine share its fate whatever their tags say.
 
-So a new host beats a new prefix, which beats a new zone; among equals the rank decides. This
-is a preference, never a requirement: when every candidate stands on one host (tests run every
-node on 127.0.0.1), or on distinct hosts, /24s and zones alike, nothing differs in novelty and
-the choice is plain rank order. The owner is never chosen, and its own site counts as used, so
+So a new host beats a new prefix, which beats a new zone, and once every host holds a share
+the next goes to a host holding the fewest (two hosts of nine members each get five shares of
+ten each, never eight and two: with k = 3, losing a host of eight would lose the backup); among
+equals the rank decides. This is a preference, never a requirement: when every candidate
+stands on one host (tests run every node on 127.0.0.1), or on distinct hosts, /24s and zones
+alike, the loads never differ and the choice is plain rank order. The owner is never chosen, and its own site counts as used, so
 shares go away from the machine they protect first. The spread costs some of the minimal
 disruption: on a network of crowded hosts, a newcomer on a new host can also change which
 member of a crowded host is taken. Placement happens once per home, so that cost is paid only
@@ -166,11 +168,13 @@ class _Sites:
         for part in ((0, site.host), (1, site.prefix), (2, site.zone)):
             self._counts[part] = self._counts.get(part, 0) + step
 
-    def novelty(self, site: Candidate) -> tuple[bool, bool, bool]:
-        new_host = not self._counts.get((0, site.host))
-        new_prefix = not self._counts.get((1, site.prefix))
-        new_zone = new_host and not self._counts.get((2, site.zone))
-        return new_host, new_prefix, new_zone
+    def load(self, site: Candidate) -> tuple[int, int, int]:
+        """How many chosen holders share the site's host, its prefix, and (for a host with
+        none) its zone: lower is better."""
+        host = self._counts.get((0, site.host), 0)
+        prefix = self._counts.get((1, site.prefix), 0)
+        zone = self._counts.get((2, site.zone), 0) if host == 0 else 0
+        return host, prefix, zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,10 +300,7 @@ class PlacementPlan:
         if not self._free:
             self._unplaced.append(index)
             return
-        best = max(
-            range(len(self._free)),
-            key=lambda i: (self._sites.novelty(self._free[i]), -i),
-        )
+        best = min(range(len(self._free)), key=lambda i: (self._sites.load(self._free[i]), i))
         offer = Offer(index, self._free.pop(best))
         self._sites.add(offer.holder)
         self._pending[offer.holder.node_id] = offer

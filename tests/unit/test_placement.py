@@ -144,9 +144,21 @@ def test_distinct_hosts_are_preferred_then_rank() -> None:
     candidates = [Candidate(node, host) for node, host in hosts.items()]
     result = place(candidates, 3)
     assert list(result.holders.values()) == [ranked[0], ranked[3], ranked[4]]
-    # A fourth and fifth index: no new host is left, so rank order among the rest.
+    # A fourth and fifth index: no new host is left, so the least loaded hosts, then rank: the
+    # fourth goes to 10.0.0.1 (a tie of one holder each, rank decides), the fifth to 10.2.0.1
+    # (one holder) rather than 10.0.0.1 (two).
     result = place(candidates, 5)
-    assert list(result.holders.values()) == [ranked[0], ranked[3], ranked[4], ranked[1], ranked[2]]
+    assert list(result.holders.values()) == [ranked[0], ranked[3], ranked[4], ranked[1], ranked[5]]
+
+
+def test_shares_never_pile_up_on_one_of_two_hosts() -> None:
+    candidates = [cand(i, "10.0.0.1" if i % 2 else "10.0.1.1") for i in range(18)]
+    host_of = {c.node_id: c.host for c in candidates}
+    for seed in range(40):
+        plan = PlacementPlan(request(candidates, 10, key=bytes([seed]) * 16))
+        run(plan)
+        hosts = [host_of[node] for node in plan.result().holders.values()]
+        assert sorted(hosts.count(h) for h in set(hosts)) == [5, 5]
 
 
 def test_a_new_prefix_beats_a_new_zone_and_a_new_zone_beats_rank() -> None:
