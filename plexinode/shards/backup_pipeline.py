@@ -183,12 +183,19 @@ async def run_pipeline(
     )
     segmenter = Segmenter(sizes, derive.chunker_seed(secret))
     pieces = iter(stream)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run.in_order)
-        while (piece := await run.next_piece(pieces)) is not None:
-            run.stats.bytes_read += len(piece)
-            segments = segmenter.feed(piece) if piece else segmenter.boundary()
-            await run.start(nursery, segments)
-        await run.start(nursery, segmenter.finish())
-        await run.send.send(None)
+    # The first failure (the source changed, `deliver` refused) cancels the other tasks, so a
+    # group holds that one exception: it is raised as itself, for the caller to catch.
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run.in_order)
+            while (piece := await run.next_piece(pieces)) is not None:
+                run.stats.bytes_read += len(piece)
+                segments = segmenter.feed(piece) if piece else segmenter.boundary()
+                await run.start(nursery, segments)
+            await run.start(nursery, segmenter.finish())
+            await run.send.send(None)
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise  # pragma: no cover  (two tasks failing at once)
     return run.stats

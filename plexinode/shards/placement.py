@@ -35,8 +35,8 @@ the next goes to a host holding the fewest (two hosts of nine members each get f
 ten each, never eight and two: with k = 3, losing a host of eight would lose the backup); among
 equals the rank decides. This is a preference, never a requirement: when every candidate
 stands on one host (tests run every node on 127.0.0.1), or on distinct hosts, /24s and zones
-alike, the loads never differ and the choice is plain rank order. The owner is never chosen, and its own site counts as used, so
-shares go away from the machine they protect first. The spread costs some of the minimal
+alike, the loads never differ and the choice is plain rank order. The owner is never chosen,
+and its own site counts as used, so shares go away from the machine they protect first. The spread costs some of the minimal
 disruption: on a network of crowded hosts, a newcomer on a new host can also change which
 member of a crowded host is taken. Placement happens once per home, so that cost is paid only
 in where a new backup lands.

@@ -13,7 +13,8 @@ whenever the owner is about to wait for it. A background task reads the holder's
 ``shard-stored`` answers: each acknowledged segment frees a window slot and is recorded in
 `ShareUpload.stored`; a refusal ends the upload (`ShareUpload.refused` holds the reason) and
 wakes a waiting `send`, which raises `HolderRefused` so placement can move the share index to
-the next candidate.
+the next candidate. Once every block is acknowledged, `ShareUpload.put_manifest` sends the
+backup's manifest on the same stream.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class ShareUpload:
         self.refused: str | None = None
         self.bytes_sent = 0
         self._in_flight: set[bytes] = set()
+        self._replies: list[messages.ShardReply] = []
         self._changed = trio.Event()
 
     async def send(self, segment: EncodedSegment, *, more_ready: bool = False) -> None:
@@ -139,17 +141,37 @@ class ShareUpload:
         await self._changed.wait()
         self._changed = trio.Event()
 
+    async def put_manifest(self, owner: bytes, data: bytes) -> None:
+        """Send the backup's manifest (after `drain`); returns once the holder kept it.
+
+        Raises:
+            HolderRefused: the holder refused it (``bad_manifest``) or the stream failed.
+        """
+        step = messages.PIECE_BYTES
+        for at in range(0, len(data), step):
+            piece = messages.ShardManifest(
+                owner, self.backup_id, at, len(data), data[at : at + step]
+            )
+            await self._stream.send(envelope.encode(piece))
+        while not self._replies and self.refused is None:
+            await self._wait_change()
+        if not self._replies:
+            raise HolderRefused(self.refused or messages.Reason.BAD_REQUEST)
+        reply = self._replies.pop(0)
+        if not reply.ok:
+            raise HolderRefused(reply.reason, reply.detail)
+
     async def read_acks(self) -> None:
-        """Read ``shard-stored`` answers until the stream ends (run in the background)."""
+        """Read the holder's answers until the stream ends (run in the background)."""
         try:
             while True:
-                stored = await receive_message(self._stream, messages.ShardStored)
-                for identity in messages.split_ids(stored.stored):
-                    if identity in self._in_flight:
-                        self._in_flight.discard(identity)
-                        self.stored.append(identity)
-                if stored.refused:
-                    self.refused = stored.reason or messages.Reason.BAD_REQUEST
+                message = envelope.decode(await self._stream.receive(), FRAME_LIMITS).message
+                if isinstance(message, messages.ShardReply):
+                    self._replies.append(message)
+                elif isinstance(message, messages.ShardStored):
+                    self._stored(message)
+                else:
+                    raise DecodeError(f"{messages.SHARDS_PROTOCOL}: unexpected {message.NAME}")
                 self._changed.set()
         except trio.EndOfChannel:
             if self._in_flight and self.refused is None:
@@ -159,6 +181,14 @@ class ShareUpload:
             log.info("shards: holder stream for share %d failed: %s", self.index, exc)
             self.refused = self.refused or messages.Reason.BAD_REQUEST
             self._changed.set()
+
+    def _stored(self, stored: messages.ShardStored) -> None:
+        for identity in messages.split_ids(stored.stored):
+            if identity in self._in_flight:
+                self._in_flight.discard(identity)
+                self.stored.append(identity)
+        if stored.refused:
+            self.refused = stored.reason or messages.Reason.BAD_REQUEST
 
 
 @asynccontextmanager
