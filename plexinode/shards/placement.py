@@ -36,10 +36,10 @@ ten each, never eight and two: with k = 3, losing a host of eight would lose the
 equals the rank decides. This is a preference, never a requirement: when every candidate
 stands on one host (tests run every node on 127.0.0.1), or on distinct hosts, /24s and zones
 alike, the loads never differ and the choice is plain rank order. The owner is never chosen,
-and its own site counts as used, so shares go away from the machine they protect first. The spread costs some of the minimal
-disruption: on a network of crowded hosts, a newcomer on a new host can also change which
-member of a crowded host is taken. Placement happens once per home, so that cost is paid only
-in where a new backup lands.
+and its own site counts as used, so shares go away from the machine they protect first. The
+spread costs some of the minimal disruption: on a network of crowded hosts, a newcomer on a
+new host can also change which member of a crowded host is taken. Placement happens once per
+home, so that cost is paid only in where a new backup lands.
 
 **Refusals.** A candidate offered index r may refuse (its quota is full) or not answer (the
 driver reports it as refused too); index r then goes to the next candidate chosen by the same
