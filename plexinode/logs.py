@@ -39,6 +39,23 @@ class _TextFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when it was made: a
+    process that replaces stderr (a test capturing output, a daemon redirecting it) never
+    leaves this handler writing to a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(level: str = "info", fmt: str = "text", file: Path | None = None) -> None:
     """Send the ``plexinode`` loggers to stderr, or appended to `file`, at `level` in format
     `fmt`.
@@ -51,7 +68,7 @@ def setup_logging(level: str = "info", fmt: str = "text", file: Path | None = No
     """
     handler: logging.Handler
     if file is None:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
     else:
         os.close(os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
         handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import coverage
@@ -30,3 +31,16 @@ def _long_simulations_run_untraced(request: pytest.FixtureRequest) -> Iterator[N
     finally:
         for active in reversed(paused):
             active.start()
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """Restore the ``plexinode`` logger after each test: a command run in this process (as
+    `start`'s tests do) sets up logging, and its handler and level would otherwise reach every
+    later test of the worker, whose output some tests count line by line."""
+    root = logging.getLogger("plexinode")
+    saved = (list(root.handlers), root.level, root.propagate)
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
