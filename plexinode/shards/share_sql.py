@@ -125,13 +125,15 @@ def expired(conn: sqlite3.Connection, now: int, limit: int) -> list[tuple[bytes,
 
 def drop_leases(
     conn: sqlite3.Connection, leases: Iterable[tuple[bytes, bytes]]
-) -> tuple[list[tuple[bytes, str, int]], list[tuple[bytes, int]]]:
+) -> tuple[int, list[tuple[bytes, str, int]], list[tuple[bytes, int]]]:
     """Delete leases (their references and manifests go with them) and the shares of segments
     no remaining lease of the owner references.
 
     Returns:
-        The deleted shares as (owner, file, size), and the deleted manifests as (owner, size).
+        How many leases there were, the deleted shares as (owner, file, size), and the
+        deleted manifests as (owner, size).
     """
+    deleted = 0
     files: list[tuple[bytes, str, int]] = []
     manifests: list[tuple[bytes, int]] = []
     for owner, backup_id in leases:
@@ -139,13 +141,13 @@ def drop_leases(
         size = conn.execute(MANIFEST_SIZE, (owner, backup_id)).fetchone()
         if size is not None:
             manifests.append((owner, int(size[0])))
-        conn.execute(DELETE_LEASE, (owner, backup_id))
+        deleted += conn.execute(DELETE_LEASE, (owner, backup_id)).rowcount
         for segment_id in segments:
             if conn.execute(SEGMENT_REFERENCED, (owner, segment_id)).fetchone() is None:
                 for name, nbytes in conn.execute(SEGMENT_SHARES, (owner, segment_id)).fetchall():
                     files.append((owner, str(name), int(nbytes)))
                 conn.execute(DELETE_SEGMENT, (owner, segment_id))
-    return files, manifests
+    return deleted, files, manifests
 
 
 def share_row(

@@ -295,9 +295,7 @@ class ShareStore:
         def drop(
             conn: sqlite3.Connection,
         ) -> tuple[int, list[tuple[bytes, str, int]], list[tuple[bytes, int]]]:
-            leases = pick(conn)
-            files, manifests = share_sql.drop_leases(conn, leases)
-            return len(leases), files, manifests
+            return share_sql.drop_leases(conn, pick(conn))
 
         leases, files, manifests = await self._db.write(drop)
         for owner, _, size in files:
@@ -444,7 +442,8 @@ async def open_share_store(
     if damaged:
         await db.write(lambda conn: share_sql.drop_files(conn, damaged))
         log.warning("dropped %d shares whose files were missing or damaged", len(damaged))
-    orphans = [name for name in on_disk if name not in rows]
+    lost = set(damaged)
+    orphans = [name for name in on_disk if name not in rows or name in lost]
     await trio.to_thread.run_sync(files.remove, [*temporary, *orphans])
     if temporary or orphans:
         log.info("removed %d unfinished share files", len(temporary) + len(orphans))
