@@ -354,19 +354,23 @@ class ShareStore:
 
         loaded = await trio.to_thread.run_sync(load)
         if loaded is None:
-            log.warning("share %d of segment %s is damaged; dropped", index, segment_id.hex())
-            await self._forget(owner, segment_id, index, name)
+            # Missing or not matching its root: dropped, unless garbage collection freed it
+            # between the row and the file (then there is nothing left to drop).
+            if await self._forget(owner, segment_id, index, name):
+                log.warning("share %d of segment %s is damaged; dropped", index, segment_id.hex())
             raise ShareNotHeld(f"share {index} of segment {segment_id.hex()} is damaged")
         return loaded
 
-    async def _forget(self, owner: bytes, segment_id: bytes, index: int, name: str) -> None:
+    async def _forget(self, owner: bytes, segment_id: bytes, index: int, name: str) -> bool:
         size = await self._db.write(
             lambda conn: share_sql.delete_share(conn, owner, segment_id, index, name)
         )
-        if size is not None:
-            self._ledger.free(owner, size)
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._files.remove, [name])
+        if size is None:
+            return False
+        self._ledger.free(owner, size)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._files.remove, [name])
+        return True
 
     async def held(self, owner: bytes, home: bytes) -> list[tuple[bytes, int, bytes, int]]:
         """The shares of `owner` placed under `home`: (segment ID, index, root, size), sorted."""
