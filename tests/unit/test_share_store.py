@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
@@ -33,6 +37,7 @@ from plexinode.storage import open_database
 OWNER, OTHER = b"o" * 32, b"p" * 32
 B1, B2, B3 = b"1" * 16, b"2" * 16, b"3" * 16
 NOW, LATER = 1_000, 10_000
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def segment(n: int) -> bytes:
@@ -468,3 +473,55 @@ def test_the_store_holds_exactly_what_live_leases_reference(ops: list[tuple[Any,
 
     with tempfile.TemporaryDirectory() as data_dir:
         trio.run(run, Path(data_dir))
+
+
+# --- a real kill -----------------------------------------------------------------------------
+
+KILL_CHILD = """
+import sys, random, trio
+from pathlib import Path
+from plexinode.shards import pipeline
+from plexinode.shards.store import Share, open_share_store
+from plexinode.storage import open_database
+
+async def main(data_dir):
+    async with open_database(data_dir / "node.db") as db:
+        store = await open_share_store(db, data_dir, capacity=1 << 40)
+        for n in range(1_000_000):
+            block = random.Random(n).randbytes(4096)
+            share = Share(n.to_bytes(32, "big"), 0, pipeline.share_root(block), block)
+            await store.put(b"o" * 32, b"1" * 16, b"1" * 16, 2**40, [share])
+            print(n + 1, flush=True)
+
+trio.run(main, Path(sys.argv[1]))
+"""
+
+
+async def test_sigkill_mid_put_keeps_every_acknowledged_share(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *sys.path])}
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", KILL_CHILD, str(tmp_path)], stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    output = b""
+    try:
+        while output.count(b"\n") < 50:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, "the child exited early"
+            output += chunk
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    while chunk := await proc.stdout.receive_some():
+        output += chunk
+    await proc.stdout.aclose()
+    acked = int(output[: output.rfind(b"\n")].split()[-1])
+    async with opened(tmp_path) as store:
+        assert store.recovery.dropped_rows == 0
+        held = await store.held(OWNER, B1)
+        assert acked <= len(held) <= acked + 1
+        for n in (0, acked - 1):
+            block = random.Random(n).randbytes(4096)
+            assert await store.read_block(OWNER, segment(n), 0) == block
+        assert store.usage().total_bytes == 4096 * len(held)
+    assert len(share_files(tmp_path)) == len(held)
