@@ -29,6 +29,11 @@ TEMP_SUFFIX: Final = ".tmp"
 Writer = Callable[[int, bytes], None]
 
 
+def new_name() -> str:
+    """A fresh, random file name for a block."""
+    return secrets.token_hex(16) + SUFFIX
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte of `data` to `fd` (os.write may write fewer)."""
     view = memoryview(data)
@@ -72,17 +77,22 @@ class ShareFiles:
         names: list[str] = []
         try:
             for block in blocks:
-                name = secrets.token_hex(16) + SUFFIX
-                names.append(name)
-                self._write_one(name, block)
+                names.append(new_name())
+                self.write_one(names[-1], block)
             if names:
-                fsync_directory(self.directory)
+                self.sync()
         except BaseException:
             self.remove(names)
             raise
         return names
 
-    def _write_one(self, name: str, block: bytes) -> None:
+    def sync(self) -> None:
+        """Make the directory's entries durable (once per batch, after its last rename)."""
+        fsync_directory(self.directory)
+
+    def write_one(self, name: str, block: bytes) -> None:
+        """Write one block to the file `name`: a temporary file, fsynced, then renamed (the
+        temporary file is removed on error). The directory is not fsynced: see `sync`."""
         temp = self.path(name + TEMP_SUFFIX)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
