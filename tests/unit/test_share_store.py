@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import random
 import signal
@@ -188,13 +189,11 @@ async def test_quotas_refuse_with_the_reason_and_store_nothing(tmp_path: Path) -
 async def test_a_disk_that_fills_up_mid_batch_keeps_nothing_and_the_store_works(
     tmp_path: Path,
 ) -> None:
-    calls = 0
+    calls = itertools.count(1)  # next() is atomic: the writer runs on several threads
     full = True
 
     def writer(fd: int, data: bytes) -> None:
-        nonlocal calls
-        calls += 1
-        if full and calls == 3:
+        if next(calls) == 3 and full:
             write_all(fd, data[:100])
             raise OSError(errno.ENOSPC, "No space left on device")
         write_all(fd, data)
