@@ -294,6 +294,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         size(0),
         "Disk space offered to other nodes' encrypted backup shares.",
     ),
+    Setting(
+        "storage.owner_quota_bytes",
+        size(0),
+        "Most of storage.quota_bytes that one owner's shares may take; 0 means no limit of its "
+        "own (up to the whole quota).",
+    ),
 )
 SETTINGS_BY_KEY: Final[Mapping[str, Setting]] = {s.key: s for s in SETTINGS}
 SETTINGS_BY_ENV: Final[Mapping[str, Setting]] = {s.env_var: s for s in SETTINGS}

@@ -46,7 +46,7 @@ READ_RATE: Final = 8 << 20
 READ_BURST: Final = 32 << 20
 
 
-class ShareStore(Protocol):
+class HolderStorage(Protocol):
     """What the holder service needs from the share store."""
 
     async def can_accept(self, owner: bytes, size: int) -> str | None:
@@ -86,7 +86,7 @@ class HolderService:
 
     def __init__(
         self,
-        store: ShareStore,
+        store: HolderStorage,
         *,
         clock: Callable[[], float] = trio.current_time,
         read_rate: float = READ_RATE,

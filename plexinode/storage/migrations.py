@@ -79,6 +79,31 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         " PRIMARY KEY (backup_id, segment_id));"
         "CREATE INDEX backup_segments_by_segment ON backup_segments (segment_id)",
     ),
+    # What this node holds for other nodes' backups (plexinode.shards.store): each share's row
+    # (its block is a file under shares/), the leases that keep shares, each lease's references
+    # to segments, and the manifests holders keep. Expiry is indexed so garbage collection reads
+    # only what expired; (owner, segment_id) is indexed so "does any lease of this owner still
+    # reference this segment" is one index probe. A lease's references and manifest go with it.
+    Migration(
+        8,
+        "CREATE TABLE shard_leases (owner BLOB NOT NULL, backup_id BLOB NOT NULL,"
+        " expires INTEGER NOT NULL, PRIMARY KEY (owner, backup_id)) WITHOUT ROWID;"
+        "CREATE INDEX shard_leases_expires ON shard_leases (expires);"
+        "CREATE TABLE shard_refs (owner BLOB NOT NULL, backup_id BLOB NOT NULL,"
+        " segment_id BLOB NOT NULL, PRIMARY KEY (owner, backup_id, segment_id),"
+        " FOREIGN KEY (owner, backup_id) REFERENCES shard_leases (owner, backup_id)"
+        " ON DELETE CASCADE) WITHOUT ROWID;"
+        "CREATE INDEX shard_refs_segment ON shard_refs (owner, segment_id);"
+        "CREATE TABLE shard_shares (owner BLOB NOT NULL, segment_id BLOB NOT NULL,"
+        " share_index INTEGER NOT NULL, home BLOB NOT NULL, size INTEGER NOT NULL,"
+        " root BLOB NOT NULL, file TEXT NOT NULL UNIQUE,"
+        " PRIMARY KEY (owner, segment_id, share_index));"
+        "CREATE INDEX shard_shares_home ON shard_shares (owner, home);"
+        "CREATE TABLE shard_manifests (owner BLOB NOT NULL, backup_id BLOB NOT NULL,"
+        " manifest BLOB NOT NULL, PRIMARY KEY (owner, backup_id),"
+        " FOREIGN KEY (owner, backup_id) REFERENCES shard_leases (owner, backup_id)"
+        " ON DELETE CASCADE)",
+    ),
 )
 
 

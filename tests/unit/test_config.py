@@ -116,6 +116,7 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
         max_frame_bytes = "64KiB"
         [storage]
         quota_bytes = 1048576
+        owner_quota_bytes = "256KiB"
         """,
     )
     cfg = _load(tmp_path)
@@ -128,6 +129,8 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
     assert s.stream.max_frame_bytes == 64 * 1024
     assert s.stream.handshake_timeout == Settings().stream.handshake_timeout
     assert s.storage.quota_bytes == 1 << 20
+    assert s.storage.owner_quota_bytes == 256 << 10
+    assert Settings().storage.owner_quota_bytes == 0
     sources = _sources(cfg)
     assert sources["datagram.retries"] == "file"
     assert sources["stream.handshake_timeout"] == "default"
