@@ -62,8 +62,8 @@ class HolderStorage(Protocol):
 
     async def put_manifest(
         self, owner: bytes, backup_id: bytes, data: bytes, lease_expires: float
-    ) -> None:
-        """Keep a (checked) manifest under the backup's lease."""
+    ) -> str | None:
+        """Keep a (checked) manifest under the backup's lease; None, or the refusal reason."""
 
     async def renew(self, owner: bytes, backup_ids: Sequence[bytes], lease_expires: float) -> None:
         """Extend leases."""
@@ -204,8 +204,10 @@ class _Conversation:
             self.service.stats["manifests_refused"] += 1
             await self.reply(False, Reason.BAD_MANIFEST, "not the peer's manifest of that backup")
             return
-        await self.store.put_manifest(self.peer, manifest.backup_id, data, manifest.lease_expires)
-        await self.reply(True)
+        reason = await self.store.put_manifest(
+            self.peer, manifest.backup_id, data, manifest.lease_expires
+        )
+        await self.reply(reason is None, reason or "")
 
     async def on_ShardRenew(self, renew: messages.ShardRenew) -> None:
         await self.store.renew(self.peer, renew.backup_ids, renew.lease_expires)

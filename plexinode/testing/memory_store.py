@@ -51,9 +51,10 @@ class MemoryStore:
 
     async def put_manifest(
         self, owner: bytes, backup_id: bytes, data: bytes, lease_expires: float
-    ) -> None:
+    ) -> str | None:
         self.manifests[owner, backup_id] = data
         self.leases[owner, backup_id] = lease_expires
+        return None
 
     async def renew(self, owner: bytes, backup_ids: Sequence[bytes], lease_expires: float) -> None:
         for b in backup_ids:
