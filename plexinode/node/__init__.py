@@ -37,7 +37,6 @@ import trio
 from plexinode import __version__
 from plexinode.config import Settings
 from plexinode.datadir import DB_NAME
-from plexinode.dht.contact import Contact
 from plexinode.dht.service import DhtService
 from plexinode.errors import (
     IdentityError,
@@ -47,24 +46,23 @@ from plexinode.errors import (
     WrongNode,
 )
 from plexinode.identity import Identity, NodeId
-from plexinode.membership.invite import Invite, InviteError, make_invite
+from plexinode.membership.invite import Invite
 from plexinode.membership.operator_tags import load_operator_tags, save_operator_tags
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net import echo
 from plexinode.net.address import Address
 from plexinode.net.datagram import DatagramService
-from plexinode.net.interfaces import outward_addresses
 from plexinode.net.keyring import Keyring, remember_private, save_keyring
 from plexinode.net.names import Resolver, SystemResolver, listen_address
-from plexinode.net.pinging import NoAnswer, Pinger, PingOptions, unanswered
+from plexinode.net.pinging import NoAnswer, Pinger, PingOptions
 from plexinode.net.streams import StreamService
 from plexinode.net.transport import Endpoint, Transport
+from plexinode.node import joining
 from plexinode.security.authority_service import AuthorityService
 from plexinode.security.rotation import KEYS_TAG, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.security.services import SecurityServices
-from plexinode.security.ticket_service import redeem
-from plexinode.security.tickets import Ticket, parse_way_in
+from plexinode.security.tickets import Ticket
 from plexinode.shards.secret import BackupSecret
 from plexinode.storage import Database, open_database
 from plexinode.wire.messages import Ping
@@ -76,8 +74,6 @@ log = logging.getLogger(__name__)
 RESERVED_TAGS: Final = frozenset({"version", "capacity", KEYS_TAG})
 #: How long a stopping node waits for members to acknowledge its stopped claim.
 STOP_ANNOUNCE_TIMEOUT: Final = 2.0
-#: How long `join` waits for membership to take part (at once when bound to a given address).
-MEMBERSHIP_READY_WAIT: Final = 10.0
 
 #: Something the node starts in its nursery, after its own services, with ``nursery.start``:
 #: an async function that calls ``task_status.started()`` once it serves.
@@ -350,71 +346,15 @@ class Node:
         if self._db is not None:
             await save_operator_tags(self._db, tags, RESERVED_TAGS)
 
-    # -- invites -------------------------------------------------------------------------------
+    # -- invites (plexinode.node.joining) ------------------------------------------------------
 
     async def invite(self, expires: float) -> Invite | Ticket:
-        """A way in through this node, valid for `expires` seconds: on a private network a
-        single-use ticket, on an open network a reusable invite token.
-
-        Raises:
-            InviteError, TicketError: No address others can reach yet, or (private) this node
-                may not admit members or holds too many open tickets.
-        """
-        # Told by no peer yet where it is seen (a founder's first invite): where it sends from.
-        addresses = self.dht.advertised_addresses() or outward_addresses(self._bound_address())
-        if self._security is not None and self._security.tickets is not None:
-            return await self._security.tickets.issue(addresses, expires)
-        network, until = self.settings.network, int(self._wall_clock() + expires)
-        return make_invite(self.identity, network, addresses, until)
+        """A way in through this node, valid for `expires` seconds (see `joining.invite`)."""
+        return await joining.invite(self, expires)
 
     async def join(self, token: str) -> int:
-        """Join the network of an invite token or a ticket through the inviter only (its node
-        ID is in the token), for the DHT and membership; the DHT then keeps the contacts it
-        made. A ticket is redeemed first (this node becomes a member of the private network);
-        then the inviter must answer a signed ping (once admitted, a warning if it does not).
-        Returns how many DHT contacts this node has after the bootstrap through the inviter.
-
-        Raises:
-            InviteError, TicketError: The token is unusable, made by this node, for another
-                network, or refused by the inviter.
-            PeerTimeout: The inviter did not answer (an invite token's)."""
-        way_in = parse_way_in(token, self._wall_clock())
-        inviter, addresses = way_in.inviter_id, way_in.bootstrap()
-        if inviter == self.node_id:
-            raise InviteError("this invite was made by this node: give it to the node that joins")
-        if way_in.network != self.settings.network:
-            raise InviteError(
-                f"this node belongs to network {self.settings.network!r} and the invite is for "
-                f"{way_in.network!r}: use a new data dir (`start --join-file FILE`) to join it"
-            )
-        admitted = False
-        if isinstance(way_in, Ticket) and self._security is not None:
-            admitted = True  # once redeemed below
-            self._security.check_can_join(way_in)
-            redeemed = await redeem(self.streams, self.identity, way_in, self._wall_clock())
-            await self._security.join_private(way_in, redeemed)
-            await self._keep_private()  # from now on, never without its keys
-        pinger = Pinger(self.datagrams, self.streams, self._resolver, self._bound_address())
-        why_not = await unanswered(pinger, inviter, addresses)
-        if why_not is not None and not admitted:
-            raise PeerTimeout(f"the inviter {inviter.short()} did not answer: {why_not}")
-        if why_not is not None:  # admitted (the ticket is spent): never lost for a ping
-            log.warning("admitted, but the inviter %s did not answer: %s", inviter.short(), why_not)
-        known = [Contact(inviter, address) for address in addresses]
-        contacts = await self.dht.bootstrap(addresses, known)
-        await self.dht.persist()
-        if await self._membership_ready():
-            await self.membership.join([Seed(address, inviter) for address in addresses])
-        return contacts
-
-    async def _membership_ready(self) -> bool:
-        """Wait for membership to take part, if it can: not while a node bound to a wildcard
-        address has not learnt its address (it joins through its seeds once it has)."""
-        if self._member_address() is None:
-            return False
-        with trio.move_on_after(MEMBERSHIP_READY_WAIT):
-            await self.membership.ready.wait()
-        return self.membership.ready.is_set()
+        """Join the network of an invite token or a ticket (see `joining.join`)."""
+        return await joining.join(self, token)
 
     async def leave(self) -> dict[str, Any]:
         """Leave the network gracefully (members see ``left``), then stop."""
