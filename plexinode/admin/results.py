@@ -69,6 +69,7 @@ class Status(Result):
     streams: Mapping[str, Any] = arg(MapOf())
     dht: Mapping[str, Any] = arg(MapOf())
     membership: Mapping[str, Any] = arg(MapOf())
+    shards: Mapping[str, Any] = arg(MapOf())
     keyring: Mapping[str, Any] = arg(MapOf())
     authority: Mapping[str, Any] = arg(MapOf())
 

@@ -7,6 +7,7 @@ each service with ``nursery.start`` so that start-up order and readiness are exp
                  ├── DatagramService.run   authenticated datagrams, request/response
                  ├── StreamService.run     secure streams (handshake, protocol routing)
                  ├── DhtService.run        Kademlia: routing table, lookups, bootstrap
+                 ├── ShardService.run      the holder's end of shards/1, expired leases dropped
                  ├── MembershipService.run SWIM/Lifeguard: members, failure detection, gossip
                  ├── SecurityServices      the network's key plan, carried out on this node;
                  │                         a private network's grants and revocations
@@ -64,6 +65,8 @@ from plexinode.security.service import KeyringService
 from plexinode.security.services import SecurityServices
 from plexinode.security.tickets import Ticket
 from plexinode.shards.secret import BackupSecret
+from plexinode.shards.service import ShardService
+from plexinode.shards.store import open_share_store
 from plexinode.storage import Database, open_database
 from plexinode.wire.messages import Ping
 
@@ -138,6 +141,7 @@ class Node:
         self._dht: DhtService | None = None
         self._membership: MembershipService | None = None
         self._security: SecurityServices | None = None
+        self._shards: ShardService | None = None
         self._db: Database | None = None
 
     @property
@@ -230,7 +234,7 @@ class Node:
                 with trio.CancelScope(shield=True):
                     await endpoint.aclose()
                 self._datagrams = self._streams = self._dht = self._membership = None
-                self._security = None
+                self._security = self._shards = None
                 self._db = None
         log.info("node stopped")
 
@@ -269,6 +273,17 @@ class Node:
             resolver=self._resolver,
         )
         await nursery.start(self._dht.run)
+        if self.data_dir is not None:  # simulations (no data dir) hold no shares
+            storage = self.settings.storage
+            store = await open_share_store(
+                self._db,
+                self.data_dir,
+                capacity=storage.quota_bytes,
+                owner_quota=storage.owner_quota_bytes,
+                clock=self._wall_clock,
+            )
+            self._shards = ShardService(self._streams, store, wall_clock=self._wall_clock)
+            await nursery.start(self._shards.run)
         if self._with_membership:
             await self._start_membership(nursery, difficulty)
 
@@ -413,7 +428,8 @@ class Node:
 
     async def status(self) -> dict[str, Any]:
         """The node's status, as `plexinode status --json` prints it."""
-        used = await self._db.size_bytes() if self._db is not None else 0
+        database = await self._db.size_bytes() if self._db is not None else 0
+        shards = self._shards.status() if self._shards else {}
         datagrams = self._datagrams.summary() if self._datagrams else {}
         uptime = trio.current_time() - self._started_at if self._started_at is not None else 0.0
         return {
@@ -428,7 +444,12 @@ class Node:
                 if self._membership
                 else {"alive": 1, "suspect": 0, "dead": 0, "left": 0, "stopped": 0}
             ),
-            "storage": {"used_bytes": used, "quota_bytes": self.settings.storage.quota_bytes},
+            "storage": {
+                "used_bytes": shards.get("held_bytes", 0),
+                "quota_bytes": self.settings.storage.quota_bytes,
+                "database_bytes": database,
+            },
+            "shards": shards,
             "pid": os.getpid(),
             "data_dir": str(self.data_dir) if self.data_dir else None,
             "datagrams": datagrams.get("counters", {}),

@@ -31,7 +31,10 @@ def test_two_nodes_ping_status_stop(start_node) -> None:
         "storage",
     }
     assert set(status["members"]) >= {"alive", "suspect", "dead"}
-    assert set(status["storage"]) == {"used_bytes", "quota_bytes"}
+    assert set(status["storage"]) == {"used_bytes", "quota_bytes", "database_bytes"}
+    # What the node holds for others (nothing yet) against its quota, and the database beside.
+    assert status["storage"]["used_bytes"] == status["shards"]["held_bytes"] == 0
+    assert status["storage"]["database_bytes"] > 0
     assert status["node_id"] == cli_json(bob.data_dir, "id")["node_id"]
 
     for src, dst in ((alice, bob), (bob, alice)):

@@ -395,6 +395,7 @@ STATUS = {
     "streams": {},
     "dht": {"counters": {}},
     "membership": {},
+    "shards": {},
     "keyring": {},
     "authority": {},
 }
