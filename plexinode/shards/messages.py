@@ -80,6 +80,9 @@ class Reason:
     BAD_MANIFEST: Final = "bad_manifest"
     BAD_REQUEST: Final = "bad_request"
     BUSY: Final = "busy"
+    #: Never sent: what the owner records when a holder's stream broke (it died, or the
+    #: connection did).
+    UNREACHABLE: Final = "unreachable"
     #: Refusals that mean "this holder has no room": placement takes the next candidate.
     NO_ROOM: Final = frozenset({NODE_FULL, OWNER_QUOTA, DISK_FULL})
 

@@ -127,7 +127,12 @@ class ShareUpload:
                 data=block[at : at + step],
                 flush=flush and last,
             )
-            await self._stream.send(envelope.encode(put))
+            try:
+                await self._stream.send(envelope.encode(put))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                log.info("shards: the stream to the holder of share %d broke: %s", self.index, exc)
+                self.refused = self.refused or messages.Reason.UNREACHABLE
+                raise HolderRefused(self.refused) from None
         self.bytes_sent += len(block)
 
     async def drain(self) -> None:

@@ -187,3 +187,21 @@ async def test_request_returns_the_reply() -> None:
     assert isinstance(
         envelope.decode(await b.receive(), FRAME_LIMITS).message, messages.ShardRemove
     )
+
+
+async def test_a_holder_whose_stream_breaks_is_a_refusal() -> None:
+    owner_end, holder_end = channel_pair()
+
+    async def accept_then_die(stream: ChannelEnd) -> None:
+        await receive_message(stream, messages.ShardOffer)
+        await stream.send(envelope.encode(messages.ShardReply(True, "", "")))
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept_then_die, holder_end)
+        async with open_share_upload(
+            owner_end, backup_id=b"B" * 16, home=b"B" * 16, lease_expires=9.0, index=0
+        ) as up:
+            await trio.sleep(0.1)
+            with pytest.raises(HolderRefused, match=r"unreachable|busy"):
+                await up.send(segments(1, 1000)[0])
