@@ -1,6 +1,6 @@
 """The owner's record of its backups: what it made, what it placed, what each backup uses.
 
-Three tables (storage migration 7), all in the node's one database:
+Four tables (storage migrations 7 and 9), all in the node's one database:
 
 * ``backups``: one row per backup: its name and source, when it was made, its code (k, n,
   happiness), its state (``uploading`` until every segment is placed and the manifest is
@@ -12,6 +12,7 @@ Three tables (storage migration 7), all in the node's one database:
   plaintext length, its block size and its n roots: what a later backup needs to list a reused
   segment in its own manifest without reading or sending it again. A segment counts as placed
   only once it was acknowledged by enough holders.
+* ``placements`` (migration 9): which holder took which share index of each home.
 * ``backup_segments``: which backups use which segments. Deleting a backup forgets the
   segments no other backup of the owner uses (`Catalog.remove`), so a later backup does not
   skip a segment whose shares were freed.
@@ -194,6 +195,25 @@ class Catalog:
                 _SELECT + " WHERE state = ? ORDER BY created, backup_id", (state,)
             )
         return [BackupRow(*row) for row in rows]
+
+    async def record_holders(self, home: bytes, holders: dict[int, bytes]) -> None:
+        """Where `home`'s share indices were placed (holder node IDs)."""
+        rows = [(home, index, holder) for index, holder in holders.items()]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO placements (home, share_index, holder) VALUES (?, ?, ?)",
+                rows,
+            )
+
+        await self._db.write(write)
+
+    async def holders(self, home: bytes) -> dict[int, bytes]:
+        """Share index -> holder node ID of `home`, as placed (or last repaired)."""
+        rows = await self._db.execute(
+            "SELECT share_index, holder FROM placements WHERE home = ?", (home,)
+        )
+        return {index: holder for index, holder in rows}
 
     async def remove(self, backup_id: bytes) -> list[bytes]:
         """Forget a backup; returns the segments no other backup uses (forgotten too)."""

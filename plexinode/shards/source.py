@@ -82,6 +82,22 @@ class Source:
         if not (stat.S_ISREG(self._root.st_mode) or stat.S_ISDIR(self._root.st_mode)):
             raise SourceError(f"{path} is neither a regular file nor a directory")
 
+    def estimate(self) -> int:
+        """Bytes of file contents, from a walk of sizes only (what an offer asks room for);
+        the stream read later is what counts."""
+        if stat.S_ISREG(self._root.st_mode):
+            return self._root.st_size
+        total = 0
+        for directory, _, files in os.walk(self.path):
+            for name in files:
+                try:
+                    st = os.lstat(os.path.join(directory, name))
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+        return total
+
     def __iter__(self) -> Iterator[bytes]:
         """The stream's pieces: file contents, then the index."""
         self.entries = [_entry(b"", self._root)]

@@ -104,6 +104,13 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         " FOREIGN KEY (owner, backup_id) REFERENCES shard_leases (owner, backup_id)"
         " ON DELETE CASCADE)",
     ),
+    # Where the owner placed each home's shares (plexinode.shards.catalog): share index ->
+    # holder, so a restore, a deletion or a later backup's references reach them.
+    Migration(
+        9,
+        "CREATE TABLE placements (home BLOB NOT NULL, share_index INTEGER NOT NULL,"
+        " holder BLOB NOT NULL, PRIMARY KEY (home, share_index))",
+    ),
 )
 
 

@@ -1,0 +1,346 @@
+"""The owner's backup service: `create` places a backup among the network's members and sends
+it, `restore` brings it back; both from this node's catalog (`catalog.Catalog`).
+
+``create``: the live members (from membership, the owner left out) are the candidates; the
+placement plan (`placement.PlacementPlan`, rendezvous order on the new backup's ID, spread
+over hosts) offers share indices one by one, each offer being a ``shards/1`` stream and a
+``shard-offer`` (a refusal, for quota, or a member that cannot be reached, moves the index to
+the next candidate). With fewer holders than the happiness asks, the backup is refused naming
+how many were found, before any data moves. Otherwise the job (`backup_job.run_backup`) sends
+the segments and the manifest; the placement is recorded; holders of earlier backups whose
+segments this one reuses are told (``shard-ref``) to keep them under this backup's lease too.
+
+``restore``: the manifest from the catalog, each home's holders from the catalog, the k
+fastest holders per segment (`fetch_plan.FetchPlan`, one stream per holder, reused), then the
+restore pipeline (`restore_pipeline.run_restore`: verified, decoded in worker threads, written
+atomically).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from plexinode.errors import PlexinodeError
+from plexinode.identity import Identity, NodeId
+from plexinode.net.address import Address
+from plexinode.net.streams import STREAM_FAILURES, StreamService
+from plexinode.shards import derive, fetching, messages
+from plexinode.shards.backup_job import BackupOutcome, HolderLink, run_backup
+from plexinode.shards.catalog import COMPLETE, Catalog
+from plexinode.shards.fetch_plan import FetchPlan
+from plexinode.shards.manifest import Manifest, SegmentInfo
+from plexinode.shards.placement import Candidate, Coding, PlacementPlan, PlacementRequest
+from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable, run_restore
+from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
+from plexinode.shards.source import Source
+from plexinode.shards.uploading import HolderRefused, open_share_upload, receive_message
+from plexinode.wire import envelope
+
+log = logging.getLogger(__name__)
+
+#: How long a backup's lease runs; the owner renews it while it runs (issue 23: 30 days).
+LEASE_SECONDS: Final = 30 * 86_400
+#: Segments in flight per holder.
+WINDOW: Final = 16
+
+
+class BackupError(PlexinodeError):
+    """A backup or restore that cannot be done (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A live member: where to reach it, and its `zone` tag."""
+
+    node_id: NodeId
+    address: Address
+    zone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What ``backup create`` reports."""
+
+    backup_id: bytes
+    bytes: int
+    k: int
+    n: int
+    holders: tuple[NodeId, ...]
+    outcome: BackupOutcome
+
+
+class BackupService:
+    """The owner's side of backups (see the module docstring).
+
+    Args:
+        identity: this node (the owner).
+        secret: the owner's backup secret.
+        catalog: the owner's tables.
+        streams: to open ``shards/1`` streams.
+        peers: the live members other than this node, now.
+        locate: a member's address from its node ID (membership, else the DHT).
+        wall_clock: Unix time.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        secret: bytes,
+        catalog: Catalog,
+        streams: StreamService,
+        peers: Callable[[], Sequence[Peer]],
+        locate: Callable[[NodeId], Awaitable[Address]],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.identity = identity
+        self.secret = secret
+        self.catalog = catalog
+        self.streams = streams
+        self._peers = peers
+        self._locate = locate
+        self._clock = wall_clock
+
+    async def create(
+        self,
+        path: Path,
+        *,
+        k: int = 3,
+        n: int = 10,
+        happy: int | None = None,
+        name: str | None = None,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        workers: int = 2,
+    ) -> Created:
+        """Back up `path` (a file or a directory) with k-of-n among the network's members.
+
+        Raises:
+            ValueError: k, n or happy outside their rules.
+            source.SourceError: `path` cannot be read as it is.
+            BackupError: too few members accept shares, or the backup failed midway.
+        """
+        coding = Coding.of(k, n, happy)
+        sizes = SegmentSizes.for_average(segment_bytes)
+        source = Source(path)
+        backup_id = os.urandom(16)
+        now = self._clock()
+        lease = now + LEASE_SECONDS
+        peers = {p.node_id: p for p in self._peers() if p.node_id != self.identity.node_id}
+        if len(peers) < coding.happy:
+            raise BackupError(
+                f"{len(peers)} other live members found, {coding.happy} needed "
+                f"(k = {k}, n = {n}, happiness {coding.happy})"
+            )
+        await self.catalog.begin(
+            backup_id,
+            name=name or path.name or str(path),
+            source=str(path),
+            created=now,
+            k=k,
+            n=n,
+            happy=coding.happy,
+            lease_expires=lease,
+        )
+        async with AsyncExitStack() as stack:
+            share_bytes = source.estimate() // k + 1
+            links = await self._place(
+                stack, backup_id, lease=lease, coding=coding, peers=peers, share_bytes=share_bytes
+            )
+            outcome = await run_backup(
+                source=source,
+                identity=self.identity,
+                secret=self.secret,
+                catalog=self.catalog,
+                backup_id=backup_id,
+                links=links,
+                code=(k, n, coding.happy),
+                name=name or path.name or str(path),
+                now=now,
+                lease_expires=lease,
+                sizes=sizes,
+                workers=workers,
+            )
+        holders = {index: NodeId.parse(name) for index, name in outcome.holders.items()}
+        await self.catalog.record_holders(backup_id, {i: h.raw for i, h in holders.items()})
+        await self._reference(backup_id, lease, outcome.references)
+        return Created(
+            backup_id=backup_id,
+            bytes=source.data_bytes,
+            k=k,
+            n=n,
+            holders=tuple(dict.fromkeys(holders.values())),
+            outcome=outcome,
+        )
+
+    async def _place(
+        self,
+        stack: AsyncExitStack,
+        backup_id: bytes,
+        *,
+        lease: float,
+        coding: Coding,
+        peers: dict[NodeId, Peer],
+        share_bytes: int,
+    ) -> dict[int, HolderLink]:
+        plan = PlacementPlan(
+            PlacementRequest(
+                key=backup_id,
+                owner=self.identity.node_id,
+                candidates=tuple(
+                    Candidate(p.node_id, p.address.host, p.zone) for p in peers.values()
+                ),
+                indices=tuple(range(coding.n)),
+                happy=coding.happy,
+            )
+        )
+        links: dict[int, HolderLink] = {}
+        while offers := plan.offers():
+            for offer in offers:
+                node = offer.holder.node_id
+                try:
+                    stream = await self.streams.open(
+                        peers[node].address, messages.SHARDS_PROTOCOL, node_id=node
+                    )
+                    stack.push_async_callback(stream.aclose)
+                    upload = await stack.enter_async_context(
+                        open_share_upload(
+                            stream,
+                            backup_id=backup_id,
+                            home=backup_id,
+                            lease_expires=lease,
+                            index=offer.index,
+                            window=WINDOW,
+                            size_hint=share_bytes,
+                        )
+                    )
+                except (HolderRefused, *STREAM_FAILURES) as exc:
+                    log.info("backup: %s refused share %d: %s", node.short(), offer.index, exc)
+                    plan.refused(node)
+                    continue
+                plan.accepted(node)
+                links[offer.index] = HolderLink(str(node), upload)
+        result = plan.result()
+        if not result.met:
+            raise BackupError(f"not enough members accept shares: {result.refusal}")
+        return links
+
+    async def _reference(
+        self, backup_id: bytes, lease: float, references: dict[bytes, list[bytes]]
+    ) -> None:
+        """Tell the holders of earlier homes which of their segments this backup uses."""
+        for home, segments in references.items():
+            for holder in (await self.catalog.holders(home)).values():
+                node = NodeId(holder)
+                try:
+                    async with self._stream(node) as stream:
+                        for at in range(0, len(segments), messages.MAX_IDS):
+                            batch = b"".join(segments[at : at + messages.MAX_IDS])
+                            await stream.send(
+                                envelope.encode(messages.ShardRef(backup_id, lease, batch))
+                            )
+                            await receive_message(stream, messages.ShardStored)
+                except (PlexinodeError, *STREAM_FAILURES) as exc:
+                    log.warning("backup: %s did not take the references: %s", node.short(), exc)
+
+    @asynccontextmanager
+    async def _stream(self, node: NodeId) -> AsyncIterator[trio.abc.Channel[bytes]]:
+        address = await self._locate(node)
+        stream = await self.streams.open(address, messages.SHARDS_PROTOCOL, node_id=node)
+        try:
+            yield stream
+        finally:
+            with trio.move_on_after(1):
+                await stream.aclose()
+
+    async def manifest(self, backup_id: bytes) -> Manifest:
+        """A complete backup's manifest, from the catalog."""
+        row = await self.catalog.get(backup_id)
+        if row is None or row.state != COMPLETE or row.manifest is None:
+            raise BackupError(f"no complete backup {backup_id.hex()} on this node")
+        return Manifest.decode(row.manifest)
+
+    async def restore(
+        self, backup_id: bytes, dest: Path, *, partial: bool = False
+    ) -> RestoreResult:
+        """Restore a backup at `dest` (which must not exist)."""
+        built = await self.manifest(backup_id)
+        private = built.open_private(derive.manifest_key(self.secret, backup_id))
+        plans = {
+            home: FetchPlan({i: [h] for i, h in (await self.catalog.holders(home)).items()})
+            for home in built.homes
+        }
+        async with _Streams(self) as pool:
+
+            async def fetch(
+                index: int, info: SegmentInfo, excluded: frozenset[int]
+            ) -> dict[int, bytes]:
+                plan = plans[info.home]
+                blocks: dict[int, bytes] = {}
+                skip = set(excluded)
+                while len(blocks) < built.k:
+                    chosen = [c for c in plan.choose(built.k, skip) if c[0] not in blocks]
+                    if not chosen or len(chosen) + len(blocks) < built.k:
+                        raise SegmentUnavailable(f"segment {index}: fewer than k shares reachable")
+                    for share, holder in chosen[: built.k - len(blocks)]:
+                        started = trio.current_time()
+                        try:
+                            blocks[share] = await pool.fetch(NodeId(holder), info.identity, share)
+                        except (PlexinodeError, *STREAM_FAILURES) as exc:
+                            log.info("restore: share %d of segment %d: %s", share, index, exc)
+                            plan.failed(holder)
+                            skip.add(share)
+                            continue
+                        plan.measured(holder, trio.current_time() - started)
+                return blocks
+
+            return await run_restore(
+                built, private, secret=self.secret, dest=dest, fetch=fetch, partial=partial
+            )
+
+
+class _Streams:
+    """One ``shards/1`` stream per holder for a restore, opened on first use, one request at a
+    time on each."""
+
+    def __init__(self, service: BackupService) -> None:
+        self._service = service
+        self._open: dict[NodeId, trio.abc.Channel[bytes]] = {}
+        self._locks: dict[NodeId, trio.Lock] = {}
+
+    async def __aenter__(self) -> _Streams:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for stream in self._open.values():
+            with trio.move_on_after(1):
+                await stream.aclose()
+
+    async def fetch(self, node: NodeId, segment: bytes, index: int) -> bytes:
+        lock = self._locks.setdefault(node, trio.Lock())
+        async with lock:
+            stream = self._open.get(node)
+            if stream is None:
+                address = await self._service._locate(node)
+                stream = await self._service.streams.open(
+                    address, messages.SHARDS_PROTOCOL, node_id=node
+                )
+                self._open[node] = stream
+            owner = self._service.identity.node_id.raw
+            try:
+                return await fetching.fetch_block(stream, owner, segment, index)
+            except fetching.NotHeld:
+                raise  # the stream is fine: the holder answered
+            except BaseException:
+                self._open.pop(node, None)
+                with trio.move_on_after(1):
+                    await stream.aclose()
+                raise

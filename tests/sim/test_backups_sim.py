@@ -1,0 +1,109 @@
+"""Backups among nodes on the in-memory network: placement among members, refusals, restore."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+
+from plexinode.membership.members import State
+from plexinode.net.address import Address
+from plexinode.node import Node
+from plexinode.shards.backups import BackupError, BackupService, Peer
+from plexinode.shards.catalog import Catalog
+from plexinode.testing.network import open_memory_network
+from plexinode.testing.nodes import FAST, seeded_identity
+
+
+def make_tree(root: Path) -> None:
+    rng = random.Random(7)
+    (root / "sub").mkdir(parents=True)
+    for i in range(8):
+        (root / ("sub" if i % 2 else ".") / f"f{i}").write_bytes(
+            rng.randbytes(rng.randrange(1, 300_000))
+        )
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def service_of(node: Node) -> BackupService:
+    def peers() -> list[Peer]:
+        return [
+            Peer(m.node_id, m.address, m.tags.get("zone", ""))
+            for m in node.membership.members()
+            if m.state is State.ALIVE and m.node_id != node.node_id
+        ]
+
+    async def locate(node_id):  # type: ignore[no-untyped-def]
+        for m in node.membership.members():
+            if m.node_id == node_id:
+                return m.address
+        raise AssertionError("not a member")
+
+    assert node._db is not None
+    return BackupService(
+        identity=node.identity,
+        secret=node.backup_secret.raw,
+        catalog=Catalog(node._db),
+        streams=node.streams,
+        peers=peers,
+        locate=locate,
+        wall_clock=lambda: 1_000_000.0 + trio.current_time(),
+    )
+
+
+async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_clock) -> None:
+    autojump_clock.autojump_threshold = 0.5  # every node's database is a file (worker threads)
+    make_tree(tmp_path / "src")
+    async with open_memory_network(seed=9) as net:
+        hosts = [net.new_host() for _ in range(6)]
+        first = Address(hosts[0], FAST.listen.port)
+        nodes = []
+        for i, host in enumerate(hosts):
+            data_dir = tmp_path / f"node{i}"
+            data_dir.mkdir(mode=0o700)
+            settings = FAST if i == 0 else replace(FAST, bootstrap=(first,))
+            if i == 5:  # a member with no room: placement takes the next candidate
+                settings = replace(settings, storage=replace(settings.storage, quota_bytes=1000))
+            nodes.append(
+                Node(
+                    seeded_identity(i),
+                    settings,
+                    net.transport(host),
+                    data_dir=data_dir,
+                    wall_clock=lambda: 1_000_000.0 + trio.current_time(),
+                )
+            )
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            owner = nodes[0]
+            with trio.fail_after(120):
+                while len([m for m in owner.membership.members() if m.state is State.ALIVE]) < 6:  # noqa: ASYNC110
+                    await trio.sleep(0.5)
+            backups = service_of(owner)
+            with pytest.raises(BackupError, match="5 other live members found, 6 needed"):
+                await backups.create(tmp_path / "src", k=2, n=6, happy=6)
+            created = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
+            assert len(created.holders) == 4
+            assert nodes[5].node_id not in created.holders or created.outcome.lost_indices
+            held = sum([(await n.status())["storage"]["used_bytes"] for n in nodes[1:]])
+            assert held >= created.bytes * 4 // 2  # n / k times the data, and manifests
+            result = await backups.restore(created.backup_id, tmp_path / "out")
+            assert tree(tmp_path / "out") == tree(tmp_path / "src")
+            assert result.bytes_written == created.bytes
+
+            # A second backup of the same tree sends nothing and restores the same.
+            again = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
+            assert again.outcome.bytes_sent == 0
+            await backups.restore(again.backup_id, tmp_path / "out2")
+            assert tree(tmp_path / "out2") == tree(tmp_path / "src")
+            for node in nodes:
+                node.stop()
