@@ -48,6 +48,7 @@ from plexinode.errors import (
 )
 from plexinode.identity import Identity, NodeId
 from plexinode.membership.invite import Invite
+from plexinode.membership.members import State
 from plexinode.membership.operator_tags import load_operator_tags, save_operator_tags
 from plexinode.membership.service import MembershipService, Seed
 from plexinode.net import echo
@@ -64,6 +65,8 @@ from plexinode.security.rotation import KEYS_TAG, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.security.services import SecurityServices
 from plexinode.security.tickets import Ticket
+from plexinode.shards.backups import BackupService, Peer
+from plexinode.shards.catalog import Catalog
 from plexinode.shards.secret import BackupSecret
 from plexinode.shards.service import ShardService
 from plexinode.shards.store import open_share_store
@@ -142,6 +145,7 @@ class Node:
         self._membership: MembershipService | None = None
         self._security: SecurityServices | None = None
         self._shards: ShardService | None = None
+        self._backups: BackupService | None = None
         self._db: Database | None = None
 
     @property
@@ -187,6 +191,23 @@ class Node:
     @property
     def authority_service(self) -> AuthorityService | None:
         return None if self._security is None else self._security.authority
+
+    @property
+    def backups(self) -> BackupService:
+        """The owner's backup service (only while running with a data dir)."""
+        if self._backups is None:
+            raise RuntimeError("node is not running with a data dir")
+        return self._backups
+
+    def _backup_peers(self) -> list[Peer]:
+        """The live members other than this node, for placement."""
+        if self._membership is None:
+            return []
+        return [
+            Peer(m.node_id, m.address, m.tags.get("zone", ""))
+            for m in self._membership.members()
+            if m.node_id != self.node_id and self._membership.state_of(m) is State.ALIVE
+        ]
 
     def stop(self) -> None:
         """Ask the node to shut down gracefully; :meth:`run` returns soon after."""
@@ -234,7 +255,7 @@ class Node:
                 with trio.CancelScope(shield=True):
                     await endpoint.aclose()
                 self._datagrams = self._streams = self._dht = self._membership = None
-                self._security = self._shards = None
+                self._security = self._shards = self._backups = None
                 self._db = None
         log.info("node stopped")
 
@@ -284,6 +305,15 @@ class Node:
             )
             self._shards = ShardService(self._streams, store, wall_clock=self._wall_clock)
             await nursery.start(self._shards.run)
+            self._backups = BackupService(
+                identity=self.identity,
+                secret=self.backup_secret.raw,
+                catalog=Catalog(self._db),
+                streams=self._streams,
+                peers=self._backup_peers,
+                locate=self._resolve,
+                wall_clock=self._wall_clock,
+            )
         if self._with_membership:
             await self._start_membership(nursery, difficulty)
 

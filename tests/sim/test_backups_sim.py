@@ -12,8 +12,7 @@ import trio
 from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
-from plexinode.shards.backups import BackupError, BackupService, Peer
-from plexinode.shards.catalog import Catalog
+from plexinode.shards.backups import BackupError
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
 
@@ -31,32 +30,6 @@ def tree(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
-
-
-def service_of(node: Node) -> BackupService:
-    def peers() -> list[Peer]:
-        return [
-            Peer(m.node_id, m.address, m.tags.get("zone", ""))
-            for m in node.membership.members()
-            if m.state is State.ALIVE and m.node_id != node.node_id
-        ]
-
-    async def locate(node_id):  # type: ignore[no-untyped-def]
-        for m in node.membership.members():
-            if m.node_id == node_id:
-                return m.address
-        raise AssertionError("not a member")
-
-    assert node._db is not None
-    return BackupService(
-        identity=node.identity,
-        secret=node.backup_secret.raw,
-        catalog=Catalog(node._db),
-        streams=node.streams,
-        peers=peers,
-        locate=locate,
-        wall_clock=lambda: 1_000_000.0 + trio.current_time(),
-    )
 
 
 async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_clock) -> None:
@@ -88,7 +61,7 @@ async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_c
             with trio.fail_after(120):
                 while len([m for m in owner.membership.members() if m.state is State.ALIVE]) < 6:  # noqa: ASYNC110
                     await trio.sleep(0.5)
-            backups = service_of(owner)
+            backups = owner.backups
             with pytest.raises(BackupError, match="5 other live members found, 6 needed"):
                 await backups.create(tmp_path / "src", k=2, n=6, happy=6)
             created = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
