@@ -18,9 +18,8 @@ table beside the node it runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
+from plexinode.admin.backup_commands import BackupCommands
 from plexinode.admin.requests import (
     AuthorityInfoRequest,
     AuthoritySubmitRequest,
@@ -30,7 +29,6 @@ from plexinode.admin.requests import (
     NetworkKeyRequest,
     NoArguments,
     PingRequest,
-    Request,
     ResolveRequest,
     StateSetRequest,
     TagsSetRequest,
@@ -47,29 +45,16 @@ from plexinode.admin.results import (
     PingResult,
     Records,
     Resolved,
-    Result,
     Rows,
     Status,
     Stopped,
 )
 from plexinode.admin.server import AdminServer, Command
+from plexinode.admin.typed import typed
 from plexinode.errors import AdminError
 from plexinode.net.certificates import ADMIN
 from plexinode.node import RESERVED_TAGS, Node
 from plexinode.security.authority_service import AuthorityService
-
-R = TypeVar("R", bound=Request)
-
-
-def typed(command: str, request: type[R], run: Callable[[R], Awaitable[Result]]) -> Command:
-    """The server's handler for `command`: parse its arguments as `request`, `run` it, and
-    send back the result's value."""
-
-    async def handle(args: dict[str, Any]) -> Any:
-        result = await run(request.parse(command, args))
-        return result.to_result()
-
-    return handle
 
 
 class AdminCommands:
@@ -111,6 +96,7 @@ class AdminCommands:
             "tags_list": typed("tags_list", NoArguments, self.tags_list),
             "resolve": typed("resolve", ResolveRequest, self.resolve),
         }
+        table |= BackupCommands(self.node).table()
         for name, handler in table.items():
             server.command(name, handler)
 

@@ -23,6 +23,7 @@ import click
 
 from plexinode import __version__
 from plexinode.cli import (
+    backup,
     completion,
     config,
     dht,
@@ -97,6 +98,7 @@ for command in (
     network.join,
     network.network,
     keys.keys,
+    backup.backup,
     members.members,
     members.leave,
     state.state,

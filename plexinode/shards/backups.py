@@ -42,7 +42,12 @@ from plexinode.shards.placement import Candidate, Coding, PlacementPlan, Placeme
 from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable, run_restore
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
-from plexinode.shards.uploading import HolderRefused, open_share_upload, receive_message
+from plexinode.shards.uploading import (
+    HolderRefused,
+    open_share_upload,
+    receive_message,
+    request,
+)
 from plexinode.wire import envelope
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,7 @@ class Created:
     bytes: int
     k: int
     n: int
+    happy: int
     holders: tuple[NodeId, ...]
     outcome: BackupOutcome
 
@@ -177,6 +183,7 @@ class BackupService:
             bytes=source.data_bytes,
             k=k,
             n=n,
+            happy=coding.happy,
             holders=tuple(dict.fromkeys(holders.values())),
             outcome=outcome,
         )
@@ -260,6 +267,82 @@ class BackupService:
         finally:
             with trio.move_on_after(1):
                 await stream.aclose()
+
+    async def find(self, text: str) -> bytes:
+        """The backup whose ID is `text` or starts with it (at least 8 hex digits).
+
+        Raises:
+            BackupError: none or several match.
+        """
+        wanted = text.strip().lower()
+        if len(wanted) < 8 or any(c not in "0123456789abcdef" for c in wanted):
+            raise BackupError(f"{text!r} is not a backup ID (32 hex digits, or at least 8 of them)")
+        found = [
+            r.backup_id
+            for r in await self.catalog.backups()
+            if r.backup_id.hex().startswith(wanted)
+        ]
+        if not found:
+            raise BackupError(f"no backup {text} on this node")
+        if len(found) > 1:
+            raise BackupError(f"{text} names {len(found)} backups: give more digits")
+        return found[0]
+
+    async def listing(self) -> list[dict[str, object]]:
+        """``backup list``: the complete backups, oldest first."""
+        return [
+            {
+                "backup_id": row.backup_id.hex(),
+                "name": row.name,
+                "bytes": row.size,
+                "created": row.created,
+                "k": row.k,
+                "n": row.n,
+            }
+            for row in await self.catalog.backups(COMPLETE)
+        ]
+
+    async def show(self, backup_id: bytes) -> dict[str, object]:
+        """``backup show``: one backup, with its holders and lease."""
+        row = await self.catalog.get(backup_id)
+        built = await self.manifest(backup_id)
+        assert row is not None  # manifest() checked it
+        holders: dict[bytes, None] = {}
+        for home in built.homes:
+            holders.update(dict.fromkeys((await self.catalog.holders(home)).values()))
+        return {
+            "backup_id": backup_id.hex(),
+            "name": row.name,
+            "source": row.source,
+            "bytes": row.size,
+            "created": row.created,
+            "k": row.k,
+            "n": row.n,
+            "happy": row.happy,
+            "segments": built.segment_count,
+            "holders": [str(NodeId(h)) for h in holders],
+            "lease_expires": row.lease_expires,
+        }
+
+    async def remove(self, backup_id: bytes) -> int:
+        """``backup rm``: drop the backup's lease on every holder of every home it uses (each
+        frees what no other backup of this owner uses), then forget it here. Returns how many
+        holders answered; one that did not keeps the shares until the lease expires."""
+        built = await self.manifest(backup_id)
+        told = 0
+        holders: dict[bytes, None] = {}
+        for home in built.homes:
+            holders.update(dict.fromkeys((await self.catalog.holders(home)).values()))
+        for holder in holders:
+            node = NodeId(holder)
+            try:
+                async with self._stream(node) as stream:
+                    await request(stream, messages.ShardRemove(backup_id))
+                told += 1
+            except (PlexinodeError, *STREAM_FAILURES) as exc:
+                log.warning("backup rm: %s did not answer: %s", node.short(), exc)
+        await self.catalog.remove(backup_id)
+        return told
 
     async def manifest(self, backup_id: bytes) -> Manifest:
         """A complete backup's manifest, from the catalog."""

@@ -1,0 +1,23 @@
+"""Typed admin commands: a request class parses the arguments, a method runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from plexinode.admin.requests import Request
+from plexinode.admin.results import Result
+from plexinode.admin.server import Command
+
+R = TypeVar("R", bound=Request)
+
+
+def typed(command: str, request: type[R], run: Callable[[R], Awaitable[Result]]) -> Command:
+    """The server's handler for `command`: parse its arguments as `request`, `run` it, and
+    send back the result's value."""
+
+    async def handle(args: dict[str, Any]) -> Any:
+        result = await run(request.parse(command, args))
+        return result.to_result()
+
+    return handle
