@@ -106,6 +106,11 @@ class Stub:
             "authority_info",
             "authority_submit",
             "id",
+            "backup_create",
+            "backup_list",
+            "backup_show",
+            "backup_restore",
+            "backup_rm",
         ):
             server.command(name, self._handler(name))
         async with trio.open_nursery() as nursery:

@@ -1,0 +1,160 @@
+"""The backup commands' CLI (against a stub admin socket) and their admin arguments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plexinode.admin.backup_fields import (
+    BackupCreateRequest,
+    BackupIdRequest,
+    BackupRestoreRequest,
+    BackupShown,
+)
+from plexinode.errors import AdminError
+from tests.unit.test_cli_node_commands import Stub, run
+
+ID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Iterator[Stub]:
+    (tmp_path / "node").mkdir(mode=0o700)
+    with Stub(tmp_path / "node") as running:
+        yield running
+
+
+HOLDER = "a" * 58
+CREATED = {
+    "backup_id": ID,
+    "bytes": 3 << 20,
+    "k": 2,
+    "n": 4,
+    "holders": [HOLDER],
+    "happy": 3,
+    "segments": 3,
+    "bytes_sent": 6 << 20,
+    "lost_indices": [],
+}
+SHOWN = {
+    "backup_id": ID,
+    "name": "photos",
+    "source": "/home/me/photos",
+    "bytes": 3 << 20,
+    "created": 1_700_000_000.0,
+    "k": 2,
+    "n": 4,
+    "happy": 3,
+    "segments": 3,
+    "holders": [HOLDER],
+    "lease_expires": 1_702_592_000.0,
+}
+
+
+def test_create_sends_an_absolute_path_and_prints_what_it_did(
+    stub: Stub, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "photos").mkdir()
+    monkeypatch.chdir(tmp_path)
+    stub.answers["backup_create"] = lambda args: CREATED
+    code, out, _ = run(
+        capsys,
+        stub,
+        "backup",
+        "create",
+        "photos",
+        "-k",
+        "2",
+        "-n",
+        "4",
+        "--happy",
+        "3",
+        "--name",
+        "p",
+    )
+    assert code == 0
+    assert out.startswith(f"backup {ID}: 3.0 MiB in 3 segments, 2 of 4 shares on 1 holders")
+    name, args = stub.calls[-1]
+    assert (name, args) == (
+        "backup_create",
+        {"path": str(tmp_path / "photos"), "k": 2, "n": 4, "happy": 3, "name": "p"},
+    )
+    code, out, _ = run(capsys, stub, "backup", "create", "photos", "--json")
+    assert json.loads(out) == CREATED
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (("-k", "5", "-n", "4"), "must not exceed"),
+        (("-k", "2", "-n", "4", "--happy", "1"), "within k..n"),
+        (("-n", "0"), "1<=x<=256"),
+    ],
+)
+def test_create_refuses_codes_before_asking_the_node(
+    stub: Stub, capsys, tmp_path: Path, argv: tuple[str, ...], words: str
+) -> None:
+    code, _, err = run(capsys, stub, "backup", "create", str(tmp_path), *argv)
+    assert code == 2
+    assert words in err
+    assert not [c for c in stub.calls if c[0] == "backup_create"]
+
+
+def test_list_show_restore_rm(stub: Stub, capsys, tmp_path: Path) -> None:
+    stub.answers["backup_list"] = lambda args: []
+    assert run(capsys, stub, "backup", "list")[1] == "no backups\n"
+    row = {k: SHOWN[k] for k in ("backup_id", "name", "bytes", "created", "k", "n")}
+    stub.answers["backup_list"] = lambda args: [row]
+    code, out, _ = run(capsys, stub, "backup", "list")
+    assert code == 0
+    assert out.split("\n")[1].split()[:5] == [ID[:12], "photos", "3.0", "MiB", "2/4"]
+    stub.answers["backup_show"] = lambda args: SHOWN
+    code, out, _ = run(capsys, stub, "backup", "show", ID[:8])
+    assert "code      2 of 4 shares, happiness 3" in out
+    assert stub.calls[-1] == ("backup_show", {"backup_id": ID[:8]})
+    restored = {
+        "backup_id": ID,
+        "path": str(tmp_path / "out"),
+        "bytes": 10,
+        "missing_segments": [1],
+        "damaged": ["a", "b"],
+    }
+    stub.answers["backup_restore"] = lambda args: restored
+    code, out, _ = run(capsys, stub, "backup", "restore", ID, str(tmp_path / "out"), "--partial")
+    assert out == f"restored 10 B to {tmp_path / 'out'}; left out 2 files: a, b\n"
+    assert stub.calls[-1][1]["partial"] is True
+    stub.answers["backup_restore"] = lambda args: {
+        **restored,
+        "damaged": [],
+        "missing_segments": [],
+    }
+    code, out, _ = run(capsys, stub, "backup", "restore", ID, str(tmp_path / "out2"))
+    assert out == f"restored 10 B to {tmp_path / 'out'}\n"
+    code, _, err = run(capsys, stub, "backup", "restore", ID, str(tmp_path))
+    assert code == 2
+    assert "already exists" in err
+    stub.answers["backup_rm"] = lambda args: {"removed": True, "backup_id": ID, "holders_told": 4}
+    code, out, _ = run(capsys, stub, "backup", "rm", ID, "--json")
+    assert json.loads(out) == {"removed": True, "backup_id": ID}
+
+
+def test_admin_arguments() -> None:
+    assert BackupCreateRequest.parse("backup_create", {"path": "/x"}).n == 10
+    for args, words in [
+        ({"path": "x"}, "absolute"),
+        ({"path": "/x", "k": 5, "n": 4}, "must not exceed"),
+        ({"path": "/x", "k": 2, "n": 4, "happy": 5}, "within k..n"),
+        ({"path": "/x", "k": 0}, "k is an integer"),
+    ]:
+        with pytest.raises(AdminError, match=words):
+            BackupCreateRequest.parse("backup_create", args)
+    with pytest.raises(AdminError, match="absolute"):
+        BackupRestoreRequest.parse("backup_restore", {"backup_id": ID, "dest": "rel"})
+    assert (
+        BackupRestoreRequest.parse("backup_restore", {"backup_id": ID, "dest": "/d"}).dest == "/d"
+    )
+    assert BackupIdRequest.parse("backup_show", {"backup_id": ID}).backup_id == ID
+    assert BackupShown.of(SHOWN).to_result() == SHOWN
