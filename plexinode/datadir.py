@@ -37,6 +37,8 @@ LOCK_NAME = "node.lock"
 DB_NAME = "node.db"
 # The admin socket (../CLI.md promises it at DATA_DIR/admin.sock).
 SOCKET_NAME = "admin.sock"
+#: Where a node keeps the blocks it holds for others (plexinode.shards.share_files).
+SHARES_NAME = "shares"
 #: The longest path a Unix socket address holds with its terminating NUL (``sun_path`` is 108
 #: bytes on Linux).
 MAX_SOCKET_PATH = 107
@@ -88,11 +90,14 @@ def discard(data_dir: Path, created: Path) -> None:
     """Remove a data dir that was created by a ``start`` that then failed: the files in it,
     then each directory from `data_dir` up to `created` (what :func:`first_missing` said would
     be created). Anything else found there (a subdirectory) is left, and with it the
-    directories above it."""
+    directories above it. The node's own empty share directory goes too (a failed start held
+    nothing for anyone)."""
     with contextlib.suppress(OSError):
         for entry in data_dir.iterdir():
             if entry.is_file() or entry.is_socket() or entry.is_symlink():
                 entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (data_dir / SHARES_NAME).rmdir()
     directory = data_dir
     while True:
         try:

@@ -314,6 +314,7 @@ class Node:
                 locate=self._resolve,
                 wall_clock=self._wall_clock,
             )
+            nursery.start_soon(self._backups.renew_loop)
         if self._with_membership:
             await self._start_membership(nursery, difficulty)
 

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 #: How long a backup's lease runs; the owner renews it while it runs (issue 23: 30 days).
 LEASE_SECONDS: Final = 30 * 86_400
+#: How often a running owner renews its leases: daily, so a lease is never less than 29 days
+#: from its end while the owner runs.
+RENEW_INTERVAL: Final = 86_400.0
 #: Segments in flight per holder.
 WINDOW: Final = 16
 
@@ -307,9 +310,7 @@ class BackupService:
         row = await self.catalog.get(backup_id)
         built = await self.manifest(backup_id)
         assert row is not None  # manifest() checked it
-        holders: dict[bytes, None] = {}
-        for home in built.homes:
-            holders.update(dict.fromkeys((await self.catalog.holders(home)).values()))
+        holders = await self._holders_of(built)
         return {
             "backup_id": backup_id.hex(),
             "name": row.name,
@@ -320,9 +321,48 @@ class BackupService:
             "n": row.n,
             "happy": row.happy,
             "segments": built.segment_count,
-            "holders": [str(NodeId(h)) for h in holders],
+            "holders": [str(h) for h in holders],
             "lease_expires": row.lease_expires,
         }
+
+    async def _holders_of(self, built: Manifest) -> list[NodeId]:
+        """Every holder of every home the backup uses (each keeps a lease of it)."""
+        holders: dict[bytes, None] = {}
+        for home in built.homes:
+            holders.update(dict.fromkeys((await self.catalog.holders(home)).values()))
+        return [NodeId(h) for h in holders]
+
+    async def renew(self) -> int:
+        """Extend the lease of every complete backup on every holder that keeps it, to a full
+        lease period from now; returns how many holders answered. Run daily while the node
+        runs, so a backup lives as long as its owner does (and a lease period after)."""
+        lease = self._clock() + LEASE_SECONDS
+        rows = await self.catalog.backups(COMPLETE)
+        by_holder: dict[NodeId, list[bytes]] = {}
+        for row in rows:
+            for node in await self._holders_of(await self.manifest(row.backup_id)):
+                by_holder.setdefault(node, []).append(row.backup_id)
+        told = 0
+        for node, backup_ids in by_holder.items():
+            try:
+                async with self._stream(node) as stream:
+                    for at in range(0, len(backup_ids), messages.MAX_BACKUPS):
+                        ids = tuple(backup_ids[at : at + messages.MAX_BACKUPS])
+                        await request(stream, messages.ShardRenew(ids, lease))
+                told += 1
+            except (PlexinodeError, *STREAM_FAILURES) as exc:
+                log.warning("backup: %s did not renew its leases: %s", node.short(), exc)
+        await self.catalog.renew([row.backup_id for row in rows], lease)
+        return told
+
+    async def renew_loop(self) -> None:
+        """Renew the leases now and then every `RENEW_INTERVAL` seconds (until cancelled)."""
+        while True:
+            await trio.sleep(RENEW_INTERVAL)
+            try:
+                await self.renew()
+            except PlexinodeError as exc:
+                log.warning("backup: lease renewal failed: %s", exc)
 
     async def remove(self, backup_id: bytes) -> int:
         """``backup rm``: drop the backup's lease on every holder of every home it uses (each
@@ -330,11 +370,7 @@ class BackupService:
         holders answered; one that did not keeps the shares until the lease expires."""
         built = await self.manifest(backup_id)
         told = 0
-        holders: dict[bytes, None] = {}
-        for home in built.homes:
-            holders.update(dict.fromkeys((await self.catalog.holders(home)).values()))
-        for holder in holders:
-            node = NodeId(holder)
+        for node in await self._holders_of(built):
             try:
                 async with self._stream(node) as stream:
                     await request(stream, messages.ShardRemove(backup_id))

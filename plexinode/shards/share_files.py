@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
-DIRECTORY_NAME: Final = "shares"
+from plexinode.datadir import SHARES_NAME
+
+DIRECTORY_NAME: Final = SHARES_NAME
 SUFFIX: Final = ".share"
 TEMP_SUFFIX: Final = ".tmp"
 

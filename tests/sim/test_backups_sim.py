@@ -73,10 +73,22 @@ async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_c
             assert tree(tmp_path / "out") == tree(tmp_path / "src")
             assert result.bytes_written == created.bytes
 
+            # Renewal reaches every holder and moves the leases a full period on.
+            before = (await backups.catalog.get(created.backup_id)).lease_expires
+            await trio.sleep(1)
+            assert await backups.renew() == 4
+            after = (await backups.catalog.get(created.backup_id)).lease_expires
+            assert after > before
+
             # A second backup of the same tree sends nothing and restores the same.
             again = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
             assert again.outcome.bytes_sent == 0
             await backups.restore(again.backup_id, tmp_path / "out2")
             assert tree(tmp_path / "out2") == tree(tmp_path / "src")
+            shown = await backups.show(again.backup_id)
+            assert len(shown["holders"]) == 4  # the first backup's holders keep its segments
+            assert await backups.remove(created.backup_id) == 4
+            await backups.restore(again.backup_id, tmp_path / "out3")  # still complete
+            assert tree(tmp_path / "out3") == tree(tmp_path / "src")
             for node in nodes:
                 node.stop()
