@@ -9,6 +9,13 @@ from pathlib import Path
 import pytest
 import trio
 
+from plexinode.admin.backup_commands import BackupCommands
+from plexinode.admin.backup_fields import (
+    BackupCreateRequest,
+    BackupIdRequest,
+    BackupRestoreRequest,
+)
+from plexinode.admin.requests import NoArguments
 from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
@@ -64,7 +71,7 @@ async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_c
             backups = owner.backups
             with pytest.raises(BackupError, match="5 other live members found, 6 needed"):
                 await backups.create(tmp_path / "src", k=2, n=6, happy=6)
-            created = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
+            created = await backups.create(tmp_path / "src", k=2, n=4)
             assert len(created.holders) == 4
             assert nodes[5].node_id not in created.holders or created.outcome.lost_indices
             held = sum([(await n.status())["storage"]["used_bytes"] for n in nodes[1:]])
@@ -80,15 +87,27 @@ async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_c
             after = (await backups.catalog.get(created.backup_id)).lease_expires
             assert after > before
 
-            # A second backup of the same tree sends nothing and restores the same.
-            again = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
-            assert again.outcome.bytes_sent == 0
-            await backups.restore(again.backup_id, tmp_path / "out2")
+            # A second backup of the same tree, through the admin commands: nothing is sent.
+            commands = BackupCommands(owner)
+            again = await commands.create(
+                BackupCreateRequest(path=str(tmp_path / "src"), k=2, n=4, name="again")
+            )
+            assert again.bytes_sent == 0
+            listed = (await commands.listing(NoArguments())).to_result()
+            assert [b["name"] for b in listed] == ["src", "again"]
+            shown = await commands.show(BackupIdRequest(again.backup_id[:8]))
+            assert len(shown.holders) == 4  # the first backup's holders keep its segments
+            restored = await commands.restore(
+                BackupRestoreRequest(again.backup_id, str(tmp_path / "out2"))
+            )
+            assert restored.bytes == created.bytes
             assert tree(tmp_path / "out2") == tree(tmp_path / "src")
-            shown = await backups.show(again.backup_id)
-            assert len(shown["holders"]) == 4  # the first backup's holders keep its segments
-            assert await backups.remove(created.backup_id) == 4
-            await backups.restore(again.backup_id, tmp_path / "out3")  # still complete
-            assert tree(tmp_path / "out3") == tree(tmp_path / "src")
+            for wrong, words in (("zz", "not a backup ID"), ("ffffffffff", "no backup")):
+                with pytest.raises(BackupError, match=words):
+                    await backups.find(wrong)
+            removed = await commands.remove(BackupIdRequest(created.backup_id.hex()))
+            assert removed.to_result()["removed"] is True
+            await backups.restore(bytes.fromhex(again.backup_id), tmp_path / "out3")
+            assert tree(tmp_path / "out3") == tree(tmp_path / "src")  # its segments stayed
             for node in nodes:
                 node.stop()
