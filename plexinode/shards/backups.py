@@ -164,6 +164,11 @@ class BackupService:
             links = await self._place(
                 stack, backup_id, lease=lease, coding=coding, peers=peers, share_bytes=share_bytes
             )
+            # Recorded before any data moves, so an interrupted backup's holders are known (to
+            # resume it, or to remove it from them).
+            await self.catalog.record_holders(
+                backup_id, {i: NodeId.parse(link.name).raw for i, link in links.items()}
+            )
             outcome = await run_backup(
                 source=source,
                 identity=self.identity,
@@ -178,8 +183,7 @@ class BackupService:
                 sizes=sizes,
                 workers=workers,
             )
-        holders = {index: NodeId.parse(name) for index, name in outcome.holders.items()}
-        await self.catalog.record_holders(backup_id, {i: h.raw for i, h in holders.items()})
+        holders = {index: NodeId.parse(label) for index, label in outcome.holders.items()}
         await self._reference(backup_id, lease, outcome.references)
         return Created(
             backup_id=backup_id,
