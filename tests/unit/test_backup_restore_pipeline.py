@@ -80,10 +80,8 @@ async def back_up(
     for result in results:
         if isinstance(result, Reused):
             home = holders.homes[result.identity]
-            encoded = pipeline.encode_segment(SECRET, b"", K, N)  # placeholder for the roots
             roots = tuple(pipeline.share_root(holders.blocks[result.identity, i]) for i in range(N))
             size = len(holders.blocks[result.identity, 0])
-            del encoded
         else:
             home = holders.homes.setdefault(result.identity, backup_id)
             roots, size = result.roots, len(result.blocks[0])
