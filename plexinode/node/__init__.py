@@ -65,11 +65,13 @@ from plexinode.security.rotation import KEYS_TAG, keys_tag
 from plexinode.security.service import KeyringService
 from plexinode.security.services import SecurityServices
 from plexinode.security.tickets import Ticket
-from plexinode.shards.backups import BackupService, Peer
+from plexinode.shards.backups import BackupService
 from plexinode.shards.catalog import Catalog
+from plexinode.shards.dht_records import BackupRecords
+from plexinode.shards.placing import Peer
 from plexinode.shards.secret import BackupSecret
 from plexinode.shards.service import ShardService
-from plexinode.shards.store import open_share_store
+from plexinode.shards.share_open import open_share_store
 from plexinode.storage import Database, open_database
 from plexinode.wire.messages import Ping
 
@@ -303,7 +305,10 @@ class Node:
                 owner_quota=storage.owner_quota_bytes,
                 clock=self._wall_clock,
             )
-            self._shards = ShardService(self._streams, store, wall_clock=self._wall_clock)
+            records = BackupRecords(self._dht, self.identity, wall_clock=self._wall_clock)
+            self._shards = ShardService(
+                self._streams, store, wall_clock=self._wall_clock, records=records
+            )
             await nursery.start(self._shards.run)
             self._backups = BackupService(
                 identity=self.identity,
@@ -313,6 +318,7 @@ class Node:
                 peers=self._backup_peers,
                 locate=self._resolve,
                 wall_clock=self._wall_clock,
+                records=records,
             )
             nursery.start_soon(self._backups.renew_loop)
         if self._with_membership:

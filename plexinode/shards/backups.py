@@ -2,7 +2,7 @@
 it, `restore` brings it back; both from this node's catalog (`catalog.Catalog`).
 
 ``create``: the live members (from membership, the owner left out) are the candidates; the
-placement plan (`placement.PlacementPlan`, rendezvous order on the new backup's ID, spread
+placement (`placing.place_shares`: `placement.PlacementPlan`, rendezvous order on the ID, spread
 over hosts) offers share indices one by one, each offer being a ``shards/1`` stream and a
 ``shard-offer`` (a refusal, for quota, or a member that cannot be reached, moves the index to
 the next candidate). With fewer holders than the happiness asks, the backup is refused naming
@@ -14,6 +14,11 @@ segments this one reuses are told (``shard-ref``) to keep them under this backup
 fastest holders per segment (`fetch_plan.FetchPlan`, one stream per holder, reused), then the
 restore pipeline (`restore_pipeline.run_restore`: verified, decoded in worker threads, written
 atomically).
+
+With the DHT (`dht_records.BackupRecords`): after every change (create, rm, the daily renewal)
+the owner republishes its ``backups`` record; ``backup list`` and the renewal first adopt the
+backups that record lists and the catalog lacks (`owner_records`, a new machine); a restore asks the
+holders' provider records too, which name holders that a repair added.
 """
 
 from __future__ import annotations
@@ -34,17 +39,18 @@ from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
 from plexinode.shards import derive, fetching, messages
-from plexinode.shards.backup_job import BackupOutcome, HolderLink, run_backup
+from plexinode.shards.backup_job import BackupOutcome, run_backup
 from plexinode.shards.catalog import COMPLETE, Catalog
+from plexinode.shards.dht_records import BackupRecords
 from plexinode.shards.fetch_plan import FetchPlan
 from plexinode.shards.manifest import Manifest, SegmentInfo
-from plexinode.shards.placement import Candidate, Coding, PlacementPlan, PlacementRequest
+from plexinode.shards.owner_records import adopt_backups, all_holders, publish_list
+from plexinode.shards.placement import Coding
+from plexinode.shards.placing import Peer, place_shares
 from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable, run_restore
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
 from plexinode.shards.uploading import (
-    HolderRefused,
-    open_share_upload,
     receive_message,
     request,
 )
@@ -57,21 +63,15 @@ LEASE_SECONDS: Final = 30 * 86_400
 #: How often a running owner renews its leases: daily, so a lease is never less than 29 days
 #: from its end while the owner runs.
 RENEW_INTERVAL: Final = 86_400.0
-#: Segments in flight per holder.
-WINDOW: Final = 16
+#: The first renewal after start: once membership and the DHT have found the network.
+RENEW_DELAY: Final = 60.0
+#: How long finding this owner's backups in the DHT may take (a record lookup, then a
+#: manifest from a holder per backup not known here).
+ADOPT_DEADLINE: Final = 300.0
 
 
 class BackupError(PlexinodeError):
     """A backup or restore that cannot be done (the message says why)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """A live member: where to reach it, and its `zone` tag."""
-
-    node_id: NodeId
-    address: Address
-    zone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +98,8 @@ class BackupService:
         peers: the live members other than this node, now.
         locate: a member's address from its node ID (membership, else the DHT).
         wall_clock: Unix time.
+        records: the backups' DHT records (None: the catalog alone, as in simulations without
+            a DHT).
     """
 
     def __init__(
@@ -110,8 +112,10 @@ class BackupService:
         peers: Callable[[], Sequence[Peer]],
         locate: Callable[[NodeId], Awaitable[Address]],
         wall_clock: Callable[[], float] = time.time,
+        records: BackupRecords | None = None,
     ) -> None:
         self.identity = identity
+        self.records = records
         self.secret = secret
         self.catalog = catalog
         self.streams = streams
@@ -161,8 +165,15 @@ class BackupService:
         )
         async with AsyncExitStack() as stack:
             share_bytes = source.estimate() // k + 1
-            links = await self._place(
-                stack, backup_id, lease=lease, coding=coding, peers=peers, share_bytes=share_bytes
+            links = await place_shares(
+                stack,
+                self.streams,
+                backup_id,
+                owner=self.identity.node_id,
+                lease=lease,
+                coding=coding,
+                peers=peers,
+                share_bytes=share_bytes,
             )
             # Recorded before any data moves, so an interrupted backup's holders are known (to
             # resume it, or to remove it from them).
@@ -185,6 +196,7 @@ class BackupService:
             )
         holders = {index: NodeId.parse(label) for index, label in outcome.holders.items()}
         await self._reference(backup_id, lease, outcome.references)
+        await publish_list(self.records, self.catalog, self._clock())
         return Created(
             backup_id=backup_id,
             bytes=source.data_bytes,
@@ -194,58 +206,6 @@ class BackupService:
             holders=tuple(dict.fromkeys(holders.values())),
             outcome=outcome,
         )
-
-    async def _place(
-        self,
-        stack: AsyncExitStack,
-        backup_id: bytes,
-        *,
-        lease: float,
-        coding: Coding,
-        peers: dict[NodeId, Peer],
-        share_bytes: int,
-    ) -> dict[int, HolderLink]:
-        plan = PlacementPlan(
-            PlacementRequest(
-                key=backup_id,
-                owner=self.identity.node_id,
-                candidates=tuple(
-                    Candidate(p.node_id, p.address.host, p.zone) for p in peers.values()
-                ),
-                indices=tuple(range(coding.n)),
-                happy=coding.happy,
-            )
-        )
-        links: dict[int, HolderLink] = {}
-        while offers := plan.offers():
-            for offer in offers:
-                node = offer.holder.node_id
-                try:
-                    stream = await self.streams.open(
-                        peers[node].address, messages.SHARDS_PROTOCOL, node_id=node
-                    )
-                    stack.push_async_callback(stream.aclose)
-                    upload = await stack.enter_async_context(
-                        open_share_upload(
-                            stream,
-                            backup_id=backup_id,
-                            home=backup_id,
-                            lease_expires=lease,
-                            index=offer.index,
-                            window=WINDOW,
-                            size_hint=share_bytes,
-                        )
-                    )
-                except (HolderRefused, *STREAM_FAILURES) as exc:
-                    log.info("backup: %s refused share %d: %s", node.short(), offer.index, exc)
-                    plan.refused(node)
-                    continue
-                plan.accepted(node)
-                links[offer.index] = HolderLink(str(node), upload)
-        result = plan.result()
-        if not result.met:
-            raise BackupError(f"not enough members accept shares: {result.refusal}")
-        return links
 
     async def _reference(
         self, backup_id: bytes, lease: float, references: dict[bytes, list[bytes]]
@@ -295,8 +255,28 @@ class BackupService:
             raise BackupError(f"{text} names {len(found)} backups: give more digits")
         return found[0]
 
+    async def adopt(self) -> list[bytes]:
+        """Adopt the backups the owner's DHT record lists that the catalog lacks (a new
+        machine); returns their IDs. A DHT that cannot be asked now is logged, not raised."""
+        if self.records is None:
+            return []
+        try:
+            with trio.fail_after(ADOPT_DEADLINE):
+                return await adopt_backups(
+                    records=self.records,
+                    identity=self.identity,
+                    secret=self.secret,
+                    catalog=self.catalog,
+                    open_stream=self._stream,
+                )
+        except (PlexinodeError, trio.TooSlowError) as exc:
+            log.warning("backup: looking for this node's backups in the DHT failed: %s", exc)
+            return []
+
     async def listing(self) -> list[dict[str, object]]:
-        """``backup list``: the complete backups, oldest first."""
+        """``backup list``: the complete backups, oldest first (with those the DHT lists that
+        this node did not know, adopted first)."""
+        await self.adopt()
         return [
             {
                 "backup_id": row.backup_id.hex(),
@@ -340,6 +320,7 @@ class BackupService:
         """Extend the lease of every complete backup on every holder that keeps it, to a full
         lease period from now; returns how many holders answered. Run daily while the node
         runs, so a backup lives as long as its owner does (and a lease period after)."""
+        await self.adopt()
         lease = self._clock() + LEASE_SECONDS
         rows = await self.catalog.backups(COMPLETE)
         by_holder: dict[NodeId, list[bytes]] = {}
@@ -357,16 +338,19 @@ class BackupService:
             except (PlexinodeError, *STREAM_FAILURES) as exc:
                 log.warning("backup: %s did not renew its leases: %s", node.short(), exc)
         await self.catalog.renew([row.backup_id for row in rows], lease)
+        await publish_list(self.records, self.catalog, self._clock())
         return told
 
     async def renew_loop(self) -> None:
-        """Renew the leases now and then every `RENEW_INTERVAL` seconds (until cancelled)."""
+        """Renew the leases soon after start (a restored identity renews at once) and then
+        every `RENEW_INTERVAL` seconds (until cancelled)."""
+        await trio.sleep(RENEW_DELAY)
         while True:
-            await trio.sleep(RENEW_INTERVAL)
             try:
                 await self.renew()
             except PlexinodeError as exc:
                 log.warning("backup: lease renewal failed: %s", exc)
+            await trio.sleep(RENEW_INTERVAL)
 
     async def remove(self, backup_id: bytes) -> int:
         """``backup rm``: drop the backup's lease on every holder of every home it uses (each
@@ -382,6 +366,7 @@ class BackupService:
             except (PlexinodeError, *STREAM_FAILURES) as exc:
                 log.warning("backup rm: %s did not answer: %s", node.short(), exc)
         await self.catalog.remove(backup_id)
+        await publish_list(self.records, self.catalog, self._clock())
         return told
 
     async def manifest(self, backup_id: bytes) -> Manifest:
@@ -398,7 +383,9 @@ class BackupService:
         built = await self.manifest(backup_id)
         private = built.open_private(derive.manifest_key(self.secret, backup_id))
         plans = {
-            home: FetchPlan({i: [h] for i, h in (await self.catalog.holders(home)).items()})
+            home: FetchPlan(
+                await all_holders(self.catalog, self.records, self.identity.node_id, home)
+            )
             for home in built.homes
         }
         async with _Streams(self) as pool:

@@ -104,6 +104,60 @@ class Catalog:
             (backup_id, name, source, created, k, n, happy, UPLOADING, lease_expires),
         )
 
+    async def adopt(
+        self,
+        row: BackupRow,
+        segments: Iterable[PlacedSegment],
+        homes: dict[bytes, dict[int, bytes]],
+    ) -> bool:
+        """Record a complete backup found elsewhere (its manifest fetched from a holder, on a
+        new machine), with its segments and where its homes' shares are, in one transaction.
+        False if the backup was known already (nothing changes)."""
+        placed = [
+            (s.identity, row.k, row.n, s.home, s.length, s.block_size, b"".join(s.roots))
+            for s in segments
+        ]
+        holders = [(home, i, h) for home, by_index in homes.items() for i, h in by_index.items()]
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if conn.execute(
+                "SELECT 1 FROM backups WHERE backup_id = ?", (row.backup_id,)
+            ).fetchone():
+                return False
+            conn.execute(
+                "INSERT INTO backups (backup_id, name, source, created, k, n, happy, state, bytes,"
+                " lease_expires, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.backup_id,
+                    row.name,
+                    row.source,
+                    row.created,
+                    row.k,
+                    row.n,
+                    row.happy,
+                    COMPLETE,
+                    row.size,
+                    row.lease_expires,
+                    row.manifest,
+                ),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO placed_segments"
+                " (segment_id, k, n, home, length, block_size, roots) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                placed,
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO backup_segments (backup_id, segment_id) VALUES (?, ?)",
+                [(row.backup_id, p[0]) for p in placed],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO placements (home, share_index, holder) VALUES (?, ?, ?)",
+                holders,
+            )
+            return True
+
+        return await self._db.write(write)
+
     async def known(self, k: int, n: int) -> frozenset[bytes]:
         """IDs of the segments placed with code (k, n): a backup with that code skips them."""
         rows = await self._db.execute(

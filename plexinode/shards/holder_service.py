@@ -91,8 +91,11 @@ class HolderService:
         clock: Callable[[], float] = trio.current_time,
         read_rate: float = READ_RATE,
         read_burst: float = READ_BURST,
+        on_manifest: Callable[[bytes, bytes], None] | None = None,
     ) -> None:
         self.store = store
+        #: Called with (owner, backup ID) once a manifest is kept: the backup is complete here.
+        self.on_manifest = on_manifest
         self.stats: Counter[str] = Counter()
         self._clock = clock
         self._reads: TokenBuckets[bytes] = TokenBuckets(read_rate, read_burst)
@@ -207,6 +210,8 @@ class _Conversation:
         reason = await self.store.put_manifest(
             self.peer, manifest.backup_id, data, manifest.lease_expires
         )
+        if reason is None and self.service.on_manifest is not None:
+            self.service.on_manifest(self.peer, manifest.backup_id)
         await self.reply(reason is None, reason or "")
 
     async def on_ShardRenew(self, renew: messages.ShardRenew) -> None:

@@ -5,18 +5,26 @@ node's share store) with the stream service, and expires leases: every `GC_INTER
 asks the store to drop the leases whose expiry has passed and the shares only they kept, in
 batches (`store.EXPIRE_BATCH`), so a mass expiry never holds the database for long. The work is
 proportional to what expired (the store's expiry index), never a crawl of the shares.
+
+With the DHT (`dht_records.BackupRecords`), it also says what it holds: a provider record for
+each (owner, home) it holds shares of, at once when a backup's manifest arrives (the backup is
+complete here) and again every `dht_records.ANNOUNCE_INTERVAL` for every home, walked through
+the store's index one lookup per home.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Final
 
 import trio
 
+from plexinode.errors import PlexinodeError
 from plexinode.net.channel import SecureStream
 from plexinode.net.streams import StreamService
+from plexinode.shards.dht_records import ANNOUNCE_INTERVAL, BackupRecords
 from plexinode.shards.holder_service import HolderService
 from plexinode.shards.holder_storage import StoreHolding
 from plexinode.shards.messages import SHARDS_PROTOCOL
@@ -27,6 +35,10 @@ log = logging.getLogger(__name__)
 #: How often expired leases are collected. Leases last days (30 by default): collecting every
 #: ten minutes frees space soon after it is due, at the cost of one indexed query.
 GC_INTERVAL: Final = 600.0
+#: Homes waiting to be announced at once; past this, the next periodic round announces them.
+ANNOUNCE_QUEUE: Final = 1024
+#: The first round of announcements after start.
+ANNOUNCE_DELAY: Final = 60.0
 
 
 class ShardService:
@@ -36,6 +48,8 @@ class ShardService:
         streams: where ``shards/1`` is served.
         store: the node's share store.
         wall_clock: Unix time (leases expire at Unix times).
+        records: the DHT's backup records, to announce what this node holds (None: not
+            announced, as in simulations without a DHT).
     """
 
     def __init__(
@@ -44,21 +58,61 @@ class ShardService:
         store: ShareStore,
         *,
         wall_clock: Callable[[], float],
+        records: BackupRecords | None = None,
     ) -> None:
         self.store = store
-        self.holder = HolderService(StoreHolding(store))
+        self.holder = HolderService(StoreHolding(store), on_manifest=self._kept)
         self._streams = streams
         self._wall_clock = wall_clock
+        self._records = records
+        self._send, self._receive = trio.open_memory_channel[tuple[bytes, bytes]](ANNOUNCE_QUEUE)
         self.expired_leases = 0
         self.freed_bytes = 0
+        self.announced = 0
+        self.announce_failures = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve ``shards/1`` and collect expired leases until cancelled."""
+        """Serve ``shards/1``, collect expired leases and announce what is held, until
+        cancelled."""
         self._streams.on(SHARDS_PROTOCOL, self._serve)
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            if self._records is not None:
+                nursery.start_soon(self._announce_new, self._records)
+                nursery.start_soon(self._announce_loop, self._records)
+            task_status.started()
+            while True:
+                await self.collect()
+                await trio.sleep(GC_INTERVAL)
+
+    def _kept(self, owner: bytes, backup_id: bytes) -> None:
+        with contextlib.suppress(trio.WouldBlock):  # else the periodic round announces it
+            self._send.send_nowait((owner, backup_id))
+
+    async def _announce_new(self, records: BackupRecords) -> None:
+        async for owner, home in self._receive:
+            index = await self.store.index_held(owner, home)
+            if index is not None:
+                await self._announce(records, owner, home, index)
+
+    async def _announce_loop(self, records: BackupRecords) -> None:
+        # Soon after start (records published before a long stop may have lapsed), once the
+        # DHT has found its neighbours; then every interval.
+        await trio.sleep(ANNOUNCE_DELAY)
         while True:
-            await self.collect()
-            await trio.sleep(GC_INTERVAL)
+            for owner, home, index in await self.store.homes():
+                await self._announce(records, owner, home, index)
+            await trio.sleep(ANNOUNCE_INTERVAL)
+
+    async def _announce(
+        self, records: BackupRecords, owner: bytes, home: bytes, index: int
+    ) -> None:
+        try:
+            await records.announce(owner, home, [index])
+        except PlexinodeError as exc:
+            self.announce_failures += 1
+            log.info("shards: announcing %s failed: %s", home.hex(), exc)
+        else:
+            self.announced += 1
 
     async def _serve(self, stream: SecureStream) -> None:
         await self.holder.serve(stream, stream.remote_node_id)
@@ -84,5 +138,7 @@ class ShardService:
             "owners": len(usage.owners),
             "expired_leases": self.expired_leases,
             "freed_bytes": self.freed_bytes,
+            "announced": self.announced,
+            "announce_failures": self.announce_failures,
             **{key: value for key, value in sorted(self.holder.stats.items())},
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from plexinode.shards.share_ledger import ShareClaim, ShareKey, ShareRejected
 
@@ -186,6 +187,33 @@ def held(
             (owner, home),
         )
     ]
+
+
+#: The next (owner, home) after a given one, by the ``shard_shares_home`` index: walking the
+#: homes costs a lookup per home, not a scan of every share.
+NEXT_HOME: Final = (
+    "SELECT owner, home, share_index FROM shard_shares WHERE (owner, home) > (?, ?)"
+    " ORDER BY owner, home LIMIT 1"
+)
+
+
+def homes(conn: sqlite3.Connection) -> list[tuple[bytes, bytes, int]]:
+    """Every (owner, home) with shares held, and one share index held of it, sorted."""
+    found: list[tuple[bytes, bytes, int]] = []
+    after = (b"", b"")
+    while (row := conn.execute(NEXT_HOME, after).fetchone()) is not None:
+        owner, home, index = bytes(row[0]), bytes(row[1]), int(row[2])
+        found.append((owner, home, index))
+        after = (owner, home)
+    return found
+
+
+def index_held(conn: sqlite3.Connection, owner: bytes, home: bytes) -> int | None:
+    """A share index held of `owner`'s `home`, or None."""
+    row = conn.execute(
+        "SELECT share_index FROM shard_shares WHERE owner = ? AND home = ? LIMIT 1", (owner, home)
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def put_manifest(

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header
 
 from plexinode.shards import pipeline
-from plexinode.shards.store import Share, open_share_store
+from plexinode.shards.share_open import open_share_store
+from plexinode.shards.store import Share
 from plexinode.storage import open_database
 
 OWNER = bytes(32)

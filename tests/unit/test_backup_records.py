@@ -62,3 +62,27 @@ def test_encoding_refuses_what_a_receiver_would() -> None:
         br.encode_backup_ids([IDS[0], IDS[0]])
     with pytest.raises(ValueError, match="distinct 16-byte"):
         br.encode_backup_ids([b"x"])
+
+
+def test_home_keys_differ_by_owner_and_home_and_from_the_backups_key() -> None:
+    home = IDS[0]
+    key = br.home_key(OWNER.node_id, home)
+    assert len(key) == 32
+    assert key != br.home_key(OTHER.node_id, home)
+    assert key != br.home_key(OWNER.node_id, IDS[1])
+    assert key != br.backups_key(OWNER.node_id)
+    with pytest.raises(ValueError, match="16-byte"):
+        br.home_key(OWNER.node_id, b"short")
+
+
+def test_share_indices_round_trip_and_bad_values_are_refused() -> None:
+    assert br.decode_share_indices(br.encode_share_indices([7, 0, 255])) == [0, 7, 255]
+    full = list(range(br.MAX_SHARE_INDICES))
+    assert br.decode_share_indices(br.encode_share_indices(full)) == full
+    for bad in ([], [1, 1], [256], [-1], list(range(br.MAX_SHARE_INDICES + 1))):
+        with pytest.raises(ValueError, match="share ind"):
+            br.encode_share_indices(bad)
+    for value in (b"", b"\x02\x01", b"\x01\x01", bytes(range(br.MAX_SHARE_INDICES + 1))):
+        with pytest.raises(InvalidRecord) as info:
+            br.decode_share_indices(value)
+        assert info.value.reason == Reason.BAD_VALUE

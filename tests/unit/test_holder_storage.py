@@ -20,8 +20,8 @@ from plexinode.shards.holding import Block
 from plexinode.shards.manifest import SegmentInfo
 from plexinode.shards.restore_pipeline import SegmentUnavailable, run_restore
 from plexinode.shards.segmenter import SegmentSizes
+from plexinode.shards.share_open import open_share_store
 from plexinode.shards.source import Source
-from plexinode.shards.store import open_share_store
 from plexinode.shards.uploading import open_share_upload
 from plexinode.storage.database import open_database
 from plexinode.testing.channels import channel_pair

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from plexinode.shards import merkle, pipeline, share_sql
 from plexinode.shards.share_files import write_all
 from plexinode.shards.share_ledger import NodeFull, OwnerQuotaExceeded, ShareRejected
+from plexinode.shards.share_open import open_share_store
 from plexinode.shards.store import (
     DiskFull,
     Share,
@@ -31,7 +32,6 @@ from plexinode.shards.store import (
     ShareStore,
     Stored,
     UnknownLease,
-    open_share_store,
 )
 from plexinode.storage import open_database
 
@@ -480,7 +480,8 @@ KILL_CHILD = """
 import sys, random, trio
 from pathlib import Path
 from plexinode.shards import pipeline
-from plexinode.shards.store import Share, open_share_store
+from plexinode.shards.share_open import open_share_store
+from plexinode.shards.store import Share
 from plexinode.storage import open_database
 
 async def main(data_dir):
@@ -524,3 +525,15 @@ async def test_sigkill_mid_put_keeps_every_acknowledged_share(tmp_path: Path) ->
             assert await store.read_block(OWNER, segment(n), 0) == block
         assert store.usage().total_bytes == 4096 * len(held)
     assert len(share_files(tmp_path)) == len(held)
+
+
+async def test_homes_are_walked_by_the_index_one_lookup_each(tmp_path: Path) -> None:
+    async with opened(tmp_path) as store:
+        assert await store.homes() == []
+        await store.put(OWNER, B1, B1, LATER, [share(1, 4), share(2, 4)])
+        await store.put(OWNER, B2, B2, LATER, [share(3, 1)])
+        await store.put(OTHER, B1, B1, LATER, [share(4, 9)])
+        assert await store.homes() == [(OWNER, B1, 4), (OWNER, B2, 1), (OTHER, B1, 9)]
+    async with open_database(tmp_path / "node.db") as db:
+        plan = await db.execute(f"EXPLAIN QUERY PLAN {share_sql.NEXT_HOME}", (b"", b""))
+        assert all(str(row[-1]).startswith("SEARCH") for row in plan), plan
