@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -161,11 +161,15 @@ async def run_backup(
     sizes: SegmentSizes,
     workers: int = 2,
     nonce: Callable[[], bytes] = lambda: os.urandom(manifest.NONCE_BYTES),
+    reference: Callable[[dict[bytes, list[bytes]]], Awaitable[None]] | None = None,
 ) -> BackupOutcome:
     """Back up `source` to the holders behind `links` (share index -> upload); see above.
 
     Args:
         code: (k, n, happy).
+        reference: told, before the manifest is sent, which segments of earlier homes this
+            backup reuses (home -> segment IDs), so their holders keep them under this backup's
+            lease before any manifest claims them.
 
     Raises:
         BackupFailed: fewer than happy holders left, or the source or catalog failed.
@@ -205,6 +209,8 @@ async def run_backup(
         if old.home != backup_id:
             references.setdefault(old.home, []).append(old.identity)
     await catalog.add_uses(backup_id, [r.identity for r in job.results])
+    if reference is not None and references:
+        await reference(references)
     private = Private.of(
         name, str(source.path), source.data_bytes, source.index_bytes, table.lengths
     )

@@ -40,7 +40,7 @@ from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
 from plexinode.shards import derive, fetching, messages
 from plexinode.shards.backup_job import BackupOutcome, run_backup
-from plexinode.shards.catalog import COMPLETE, Catalog
+from plexinode.shards.catalog import COMPLETE, UPLOADING, Catalog
 from plexinode.shards.dht_records import BackupRecords
 from plexinode.shards.fetch_plan import FetchPlan
 from plexinode.shards.manifest import Manifest, SegmentInfo
@@ -68,6 +68,9 @@ RENEW_DELAY: Final = 60.0
 #: How long finding this owner's backups in the DHT may take (a record lookup, then a
 #: manifest from a holder per backup not known here).
 ADOPT_DEADLINE: Final = 300.0
+#: How long removing a failed backup from its holders may take before it is left to the next
+#: renewal.
+CLEANUP_DEADLINE: Final = 60.0
 
 
 class BackupError(PlexinodeError):
@@ -116,6 +119,7 @@ class BackupService:
     ) -> None:
         self.identity = identity
         self.records = records
+        self._running: set[bytes] = set()
         self.secret = secret
         self.catalog = catalog
         self.streams = streams
@@ -163,39 +167,48 @@ class BackupService:
             happy=coding.happy,
             lease_expires=lease,
         )
-        async with AsyncExitStack() as stack:
-            share_bytes = source.estimate() // k + 1
-            links = await place_shares(
-                stack,
-                self.streams,
-                backup_id,
-                owner=self.identity.node_id,
-                lease=lease,
-                coding=coding,
-                peers=peers,
-                share_bytes=share_bytes,
-            )
-            # Recorded before any data moves, so an interrupted backup's holders are known (to
-            # resume it, or to remove it from them).
-            await self.catalog.record_holders(
-                backup_id, {i: NodeId.parse(link.name).raw for i, link in links.items()}
-            )
-            outcome = await run_backup(
-                source=source,
-                identity=self.identity,
-                secret=self.secret,
-                catalog=self.catalog,
-                backup_id=backup_id,
-                links=links,
-                code=(k, n, coding.happy),
-                name=name or path.name or str(path),
-                now=now,
-                lease_expires=lease,
-                sizes=sizes,
-                workers=workers,
-            )
+        self._running.add(backup_id)
+        try:
+            async with AsyncExitStack() as stack:
+                share_bytes = source.estimate() // k + 1
+                links = await place_shares(
+                    stack,
+                    self.streams,
+                    backup_id,
+                    owner=self.identity.node_id,
+                    lease=lease,
+                    coding=coding,
+                    peers=peers,
+                    share_bytes=share_bytes,
+                )
+                # Recorded before any data moves, so that an interrupted backup's holders are
+                # known, to remove it from them (`clean_interrupted`).
+                await self.catalog.record_holders(
+                    backup_id, {i: NodeId.parse(link.name).raw for i, link in links.items()}
+                )
+                outcome = await run_backup(
+                    source=source,
+                    identity=self.identity,
+                    secret=self.secret,
+                    catalog=self.catalog,
+                    backup_id=backup_id,
+                    links=links,
+                    code=(k, n, coding.happy),
+                    name=name or path.name or str(path),
+                    now=now,
+                    lease_expires=lease,
+                    sizes=sizes,
+                    workers=workers,
+                    reference=lambda references: self._reference(backup_id, lease, references),
+                )
+        except Exception:
+            self._running.discard(backup_id)
+            with trio.move_on_after(CLEANUP_DEADLINE):
+                await self.clean_interrupted(backup_id)
+            raise
+        finally:
+            self._running.discard(backup_id)
         holders = {index: NodeId.parse(label) for index, label in outcome.holders.items()}
-        await self._reference(backup_id, lease, outcome.references)
         await publish_list(self.records, self.catalog, self._clock())
         return Created(
             backup_id=backup_id,
@@ -321,6 +334,7 @@ class BackupService:
         lease period from now; returns how many holders answered. Run daily while the node
         runs, so a backup lives as long as its owner does (and a lease period after)."""
         await self.adopt()
+        await self.clean_interrupted()
         lease = self._clock() + LEASE_SECONDS
         rows = await self.catalog.backups(COMPLETE)
         by_holder: dict[NodeId, list[bytes]] = {}
@@ -368,6 +382,31 @@ class BackupService:
         await self.catalog.remove(backup_id)
         await publish_list(self.records, self.catalog, self._clock())
         return told
+
+    async def clean_interrupted(self, only: bytes | None = None) -> int:
+        """Remove the backups a crash or a failure left ``uploading`` (no manifest was ever
+        sent for them, so nothing claims their shares), or only `only`, from every holder they
+        were placed on, then from the catalog; returns how many were removed. Backups being
+        made now are left alone. One whose holders do not all answer is kept, to try again at
+        the next renewal (or their leases run out)."""
+        removed = 0
+        for row in await self.catalog.backups(UPLOADING):
+            if row.backup_id in self._running or only not in (None, row.backup_id):
+                continue
+            answered = True
+            for holder in dict.fromkeys((await self.catalog.holders(row.backup_id)).values()):
+                node = NodeId(holder)
+                try:
+                    async with self._stream(node) as stream:
+                        await request(stream, messages.ShardRemove(row.backup_id))
+                except (PlexinodeError, *STREAM_FAILURES) as exc:
+                    log.info("backup: %s kept an interrupted backup: %s", node.short(), exc)
+                    answered = False
+            if answered:
+                await self.catalog.remove(row.backup_id)
+                removed += 1
+                log.info("backup: removed the interrupted backup %s", row.backup_id.hex())
+        return removed
 
     async def manifest(self, backup_id: bytes) -> Manifest:
         """A complete backup's manifest, from the catalog."""

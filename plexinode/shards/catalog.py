@@ -5,9 +5,10 @@ Four tables (storage migrations 7 and 9), all in the node's one database:
 * ``backups``: one row per backup: its name and source, when it was made, its code (k, n,
   happiness), its state (``uploading`` until every segment is placed and the manifest is
   signed, then ``complete``), its size, its lease, and its manifest once complete. A backup
-  interrupted by a crash stays ``uploading``: the next run resumes it (every segment already
-  placed is skipped, see below) or deletes it, and no manifest exists until the end, so none
-  can claim shares that were never stored.
+  that fails is removed from its holders at once; one interrupted by a crash stays
+  ``uploading`` until the next renewal (a minute after the node starts, then daily) removes
+  it from the holders it reached (`BackupService.clean_interrupted`). No manifest exists
+  until the end, so none can claim shares that were never stored.
 * ``placed_segments``: every segment the owner has placed, by ID and code, with its home, its
   plaintext length, its block size and its n roots: what a later backup needs to list a reused
   segment in its own manifest without reading or sending it again. A segment counts as placed
