@@ -39,6 +39,7 @@ from plexinode.shards.catalog import COMPLETE, Catalog
 from plexinode.shards.fetch_plan import FetchPlan
 from plexinode.shards.manifest import Manifest, SegmentInfo
 from plexinode.shards.placement import Candidate, Coding, PlacementPlan, PlacementRequest
+from plexinode.shards.progress import Report, ignore
 from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable, run_restore
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
@@ -129,8 +130,10 @@ class BackupService:
         name: str | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         workers: int = 2,
+        progress: Report = ignore,
     ) -> Created:
-        """Back up `path` (a file or a directory) with k-of-n among the network's members.
+        """Back up `path` (a file or a directory) with k-of-n among the network's members,
+        reporting the source's bytes read and sent against its size to `progress`.
 
         Raises:
             ValueError: k, n or happy outside their rules.
@@ -160,7 +163,8 @@ class BackupService:
             lease_expires=lease,
         )
         async with AsyncExitStack() as stack:
-            share_bytes = source.estimate() // k + 1
+            estimate = source.estimate()
+            share_bytes = estimate // k + 1
             links = await self._place(
                 stack, backup_id, lease=lease, coding=coding, peers=peers, share_bytes=share_bytes
             )
@@ -182,6 +186,8 @@ class BackupService:
                 lease_expires=lease,
                 sizes=sizes,
                 workers=workers,
+                progress=progress,
+                estimate=estimate,
             )
         holders = {index: NodeId.parse(label) for index, label in outcome.holders.items()}
         await self._reference(backup_id, lease, outcome.references)
@@ -392,9 +398,10 @@ class BackupService:
         return Manifest.decode(row.manifest)
 
     async def restore(
-        self, backup_id: bytes, dest: Path, *, partial: bool = False
+        self, backup_id: bytes, dest: Path, *, partial: bool = False, progress: Report = ignore
     ) -> RestoreResult:
-        """Restore a backup at `dest` (which must not exist)."""
+        """Restore a backup at `dest` (which must not exist), reporting the bytes written
+        against the backup's size to `progress`."""
         built = await self.manifest(backup_id)
         private = built.open_private(derive.manifest_key(self.secret, backup_id))
         plans = {
@@ -426,7 +433,13 @@ class BackupService:
                 return blocks
 
             return await run_restore(
-                built, private, secret=self.secret, dest=dest, fetch=fetch, partial=partial
+                built,
+                private,
+                secret=self.secret,
+                dest=dest,
+                fetch=fetch,
+                partial=partial,
+                progress=progress,
             )
 
 
