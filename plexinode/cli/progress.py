@@ -32,8 +32,8 @@ from plexinode.shards.progress import BYTES, Progress, Throttle
 
 #: Seconds between two plain progress lines at least (stderr not a terminal).
 PLAIN_INTERVAL: Final = 5.0
-#: A bar narrower than this is left out of the terminal line.
-MIN_BAR: Final = 10
+#: Characters of the bar between its brackets.
+BAR_WIDTH: Final = 20
 JSON: Final = "json"
 BAR: Final = "bar"
 PLAIN: Final = "plain"
@@ -45,7 +45,7 @@ class Interrupted(PlexinodeError):
 
 
 def amount(progress: Progress) -> str:
-    """How much is done, of how much: ``450.0 MiB / 1.0 GiB``, ``12 / 40 challenges``."""
+    """How much is done, of how much: ``460.8 MiB / 1.0 GiB``, ``12 / 40 challenges``."""
     if progress.unit == BYTES:
         done = size(progress.done)
         return done if progress.total is None else f"{done} / {size(progress.total)}"
@@ -75,7 +75,7 @@ def percent(progress: Progress) -> str:
 
 
 def plain_line(progress: Progress) -> str:
-    """``backup: 45%, 450.0 MiB / 1.0 GiB, 12.3 MiB/s, ETA 40s, 1.4 GiB sent``."""
+    """``backup: 45%, 460.8 MiB / 1.0 GiB, 12.3 MiB/s, ETA 40s, 1.4 GiB sent``."""
     share = percent(progress)
     return f"{progress.phase}: " + ", ".join(
         [share, *pieces(progress)] if share else pieces(progress)
@@ -84,15 +84,21 @@ def plain_line(progress: Progress) -> str:
 
 def bar_line(progress: Progress, width: int) -> str:
     """One terminal line of at most `width` characters:
-    ``backup  45% [#####.......] 450.0 MiB / 1.0 GiB  12.3 MiB/s  ETA 40s  1.4 GiB sent``."""
+    ``backup  45% [#########...........] 460.8 MiB / 1.0 GiB  12.3 MiB/s  ETA 40s  1.4 GiB sent``;
+    on a narrow terminal the bar gives up the bytes sent beside it, then goes itself, then the
+    line is cut."""
     head = f"{progress.phase} {percent(progress):>4}".rstrip()
-    tail = "  ".join(pieces(progress))
+    parts = pieces(progress)
+    lines = []
     fraction = progress.fraction
-    room = width - len(head) - len(tail) - 4  # the spaces and the brackets
-    if fraction is not None and room >= MIN_BAR:
-        filled = int(fraction * room)
-        return f"{head} [{'#' * filled}{'.' * (room - filled)}] {tail}"
-    return f"{head} {tail}"[:width]
+    if fraction is not None:
+        filled = int(fraction * BAR_WIDTH)
+        bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}]"
+        lines.append(f"{head} {bar} {'  '.join(parts)}")
+        if progress.sent_bytes:
+            lines.append(f"{head} {bar} {'  '.join(parts[:-1])}")
+    lines.append(f"{head} {'  '.join(parts)}")
+    return next((line for line in lines if len(line) <= width), lines[-1][:width])
 
 
 class ProgressView:
