@@ -125,6 +125,7 @@ class ProgressView:
         self._width = width
         self._throttle = Throttle(PLAIN_INTERVAL, last=clock())
         self._drawn = False
+        self._broken = False
 
     def show(self, progress: Progress) -> None:
         """Show one frame."""
@@ -147,8 +148,13 @@ class ProgressView:
             self._drawn = False
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        if self._broken:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:  # stderr closed (a pipe whose reader left): the command goes on
+            self._broken = True
 
 
 def view_for(as_json: bool, stream: TextIO) -> ProgressView:

@@ -324,3 +324,20 @@ def test_json_lines() -> None:
             "eta_seconds": 0.0,
         },
     ]
+
+
+class ClosedPipe(io.StringIO):
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        raise BrokenPipeError
+
+
+def test_a_closed_stderr_stops_the_progress_not_the_command() -> None:
+    pipe = ClosedPipe()
+    view = view_for(True, pipe)
+    view.show(Progress(BACKUP, 1, 2))
+    view.show(Progress(BACKUP, 2, 2))
+    view.close()
+    assert pipe.writes == 1
