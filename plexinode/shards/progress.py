@@ -128,7 +128,8 @@ def _seconds(obj: Mapping[Any, Any], key: str) -> float | None:
     return float(value)
 
 
-#: What an operation is handed to report its progress with.
+#: What an operation is handed to report its progress with; it is called from the event
+#: loop's thread (the admin server times reports on trio's clock), never from a worker thread.
 Report = Callable[[Progress], None]
 
 
