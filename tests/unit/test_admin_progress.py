@@ -16,7 +16,10 @@ import trio.testing
 from plexinode.admin.client import AdminClient
 from plexinode.admin.framing import LENGTH, RESPONSE_LIMITS, frame, is_progress, parse_request
 from plexinode.admin.reporting import FRAME_INTERVAL, ProgressFrames, Reporting
+from plexinode.admin.requests import NoArguments
+from plexinode.admin.results import Document
 from plexinode.admin.server import AdminServer
+from plexinode.admin.typed import reporting
 from plexinode.errors import AdminError, DecodeError
 from plexinode.shards.progress import BACKUP, Progress, Report
 from plexinode.wire.codec import pack, unpack
@@ -255,3 +258,20 @@ async def test_the_client_skips_malformed_progress_frames(tmp_path: Path) -> Non
     assert result == "done"
     assert seen == [Progress(BACKUP, 3, 4)]
     assert client.malformed_progress == 1
+
+
+async def test_a_typed_command_that_reports(tmp_path: Path) -> None:
+    """`typed.reporting`: the request parsed, the report handed on, the result's value sent."""
+
+    async def run(request: NoArguments, report: Report) -> Document:
+        report(Progress(BACKUP, 1, 1))
+        return Document({"ran": True})
+
+    async with trio.open_nursery() as nursery:
+        server = AdminServer(tmp_path / "admin.sock", progress_interval=0.0)
+        server.command("typed", reporting("typed", NoArguments, run))
+        await nursery.start(server.run)
+        result, seen = await call(tmp_path, "typed")
+        assert result == {"ran": True}
+        assert [(p.done, p.total) for p in seen] == [(1, 1)]
+        nursery.cancel_scope.cancel()
