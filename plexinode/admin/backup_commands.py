@@ -15,33 +15,44 @@ from plexinode.admin.backup_fields import (
 )
 from plexinode.admin.requests import NoArguments
 from plexinode.admin.results import Document, Rows
-from plexinode.admin.server import Command
-from plexinode.admin.typed import typed
+from plexinode.admin.server import Handler
+from plexinode.admin.typed import reporting, typed
+from plexinode.shards.progress import Report
 
 if TYPE_CHECKING:
     from plexinode.node import Node
 
 
 class BackupCommands:
-    """``backup create|list|show|restore|rm`` (docs/cli.md)."""
+    """``backup create|list|show|restore|rm`` (docs/cli.md).
+
+    ``create`` and ``restore`` report their progress (`typed.reporting`): a command that should
+    too takes a `Report` beside its request, hands it to the service, and is registered with
+    `reporting` instead of `typed`.
+    """
 
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    def table(self) -> dict[str, Command]:
+    def table(self) -> dict[str, Handler]:
         """The commands, for the admin server."""
         return {
-            "backup_create": typed("backup_create", BackupCreateRequest, self.create),
+            "backup_create": reporting("backup_create", BackupCreateRequest, self.create),
             "backup_list": typed("backup_list", NoArguments, self.listing),
             "backup_show": typed("backup_show", BackupIdRequest, self.show),
-            "backup_restore": typed("backup_restore", BackupRestoreRequest, self.restore),
+            "backup_restore": reporting("backup_restore", BackupRestoreRequest, self.restore),
             "backup_rm": typed("backup_rm", BackupIdRequest, self.remove),
         }
 
-    async def create(self, request: BackupCreateRequest) -> BackupCreated:
+    async def create(self, request: BackupCreateRequest, report: Report) -> BackupCreated:
         """Back up a file or directory among the network's members."""
         created = await self.node.backups.create(
-            Path(request.path), k=request.k, n=request.n, happy=request.happy, name=request.name
+            Path(request.path),
+            k=request.k,
+            n=request.n,
+            happy=request.happy,
+            name=request.name,
+            progress=report,
         )
         outcome = created.outcome
         return BackupCreated(
@@ -65,11 +76,13 @@ class BackupCommands:
         backups = self.node.backups
         return BackupShown.of(await backups.show(await backups.find(request.backup_id)))
 
-    async def restore(self, request: BackupRestoreRequest) -> BackupRestored:
+    async def restore(self, request: BackupRestoreRequest, report: Report) -> BackupRestored:
         """Restore a backup at a new path."""
         backups = self.node.backups
         backup_id = await backups.find(request.backup_id)
-        result = await backups.restore(backup_id, Path(request.dest), partial=request.partial)
+        result = await backups.restore(
+            backup_id, Path(request.dest), partial=request.partial, progress=report
+        )
         return BackupRestored(
             backup_id=backup_id.hex(),
             path=str(result.path),

@@ -49,7 +49,7 @@ from plexinode.admin.results import (
     Status,
     Stopped,
 )
-from plexinode.admin.server import AdminServer, Command
+from plexinode.admin.server import AdminServer, Handler
 from plexinode.admin.typed import typed
 from plexinode.errors import AdminError
 from plexinode.net.certificates import ADMIN
@@ -73,7 +73,7 @@ class AdminCommands:
 
     def register(self, server: AdminServer) -> None:
         """Serve every command on `server`."""
-        table: dict[str, Command] = {
+        table: dict[str, Handler] = {
             "status": typed("status", NoArguments, self.status),
             "id": typed("id", NoArguments, self.node_id),
             "stop": typed("stop", NoArguments, self.stop),

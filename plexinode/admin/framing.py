@@ -1,14 +1,17 @@
 """Admin socket framing: a 4-byte big-endian length, then a msgpack map.
 
-Requests are ``{"command": str, "args": {...}}``; responses are ``{"ok": true, "result": ...}``
-or ``{"ok": false, "error": str}``. Only local, authenticated (same uid or root) processes get
-this far, but frames are still size-capped and strictly decoded.
+Requests are ``{"command": str, "args": {...}}``, with ``"progress": true`` beside them to ask a
+long command for progress; responses are ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": str}``, which a command asked for progress may precede with progress
+frames, ``{"progress": {...}}`` (`plexinode.shards.progress.Progress.to_map`). Only local,
+authenticated (same uid or root) processes get this far, but frames are still size-capped and
+strictly decoded.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from plexinode.errors import AdminError, DecodeError
 from plexinode.wire.codec import Limits, pack, unpack
@@ -29,15 +32,36 @@ def frame(obj: Any) -> bytes:
     return LENGTH.pack(len(body)) + body
 
 
-def parse_request(body: bytes) -> tuple[str, dict[str, Any]]:
+class AdminRequest(NamedTuple):
+    """A decoded request.
+
+    Attributes:
+        command: the command's name.
+        args: its arguments.
+        progress: whether the caller wants progress frames before the response.
+    """
+
+    command: str
+    args: dict[str, Any]
+    progress: bool = False
+
+
+def parse_request(body: bytes) -> AdminRequest:
     """Validate a request body; DecodeError when it is not a well-formed request."""
     obj = unpack(body, REQUEST_LIMITS)
     if not isinstance(obj, dict):
         raise DecodeError("admin request must be a map")
-    command, args = obj.get("command"), obj.get("args", {})
+    command, args, progress = obj.get("command"), obj.get("args", {}), obj.get("progress", False)
     if not isinstance(command, str) or not isinstance(args, dict):
         raise DecodeError("admin request needs a string 'command' and a map 'args'")
-    return command, args
+    if not isinstance(progress, bool):
+        raise DecodeError("admin request's 'progress' must be true or false")
+    return AdminRequest(command, args, progress)
+
+
+def is_progress(obj: Any) -> bool:
+    """Whether a decoded frame from the node is a progress frame (not the response)."""
+    return isinstance(obj, dict) and "progress" in obj and "ok" not in obj
 
 
 def parse_response(obj: Any) -> Any:

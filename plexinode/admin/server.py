@@ -3,6 +3,10 @@
 The socket file is created with mode 0600 inside the 0700 data dir, and every connection's
 peer credentials (SO_PEERCRED) are checked as well: only the node's own uid or root may talk
 to it, even if the file permissions were loosened by hand.
+
+A request is answered by one response; a request that asks for progress of a command that
+reports it (`reporting.Reporting`) gets progress frames before its response
+(plexinode.admin.reporting).
 """
 
 from __future__ import annotations
@@ -18,15 +22,25 @@ from typing import Any
 
 import trio
 
-from plexinode.admin.framing import LENGTH, MAX_REQUEST_BYTES, frame, parse_request
+from plexinode.admin.framing import (
+    LENGTH,
+    MAX_REQUEST_BYTES,
+    AdminRequest,
+    frame,
+    parse_request,
+)
+from plexinode.admin.reporting import FRAME_INTERVAL, ProgressFrames, Reporting
 from plexinode.datadir import socket_address
 from plexinode.errors import AdminError, DecodeError, PlexinodeError
+from plexinode.shards.progress import Report, ignore
 
 log = logging.getLogger(__name__)
 
 #: A command's handler: its ``args`` map in, its msgpack-ready result out (typed commands are
 #: adapted to this by plexinode.admin.commands).
 Command = Callable[[dict[str, Any]], Awaitable[Any]]
+#: What the server runs for a command: a `Command`, or one that reports progress.
+Handler = Command | Reporting
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 
 
@@ -38,15 +52,28 @@ def peer_uid(sock: trio.socket.SocketType) -> int:
 
 
 class AdminServer:
-    """Serves registered commands on a Unix socket."""
+    """Serves registered commands on a Unix socket.
 
-    def __init__(self, path: Path, *, allowed_uids: frozenset[int] | None = None) -> None:
+    Args:
+        path: the socket file.
+        allowed_uids: who may connect (default: this process's user and root).
+        progress_interval: seconds between two progress frames at least.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        allowed_uids: frozenset[int] | None = None,
+        progress_interval: float = FRAME_INTERVAL,
+    ) -> None:
         self.path = path
         self.allowed_uids = allowed_uids if allowed_uids is not None else {os.getuid(), 0}
-        self._commands: dict[str, Command] = {}
+        self.progress_interval = progress_interval
+        self._commands: dict[str, Handler] = {}
         self.refused = 0
 
-    def command(self, name: str, handler: Command) -> None:
+    def command(self, name: str, handler: Handler) -> None:
         """Register `handler` for the command `name`."""
         self._commands[name] = handler
 
@@ -110,23 +137,44 @@ class AdminServer:
                     body = await reader.read()
                     if body is None:
                         return
-                    await stream.send_all(_encoded(await self._respond(body)))
+                    await self._answer(stream, body)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             except DecodeError as exc:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await stream.send_all(frame({"ok": False, "error": str(exc)}))
 
-    async def _respond(self, body: bytes) -> dict[str, Any]:
+    async def _answer(self, stream: trio.SocketStream, body: bytes) -> None:
+        """Run one request and send its response (after its progress frames, if it asked)."""
         try:
-            command, args = parse_request(body)
+            request = parse_request(body)
         except DecodeError as exc:
-            return {"ok": False, "error": f"bad request: {exc}"}
-        handler = self._commands.get(command)
+            await stream.send_all(frame({"ok": False, "error": f"bad request: {exc}"}))
+            return
+        handler = self._commands.get(request.command)
+        if request.progress and isinstance(handler, Reporting):
+            frames = ProgressFrames(stream, self.progress_interval)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(frames.run)
+                try:
+                    response = await self._respond(request, handler, frames.report)
+                finally:
+                    frames.finish()
+        else:
+            response = await self._respond(request, handler, ignore)
+        await stream.send_all(_encoded(response))
+
+    async def _respond(
+        self, request: AdminRequest, handler: Handler | None, report: Report
+    ) -> dict[str, Any]:
+        command, args = request.command, request.args
         if handler is None:
             return {"ok": False, "error": f"unknown command {command!r}"}
         try:
-            result = await handler(args)
+            if isinstance(handler, Reporting):
+                result = await handler.run(args, report)
+            else:
+                result = await handler(args)
         except PlexinodeError as exc:
             return {"ok": False, "error": str(exc)}
         except (ValueError, TypeError, KeyError) as exc:

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from plexinode.cli.context import client
+from plexinode.cli.context import client, options
 from plexinode.cli.output import emit
+from plexinode.cli.progress import shown
 from plexinode.cli.readable import local_time, short_ids, size, table
 
 #: How long the CLI waits for a backup or restore: they take as long as the data does.
@@ -61,7 +62,7 @@ def create(path: str, k: int, n: int, happy: int | None, name: str | None) -> No
     """Back up PATH (a file, or a directory with its names, modes and times): encrypted on this
     node, cut into segments, each erasure-coded into n shares of which any k restore it, placed
     on n distinct members. Fails, naming how many members were found, when fewer than the
-    happiness accept shares."""
+    happiness accept shares. Progress goes to stderr (docs/cli.md, "Progress")."""
     if k > n:
         raise click.BadParameter(f"k ({k}) must not exceed n ({n})", param_hint="-k")
     if happy is not None and not k <= happy <= n:
@@ -71,7 +72,12 @@ def create(path: str, k: int, n: int, happy: int | None, name: str | None) -> No
         args["happy"] = happy
     if name is not None:
         args["name"] = name
-    result = client(timeout=LONG_CALL).call("backup_create", **args)
+    with shown(
+        options().json,
+        "interrupted; the node goes on with the backup (`plexinode backup list` shows it once"
+        " it is complete)",
+    ) as progress:
+        result = client(timeout=LONG_CALL).call("backup_create", on_progress=progress, **args)
     emit(
         result,
         lambda d: (
@@ -143,15 +149,19 @@ def restore(backup_id: str, dest: str, partial: bool) -> None:
     """Restore BACKUP_ID at DEST, which must not exist: every block checked against the
     owner-signed manifest, written under a temporary name, then renamed into place. Without
     --partial, a segment with fewer than k shares reachable fails the restore, naming the
-    segments and files affected, and DEST is not created."""
+    segments and files affected, and DEST is not created. Progress goes to stderr."""
     path = _absolute(dest)
     if os.path.lexists(path):
         raise click.BadParameter(
             f"{path} already exists; a restore never overwrites", param_hint="DEST"
         )
-    result = client(timeout=LONG_CALL).call(
-        "backup_restore", backup_id=backup_id, dest=path, partial=partial
-    )
+    with shown(
+        options().json,
+        f"interrupted; the node goes on with the restore ({path} appears once it is complete)",
+    ) as progress:
+        result = client(timeout=LONG_CALL).call(
+            "backup_restore", on_progress=progress, backup_id=backup_id, dest=path, partial=partial
+        )
 
     def text(d: dict[str, Any]) -> str:
         line = f"restored {size(d['bytes'])} to {d['path']}"

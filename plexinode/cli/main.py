@@ -44,6 +44,7 @@ from plexinode.cli.context import (
     Globals,
     accept_global_options,
 )
+from plexinode.cli.progress import Interrupted
 from plexinode.datadir import default_data_dir
 from plexinode.errors import NodeNotRunning, PlexinodeError
 from plexinode.logs import FORMATS, LEVELS
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc.__cause__, KeyboardInterrupt):
             _fail("interrupted", EXIT_INTERRUPTED, as_json)
         _fail("aborted", EXIT_FAILED, as_json)
+    except Interrupted as exc:  # Ctrl-C while the node works on (backup create, restore)
+        _fail(str(exc), EXIT_INTERRUPTED, as_json)
     except NodeNotRunning as exc:
         _fail(str(exc), EXIT_NOT_RUNNING, as_json)
     except PlexinodeError as exc:

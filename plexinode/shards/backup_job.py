@@ -13,6 +13,10 @@ to be repaired); the backup fails if fewer than ``happy`` holders are left. Ever
 acknowledged by every remaining holder is recorded as placed in the owner's catalog as soon as
 it is, so an interrupted backup resumes by running again: what was placed is skipped.
 
+Progress is reported after each segment handed on, in stream order: the source's bytes through
+(against `Source.estimate`, raised to what was read once the stream, with its index, outgrows
+it) and the share bytes sent so far, to holders that failed since as well.
+
 When the stream is done and every holder has acknowledged, the manifest is built, signed,
 sent to every holder and recorded; only then is the backup ``complete``. No manifest exists
 before every share it lists was acknowledged.
@@ -35,6 +39,7 @@ from plexinode.shards.backup_pipeline import Result, Reused, run_pipeline
 from plexinode.shards.catalog import Catalog, PlacedSegment
 from plexinode.shards.manifest import Manifest, Private, SegmentTable
 from plexinode.shards.pipeline import EncodedSegment
+from plexinode.shards.progress import BACKUP, Progress, Report, ignore
 from plexinode.shards.segmenter import SegmentSizes
 from plexinode.shards.source import Source
 from plexinode.shards.uploading import HolderRefused, ShareUpload
@@ -83,8 +88,15 @@ class _Job:
         catalog: Catalog,
         backup_id: bytes,
         code: tuple[int, int, int],
+        *,
+        progress: Report = ignore,
+        estimate: int = 0,
     ) -> None:
         self.links = dict(links)
+        self.uploads = [link.upload for link in links.values()]
+        self.progress = progress
+        self.estimate = estimate
+        self.done = 0
         self.catalog = catalog
         self.backup_id = backup_id
         self.k, self.n, self.happy = code
@@ -109,9 +121,16 @@ class _Job:
             self.links.pop(index, None)
             self.lost.append(index)
 
+    def report(self, length: int) -> None:
+        self.done += length
+        sent = sum(upload.bytes_sent for upload in self.uploads)
+        total = max(self.estimate, self.done)
+        self.progress(Progress(BACKUP, self.done, total, sent_bytes=sent))
+
     async def deliver(self, result: Result) -> None:
         self.results.append(result)
         if isinstance(result, Reused):
+            self.report(result.length)
             return
         async with trio.open_nursery() as nursery:
             for index in list(self.links):
@@ -124,6 +143,7 @@ class _Job:
         )
         if len(self.unrecorded) >= RECORD_BATCH:
             await self.record()
+        self.report(result.length)
 
     async def record(self) -> None:
         """Record the segments every remaining holder acknowledged as placed."""
@@ -162,6 +182,8 @@ async def run_backup(
     workers: int = 2,
     nonce: Callable[[], bytes] = lambda: os.urandom(manifest.NONCE_BYTES),
     reference: Callable[[dict[bytes, list[bytes]]], Awaitable[None]] | None = None,
+    progress: Report = ignore,
+    estimate: int = 0,
 ) -> BackupOutcome:
     """Back up `source` to the holders behind `links` (share index -> upload); see above.
 
@@ -170,13 +192,15 @@ async def run_backup(
         reference: told, before the manifest is sent, which segments of earlier homes this
             backup reuses (home -> segment IDs), so their holders keep them under this backup's
             lease before any manifest claims them.
+        progress: told how far the backup is after each segment.
+        estimate: the source's size as walked before (`Source.estimate`), the total reported.
 
     Raises:
         BackupFailed: fewer than happy holders left, or the source or catalog failed.
         source.SourceError: the source could not be read as it was.
     """
     k, n, happy = code
-    job = _Job(links, catalog, backup_id, code)
+    job = _Job(links, catalog, backup_id, code, progress=progress, estimate=estimate)
     job.check_happy()
     known = await catalog.known(k, n)
     await run_pipeline(

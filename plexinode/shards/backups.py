@@ -38,7 +38,7 @@ from plexinode.errors import PlexinodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
-from plexinode.shards import derive, fetching, messages
+from plexinode.shards import derive, messages
 from plexinode.shards.backup_job import BackupOutcome, run_backup
 from plexinode.shards.catalog import COMPLETE, UPLOADING, Catalog
 from plexinode.shards.dht_records import BackupRecords
@@ -47,7 +47,9 @@ from plexinode.shards.manifest import Manifest, SegmentInfo
 from plexinode.shards.owner_records import adopt_backups, all_holders, publish_list
 from plexinode.shards.placement import Coding
 from plexinode.shards.placing import Peer, place_shares
+from plexinode.shards.progress import Report, ignore
 from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable, run_restore
+from plexinode.shards.restore_streams import RestoreStreams
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
 from plexinode.shards.uploading import (
@@ -137,8 +139,10 @@ class BackupService:
         name: str | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         workers: int = 2,
+        progress: Report = ignore,
     ) -> Created:
-        """Back up `path` (a file or a directory) with k-of-n among the network's members.
+        """Back up `path` (a file or a directory) with k-of-n among the network's members,
+        reporting the source's bytes read and sent against its size to `progress`.
 
         Raises:
             ValueError: k, n or happy outside their rules.
@@ -170,7 +174,8 @@ class BackupService:
         self._running.add(backup_id)
         try:
             async with AsyncExitStack() as stack:
-                share_bytes = source.estimate() // k + 1
+                estimate = source.estimate()
+                share_bytes = estimate // k + 1
                 links = await place_shares(
                     stack,
                     self.streams,
@@ -200,6 +205,8 @@ class BackupService:
                     sizes=sizes,
                     workers=workers,
                     reference=lambda references: self._reference(backup_id, lease, references),
+                    progress=progress,
+                    estimate=estimate,
                 )
         except Exception:
             self._running.discard(backup_id)
@@ -416,9 +423,10 @@ class BackupService:
         return Manifest.decode(row.manifest)
 
     async def restore(
-        self, backup_id: bytes, dest: Path, *, partial: bool = False
+        self, backup_id: bytes, dest: Path, *, partial: bool = False, progress: Report = ignore
     ) -> RestoreResult:
-        """Restore a backup at `dest` (which must not exist)."""
+        """Restore a backup at `dest` (which must not exist), reporting the bytes written
+        against the backup's size to `progress`."""
         built = await self.manifest(backup_id)
         private = built.open_private(derive.manifest_key(self.secret, backup_id))
         plans = {
@@ -427,7 +435,7 @@ class BackupService:
             )
             for home in built.homes
         }
-        async with _Streams(self) as pool:
+        async with RestoreStreams(self.streams, self._locate, self.identity.node_id.raw) as pool:
 
             async def fetch(
                 index: int, info: SegmentInfo, excluded: frozenset[int]
@@ -452,44 +460,11 @@ class BackupService:
                 return blocks
 
             return await run_restore(
-                built, private, secret=self.secret, dest=dest, fetch=fetch, partial=partial
+                built,
+                private,
+                secret=self.secret,
+                dest=dest,
+                fetch=fetch,
+                partial=partial,
+                progress=progress,
             )
-
-
-class _Streams:
-    """One ``shards/1`` stream per holder for a restore, opened on first use, one request at a
-    time on each."""
-
-    def __init__(self, service: BackupService) -> None:
-        self._service = service
-        self._open: dict[NodeId, trio.abc.Channel[bytes]] = {}
-        self._locks: dict[NodeId, trio.Lock] = {}
-
-    async def __aenter__(self) -> _Streams:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for stream in self._open.values():
-            with trio.move_on_after(1):
-                await stream.aclose()
-
-    async def fetch(self, node: NodeId, segment: bytes, index: int) -> bytes:
-        lock = self._locks.setdefault(node, trio.Lock())
-        async with lock:
-            stream = self._open.get(node)
-            if stream is None:
-                address = await self._service._locate(node)
-                stream = await self._service.streams.open(
-                    address, messages.SHARDS_PROTOCOL, node_id=node
-                )
-                self._open[node] = stream
-            owner = self._service.identity.node_id.raw
-            try:
-                return await fetching.fetch_block(stream, owner, segment, index)
-            except fetching.NotHeld:
-                raise  # the stream is fine: the holder answered
-            except BaseException:
-                self._open.pop(node, None)
-                with trio.move_on_after(1):
-                    await stream.aclose()
-                raise

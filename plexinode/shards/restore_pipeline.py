@@ -32,6 +32,7 @@ import trio
 from plexinode.errors import PlexinodeError
 from plexinode.shards import archive, pipeline
 from plexinode.shards.manifest import Manifest, Private, SegmentInfo
+from plexinode.shards.progress import RESTORE, Progress, Report, ignore
 from plexinode.shards.restore_target import RestoreTarget
 
 log = logging.getLogger(__name__)
@@ -150,9 +151,11 @@ async def run_restore(
     partial: bool = False,
     workers: int = 2,
     window: int = 4,
-    progress: Callable[[int], None] = lambda written: None,
+    progress: Report = ignore,
 ) -> RestoreResult:
-    """Restore the backup described by `manifest` at `dest` (see the module docstring)."""
+    """Restore the backup described by `manifest` at `dest` (see the module docstring),
+    reporting the bytes of file contents written (or skipped, for a missing segment) after
+    each segment to `progress`."""
     run = _Restore(
         manifest, private, secret=secret, fetch=fetch, on_corrupt=on_corrupt, workers=workers
     )
@@ -208,7 +211,7 @@ async def _write_data(
     data_end: int,
     window: int,
     result: RestoreResult,
-    progress: Callable[[int], None],
+    progress: Report,
 ) -> None:
     segments = run.covering(0, data_end)
     slots = trio.Semaphore(window)
@@ -240,5 +243,5 @@ async def _write_data(
             else:
                 await trio.to_thread.run_sync(target.write, data[:take])
                 result.bytes_written += take
-            progress(result.bytes_written)
+            progress(Progress(RESTORE, run.offsets[i] + take, data_end))
             slots.release()

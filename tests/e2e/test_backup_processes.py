@@ -4,6 +4,7 @@ remove; and bad input to each command."""
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from pathlib import Path
 
@@ -41,9 +42,26 @@ def test_backup_restore_and_remove_among_five_processes(start_node, tmp_path: Pa
             rng.randbytes(rng.randrange(0, 900_000))
         )
 
-    created = cli_json(
-        first.data_dir, "backup", "create", str(src), "-k", "2", "-n", "4", "--name", "mine"
+    done = cli(
+        first.data_dir,
+        "--json",
+        "backup",
+        "create",
+        str(src),
+        "-k",
+        "2",
+        "-n",
+        "4",
+        "--name",
+        "mine",
     )
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)  # stdout is one JSON document; progress is on stderr
+    progress = [json.loads(line) for line in done.stderr.splitlines()]
+    assert progress, "at least the last progress line"
+    assert {p["phase"] for p in progress} == {"backup"}
+    assert progress[-1]["done"] == progress[-1]["total"] >= created["bytes"]
+    assert progress[-1]["sent_bytes"] == created["bytes_sent"]
     assert set(created) >= {"backup_id", "bytes", "k", "n", "holders"}
     assert (created["k"], created["n"], len(created["holders"])) == (2, 4, 4)
     assert first.node_id not in created["holders"]
@@ -69,8 +87,12 @@ def test_backup_restore_and_remove_among_five_processes(start_node, tmp_path: Pa
     by_id = {n.node_id: n for n in nodes}
     for holder in created["holders"][:2]:
         by_id[holder].kill()
-    restored = cli_json(first.data_dir, "backup", "restore", backup_id, str(tmp_path / "out"))
+    done = cli(first.data_dir, "--json", "backup", "restore", backup_id, str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    restored = json.loads(done.stdout)
     assert restored["bytes"] == created["bytes"]
+    last = json.loads(done.stderr.splitlines()[-1])
+    assert (last["phase"], last["done"], last["total"]) == ("restore", *[created["bytes"]] * 2)
     assert digest(tmp_path / "out") == digest(src)
 
     # Bad input: each one clear line and its exit code.

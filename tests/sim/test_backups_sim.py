@@ -20,6 +20,7 @@ from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
 from plexinode.shards.backups import BackupError
+from plexinode.shards.progress import BACKUP, RESTORE, Progress
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
 
@@ -89,18 +90,26 @@ async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_c
 
             # A second backup of the same tree, through the admin commands: nothing is sent.
             commands = BackupCommands(owner)
+            reports: list[Progress] = []
             again = await commands.create(
-                BackupCreateRequest(path=str(tmp_path / "src"), k=2, n=4, name="again")
+                BackupCreateRequest(path=str(tmp_path / "src"), k=2, n=4, name="again"),
+                reports.append,
             )
             assert again.bytes_sent == 0
+            assert reports[-1].phase == BACKUP
+            assert reports[-1].done == reports[-1].total >= created.bytes
+            assert reports[-1].sent_bytes == 0
             listed = (await commands.listing(NoArguments())).to_result()
             assert [b["name"] for b in listed] == ["src", "again"]
             shown = await commands.show(BackupIdRequest(again.backup_id[:8]))
             assert len(shown.holders) == 4  # the first backup's holders keep its segments
+            reports.clear()
             restored = await commands.restore(
-                BackupRestoreRequest(again.backup_id, str(tmp_path / "out2"))
+                BackupRestoreRequest(again.backup_id, str(tmp_path / "out2")), reports.append
             )
             assert restored.bytes == created.bytes
+            assert {(p.phase, p.total) for p in reports} == {(RESTORE, created.bytes)}
+            assert reports[-1].done == created.bytes
             assert tree(tmp_path / "out2") == tree(tmp_path / "src")
             for wrong, words in (("zz", "not a backup ID"), ("ffffffffff", "no backup")):
                 with pytest.raises(BackupError, match=words):

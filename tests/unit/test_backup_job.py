@@ -16,6 +16,7 @@ from plexinode.shards.catalog import COMPLETE, UPLOADING, Catalog
 from plexinode.shards.fetch_plan import FetchPlan
 from plexinode.shards.holder_service import HolderService
 from plexinode.shards.manifest import Manifest, SegmentInfo
+from plexinode.shards.progress import BACKUP, Progress, Report, ignore
 from plexinode.shards.restore_pipeline import SegmentUnavailable, run_restore
 from plexinode.shards.segmenter import SegmentSizes
 from plexinode.shards.source import Source
@@ -43,7 +44,14 @@ class Cluster:
         self.stores = [MemoryStore(quota=q) for q in quotas]
         self.services = [HolderService(store) for store in self.stores]
 
-    async def backup(self, nursery: trio.Nursery, catalog: Catalog, path: Path, backup_id: bytes):  # type: ignore[no-untyped-def]
+    async def backup(  # type: ignore[no-untyped-def]
+        self,
+        nursery: trio.Nursery,
+        catalog: Catalog,
+        path: Path,
+        backup_id: bytes,
+        progress: Report = ignore,
+    ):
         async with AsyncExitStack() as stack:
             links = {}
             for index, service in enumerate(self.services):
@@ -72,6 +80,8 @@ class Cluster:
                 now=10.0,
                 lease_expires=100.0,
                 sizes=SIZES,
+                progress=progress,
+                estimate=Source(path).estimate(),
             )
             for link in links.values():
                 await link.upload._stream.aclose()
@@ -127,8 +137,21 @@ async def test_backup_then_restore_through_holders(
             happy=HAPPY,
             lease_expires=100.0,
         )
-        outcome = await cluster.backup(nursery, catalog, tmp_path / "src", b"A" * 16)
+        reports: list[Progress] = []
+        outcome = await cluster.backup(
+            nursery, catalog, tmp_path / "src", b"A" * 16, progress=reports.append
+        )
         assert outcome.lost_indices == []
+        # A report per segment, in order: the source's bytes (the files, then the index: the
+        # total grows from the files' size to what was read) and the share bytes sent.
+        assert len(reports) == outcome.manifest.segment_count
+        files = sum(len(p.read_bytes()) for p in (tmp_path / "src").iterdir())
+        assert {p.phase for p in reports} == {BACKUP}
+        assert reports[0].total == files
+        assert reports[-1].done == reports[-1].total > files
+        assert reports[-1].sent_bytes == outcome.bytes_sent
+        assert [p.done for p in reports] == sorted(p.done for p in reports)
+        assert [p.sent_bytes for p in reports] == sorted(p.sent_bytes for p in reports)
         assert sorted(outcome.holders) == list(range(N))
         row = await catalog.get(b"A" * 16)
         assert row is not None
@@ -150,8 +173,13 @@ async def test_backup_then_restore_through_holders(
             happy=HAPPY,
             lease_expires=100.0,
         )
-        again = await cluster.backup(nursery, catalog, tmp_path / "src", b"B" * 16)
+        reports = []
+        again = await cluster.backup(
+            nursery, catalog, tmp_path / "src", b"B" * 16, progress=reports.append
+        )
         assert again.bytes_sent == 0
+        assert reports[-1].done == reports[-1].total > files
+        assert {p.sent_bytes for p in reports} == {0}
         assert set(again.references) == {b"A" * 16}
         await cluster.restore(nursery, again.manifest, tmp_path / "out2")
         assert tree(tmp_path / "out2") == tree(tmp_path / "src")

@@ -13,6 +13,7 @@ from plexinode.identity import Identity
 from plexinode.shards import backup_pipeline, derive, manifest, pipeline
 from plexinode.shards.backup_pipeline import Reused, run_pipeline
 from plexinode.shards.manifest import Manifest, Private, SegmentInfo, SegmentTable
+from plexinode.shards.progress import RESTORE, Progress
 from plexinode.shards.restore_pipeline import RestoreIncomplete, SegmentUnavailable, run_restore
 from plexinode.shards.restore_target import RestoreTargetError
 from plexinode.shards.segmenter import SegmentSizes
@@ -127,7 +128,7 @@ async def test_a_tree_backs_up_and_restores(tmp_path: Path, threads: bool) -> No
     assert stats.encoded == stats.segments
     assert stats.bytes_read == private.data_bytes + private.index_bytes
     opened = built.open_private(derive.manifest_key(SECRET, b"A" * 16))
-    written: list[int] = []
+    written: list[Progress] = []
     result = await run_restore(
         built,
         opened,
@@ -137,7 +138,9 @@ async def test_a_tree_backs_up_and_restores(tmp_path: Path, threads: bool) -> No
         progress=written.append,
     )
     assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "src")
-    assert result.bytes_written == private.data_bytes == written[-1]
+    assert result.bytes_written == private.data_bytes == written[-1].done
+    assert {(p.phase, p.total) for p in written} == {(RESTORE, private.data_bytes)}
+    assert [p.done for p in written] == sorted(p.done for p in written)
     assert result.missing_segments == []
 
 

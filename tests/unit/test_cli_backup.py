@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,10 @@ from plexinode.admin.backup_fields import (
     BackupRestoreRequest,
     BackupShown,
 )
+from plexinode.admin.client import AdminClient
+from plexinode.cli.progress import BAR, PLAIN, ProgressView, bar_line, plain_line, view_for
 from plexinode.errors import AdminError
+from plexinode.shards.progress import BACKUP, CHALLENGES, RESTORE, VERIFY, Progress
 from tests.unit.test_cli_node_commands import Stub, run
 
 ID = "0123456789abcdef0123456789abcdef"
@@ -158,3 +162,182 @@ def test_admin_arguments() -> None:
     )
     assert BackupIdRequest.parse("backup_show", {"backup_id": ID}).backup_id == ID
     assert BackupShown.of(SHOWN).to_result() == SHOWN
+
+
+GiB = 1 << 30
+STEPS = [
+    Progress(BACKUP, 0, 3 << 20),
+    Progress(BACKUP, 1 << 20, 3 << 20, sent_bytes=2 << 20),
+    Progress(BACKUP, 3 << 20, 3 << 20, sent_bytes=6 << 20),
+]
+
+
+def test_create_with_json_keeps_stdout_one_document_and_progress_on_stderr(
+    stub: Stub, capsys, tmp_path: Path
+) -> None:
+    stub.answers["backup_create"] = lambda args: CREATED
+    stub.progress["backup_create"] = STEPS
+    code, out, err = run(capsys, stub, "--json", "backup", "create", str(tmp_path))
+    assert code == 0
+    assert json.loads(out) == CREATED
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert lines, "at least the last report"
+    assert all(set(line) == set(STEPS[0].to_map()) for line in lines)
+    assert lines[-1]["phase"] == "backup"
+    assert lines[-1]["done"] == lines[-1]["total"] == 3 << 20
+    assert lines[-1]["sent_bytes"] == 6 << 20
+    assert lines[-1]["eta_seconds"] == 0.0
+
+
+def test_restore_with_json_and_without(stub: Stub, capsys, tmp_path: Path) -> None:
+    restored = {"backup_id": ID, "path": "p", "bytes": 10, "missing_segments": [], "damaged": []}
+    stub.answers["backup_restore"] = lambda args: restored
+    stub.progress["backup_restore"] = [Progress(RESTORE, 4, 10), Progress(RESTORE, 10, 10)]
+    code, out, err = run(capsys, stub, "backup", "restore", ID, str(tmp_path / "a"), "--json")
+    assert code == 0
+    assert json.loads(out) == restored
+    assert json.loads(err.splitlines()[-1])["done"] == 10
+    # Without --json, on stderr that is no terminal: plain lines, never JSON, never stdout.
+    code, out, err = run(capsys, stub, "backup", "restore", ID, str(tmp_path / "b"))
+    assert (code, out) == (0, "restored 10 B to p\n")
+    assert "{" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (("create", "."), "the node goes on with the backup (`plexinode backup list`"),
+        (("restore", ID, "out"), "the node goes on with the restore ("),
+    ],
+)
+def test_ctrl_c_is_one_line_that_says_the_node_goes_on(
+    stub: Stub,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: tuple[str, ...],
+    words: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AdminClient, "call", interrupted)
+    code, out, err = run(capsys, stub, "backup", *argv)
+    assert code == 130
+    assert out == ""
+    assert err.startswith("plexinode: interrupted; ")
+    assert words in err
+    assert err.count("\n") == 1
+    code, out, err = run(capsys, stub, "backup", *argv, "--json")
+    assert code == 130
+    assert json.loads(out)["code"] == 130
+    assert words in json.loads(out)["error"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_bar_is_one_line_redrawn_in_place_and_erased_at_the_end() -> None:
+    screen = Terminal()
+    view = view_for(False, screen)
+    assert view.mode == BAR
+    view._width = 80
+    view.show(Progress(BACKUP, GiB // 4, GiB, rate=10 * 2**20, eta_seconds=76.8))
+    view.show(Progress(BACKUP, GiB // 2, GiB, sent_bytes=GiB, rate=10 * 2**20, eta_seconds=51.2))
+    drawn = screen.getvalue().split("\r\x1b[K")
+    assert drawn[0] == ""
+    assert len(drawn) == 3
+    assert drawn[1].startswith("backup  25% [#")
+    assert drawn[2] == (
+        "backup  50% [##########..........] 512.0 MiB / 1.0 GiB  10.0 MiB/s  ETA 51s"
+    )
+    assert all(len(line) <= 79 and "\n" not in line for line in drawn)
+    view.close()
+    assert screen.getvalue().endswith("\r\x1b[K")
+    view.close()  # once is enough
+    assert screen.getvalue().count("\r\x1b[K") == 3
+
+
+@pytest.mark.parametrize(
+    ("width", "bar", "sent"),
+    [(40, False, False), (70, False, True), (79, True, False), (100, True, True)],
+)
+def test_the_bar_fits_the_terminal(width: int, bar: bool, sent: bool) -> None:
+    """On a narrow terminal the bar gives up the bytes sent beside it, then goes itself."""
+    progress = Progress(BACKUP, 7 * GiB, 9 * GiB, sent_bytes=21 * GiB, rate=1e8, eta_seconds=1e4)
+    line = bar_line(progress, width)
+    assert len(line) <= width
+    assert line.startswith("backup  77%")
+    assert ("[" in line) == bar
+    assert ("sent" in line) == sent
+
+
+def test_lines_without_a_total_and_in_other_units() -> None:
+    unknown = Progress(BACKUP, 5 << 20, None, rate=2**20)
+    assert bar_line(unknown, 80) == "backup 5.0 MiB  1.0 MiB/s"
+    assert plain_line(unknown) == "backup: 5.0 MiB, 1.0 MiB/s"
+    checks = Progress(VERIFY, 12, 40, unit=CHALLENGES, rate=3.0, eta_seconds=9.4)
+    assert plain_line(checks) == "verify: 30%, 12 / 40 challenges, 3.0 challenges/s, ETA 9s"
+    assert plain_line(Progress(VERIFY, 2, None, unit=CHALLENGES)) == "verify: 2 challenges"
+    assert plain_line(Progress(RESTORE, 10, 10, eta_seconds=0.0)) == "restore: 100%, 10 B / 10 B"
+
+
+def test_plain_lines_come_every_few_seconds_at_most() -> None:
+    now = [100.0]
+    log = io.StringIO()
+    view = ProgressView(log, PLAIN, clock=lambda: now[0])
+    for second in range(0, 12):
+        now[0] = 100.0 + second
+        view.show(Progress(RESTORE, second, 20))
+    view.close()
+    assert log.getvalue() == "restore: 25%, 5 B / 20 B\nrestore: 50%, 10 B / 20 B\n"
+    assert view_for(False, log).mode == PLAIN
+
+
+def test_json_lines() -> None:
+    log = io.StringIO()
+    view = view_for(True, log)
+    view.show(Progress(BACKUP, 1, 2))
+    view.show(Progress(BACKUP, 2, 2, rate=1.5, eta_seconds=0.0))
+    view.close()
+    assert [json.loads(line) for line in log.getvalue().splitlines()] == [
+        {
+            "phase": "backup",
+            "unit": "bytes",
+            "done": 1,
+            "total": 2,
+            "sent_bytes": 0,
+            "rate": None,
+            "eta_seconds": None,
+        },
+        {
+            "phase": "backup",
+            "unit": "bytes",
+            "done": 2,
+            "total": 2,
+            "sent_bytes": 0,
+            "rate": 1.5,
+            "eta_seconds": 0.0,
+        },
+    ]
+
+
+class ClosedPipe(io.StringIO):
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        raise BrokenPipeError
+
+
+def test_a_closed_stderr_stops_the_progress_not_the_command() -> None:
+    pipe = ClosedPipe()
+    view = view_for(True, pipe)
+    view.show(Progress(BACKUP, 1, 2))
+    view.show(Progress(BACKUP, 2, 2))
+    view.close()
+    assert pipe.writes == 1

@@ -14,6 +14,7 @@ import click
 import pytest
 import trio
 
+from plexinode.admin.reporting import Reporting
 from plexinode.admin.server import AdminServer
 from plexinode.cli.context import accept_global_options
 from plexinode.cli.main import main
@@ -24,6 +25,7 @@ from plexinode.identity import Identity
 from plexinode.net.certificates import Revocation
 from plexinode.security.admin_keys import ROOT_KEY_FILE, write_admin_key
 from plexinode.security.statements import decode_statement
+from plexinode.shards.progress import Progress, Report
 
 ME = str(Identity.from_seed(bytes(32)).node_id)
 OTHER = str(Identity.from_seed(bytes([1]) * 32).node_id)
@@ -82,6 +84,8 @@ class Stub:
             "authority_info": lambda args: {"network": "open", "root": "", "public_key": ""}
         }
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        #: What the commands that report progress report before they answer.
+        self.progress: dict[str, list[Progress]] = {}
         self._ready = threading.Event()
         self._stop: tuple[Any, trio.CancelScope] | None = None
         self._thread = threading.Thread(target=trio.run, args=(self._serve,))
@@ -106,13 +110,13 @@ class Stub:
             "authority_info",
             "authority_submit",
             "id",
-            "backup_create",
             "backup_list",
             "backup_show",
-            "backup_restore",
             "backup_rm",
         ):
             server.command(name, self._handler(name))
+        for name in ("backup_create", "backup_restore"):
+            server.command(name, Reporting(self._reporting(name)))
         async with trio.open_nursery() as nursery:
             self._stop = (trio.lowlevel.current_trio_token(), nursery.cancel_scope)
             await nursery.start(server.run)
@@ -125,6 +129,17 @@ class Stub:
             if isinstance(answer, Exception):
                 raise answer
             return answer(args) if callable(answer) else answer
+
+        return handle
+
+    def _reporting(self, name: str) -> Any:
+        answer = self._handler(name)
+
+        async def handle(args: dict[str, Any], report: Report) -> Any:
+            for progress in self.progress.get(name, []):
+                report(progress)
+                await trio.lowlevel.checkpoint()
+            return await answer(args)
 
         return handle
 
