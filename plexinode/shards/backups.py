@@ -33,7 +33,7 @@ from plexinode.errors import PlexinodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
-from plexinode.shards import derive, fetching, messages
+from plexinode.shards import deadlines, derive, fetching, messages
 from plexinode.shards.backup_job import BackupOutcome, HolderLink, run_backup
 from plexinode.shards.catalog import COMPLETE, Catalog
 from plexinode.shards.fetch_plan import FetchPlan
@@ -42,13 +42,7 @@ from plexinode.shards.placement import Candidate, Coding, PlacementPlan, Placeme
 from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable, run_restore
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
-from plexinode.shards.uploading import (
-    HolderRefused,
-    open_share_upload,
-    receive_message,
-    request,
-)
-from plexinode.wire import envelope
+from plexinode.shards.uploading import HolderRefused, exchange, open_share_upload, request
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +215,11 @@ class BackupService:
             for offer in offers:
                 node = offer.holder.node_id
                 try:
-                    stream = await self.streams.open(
-                        peers[node].address, messages.SHARDS_PROTOCOL, node_id=node
-                    )
-                    stack.push_async_callback(stream.aclose)
+                    with trio.fail_after(deadlines.CONNECT_SECONDS):
+                        stream = await self.streams.open(
+                            peers[node].address, messages.SHARDS_PROTOCOL, node_id=node
+                        )
+                    stack.push_async_callback(deadlines.close_soon, stream)
                     upload = await stack.enter_async_context(
                         open_share_upload(
                             stream,
@@ -258,22 +253,20 @@ class BackupService:
                     async with self._stream(node) as stream:
                         for at in range(0, len(segments), messages.MAX_IDS):
                             batch = b"".join(segments[at : at + messages.MAX_IDS])
-                            await stream.send(
-                                envelope.encode(messages.ShardRef(backup_id, lease, batch))
-                            )
-                            await receive_message(stream, messages.ShardStored)
+                            ref = messages.ShardRef(backup_id, lease, batch)
+                            await exchange(stream, ref, messages.ShardStored)
                 except (PlexinodeError, *STREAM_FAILURES) as exc:
                     log.warning("backup: %s did not take the references: %s", node.short(), exc)
 
     @asynccontextmanager
     async def _stream(self, node: NodeId) -> AsyncIterator[trio.abc.Channel[bytes]]:
-        address = await self._locate(node)
-        stream = await self.streams.open(address, messages.SHARDS_PROTOCOL, node_id=node)
+        with trio.fail_after(deadlines.CONNECT_SECONDS):
+            address = await self._locate(node)
+            stream = await self.streams.open(address, messages.SHARDS_PROTOCOL, node_id=node)
         try:
             yield stream
         finally:
-            with trio.move_on_after(1):
-                await stream.aclose()
+            await deadlines.close_soon(stream)
 
     async def find(self, text: str) -> bytes:
         """The backup whose ID is `text` or starts with it (at least 8 hex digits).
@@ -432,38 +425,45 @@ class BackupService:
 
 class _Streams:
     """One ``shards/1`` stream per holder for a restore, opened on first use, one request at a
-    time on each."""
+    time on each. Each fetch has its deadline (`fetching.fetch_block`; reaching the holder,
+    `deadlines.CONNECT_SECONDS`), counted once the holder's turn comes; a holder whose stream
+    failed or stalled is closed and not asked again, so the requests queued behind a stalled
+    one fail at once rather than each waiting out a deadline of its own."""
 
     def __init__(self, service: BackupService) -> None:
         self._service = service
         self._open: dict[NodeId, trio.abc.Channel[bytes]] = {}
         self._locks: dict[NodeId, trio.Lock] = {}
+        self._failed: set[NodeId] = set()
 
     async def __aenter__(self) -> _Streams:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for stream in self._open.values():
-            with trio.move_on_after(1):
-                await stream.aclose()
+            await deadlines.close_soon(stream)
 
     async def fetch(self, node: NodeId, segment: bytes, index: int) -> bytes:
         lock = self._locks.setdefault(node, trio.Lock())
         async with lock:
+            if node in self._failed:
+                raise BackupError(f"{node.short()} failed earlier in this restore")
             stream = self._open.get(node)
-            if stream is None:
-                address = await self._service._locate(node)
-                stream = await self._service.streams.open(
-                    address, messages.SHARDS_PROTOCOL, node_id=node
-                )
-                self._open[node] = stream
-            owner = self._service.identity.node_id.raw
             try:
+                if stream is None:
+                    with trio.fail_after(deadlines.CONNECT_SECONDS):
+                        address = await self._service._locate(node)
+                        stream = await self._service.streams.open(
+                            address, messages.SHARDS_PROTOCOL, node_id=node
+                        )
+                    self._open[node] = stream
+                owner = self._service.identity.node_id.raw
                 return await fetching.fetch_block(stream, owner, segment, index)
             except fetching.NotHeld:
                 raise  # the stream is fine: the holder answered
             except BaseException:
+                self._failed.add(node)
                 self._open.pop(node, None)
-                with trio.move_on_after(1):
-                    await stream.aclose()
+                if stream is not None:
+                    await deadlines.close_soon(stream)
                 raise
