@@ -33,7 +33,7 @@ from plexinode.errors import PlexinodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
-from plexinode.shards import deadlines, derive, fetching, messages
+from plexinode.shards import deadlines, derive, fetching, messages, verifying
 from plexinode.shards.backup_job import BackupOutcome, HolderLink, run_backup
 from plexinode.shards.catalog import COMPLETE, Catalog
 from plexinode.shards.fetch_plan import FetchPlan
@@ -43,6 +43,7 @@ from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable,
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
 from plexinode.shards.uploading import HolderRefused, exchange, open_share_upload, request
+from plexinode.shards.verify_plan import VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -383,6 +384,14 @@ class BackupService:
         if row is None or row.state != COMPLETE or row.manifest is None:
             raise BackupError(f"no complete backup {backup_id.hex()} on this node")
         return Manifest.decode(row.manifest)
+
+    async def verify(self, backup_id: bytes) -> VerifyReport:
+        """``backup verify``: challenge every holder of the backup (`verifying.verify`)."""
+        built = await self.manifest(backup_id)
+        holders = {home: await self.catalog.holders(home) for home in built.homes}
+        return await verifying.verify(
+            built, holders, owner=self.identity.node_id.raw, connect=self._stream
+        )
 
     async def restore(
         self, backup_id: bytes, dest: Path, *, partial: bool = False

@@ -17,7 +17,8 @@ from plexinode.shards import deadlines
 from plexinode.shards.backups import BackupService, Peer
 from plexinode.shards.catalog import Catalog
 from plexinode.shards.holder_service import HolderService
-from plexinode.shards.messages import ShardListing, ShardOffer, ShardReply
+from plexinode.shards.messages import Reason, ShardListing, ShardOffer, ShardReply
+from plexinode.shards.verify_plan import Outcome
 from plexinode.storage.database import open_database
 from plexinode.testing.channels import ChannelEnd, channel_pair
 from plexinode.testing.memory_store import MemoryStore
@@ -192,3 +193,53 @@ async def test_a_stalled_holder_neither_hangs_a_backup_nor_its_restore(
         with pytest.raises(Exception, match="fewer than k shares reachable"):
             await backups.restore(created.backup_id, tmp_path / "out2")
         assert not (tmp_path / "out2").exists()
+
+
+async def test_verify_counts_what_each_holder_proves(tmp_path: Path, autojump_clock) -> None:
+    autojump_clock.autojump_threshold = 0.5
+    make_tree(tmp_path / "src")
+    async with service(5) as (backups, holders):
+        created = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
+        backup_id = created.backup_id
+        report = await backups.verify(backup_id)
+        assert (report.healthy, report.min_available_shares, report.k, report.n) == (
+            True,
+            4,
+            2,
+            4,
+        )
+        assert all(h.outcome == Outcome.PASSED for h in report.holders)
+        assert {NodeId(h.node) for h in report.holders} == set(created.holders)
+        assert all(h.challenges == h.passed == 8 for h in report.holders)
+
+        by_index = {i: NodeId.parse(label) for i, label in created.outcome.holders.items()}
+        for mode, outcome in [
+            ("down", Outcome.UNREACHABLE),
+            ("stall", Outcome.UNREACHABLE),
+            ("flipped", Outcome.WRONG),
+            ("elsewhere", Outcome.WRONG),
+            ("garbled", Outcome.WRONG),
+        ]:
+            holders.mode[by_index[1]] = mode
+            report = await backups.verify(backup_id)
+            assert (report.healthy, report.min_available_shares) == (False, 3), mode
+            assert report.restorable
+            results = {NodeId(h.node): h for h in report.holders}
+            assert results[by_index[1]].outcome == outcome, mode
+            assert results[by_index[1]].passed == 0
+            assert all(r.outcome == Outcome.PASSED for n, r in results.items() if n != by_index[1])
+        holders.mode[by_index[1]] = "ok"
+
+        # A holder that lost its shares says so: counted missing, as not held.
+        store = holders.stores[by_index[3]]
+        store.blocks.clear()
+        report = await backups.verify(backup_id)
+        results = {NodeId(h.node): h for h in report.holders}
+        assert results[by_index[3]].outcome == Outcome.NOT_HELD
+        assert results[by_index[3]].detail == Reason.NOT_HELD
+        assert report.min_available_shares == 3
+
+        # Three of four gone: below k, not restorable.
+        holders.mode[by_index[0]] = holders.mode[by_index[1]] = "down"
+        report = await backups.verify(backup_id)
+        assert (report.min_available_shares, report.restorable) == (1, False)
