@@ -12,18 +12,20 @@ from plexinode.admin.backup_fields import (
     BackupRestored,
     BackupRestoreRequest,
     BackupShown,
+    BackupVerified,
 )
 from plexinode.admin.requests import NoArguments
 from plexinode.admin.results import Document, Rows
 from plexinode.admin.server import Command
 from plexinode.admin.typed import typed
+from plexinode.identity import NodeId
 
 if TYPE_CHECKING:
     from plexinode.node import Node
 
 
 class BackupCommands:
-    """``backup create|list|show|restore|rm`` (docs/cli.md)."""
+    """``backup create|list|show|verify|restore|rm`` (docs/cli.md)."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -34,6 +36,7 @@ class BackupCommands:
             "backup_create": typed("backup_create", BackupCreateRequest, self.create),
             "backup_list": typed("backup_list", NoArguments, self.listing),
             "backup_show": typed("backup_show", BackupIdRequest, self.show),
+            "backup_verify": typed("backup_verify", BackupIdRequest, self.verify),
             "backup_restore": typed("backup_restore", BackupRestoreRequest, self.restore),
             "backup_rm": typed("backup_rm", BackupIdRequest, self.remove),
         }
@@ -64,6 +67,32 @@ class BackupCommands:
         """One backup."""
         backups = self.node.backups
         return BackupShown.of(await backups.show(await backups.find(request.backup_id)))
+
+    async def verify(self, request: BackupIdRequest) -> BackupVerified:
+        """Challenge every holder of a backup: how many shares each segment has reachable."""
+        backups = self.node.backups
+        report = await backups.verify(await backups.find(request.backup_id))
+        return BackupVerified(
+            backup_id=report.backup_id.hex(),
+            healthy=report.healthy,
+            min_available_shares=report.min_available_shares,
+            k=report.k,
+            n=report.n,
+            restorable=report.restorable,
+            segments=len(report.available),
+            short_segments=sum(1 for shares in report.available if shares < report.n),
+            holders=tuple(
+                {
+                    "node_id": str(NodeId(holder.node)),
+                    "shares": list(holder.shares),
+                    "challenges": holder.challenges,
+                    "passed": holder.passed,
+                    "result": holder.outcome,
+                    "detail": holder.detail,
+                }
+                for holder in report.holders
+            ),
+        )
 
     async def restore(self, request: BackupRestoreRequest) -> BackupRestored:
         """Restore a backup at a new path."""

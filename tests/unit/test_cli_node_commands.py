@@ -109,6 +109,7 @@ class Stub:
             "backup_create",
             "backup_list",
             "backup_show",
+            "backup_verify",
             "backup_restore",
             "backup_rm",
         ):
