@@ -12,11 +12,13 @@ from plexinode.admin.backup_fields import (
     BackupRestored,
     BackupRestoreRequest,
     BackupShown,
+    BackupVerified,
 )
 from plexinode.admin.requests import NoArguments
 from plexinode.admin.results import Document, Rows
 from plexinode.admin.server import Handler
 from plexinode.admin.typed import reporting, typed
+from plexinode.identity import NodeId
 from plexinode.shards.progress import Report
 
 if TYPE_CHECKING:
@@ -24,11 +26,11 @@ if TYPE_CHECKING:
 
 
 class BackupCommands:
-    """``backup create|list|show|restore|rm`` (docs/cli.md).
+    """``backup create|list|show|verify|restore|rm`` (docs/cli.md).
 
-    ``create`` and ``restore`` report their progress (`typed.reporting`): a command that should
-    too takes a `Report` beside its request, hands it to the service, and is registered with
-    `reporting` instead of `typed`.
+    ``create``, ``verify`` and ``restore`` report their progress (`typed.reporting`): a command
+    that should too takes a `Report` beside its request, hands it to the service, and is
+    registered with `reporting` instead of `typed`.
     """
 
     def __init__(self, node: Node) -> None:
@@ -40,6 +42,7 @@ class BackupCommands:
             "backup_create": reporting("backup_create", BackupCreateRequest, self.create),
             "backup_list": typed("backup_list", NoArguments, self.listing),
             "backup_show": typed("backup_show", BackupIdRequest, self.show),
+            "backup_verify": reporting("backup_verify", BackupIdRequest, self.verify),
             "backup_restore": reporting("backup_restore", BackupRestoreRequest, self.restore),
             "backup_rm": typed("backup_rm", BackupIdRequest, self.remove),
         }
@@ -75,6 +78,32 @@ class BackupCommands:
         """One backup."""
         backups = self.node.backups
         return BackupShown.of(await backups.show(await backups.find(request.backup_id)))
+
+    async def verify(self, request: BackupIdRequest, report: Report) -> BackupVerified:
+        """Challenge every holder of a backup: how many shares each segment has reachable."""
+        backups = self.node.backups
+        verified = await backups.verify(await backups.find(request.backup_id), progress=report)
+        return BackupVerified(
+            backup_id=verified.backup_id.hex(),
+            healthy=verified.healthy,
+            min_available_shares=verified.min_available_shares,
+            k=verified.k,
+            n=verified.n,
+            restorable=verified.restorable,
+            segments=len(verified.available),
+            short_segments=sum(1 for shares in verified.available if shares < verified.n),
+            holders=tuple(
+                {
+                    "node_id": str(NodeId(holder.node)),
+                    "shares": list(holder.shares),
+                    "challenges": holder.challenges,
+                    "passed": holder.passed,
+                    "result": holder.outcome,
+                    "detail": holder.detail,
+                }
+                for holder in verified.holders
+            ),
+        )
 
     async def restore(self, request: BackupRestoreRequest, report: Report) -> BackupRestored:
         """Restore a backup at a new path."""

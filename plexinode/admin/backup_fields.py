@@ -8,11 +8,11 @@ reads anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from plexinode.admin.fields import TEXT, arg
+from plexinode.admin.fields import TEXT, MapOf, arg
 from plexinode.admin.requests import Request
 from plexinode.admin.results import Result
 from plexinode.errors import AdminError
@@ -42,7 +42,7 @@ class BackupCreateRequest(Request):
 
 @dataclass(frozen=True, slots=True)
 class BackupIdRequest(Request):
-    """``backup_show``, ``backup_rm``: one backup, by ID or unique prefix."""
+    """``backup_show``, ``backup_verify``, ``backup_rm``: one backup, by ID or unique prefix."""
 
     backup_id: str = arg(TEXT)
 
@@ -106,3 +106,22 @@ class BackupShown(Result):
     def of(cls, shown: Mapping[str, Any]) -> BackupShown:
         """From the service's map."""
         return cls.from_map(shown, where="backup show")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupVerified(Result):
+    """``backup verify``: the contract's fields (`healthy`: every segment has all n shares
+    reachable), then whether every segment has at least k (`restorable`), how many segments
+    have fewer than n (`short_segments`) out of `segments`, and each holder challenged:
+    ``{"node_id", "shares", "challenges", "passed", "result", "detail"}``, `result` being
+    ``ok``, ``unreachable``, ``not_held``, ``busy`` or ``wrong_proof``."""
+
+    backup_id: str = arg(TEXT)
+    healthy: bool = arg(Bool())
+    min_available_shares: int = arg(Int())
+    k: int = arg(Int())
+    n: int = arg(Int())
+    restorable: bool = arg(Bool())
+    segments: int = arg(Int())
+    short_segments: int = arg(Int())
+    holders: Sequence[Mapping[str, Any]] = arg(ListOf(MapOf(), max_items=1 << 16))

@@ -1,4 +1,4 @@
-"""``backup create|list|show|restore|rm``: the owner's backups (docs/cli.md, "backup")."""
+"""``backup create|list|show|verify|restore|rm``: the owner's backups (docs/cli.md, "backup")."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from plexinode.cli.readable import local_time, short_ids, size, table
 
 #: How long the CLI waits for a backup or restore: they take as long as the data does.
 LONG_CALL = 7 * 86_400.0
+#: How long the CLI waits for a verify: kilobytes per holder, every exchange under a deadline
+#: (shards/deadlines.py), so minutes even with every holder stalling; an hour leaves room.
+VERIFY_CALL = 3600.0
 
 
 def _absolute(path: str) -> str:
@@ -135,6 +138,45 @@ def show(backup_id: str) -> None:
         )
 
     emit(shown, text)
+
+
+@backup.command(short_help="Check that a backup's holders still have its shares.")
+@click.argument("backup_id", metavar="BACKUP_ID")
+def verify(backup_id: str) -> None:
+    """Challenge every holder of BACKUP_ID to prove, with a few leaves of a sample of its
+    blocks and their Merkle paths, that it still holds its shares (kilobytes per holder, not
+    the backup). A holder that does not answer or proves something else counts as missing
+    for every segment it holds. Healthy means every segment has all n shares reachable; the
+    command succeeds either way (read "healthy" in --json). Progress goes to stderr."""
+    with shown(options().json, "interrupted; the node finishes the verify on its own") as progress:
+        result = client(timeout=VERIFY_CALL).call(
+            "backup_verify", on_progress=progress, backup_id=backup_id
+        )
+
+    def text(d: dict[str, Any]) -> str:
+        if d["healthy"]:
+            head = f"healthy: every segment has all {d['n']} shares reachable (k = {d['k']})"
+        else:
+            state = "still restorable" if d["restorable"] else "NOT restorable"
+            head = (
+                f"NOT healthy: {d['short_segments']} of {d['segments']} segments have fewer "
+                f"than {d['n']} shares reachable, the worst {d['min_available_shares']} "
+                f"(k = {d['k']}: {state})"
+            )
+        short = short_ids(h["node_id"] for h in d["holders"])
+        rows = [
+            [
+                short[h["node_id"]],
+                ",".join(map(str, h["shares"])),
+                f"{h['passed']}/{h['challenges']}",
+                h["result"] + (f": {h['detail']}" if h["detail"] else ""),
+            ]
+            for h in d["holders"]
+        ]
+        holders = table(rows, ["HOLDER", "SHARES", "PROVED", "RESULT"])
+        return f"backup {d['backup_id']}: {head}\n{holders}"
+
+    emit(result, text)
 
 
 @backup.command(short_help="Restore a backup to a new path.")

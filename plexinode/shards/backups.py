@@ -38,7 +38,7 @@ from plexinode.errors import PlexinodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
-from plexinode.shards import derive, messages
+from plexinode.shards import deadlines, derive, messages, verifying
 from plexinode.shards.backup_job import BackupOutcome, run_backup
 from plexinode.shards.catalog import COMPLETE, UPLOADING, Catalog
 from plexinode.shards.dht_records import BackupRecords
@@ -52,11 +52,8 @@ from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable,
 from plexinode.shards.restore_streams import RestoreStreams
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
-from plexinode.shards.uploading import (
-    receive_message,
-    request,
-)
-from plexinode.wire import envelope
+from plexinode.shards.uploading import exchange, request
+from plexinode.shards.verify_plan import VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -238,22 +235,20 @@ class BackupService:
                     async with self._stream(node) as stream:
                         for at in range(0, len(segments), messages.MAX_IDS):
                             batch = b"".join(segments[at : at + messages.MAX_IDS])
-                            await stream.send(
-                                envelope.encode(messages.ShardRef(backup_id, lease, batch))
-                            )
-                            await receive_message(stream, messages.ShardStored)
+                            ref = messages.ShardRef(backup_id, lease, batch)
+                            await exchange(stream, ref, messages.ShardStored)
                 except (PlexinodeError, *STREAM_FAILURES) as exc:
                     log.warning("backup: %s did not take the references: %s", node.short(), exc)
 
     @asynccontextmanager
     async def _stream(self, node: NodeId) -> AsyncIterator[trio.abc.Channel[bytes]]:
-        address = await self._locate(node)
-        stream = await self.streams.open(address, messages.SHARDS_PROTOCOL, node_id=node)
+        with trio.fail_after(deadlines.CONNECT_SECONDS):
+            address = await self._locate(node)
+            stream = await self.streams.open(address, messages.SHARDS_PROTOCOL, node_id=node)
         try:
             yield stream
         finally:
-            with trio.move_on_after(1):
-                await stream.aclose()
+            await deadlines.close_soon(stream)
 
     async def find(self, text: str) -> bytes:
         """The backup whose ID is `text` or starts with it (at least 8 hex digits).
@@ -421,6 +416,14 @@ class BackupService:
         if row is None or row.state != COMPLETE or row.manifest is None:
             raise BackupError(f"no complete backup {backup_id.hex()} on this node")
         return Manifest.decode(row.manifest)
+
+    async def verify(self, backup_id: bytes, *, progress: Report = ignore) -> VerifyReport:
+        """``backup verify``: challenge every holder of the backup (`verifying.verify`)."""
+        built = await self.manifest(backup_id)
+        holders = {home: await self.catalog.holders(home) for home in built.homes}
+        return await verifying.verify(
+            built, holders, owner=self.identity.node_id.raw, connect=self._stream, progress=progress
+        )
 
     async def restore(
         self, backup_id: bytes, dest: Path, *, partial: bool = False, progress: Report = ignore

@@ -7,6 +7,11 @@ then checks it against the share's Merkle root, which only the owner-signed mani
 manifest arrives in pieces up to its announced total, at most `MAX_MANIFEST_BYTES`, and is then
 decoded and its signature checked by the caller. A holder that does not have what is asked for
 answers ``shard-reply`` with ``not_held`` (`NotHeld`); any other answer is a protocol error.
+
+Each function runs under a deadline (`deadlines`): `deadlines.ANSWER_SECONDS` until the first
+piece, then, once a block or manifest has announced its size, until that size could have
+arrived at `deadlines.SLOWEST_RATE`. A holder past it raises `trio.TooSlowError` (one of
+`net.streams.STREAM_FAILURES`); the stream is then out of step, and the caller closes it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import trio
 
 from plexinode.errors import DecodeError, PlexinodeError
-from plexinode.shards import messages
+from plexinode.shards import deadlines, messages, pipeline
 from plexinode.shards.manifest import MAX_MANIFEST_BYTES
 from plexinode.shards.uploading import receive_message
 from plexinode.wire import envelope
@@ -40,8 +45,14 @@ async def _next(stream: trio.abc.ReceiveChannel[bytes]) -> Message:
 
 
 async def _assemble(
-    stream: trio.abc.ReceiveChannel[bytes], kind: type[_Piece], limit: int
+    stream: trio.abc.ReceiveChannel[bytes],
+    kind: type[_Piece],
+    limit: int,
+    deadline: trio.CancelScope,
 ) -> bytes:
+    """The pieces of one block or manifest, put together; `deadline` (the request's scope,
+    opened with `deadlines.ANSWER_SECONDS` when it was sent) is moved on by the time its
+    announced size may take."""
     pieces: list[bytes] = []
     received = 0
     total: int | None = None
@@ -53,6 +64,7 @@ async def _assemble(
             total = message.total
             if total > limit:
                 raise DecodeError(f"{messages.SHARDS_PROTOCOL}: {total} bytes announced")
+            deadline.deadline += total / deadlines.SLOWEST_RATE
         if message.total != total or message.offset != received:
             raise DecodeError(f"{messages.SHARDS_PROTOCOL}: pieces out of order")
         data = message.data
@@ -66,15 +78,23 @@ async def _assemble(
 async def fetch_block(
     stream: trio.abc.Channel[bytes], owner: bytes, segment: bytes, index: int
 ) -> bytes:
-    """The block of share `index` of `owner`'s `segment` (not yet checked against its root)."""
-    await stream.send(envelope.encode(messages.ShardGet(owner, segment, index)))
-    return await _assemble(stream, messages.ShardBlock, messages.MAX_BLOCK_BYTES)
+    """The block of share `index` of `owner`'s `segment` (not yet checked against its root).
+
+    Raises:
+        NotHeld: the holder does not serve it.
+        DecodeError: the answer breaks the piece rules.
+        trio.TooSlowError: past the deadline (module docstring).
+    """
+    with trio.fail_after(deadlines.ANSWER_SECONDS) as deadline:
+        await stream.send(envelope.encode(messages.ShardGet(owner, segment, index)))
+        return await _assemble(stream, messages.ShardBlock, messages.MAX_BLOCK_BYTES, deadline)
 
 
 async def fetch_manifest(stream: trio.abc.Channel[bytes], owner: bytes, backup_id: bytes) -> bytes:
     """`owner`'s manifest of `backup_id`, as bytes (decode and check it before use)."""
-    await stream.send(envelope.encode(messages.ShardManifestGet(owner, backup_id)))
-    return await _assemble(stream, messages.ShardManifest, MAX_MANIFEST_BYTES)
+    with trio.fail_after(deadlines.ANSWER_SECONDS) as deadline:
+        await stream.send(envelope.encode(messages.ShardManifestGet(owner, backup_id)))
+        return await _assemble(stream, messages.ShardManifest, MAX_MANIFEST_BYTES, deadline)
 
 
 async def challenge(
@@ -87,10 +107,11 @@ async def challenge(
     nonce: bytes,
 ) -> messages.ShardProof:
     """The holder's proof for a challenge (check it with `audit.check_proof`)."""
-    await stream.send(
-        envelope.encode(messages.ShardChallenge(owner, segment, index, leaves, nonce))
-    )
-    message = await _next(stream)
+    with trio.fail_after(deadlines.transfer(len(leaves) * pipeline.LEAF_BYTES)):
+        await stream.send(
+            envelope.encode(messages.ShardChallenge(owner, segment, index, leaves, nonce))
+        )
+        message = await _next(stream)
     if not isinstance(message, messages.ShardProof):
         raise DecodeError(f"{messages.SHARDS_PROTOCOL}: unexpected {message.NAME}")
     return message
@@ -98,6 +119,7 @@ async def challenge(
 
 async def list_backups(stream: trio.abc.Channel[bytes], owner: bytes) -> tuple[bytes, ...]:
     """The backups of `owner` whose manifests the holder keeps."""
-    await stream.send(envelope.encode(messages.ShardList(owner)))
-    listing = await receive_message(stream, messages.ShardListing)
+    with trio.fail_after(deadlines.ANSWER_SECONDS):
+        await stream.send(envelope.encode(messages.ShardList(owner)))
+        listing = await receive_message(stream, messages.ShardListing)
     return listing.backup_ids

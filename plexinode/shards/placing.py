@@ -14,10 +14,12 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Final
 
+import trio
+
 from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
-from plexinode.shards import messages
+from plexinode.shards import deadlines, messages
 from plexinode.shards.backup_job import BackupFailed, HolderLink
 from plexinode.shards.placement import Candidate, Coding, PlacementPlan, PlacementRequest
 from plexinode.shards.uploading import HolderRefused, open_share_upload
@@ -62,10 +64,11 @@ async def place_shares(
         for offer in offers:
             node = offer.holder.node_id
             try:
-                stream = await streams.open(
-                    peers[node].address, messages.SHARDS_PROTOCOL, node_id=node
-                )
-                stack.push_async_callback(stream.aclose)
+                with trio.fail_after(deadlines.CONNECT_SECONDS):
+                    stream = await streams.open(
+                        peers[node].address, messages.SHARDS_PROTOCOL, node_id=node
+                    )
+                stack.push_async_callback(deadlines.close_soon, stream)
                 upload = await stack.enter_async_context(
                     open_share_upload(
                         stream,

@@ -15,6 +15,14 @@ whenever the owner is about to wait for it. A background task reads the holder's
 wakes a waiting `send`, which raises `HolderRefused` so placement can move the share index to
 the next candidate. Once every block is acknowledged, `ShareUpload.put_manifest` sends the
 backup's manifest on the same stream.
+
+Deadlines (`deadlines`): a frame that the holder does not take within `deadlines.transfer` of
+its size (it stopped reading), or a wait for an answer past `deadlines.transfer` of the bytes
+still unacknowledged (it reads but never acknowledges), marks the upload refused with
+``unreachable``, as a broken stream does, and the waiting call raises `HolderRefused`: the
+job drops the share index and happiness decides. Single requests (`request`, `exchange`: an
+offer, a reference, a renewal, a removal) fail with `trio.TooSlowError` after
+`deadlines.ANSWER_SECONDS`.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import TypeVar
 import trio
 
 from plexinode.errors import DecodeError, PlexinodeError
-from plexinode.shards import messages
+from plexinode.shards import deadlines, messages
 from plexinode.shards.pipeline import EncodedSegment
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
@@ -59,10 +67,21 @@ async def receive_message(stream: trio.abc.ReceiveChannel[bytes], kind: type[M])
     return message
 
 
+async def exchange(stream: trio.abc.Channel[bytes], message: Message, kind: type[M]) -> M:
+    """Send a request answered by one `kind`, under `deadlines.ANSWER_SECONDS`.
+
+    Raises:
+        trio.TooSlowError: no answer in time.
+    """
+    with trio.fail_after(deadlines.ANSWER_SECONDS):
+        await stream.send(envelope.encode(message))
+        return await receive_message(stream, kind)
+
+
 async def request(stream: trio.abc.Channel[bytes], message: Message) -> messages.ShardReply:
-    """Send a request answered by one ``shard-reply``; raise `HolderRefused` if it refuses."""
-    await stream.send(envelope.encode(message))
-    reply = await receive_message(stream, messages.ShardReply)
+    """Send a request answered by one ``shard-reply`` (`exchange`); raise `HolderRefused` if
+    it refuses."""
+    reply = await exchange(stream, message, messages.ShardReply)
     if not reply.ok:
         raise HolderRefused(reply.reason, reply.detail)
     return reply
@@ -90,7 +109,7 @@ class ShareUpload:
         self.stored: list[bytes] = []
         self.refused: str | None = None
         self.bytes_sent = 0
-        self._in_flight: set[bytes] = set()
+        self._in_flight: dict[bytes, int] = {}  # segment ID -> block bytes, unacknowledged
         self._replies: list[messages.ShardReply] = []
         self._changed = trio.Event()
 
@@ -106,11 +125,11 @@ class ShareUpload:
             HolderRefused: the holder refused this or an earlier block.
         """
         while len(self._in_flight) >= self.window and self.refused is None:
-            await self._wait_change()
+            await self._wait_change(sum(self._in_flight.values()))
         if self.refused is not None:
             raise HolderRefused(self.refused)
         block = segment.blocks[self.index]
-        self._in_flight.add(segment.identity)
+        self._in_flight[segment.identity] = len(block)
         flush = not more_ready or len(self._in_flight) >= self.window
         step = messages.PIECE_BYTES
         for at in range(0, len(block), step):
@@ -127,24 +146,45 @@ class ShareUpload:
                 data=block[at : at + step],
                 flush=flush and last,
             )
-            try:
-                await self._stream.send(envelope.encode(put))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                log.info("shards: the stream to the holder of share %d broke: %s", self.index, exc)
-                self.refused = self.refused or messages.Reason.UNREACHABLE
-                raise HolderRefused(self.refused) from None
+            await self._send(put, len(put.data))
         self.bytes_sent += len(block)
+
+    async def _send(self, message: Message, size: int) -> None:
+        """Send one frame; a broken stream, or a holder that does not take it in time, is
+        ``unreachable`` (`HolderRefused`)."""
+        try:
+            with trio.fail_after(deadlines.transfer(size)):
+                await self._stream.send(envelope.encode(message))
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.TooSlowError,
+            OSError,
+        ) as exc:
+            log.info(
+                "shards: the stream to the holder of share %d broke: %s",
+                self.index,
+                str(exc) or "it took nothing in time",
+            )
+            self.refused = self.refused or messages.Reason.UNREACHABLE
+            raise HolderRefused(self.refused) from None
 
     async def drain(self) -> None:
         """Wait until every block sent is acknowledged (or refused)."""
         while self._in_flight and self.refused is None:
-            await self._wait_change()
+            await self._wait_change(sum(self._in_flight.values()))
         if self.refused is not None:
             raise HolderRefused(self.refused)
 
-    async def _wait_change(self) -> None:
-        await self._changed.wait()
-        self._changed = trio.Event()
+    async def _wait_change(self, pending: int) -> None:
+        """Wait for the holder's next answer, at most `deadlines.transfer(pending)` (`pending`:
+        the bytes it has yet to acknowledge); past that it counts as ``unreachable``."""
+        with trio.move_on_after(deadlines.transfer(pending)):
+            await self._changed.wait()
+            self._changed = trio.Event()
+            return
+        log.info("shards: the holder of share %d acknowledged nothing in time", self.index)
+        self.refused = self.refused or messages.Reason.UNREACHABLE
 
     async def put_manifest(self, owner: bytes, data: bytes) -> None:
         """Send the backup's manifest (after `drain`); returns once the holder kept it.
@@ -157,9 +197,9 @@ class ShareUpload:
             piece = messages.ShardManifest(
                 owner, self.backup_id, at, len(data), data[at : at + step]
             )
-            await self._stream.send(envelope.encode(piece))
+            await self._send(piece, len(piece.data))
         while not self._replies and self.refused is None:
-            await self._wait_change()
+            await self._wait_change(len(data))
         if not self._replies:
             raise HolderRefused(self.refused or messages.Reason.BAD_REQUEST)
         reply = self._replies.pop(0)
@@ -189,8 +229,7 @@ class ShareUpload:
 
     def _stored(self, stored: messages.ShardStored) -> None:
         for identity in messages.split_ids(stored.stored):
-            if identity in self._in_flight:
-                self._in_flight.discard(identity)
+            if self._in_flight.pop(identity, None) is not None:
                 self.stored.append(identity)
         if stored.refused:
             self.refused = stored.reason or messages.Reason.BAD_REQUEST

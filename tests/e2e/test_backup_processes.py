@@ -1,5 +1,5 @@
-"""Backups among real processes on loopback: create, list, show, restore, a holder killed,
-remove; and bad input to each command."""
+"""Backups among real processes on loopback: create, list, show, verify, restore, a holder
+killed, remove; and bad input to each command."""
 
 from __future__ import annotations
 
@@ -82,6 +82,14 @@ def test_backup_restore_and_remove_among_five_processes(start_node, tmp_path: Pa
     }
     held = sum(cli_json(n.data_dir, "status")["storage"]["used_bytes"] for n in nodes[1:])
     assert held >= created["bytes"] * 2  # n / k = 2 times the data (and the manifests)
+    verified = cli_json(first.data_dir, "backup", "verify", backup_id)
+    assert {k: verified[k] for k in ("backup_id", "healthy", "min_available_shares", "k", "n")} == {
+        "backup_id": backup_id,
+        "healthy": True,
+        "min_available_shares": 4,
+        "k": 2,
+        "n": 4,
+    }
 
     # Two of the four holders killed (k = 2 are left): the restore still compares equal.
     by_id = {n.node_id: n for n in nodes}
@@ -94,6 +102,10 @@ def test_backup_restore_and_remove_among_five_processes(start_node, tmp_path: Pa
     last = json.loads(done.stderr.splitlines()[-1])
     assert (last["phase"], last["done"], last["total"]) == ("restore", *[created["bytes"]] * 2)
     assert digest(tmp_path / "out") == digest(src)
+    verified = cli_json(first.data_dir, "backup", "verify", backup_id)
+    assert (verified["healthy"], verified["min_available_shares"]) == (False, 2)
+    gone = {h["node_id"]: h["result"] for h in verified["holders"]}
+    assert [gone[h] for h in created["holders"][:2]] == ["unreachable"] * 2
 
     # Bad input: each one clear line and its exit code.
     for args, code, words in [
@@ -103,6 +115,8 @@ def test_backup_restore_and_remove_among_five_processes(start_node, tmp_path: Pa
         (("backup", "create", str(src), "-k", "2", "-n", "6", "--happy", "6"), 1, "needed"),
         (("backup", "show", "zz"), 1, "not a backup ID"),
         (("backup", "show", "0123456789"), 1, "no backup"),
+        (("backup", "verify", "zz"), 1, "not a backup ID"),
+        (("backup", "verify", "0123456789"), 1, "no backup"),
         (("backup", "restore", backup_id, str(tmp_path / "out")), 2, "already exists"),
     ]:
         done = cli(first.data_dir, *args)

@@ -205,6 +205,7 @@ def test_every_command_without_a_node_exits_3_unless_its_argument_is_malformed(
         (("dht", "get", me), 3),
         (("dht", "get", "bogus"), 2),
         (("invite", "--expires", "soon"), 2),
+        (("backup", "verify", "0123456789abcdef"), 3),
     ]
     assert check_exit_codes(capsys, idle, table) == []
     assert run(capsys, tmp_path / "empty", "id")[0] == 1  # no identity to read: failed

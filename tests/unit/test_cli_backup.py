@@ -14,6 +14,7 @@ from plexinode.admin.backup_fields import (
     BackupIdRequest,
     BackupRestoreRequest,
     BackupShown,
+    BackupVerified,
 )
 from plexinode.admin.client import AdminClient
 from plexinode.cli.progress import BAR, PLAIN, ProgressView, bar_line, plain_line, view_for
@@ -143,6 +144,78 @@ def test_list_show_restore_rm(stub: Stub, capsys, tmp_path: Path) -> None:
     stub.answers["backup_rm"] = lambda args: {"removed": True, "backup_id": ID, "holders_told": 4}
     code, out, _ = run(capsys, stub, "backup", "rm", ID, "--json")
     assert json.loads(out) == {"removed": True, "backup_id": ID}
+
+
+OTHER = "b" * 58
+VERIFIED = {
+    "backup_id": ID,
+    "healthy": True,
+    "min_available_shares": 4,
+    "k": 2,
+    "n": 4,
+    "restorable": True,
+    "segments": 3,
+    "short_segments": 0,
+    "holders": [
+        {
+            "node_id": HOLDER,
+            "shares": [0],
+            "challenges": 3,
+            "passed": 3,
+            "result": "ok",
+            "detail": "",
+        }
+    ],
+}
+
+
+def test_verify(stub: Stub, capsys) -> None:
+    stub.answers["backup_verify"] = lambda args: VERIFIED
+    code, out, _ = run(capsys, stub, "backup", "verify", ID[:8])
+    assert code == 0
+    assert stub.calls[-1] == ("backup_verify", {"backup_id": ID[:8]})
+    lines = out.splitlines()
+    assert lines[0] == f"backup {ID}: healthy: every segment has all 4 shares reachable (k = 2)"
+    assert lines[2].split() == [HOLDER[:8], "0", "3/3", "ok"]
+    code, out, _ = run(capsys, stub, "backup", "verify", ID, "--json")
+    assert json.loads(out) == VERIFIED
+    assert list(json.loads(out))[:5] == ["backup_id", "healthy", "min_available_shares", "k", "n"]
+
+    gone = {
+        "node_id": OTHER,
+        "shares": [1, 3],
+        "challenges": 6,
+        "passed": 0,
+        "result": "unreachable",
+        "detail": "connection refused",
+    }
+    unhealthy = {
+        **VERIFIED,
+        "healthy": False,
+        "min_available_shares": 1,
+        "restorable": False,
+        "short_segments": 3,
+        "holders": [*VERIFIED["holders"], gone],  # type: ignore[list-item]
+    }
+    stub.answers["backup_verify"] = lambda args: unhealthy
+    code, out, _ = run(capsys, stub, "backup", "verify", ID)
+    assert code == 0  # the check ran: its finding is in the output, not the exit code
+    assert out.splitlines()[0] == (
+        f"backup {ID}: NOT healthy: 3 of 3 segments have fewer than 4 shares reachable, the "
+        "worst 1 (k = 2: NOT restorable)"
+    )
+    assert out.splitlines()[3].split(maxsplit=3) == [
+        OTHER[:8],
+        "1,3",
+        "0/6",
+        "unreachable: connection refused",
+    ]
+    assert BackupVerified.from_map(unhealthy, where="backup verify").to_result() == unhealthy
+
+    stub.answers["backup_verify"] = AdminError("no backup 0123456789 on this node")
+    code, _, err = run(capsys, stub, "backup", "verify", "0123456789")
+    assert code == 1
+    assert err == "plexinode: no backup 0123456789 on this node\n"
 
 
 def test_admin_arguments() -> None:

@@ -115,7 +115,7 @@ class Stub:
             "backup_rm",
         ):
             server.command(name, self._handler(name))
-        for name in ("backup_create", "backup_restore"):
+        for name in ("backup_create", "backup_verify", "backup_restore"):
             server.command(name, Reporting(self._reporting(name)))
         async with trio.open_nursery() as nursery:
             self._stop = (trio.lowlevel.current_trio_token(), nursery.cancel_scope)
