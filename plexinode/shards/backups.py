@@ -59,6 +59,11 @@ LEASE_SECONDS: Final = 30 * 86_400
 RENEW_INTERVAL: Final = 86_400.0
 #: Segments in flight per holder.
 WINDOW: Final = 16
+#: A restore that a holder answers ``busy`` (its read rate, holder_service.READ_RATE) waits
+#: this long before asking again; after this many such answers for one segment, the holder
+#: counts as failed for the rest of the restore (one that is always busy cannot stall it).
+BUSY_WAIT: Final = 0.1
+BUSY_RETRIES: Final = 50
 
 
 class BackupError(PlexinodeError):
@@ -409,6 +414,7 @@ class BackupService:
                 plan = plans[info.home]
                 blocks: dict[int, bytes] = {}
                 skip = set(excluded)
+                busy = 0
                 while len(blocks) < built.k:
                     chosen = [c for c in plan.choose(built.k, skip) if c[0] not in blocks]
                     if not chosen or len(chosen) + len(blocks) < built.k:
@@ -418,6 +424,13 @@ class BackupService:
                         try:
                             blocks[share] = await pool.fetch(NodeId(holder), info.identity, share)
                         except (PlexinodeError, *STREAM_FAILURES) as exc:
+                            if _busy(exc) and (busy := busy + 1) <= BUSY_RETRIES:
+                                # The holder's read rate for this node is spent for now: not a
+                                # failure. The wait counts in its time, so the plan turns to
+                                # holders with budget left.
+                                await trio.sleep(BUSY_WAIT)
+                                plan.measured(holder, trio.current_time() - started)
+                                continue
                             log.info("restore: share %d of segment %d: %s", share, index, exc)
                             plan.failed(holder)
                             skip.add(share)
@@ -428,6 +441,11 @@ class BackupService:
             return await run_restore(
                 built, private, secret=self.secret, dest=dest, fetch=fetch, partial=partial
             )
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether a fetch failed only because the holder is busy (try it again later)."""
+    return isinstance(exc, fetching.NotHeld) and exc.reason == messages.Reason.BUSY
 
 
 class _Streams:
