@@ -426,10 +426,12 @@ class BackupService:
                         except (PlexinodeError, *STREAM_FAILURES) as exc:
                             if _busy(exc) and (busy := busy + 1) <= BUSY_RETRIES:
                                 # The holder's read rate for this node is spent for now: not a
-                                # failure. The wait counts in its time, so the plan turns to
-                                # holders with budget left.
-                                await trio.sleep(BUSY_WAIT)
-                                plan.measured(holder, trio.current_time() - started)
+                                # failure. A wait is charged to its time, so the plan turns to
+                                # holders with budget left; only a segment that meets busy
+                                # again (every holder it can use is busy) waits for it.
+                                plan.measured(holder, BUSY_WAIT)
+                                if busy > 1:
+                                    await trio.sleep(BUSY_WAIT)
                                 continue
                             log.info("restore: share %d of segment %d: %s", share, index, exc)
                             plan.failed(holder)
