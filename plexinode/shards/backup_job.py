@@ -101,7 +101,7 @@ class _Job:
         self.backup_id = backup_id
         self.k, self.n, self.happy = code
         self.lost: list[int] = []
-        self.results: list[Result] = []
+        self.results: list[Reused | PlacedSegment] = []
         self.unrecorded: list[PlacedSegment] = []
 
     def check_happy(self) -> None:
@@ -128,19 +128,21 @@ class _Job:
         self.progress(Progress(BACKUP, self.done, total, sent_bytes=sent))
 
     async def deliver(self, result: Result) -> None:
-        self.results.append(result)
         if isinstance(result, Reused):
+            self.results.append(result)
             self.report(result.length)
             return
         async with trio.open_nursery() as nursery:
             for index in list(self.links):
                 nursery.start_soon(self._send, index, result)
         self.check_happy()
-        self.unrecorded.append(
-            PlacedSegment(
-                result.identity, self.backup_id, result.length, len(result.blocks[0]), result.roots
-            )
+        # Only what the manifest needs is kept, not the blocks: the owner's memory stays
+        # bounded by the pipeline's window whatever the source's size.
+        placed = PlacedSegment(
+            result.identity, self.backup_id, result.length, len(result.blocks[0]), result.roots
         )
+        self.results.append(placed)
+        self.unrecorded.append(placed)
         if len(self.unrecorded) >= RECORD_BATCH:
             await self.record()
         self.report(result.length)
@@ -216,15 +218,13 @@ async def run_backup(
     await job.drain()
     reused = [r.identity for r in job.results if isinstance(r, Reused)]
     placed = await catalog.placed(k, n, reused)
-    fresh = {s.identity: s for s in job.results if isinstance(s, EncodedSegment)}
+    fresh = {s.identity: s for s in job.results if isinstance(s, PlacedSegment)}
     table = SegmentTable(backup_id, n)
     references: dict[bytes, list[bytes]] = {}
     for result in job.results:
-        encoded = fresh.get(result.identity)
-        if encoded is not None:
-            table.add(
-                encoded.identity, backup_id, encoded.length, len(encoded.blocks[0]), encoded.roots
-            )
+        new = fresh.get(result.identity)
+        if new is not None:
+            table.add(new.identity, backup_id, new.length, new.block_size, new.roots)
             continue
         old = placed.get(result.identity)
         if old is None:

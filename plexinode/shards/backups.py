@@ -38,7 +38,7 @@ from plexinode.errors import PlexinodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
-from plexinode.shards import deadlines, derive, messages, verifying
+from plexinode.shards import deadlines, derive, fetching, messages, verifying
 from plexinode.shards.backup_job import BackupOutcome, run_backup
 from plexinode.shards.catalog import COMPLETE, UPLOADING, Catalog
 from plexinode.shards.dht_records import BackupRecords
@@ -70,6 +70,11 @@ ADOPT_DEADLINE: Final = 300.0
 #: How long removing a failed backup from its holders may take before it is left to the next
 #: renewal.
 CLEANUP_DEADLINE: Final = 60.0
+#: A restore that a holder answers ``busy`` (its read rate, holder_service.READ_RATE) waits
+#: this long before asking again; after this many such answers for one segment, the holder
+#: counts as failed for the rest of the restore (one that is always busy cannot stall it).
+BUSY_WAIT: Final = 0.1
+BUSY_RETRIES: Final = 50
 
 
 class BackupError(PlexinodeError):
@@ -446,6 +451,7 @@ class BackupService:
                 plan = plans[info.home]
                 blocks: dict[int, bytes] = {}
                 skip = set(excluded)
+                busy = 0
                 while len(blocks) < built.k:
                     chosen = [c for c in plan.choose(built.k, skip) if c[0] not in blocks]
                     if not chosen or len(chosen) + len(blocks) < built.k:
@@ -455,6 +461,15 @@ class BackupService:
                         try:
                             blocks[share] = await pool.fetch(NodeId(holder), info.identity, share)
                         except (PlexinodeError, *STREAM_FAILURES) as exc:
+                            if _busy(exc) and (busy := busy + 1) <= BUSY_RETRIES:
+                                # The holder's read rate for this node is spent for now: not a
+                                # failure. A wait is charged to its time, so the plan turns to
+                                # holders with budget left; only a segment that meets busy
+                                # again (every holder it can use is busy) waits for it.
+                                plan.measured(holder, BUSY_WAIT)
+                                if busy > 1:
+                                    await trio.sleep(BUSY_WAIT)
+                                continue
                             log.info("restore: share %d of segment %d: %s", share, index, exc)
                             plan.failed(holder)
                             skip.add(share)
@@ -471,3 +486,8 @@ class BackupService:
                 partial=partial,
                 progress=progress,
             )
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether a fetch failed only because the holder is busy (try it again later)."""
+    return isinstance(exc, fetching.NotHeld) and exc.reason == messages.Reason.BUSY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +20,11 @@ from plexinode.admin.requests import NoArguments
 from plexinode.membership.members import State
 from plexinode.net.address import Address
 from plexinode.node import Node
+from plexinode.shards import service
 from plexinode.shards.backups import BackupError
+from plexinode.shards.holder_service import HolderService
 from plexinode.shards.progress import BACKUP, RESTORE, Progress
+from plexinode.shards.restore_pipeline import RestoreIncomplete
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
 
@@ -118,5 +122,46 @@ async def test_a_backup_among_members_and_its_restore(tmp_path: Path, autojump_c
             assert removed.to_result()["removed"] is True
             await backups.restore(bytes.fromhex(again.backup_id), tmp_path / "out3")
             assert tree(tmp_path / "out3") == tree(tmp_path / "src")  # its segments stayed
+            for node in nodes:
+                node.stop()
+
+
+async def test_a_restore_waits_for_holders_at_their_read_rate(
+    tmp_path: Path, autojump_clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder past its read rate for the owner answers busy: the restore waits and asks again
+    (it is not a failed holder), so a backup larger than the holders' bursts still restores."""
+    autojump_clock.autojump_threshold = 0.5  # every node's database is a file (worker threads)
+    monkeypatch.setattr(
+        service, "HolderService", functools.partial(HolderService, read_rate=1e6, read_burst=1e5)
+    )
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big").write_bytes(random.Random(3).randbytes(1 << 20))
+    async with open_memory_network(seed=4) as net:
+        hosts = [net.new_host() for _ in range(4)]
+        first = Address(hosts[0], FAST.listen.port)
+        nodes = []
+        for i, host in enumerate(hosts):
+            data_dir = tmp_path / f"node{i}"
+            data_dir.mkdir(mode=0o700)
+            settings = FAST if i == 0 else replace(FAST, bootstrap=(first,))
+            nodes.append(Node(seeded_identity(i), settings, net.transport(host), data_dir=data_dir))
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            owner = nodes[0]
+            with trio.fail_after(120):
+                while len([m for m in owner.membership.members() if m.state is State.ALIVE]) < 4:  # noqa: ASYNC110
+                    await trio.sleep(0.5)
+            created = await owner.backups.create(tmp_path / "src", k=2, n=3, segment_bytes=64 << 10)
+            result = await owner.backups.restore(created.backup_id, tmp_path / "out")
+            assert result.missing_segments == []
+            assert tree(tmp_path / "out") == tree(tmp_path / "src")
+            refused = [(await n.status())["shards"].get("reads_refused_rate", 0) for n in nodes]
+            assert sum(refused) > 0  # the holders did answer busy
+            # A holder that stays busy counts as failed in the end: no restore waits forever.
+            monkeypatch.setattr("plexinode.shards.backups.BUSY_RETRIES", 0)
+            with pytest.raises(RestoreIncomplete, match="fewer than k shares reachable"):
+                await owner.backups.restore(created.backup_id, tmp_path / "out2")
             for node in nodes:
                 node.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import weakref
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from plexinode.shards.catalog import COMPLETE, UPLOADING, Catalog
 from plexinode.shards.fetch_plan import FetchPlan
 from plexinode.shards.holder_service import HolderService
 from plexinode.shards.manifest import Manifest, SegmentInfo
+from plexinode.shards.pipeline import EncodedSegment
 from plexinode.shards.progress import BACKUP, Progress, Report, ignore
 from plexinode.shards.restore_pipeline import SegmentUnavailable, run_restore
 from plexinode.shards.segmenter import SegmentSizes
@@ -210,4 +212,43 @@ async def test_a_holder_that_fills_up_is_dropped_and_happiness_decides(tmp_path:
         row = await catalog.get(b"C" * 16)
         assert row is not None
         assert (row.state, row.manifest) == (UPLOADING, None)  # no manifest claims anything
+        nursery.cancel_scope.cancel()
+
+
+class Tracked(EncodedSegment):
+    """An encoded segment that can be weakly referenced (the dataclass has slots)."""
+
+
+async def test_a_sent_segment_is_let_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The owner's memory stays bounded whatever the source's size: once a segment's blocks
+    are sent to every holder, the job keeps only what the manifest needs, not the blocks."""
+    held_after_delivery: list[bool] = []
+    pipeline_run = backup_job.run_pipeline
+
+    async def tracking(stream, *, deliver, **options):  # type: ignore[no-untyped-def]
+        async def deliver_tracked(result):  # type: ignore[no-untyped-def]
+            if isinstance(result, EncodedSegment):
+                result = Tracked(result.identity, result.length, result.blocks, result.roots)
+                ref = weakref.ref(result)
+                await deliver(result)
+                del result
+                held_after_delivery.append(ref() is not None)
+            else:
+                await deliver(result)
+
+        return await pipeline_run(stream, deliver=deliver_tracked, **options)
+
+    monkeypatch.setattr(backup_job, "run_pipeline", tracking)
+    make_tree(tmp_path / "src")
+    async with open_database(tmp_path / "node.db") as db, trio.open_nursery() as nursery:
+        catalog = Catalog(db)
+        await catalog.begin(
+            b"M" * 16, name="t", source="s", created=1.0, k=K, n=N, happy=HAPPY, lease_expires=9.0
+        )
+        cluster = Cluster()
+        outcome = await cluster.backup(nursery, catalog, tmp_path / "src", b"M" * 16)
+        assert len(held_after_delivery) == outcome.manifest.segment_count > 4
+        assert not any(held_after_delivery)
+        await cluster.restore(nursery, outcome.manifest, tmp_path / "out")
+        assert tree(tmp_path / "out") == tree(tmp_path / "src")
         nursery.cancel_scope.cancel()
