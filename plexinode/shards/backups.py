@@ -310,10 +310,13 @@ class BackupService:
         }
 
     async def _holders_of(self, built: Manifest) -> list[NodeId]:
-        """Every holder of every home the backup uses (each keeps a lease of it)."""
+        """Every holder of every home the backup uses (each keeps a lease of it): as placed,
+        and those whose provider records say so (a repair placed shares there)."""
         holders: dict[bytes, None] = {}
+        owner = self.identity.node_id
         for home in built.homes:
-            holders.update(dict.fromkeys((await self.catalog.holders(home)).values()))
+            for nodes in (await all_holders(self.catalog, self.records, owner, home)).values():
+                holders.update(dict.fromkeys(n for n in nodes if n != owner.raw))
         return [NodeId(h) for h in holders]
 
     async def renew(self) -> int:

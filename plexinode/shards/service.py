@@ -61,7 +61,9 @@ class ShardService:
         records: BackupRecords | None = None,
     ) -> None:
         self.store = store
-        self.holder = HolderService(StoreHolding(store), on_manifest=self._kept)
+        self.holder = HolderService(
+            StoreHolding(store), on_manifest=self._kept, wall_clock=wall_clock
+        )
         self._streams = streams
         self._wall_clock = wall_clock
         self._records = records
