@@ -398,9 +398,8 @@ class BackupService:
             ) -> dict[int, bytes]:
                 plan = plans[info.home]
                 blocks: dict[int, bytes] = {}
-                skip = set(excluded)
                 while len(blocks) < built.k:
-                    chosen = [c for c in plan.choose(built.k, skip) if c[0] not in blocks]
+                    chosen = [c for c in plan.choose(built.k, excluded) if c[0] not in blocks]
                     if not chosen or len(chosen) + len(blocks) < built.k:
                         raise SegmentUnavailable(f"segment {index}: fewer than k shares reachable")
                     for share, holder in chosen[: built.k - len(blocks)]:
@@ -409,8 +408,7 @@ class BackupService:
                             blocks[share] = await pool.fetch(NodeId(holder), info.identity, share)
                         except (PlexinodeError, *STREAM_FAILURES) as exc:
                             log.info("restore: share %d of segment %d: %s", share, index, exc)
-                            plan.failed(holder)
-                            skip.add(share)
+                            plan.failed(holder)  # the share may have another holder
                             continue
                         plan.measured(holder, trio.current_time() - started)
                 return blocks
