@@ -139,6 +139,11 @@ async def test_a_killed_holder_is_replaced_after_the_grace_and_restore_survives_
         assert victim not in {node for nodes in holders.values() for node in nodes}
         assert await cluster.counter("repair_shares_placed") == 1
         assert await cluster.counter("repairs_taken") == 1
+        # Repair bytes per lost share: k blocks of each segment, the repairer's own read
+        # locally, k - 1 fetched and one sent.
+        built = await cluster.nodes[0].backups.manifest(created.backup_id)
+        share = sum(info.block_size for info in built.segments())
+        assert await cluster.counter("repair_bytes") == built.k * share
         status = await cluster.nodes[0].status()
         assert status["shards"]["repair_backlog"] == 0
 
