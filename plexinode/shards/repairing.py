@@ -150,8 +150,7 @@ class Repairer:
         counted = {h.holder for h in holdings if h.holder not in gone and 0 <= h.index < built.n}
         if elect_repairer(home, counted, live_ids) != self.node_id:
             return RepairOutcome("not_elected")
-        others = {h.holder for h in holdings} - counted - {self.node_id}
-        if await self._answers(owner, others):
+        if await self._answers(owner, {h.holder for h in holdings if h.holder in gone}):
             return RepairOutcome("stale_view")
         if not await self._claim_all(owner, home, counted & live_ids, len(counted)):
             return RepairOutcome("not_claimed")

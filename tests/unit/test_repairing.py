@@ -317,3 +317,12 @@ async def test_a_share_no_member_takes_whole_is_partial(case: str) -> None:
         assert outcome.state == "partial"
         assert outcome.placed == {}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_live_member_naming_a_bogus_index_does_not_stop_the_repair() -> None:
+    async with trio.open_nursery() as nursery:
+        scene = Scene(nursery)
+        assert scene.records is not None
+        scene.records[200] = [scene.e]  # a forged provider record: ignored, never asked
+        assert (await scene.repair()).state == "repaired"
+        nursery.cancel_scope.cancel()
