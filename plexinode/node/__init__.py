@@ -345,6 +345,8 @@ class Node:
             wall_clock=self._wall_clock,
         )
         await nursery.start(self._membership.run)
+        if self._shards is not None:  # repairs follow membership's view of the holders
+            await nursery.start(self._shards.start_repairs, self._membership, self._resolve)
         self._security = SecurityServices(
             self.keyring,
             self.settings.network,

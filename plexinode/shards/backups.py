@@ -330,10 +330,13 @@ class BackupService:
         }
 
     async def _holders_of(self, built: Manifest) -> list[NodeId]:
-        """Every holder of every home the backup uses (each keeps a lease of it)."""
+        """Every holder of every home the backup uses (each keeps a lease of it): as placed,
+        and those whose provider records say so (a repair placed shares there)."""
         holders: dict[bytes, None] = {}
+        owner = self.identity.node_id
         for home in built.homes:
-            holders.update(dict.fromkeys((await self.catalog.holders(home)).values()))
+            for nodes in (await all_holders(self.catalog, self.records, owner, home)).values():
+                holders.update(dict.fromkeys(n for n in nodes if n != owner.raw))
         return [NodeId(h) for h in holders]
 
     async def renew(self) -> int:
@@ -425,7 +428,13 @@ class BackupService:
     async def verify(self, backup_id: bytes, *, progress: Report = ignore) -> VerifyReport:
         """``backup verify``: challenge every holder of the backup (`verifying.verify`)."""
         built = await self.manifest(backup_id)
-        holders = {home: await self.catalog.holders(home) for home in built.homes}
+        owner = self.identity.node_id
+        holders = {}
+        for home in built.homes:
+            # The latest holder each index has: a repair's, named by its provider record, after
+            # the one placed (which may be gone).
+            found = await all_holders(self.catalog, self.records, owner, home)
+            holders[home] = {index: nodes[-1] for index, nodes in found.items()}
         return await verifying.verify(
             built, holders, owner=self.identity.node_id.raw, connect=self._stream, progress=progress
         )
@@ -450,10 +459,9 @@ class BackupService:
             ) -> dict[int, bytes]:
                 plan = plans[info.home]
                 blocks: dict[int, bytes] = {}
-                skip = set(excluded)
                 busy = 0
                 while len(blocks) < built.k:
-                    chosen = [c for c in plan.choose(built.k, skip) if c[0] not in blocks]
+                    chosen = [c for c in plan.choose(built.k, excluded) if c[0] not in blocks]
                     if not chosen or len(chosen) + len(blocks) < built.k:
                         raise SegmentUnavailable(f"segment {index}: fewer than k shares reachable")
                     for share, holder in chosen[: built.k - len(blocks)]:
@@ -471,8 +479,7 @@ class BackupService:
                                     await trio.sleep(BUSY_WAIT)
                                 continue
                             log.info("restore: share %d of segment %d: %s", share, index, exc)
-                            plan.failed(holder)
-                            skip.add(share)
+                            plan.failed(holder)  # the share may have another holder
                             continue
                         plan.measured(holder, trio.current_time() - started)
                 return blocks

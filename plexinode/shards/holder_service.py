@@ -12,7 +12,15 @@ node, per host and in all). It reads one message at a time and answers:
 * from any member: ``shard-get`` (the block in pieces), ``shard-challenge`` (the proof),
   ``shard-manifest-get``, ``shard-list``. What one peer may read is bounded by a byte rate
   (``read_rate`` bytes a second per peer, with a burst of ``read_burst``): a peer past it gets
-  ``busy``.
+  ``busy``;
+* from a repairer (any member): ``shard-repair-claim`` (granted from `repair_intake.Claims`),
+  ``shard-repair-offer`` and the owner's manifest in ``shard-manifest`` pieces (checked by
+  `repair_intake.RepairIntake`: signed by the owner, listing the home; refused when this node
+  holds another index of the home, or for quota as an owner's offer is; the manifest is then
+  kept under the backup's lease), ``shard-repair-put`` (blocks filed under the owner, with the
+  manifest's roots, through a session of their own) and ``shard-repair-done`` (the share is
+  complete here: its provider record is published, through `on_manifest`). A repair put of a
+  segment the manifest does not list under the home is a protocol error.
 
 A message the conversation does not allow, or that breaks the piece rules, ends the stream
 (`RemoteProtocolError`, counted): nothing half-received is stored.
@@ -21,6 +29,7 @@ A message the conversation does not allow, or that breaks the piece rules, ends 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
@@ -34,6 +43,7 @@ from plexinode.shards import audit, messages, pipeline
 from plexinode.shards.holding import Block, HolderSession
 from plexinode.shards.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError
 from plexinode.shards.messages import Reason
+from plexinode.shards.repair_intake import Claims, NotProven, RepairIntake, RepairRefused
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 from plexinode.wire.schema import Message
@@ -80,6 +90,9 @@ class HolderStorage(Protocol):
     async def list_backups(self, owner: bytes) -> list[bytes]:
         """The backups of `owner` whose manifests are kept."""
 
+    async def holdings(self, owner: bytes, home: bytes) -> list[tuple[bytes, int]]:
+        """The shares of `owner`'s `home` held: (segment ID, index) pairs."""
+
 
 class HolderService:
     """Serves ``shards/1`` streams from a share store (see the module docstring)."""
@@ -92,12 +105,16 @@ class HolderService:
         read_rate: float = READ_RATE,
         read_burst: float = READ_BURST,
         on_manifest: Callable[[bytes, bytes], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        #: Called with (owner, backup ID) once a manifest is kept: the backup is complete here.
+        #: Called with (owner, home) once a home's share is complete here: a manifest kept
+        #: (the home is the backup itself), or a repaired share done.
         self.on_manifest = on_manifest
         self.stats: Counter[str] = Counter()
+        self.claims = Claims()
         self._clock = clock
+        self.wall_clock = wall_clock
         self._reads: TokenBuckets[bytes] = TokenBuckets(read_rate, read_burst)
 
     def may_read(self, peer: bytes, size: int) -> bool:
@@ -106,6 +123,10 @@ class HolderService:
             return True
         self.stats["reads_refused_rate"] += 1
         return False
+
+    def claim(self, owner: bytes, home: bytes, claimant: bytes) -> bytes | None:
+        """Grant `claimant` the repair of `owner`'s `home` (None), or the member holding it."""
+        return self.claims.claim(owner, home, claimant, self._clock())
 
     async def serve(self, stream: trio.abc.Channel[bytes], peer: NodeId) -> None:
         """Serve one stream from `peer` until it closes or breaks the protocol."""
@@ -130,6 +151,9 @@ class _Conversation:
         self.session = HolderSession(peer)
         self.manifest: list[bytes] = []
         self.manifest_size = 0
+        #: A repair offer whose manifest is arriving, then the accepted one and its session.
+        self.offer: messages.ShardRepairOffer | None = None
+        self.repair: tuple[RepairIntake, HolderSession] | None = None
 
     async def send(self, message: Message) -> None:
         await self.stream.send(envelope.encode(message))
@@ -151,10 +175,12 @@ class _Conversation:
 
     async def flush(self) -> None:
         """Commit what waits when the stream ends (the owner's last window)."""
-        commit = self.session.take()
-        if commit is not None:
-            with trio.CancelScope(shield=True):
-                await self.store.put(commit.blocks)
+        sessions = [self.session] + ([self.repair[1]] if self.repair else [])
+        for session in sessions:
+            commit = session.take()
+            if commit is not None:
+                with trio.CancelScope(shield=True):
+                    await self.store.put(commit.blocks)
 
     # -- from the owner ------------------------------------------------------------------
 
@@ -184,7 +210,8 @@ class _Conversation:
         )
 
     async def on_ShardManifest(self, piece: messages.ShardManifest) -> None:
-        if piece.offset != self.manifest_size or piece.owner != self.peer:
+        owner = self.peer if self.offer is None else self.offer.owner
+        if piece.offset != self.manifest_size or piece.owner != owner:
             raise RemoteProtocolError("shard-manifest: pieces out of order, or not the peer's")
         if self.manifest_size + len(piece.data) > min(piece.total, MAX_MANIFEST_BYTES):
             raise RemoteProtocolError("shard-manifest: pieces run past the total")
@@ -194,6 +221,9 @@ class _Conversation:
             return
         data = b"".join(self.manifest)
         self.manifest, self.manifest_size = [], 0
+        if self.offer is not None:
+            await self._repair_offered(self.offer, piece, data)
+            return
         try:
             manifest = Manifest.decode(data)
         except ManifestError as exc:
@@ -220,6 +250,86 @@ class _Conversation:
 
     async def on_ShardRemove(self, remove: messages.ShardRemove) -> None:
         await self.store.remove(self.peer, remove.backup_id)
+        await self.reply(True)
+
+    # -- from a repairer -----------------------------------------------------------------
+
+    async def on_ShardRepairClaim(self, claim: messages.ShardRepairClaim) -> None:
+        holder = self.service.claim(claim.owner, claim.home, self.peer)
+        if holder is None:
+            await self.reply(True)
+            return
+        self.service.stats["repair_claims_refused"] += 1
+        await self.reply(False, Reason.CLAIMED if holder else Reason.BUSY, holder.hex())
+
+    async def on_ShardRepairOffer(self, offer: messages.ShardRepairOffer) -> None:
+        if self.offer is not None or self.repair is not None or self.manifest_size:
+            raise RemoteProtocolError("shard-repair-offer: another offer is in progress")
+        self.offer = offer
+
+    async def _repair_offered(
+        self, offer: messages.ShardRepairOffer, piece: messages.ShardManifest, data: bytes
+    ) -> None:
+        self.offer = None
+        if piece.backup_id != offer.backup_id or piece.total != offer.total:
+            raise RemoteProtocolError("shard-repair-offer: the manifest is not the one offered")
+        try:
+            intake = RepairIntake.accept(offer, data, self.service.wall_clock())
+        except RepairRefused as exc:
+            self.service.stats["repairs_refused"] += 1
+            await self.reply(False, exc.reason, exc.detail)
+            return
+        indices = {index for _, index in await self.store.holdings(offer.owner, offer.home)}
+        reason: str | None = None
+        if indices - {offer.index}:
+            reason = Reason.CONFLICT  # a member never holds two shares of one segment
+        if reason is None:
+            reason = await self.store.can_accept(offer.owner, intake.size)
+        if reason is None:
+            reason = await self.store.put_manifest(
+                offer.owner, offer.backup_id, data, intake.lease_expires
+            )
+        if reason is not None:
+            self.service.stats["repairs_refused"] += 1
+            await self.reply(False, reason)
+            return
+        self.repair = (intake, HolderSession(offer.owner))
+        await self.reply(True)
+
+    def _repairing(self, what: str) -> tuple[RepairIntake, HolderSession]:
+        if self.repair is None:
+            raise RemoteProtocolError(f"{what}: no repair offer was accepted")
+        return self.repair
+
+    async def on_ShardRepairPut(self, piece: messages.ShardRepairPut) -> None:
+        intake, session = self._repairing("shard-repair-put")
+        try:
+            put = intake.put(piece)
+        except NotProven as exc:
+            raise RemoteProtocolError(f"shard-repair-put: {exc}") from None
+        commit = session.put(put)
+        if commit is None:
+            return
+        stored, refused, reason = await self.store.put(commit.blocks)
+        self.service.stats["repair_blocks_stored"] += len(stored)
+        self.service.stats["blocks_refused"] += len(refused)
+        await self.send(messages.ShardStored(b"".join(stored), b"".join(refused), reason))
+
+    async def on_ShardRepairDone(self, done: messages.ShardRepairDone) -> None:
+        intake, session = self._repairing("shard-repair-done")
+        if (done.owner, done.home) != (intake.offer.owner, intake.offer.home):
+            raise RemoteProtocolError("shard-repair-done: not the share offered")
+        commit = session.take()
+        if commit is not None:
+            await self.store.put(commit.blocks)
+        self.repair = None
+        missing = intake.missing(await self.store.holdings(done.owner, done.home))
+        if missing:
+            await self.reply(False, Reason.NOT_HELD, f"{missing} segments of the share missing")
+            return
+        self.service.stats["repairs_taken"] += 1
+        if self.service.on_manifest is not None:
+            self.service.on_manifest(done.owner, done.home)
         await self.reply(True)
 
     # -- from any member -----------------------------------------------------------------

@@ -123,6 +123,10 @@ class StoreHolding:
         """The manifest kept for the backup, if any."""
         return await self.store.manifest(owner, backup_id)
 
+    async def holdings(self, owner: bytes, home: bytes) -> list[tuple[bytes, int]]:
+        """The shares of `owner`'s `home` held here: (segment ID, index)."""
+        return [(segment, index) for segment, index, _, _ in await self.store.held(owner, home)]
+
     async def list_backups(self, owner: bytes) -> list[bytes]:
         """The owner's backups whose manifests are kept here."""
         return [backup_id for backup_id, _, kept in await self.store.leases(owner) if kept]

@@ -29,6 +29,20 @@ Reading (any member of the network -> holder)::
 
 Blocks are ciphertext checked against the owner-signed roots, so reading needs no secret and
 proves nothing to the reader but integrity; reads are bounded per peer by the service.
+
+Repairing (a holder of the home, the elected repairer -> another member)::
+
+    shard-repair-claim   "I repair owner O's home H now"                    -> shard-reply
+    shard-repair-offer   "will you hold share index i of O's home H, proven by O's manifest
+                         of backup B (which lists H), under lease L?"; the manifest follows in
+                         shard-manifest pieces                               -> shard-reply
+    shard-repair-put     a block of that share in pieces; the root and size are the
+                         manifest's, never the sender's                      -> shard-stored
+    shard-repair-done    "every segment of H is sent": the holder checks it holds them all,
+                         then publishes its provider record                  -> shard-reply
+
+A repaired share is filed under the owner O (the manifest's signer), never under the repairer;
+nothing that the owner's signature does not prove is accepted (docs/security.md).
 """
 
 from __future__ import annotations
@@ -80,6 +94,8 @@ class Reason:
     BAD_MANIFEST: Final = "bad_manifest"
     BAD_REQUEST: Final = "bad_request"
     BUSY: Final = "busy"
+    #: A repair claim refused: another member's claim on the home is held (``detail``: it).
+    CLAIMED: Final = "claimed"
     #: Never sent: what the owner records when a holder's stream broke (it died, or the
     #: connection did).
     UNREACHABLE: Final = "unreachable"
@@ -282,6 +298,60 @@ class ShardListing(Message):
     NAME: ClassVar[str] = "shard-listing"
     RESPONSE: ClassVar[bool] = True
     backup_ids: tuple[bytes, ...] = wire(ListOf(_BACKUP, MAX_BACKUPS))
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ShardRepairClaim(Message):
+    """Repairer: "I am repairing `owner`'s home `home` now" (granted unless another member's
+    unexpired claim is held; see docs/protocol.md, "Repair")."""
+
+    TYPE: ClassVar[int] = 111
+    NAME: ClassVar[str] = "shard-repair-claim"
+    owner: bytes = wire(_NODE)
+    home: bytes = wire(_BACKUP)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ShardRepairOffer(Message):
+    """Repairer: "hold share `index` of `owner`'s home `home` under the lease of `backup_id`
+    until `lease_expires`"; `owner`'s manifest of `backup_id` (`total` bytes, listing `home`)
+    follows in ``shard-manifest`` pieces."""
+
+    TYPE: ClassVar[int] = 112
+    NAME: ClassVar[str] = "shard-repair-offer"
+    owner: bytes = wire(_NODE)
+    backup_id: bytes = wire(_BACKUP)
+    home: bytes = wire(_BACKUP)
+    index: int = wire(_INDEX)
+    lease_expires: float = wire(_TIME)
+    total: int = wire(Int(1, MAX_MANIFEST_BYTES))
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ShardRepairPut(Message):
+    """Repairer: a piece of the block of `segment` for the share offered; its root and size
+    are the manifest's."""
+
+    TYPE: ClassVar[int] = 113
+    NAME: ClassVar[str] = "shard-repair-put"
+    segment: bytes = wire(_ID)
+    offset: int = wire(Int(0, MAX_BLOCK_BYTES))
+    data: bytes = wire(Bytes(0, PIECE_BYTES))
+    flush: bool = wire(Bool())
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ShardRepairDone(Message):
+    """Repairer: every segment of the share offered is sent."""
+
+    TYPE: ClassVar[int] = 114
+    NAME: ClassVar[str] = "shard-repair-done"
+    owner: bytes = wire(_NODE)
+    home: bytes = wire(_BACKUP)
 
 
 def split_ids(data: bytes) -> list[bytes]:

@@ -193,3 +193,49 @@ def plan_repair(request: RepairRequest) -> RepairPlan:
         avoid=frozenset(holders - kept),
     )
     return RepairPlan(keep, moves, surplus, ignored, placement)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """What membership says of a member: its state, since when (membership's clock), its site.
+
+    Attributes:
+        node_id: The member.
+        state: ``alive``, ``suspect``, ``dead``, ``left`` or ``stopped``.
+        since: When it entered that state.
+        host: Its host (for placement's spread).
+        zone: Its ``zone`` tag.
+    """
+
+    node_id: NodeId
+    state: str
+    since: float
+    host: str
+    zone: str = ""
+
+
+def repair_view(
+    members: Iterable[MemberState], now: float, grace: float
+) -> tuple[tuple[Candidate, ...], frozenset[NodeId]]:
+    """The live candidates and the gone members for a `RepairRequest`.
+
+    A member that left is gone at once; a dead one (a stopped member not back within the
+    restart grace is shown dead) only once `grace` has passed since it was seen dead, so a
+    partition that heals within the grace moves nothing. Suspects, stopped members and the
+    recently dead are neither (their shares still count); so are members not listed at all
+    (a holder this node has not heard of yet).
+    """
+    live: list[Candidate] = []
+    gone: set[NodeId] = set()
+    for member in members:
+        if member.state == "alive":
+            live.append(Candidate(member.node_id, member.host, member.zone))
+        elif member.state == "left" or (member.state == "dead" and now - member.since >= grace):
+            gone.add(member.node_id)
+    return tuple(live), frozenset(gone)
+
+
+def claim_won(grants: int, counted: int) -> bool:
+    """Whether `grants` claims granted (the claimant's own included) are more than half of the
+    `counted` holders of the home (live or waiting, the claimant included)."""
+    return 2 * grants > counted

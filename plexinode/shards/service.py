@@ -16,19 +16,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from plexinode.errors import PlexinodeError
+from plexinode.identity import NodeId
+from plexinode.net.address import Address
 from plexinode.net.channel import SecureStream
 from plexinode.net.streams import StreamService
 from plexinode.shards.dht_records import ANNOUNCE_INTERVAL, BackupRecords
 from plexinode.shards.holder_service import HolderService
 from plexinode.shards.holder_storage import StoreHolding
 from plexinode.shards.messages import SHARDS_PROTOCOL
+from plexinode.shards.repair_plan import MemberState
+from plexinode.shards.repair_service import RepairService
+from plexinode.shards.repairing import Repairer
 from plexinode.shards.store import EXPIRE_BATCH, ShareStore
+
+if TYPE_CHECKING:
+    from plexinode.membership.service import MembershipService
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +69,14 @@ class ShardService:
         records: BackupRecords | None = None,
     ) -> None:
         self.store = store
-        self.holder = HolderService(StoreHolding(store), on_manifest=self._kept)
+        self.holder = HolderService(
+            StoreHolding(store), on_manifest=self._kept, wall_clock=wall_clock
+        )
         self._streams = streams
         self._wall_clock = wall_clock
         self._records = records
         self._send, self._receive = trio.open_memory_channel[tuple[bytes, bytes]](ANNOUNCE_QUEUE)
+        self.repairs: RepairService | None = None
         self.expired_leases = 0
         self.freed_bytes = 0
         self.announced = 0
@@ -114,6 +125,58 @@ class ShardService:
         else:
             self.announced += 1
 
+    async def start_repairs(
+        self,
+        membership: MembershipService,
+        locate: Callable[[NodeId], Awaitable[Address]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Repair the homes held (`repair_service.RepairService`), until cancelled."""
+        if self._records is None:
+            task_status.started()
+            return
+        records = self._records
+
+        @contextlib.asynccontextmanager
+        async def open_stream(node: NodeId) -> AsyncIterator[trio.abc.Channel[bytes]]:
+            address = await locate(node)
+            stream = await self._streams.open(address, SHARDS_PROTOCOL, node_id=node)
+            try:
+                yield stream
+            finally:
+                with trio.move_on_after(1):
+                    await stream.aclose()
+
+        def members() -> list[MemberState]:
+            return [
+                MemberState(
+                    m.node_id,
+                    membership.state_of(m).name.lower(),
+                    m.since,
+                    m.address.host,
+                    m.tags.get("zone", ""),
+                )
+                for m in membership.members()
+            ]
+
+        repairer = Repairer(
+            node_id=records.node_id,
+            store=self.store,
+            holders=records.holders,
+            claim=self.holder.claim,
+            release=self.holder.claims.release,
+            open_stream=open_stream,
+        )
+        self.repairs = RepairService(
+            repairer,
+            self.store,
+            members=members,
+            grace=membership.settings.restart_grace,
+            events=membership.subscribe(),
+        )
+        await self.repairs.run(task_status=task_status)
+
     async def _serve(self, stream: SecureStream) -> None:
         await self.holder.serve(stream, stream.remote_node_id)
 
@@ -140,5 +203,6 @@ class ShardService:
             "freed_bytes": self.freed_bytes,
             "announced": self.announced,
             "announce_failures": self.announce_failures,
+            **(self.repairs.status() if self.repairs else {"repair_backlog": 0}),
             **{key: value for key, value in sorted(self.holder.stats.items())},
         }

@@ -17,6 +17,7 @@ class MemoryStore:
         self.refs: dict[tuple[bytes, bytes], set[bytes]] = {}
         self.leases: dict[tuple[bytes, bytes], float] = {}
         self.manifests: dict[tuple[bytes, bytes], bytes] = {}
+        self.homes: dict[tuple[bytes, bytes], bytes] = {}
         self.quota = quota
 
     def used(self) -> int:
@@ -36,6 +37,7 @@ class MemoryStore:
                 reason = messages.Reason.NODE_FULL
             else:
                 self.blocks[b.owner, b.segment, b.index] = b.data
+                self.homes.setdefault((b.owner, b.segment), b.home)
                 self.refs.setdefault((b.owner, b.backup_id), set()).add(b.segment)
                 self.leases[b.owner, b.backup_id] = b.lease_expires
                 stored.append(b.segment)
@@ -74,6 +76,10 @@ class MemoryStore:
 
     async def read_manifest(self, owner: bytes, backup_id: bytes) -> bytes | None:
         return self.manifests.get((owner, backup_id))
+
+    async def holdings(self, owner: bytes, home: bytes) -> list[tuple[bytes, int]]:
+        held = [(s, i) for (o, s, i) in self.blocks if o == owner and self.homes[o, s] == home]
+        return sorted(held)
 
     async def list_backups(self, owner: bytes) -> list[bytes]:
         return sorted(b for (o, b) in self.manifests if o == owner)

@@ -241,3 +241,28 @@ def test_as_many_indices_stay_in_place_as_can(n: int, pairs: list[tuple[int, int
         if len([x for x in pick if x is not None]) == len({x for x in pick if x is not None})
     )
     assert len(repair.keep) == best
+
+
+def test_the_repair_view_waits_the_grace_for_the_dead_but_not_for_those_who_left() -> None:
+    from plexinode.shards.repair_plan import MemberState, repair_view
+
+    members = [
+        MemberState(nid(1), "alive", 0.0, "10.0.0.1", "z"),
+        MemberState(nid(2), "dead", 50.0, "10.0.0.2"),  # dead for 50 s: waiting
+        MemberState(nid(3), "dead", 0.0, "10.0.0.3"),  # dead for 100 s: gone
+        MemberState(nid(4), "left", 99.0, "10.0.0.4"),
+        MemberState(nid(5), "stopped", 0.0, "10.0.0.5"),
+        MemberState(nid(6), "suspect", 0.0, "10.0.0.6"),
+    ]
+    candidates, gone = repair_view(members, now=100.0, grace=60.0)
+    assert candidates == (Candidate(nid(1), "10.0.0.1", "z"),)
+    assert gone == {nid(3), nid(4)}
+
+
+def test_a_claim_is_won_by_more_than_half_of_the_holders_counted() -> None:
+    from plexinode.shards.repair_plan import claim_won
+
+    assert claim_won(1, 1)
+    assert not claim_won(1, 2)
+    assert claim_won(2, 3)
+    assert not claim_won(2, 4)

@@ -74,3 +74,13 @@ async def test_announced_at_once_then_every_interval_and_failures_counted(
             for _ in range(ANNOUNCE_QUEUE + 10):
                 service.holder.on_manifest(OWNER, H2)
             nursery.cancel_scope.cancel()
+
+
+async def test_without_the_dht_no_repairs_run(tmp_path: Path) -> None:
+    async with open_database(None) as db:
+        store = await open_share_store(db, tmp_path, capacity=1 << 30, clock=lambda: NOW)
+        service = ShardService(Streams(), store, wall_clock=lambda: NOW)  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.start_repairs, None, None)
+        assert service.repairs is None
+        assert service.status()["repair_backlog"] == 0
