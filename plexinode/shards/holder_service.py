@@ -54,6 +54,12 @@ log = logging.getLogger(__name__)
 #: backup at k = 3 reads about 340 MB from each of three holders, some minutes at this rate.
 READ_RATE: Final = 8 << 20
 READ_BURST: Final = 32 << 20
+#: The same for an owner reading its own shares (a restore): eight times more. They are its
+#: data, stored under its quota, and a restore from n holders is otherwise capped at n times
+#: `READ_RATE` (docs/benchmarks.md). Other members' reads, repairs and verifies keep the lower
+#: rate, and the two budgets are apart, so an owner's restore does not starve a repair.
+OWNER_READ_RATE: Final = 64 << 20
+OWNER_READ_BURST: Final = 128 << 20
 
 
 class HolderStorage(Protocol):
@@ -104,6 +110,8 @@ class HolderService:
         clock: Callable[[], float] = trio.current_time,
         read_rate: float = READ_RATE,
         read_burst: float = READ_BURST,
+        owner_read_rate: float = OWNER_READ_RATE,
+        owner_read_burst: float = OWNER_READ_BURST,
         on_manifest: Callable[[bytes, bytes], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -116,10 +124,13 @@ class HolderService:
         self._clock = clock
         self.wall_clock = wall_clock
         self._reads: TokenBuckets[bytes] = TokenBuckets(read_rate, read_burst)
+        self._own_reads: TokenBuckets[bytes] = TokenBuckets(owner_read_rate, owner_read_burst)
 
-    def may_read(self, peer: bytes, size: int) -> bool:
-        """Whether `peer` may read `size` more bytes now (counted when it may not)."""
-        if self._reads.allow(peer, self._clock(), size):
+    def may_read(self, peer: bytes, size: int, owner: bytes = b"") -> bool:
+        """Whether `peer` may read `size` more bytes of `owner`'s now (counted when it may
+        not): at the owner's rate when it reads its own, else at a member's."""
+        buckets = self._own_reads if peer == owner else self._reads
+        if buckets.allow(peer, self._clock(), size):
             return True
         self.stats["reads_refused_rate"] += 1
         return False
@@ -334,15 +345,15 @@ class _Conversation:
 
     # -- from any member -----------------------------------------------------------------
 
-    def may_read(self, size: int) -> bool:
-        return self.service.may_read(self.peer, size)
+    def may_read(self, size: int, owner: bytes) -> bool:
+        return self.service.may_read(self.peer, size, owner)
 
     async def on_ShardGet(self, get: messages.ShardGet) -> None:
         block = await self.store.read_block(get.owner, get.segment, get.index)
         if block is None:
             await self.reply(False, Reason.NOT_HELD)
             return
-        if not self.may_read(len(block)):
+        if not self.may_read(len(block), get.owner):
             await self.reply(False, Reason.BUSY)
             return
         step = messages.PIECE_BYTES
@@ -357,7 +368,7 @@ class _Conversation:
         if block is None or any(i >= pipeline.leaf_count(len(block)) for i in challenge.leaves):
             await self.reply(False, Reason.NOT_HELD)
             return
-        if not self.may_read(len(challenge.leaves) * pipeline.LEAF_BYTES):
+        if not self.may_read(len(challenge.leaves) * pipeline.LEAF_BYTES, challenge.owner):
             await self.reply(False, Reason.BUSY)
             return
         await self.send(audit.answer(block, challenge.nonce, challenge.leaves))
@@ -368,7 +379,7 @@ class _Conversation:
         if data is None:
             await self.reply(False, Reason.NOT_HELD)
             return
-        if not self.may_read(len(data)):
+        if not self.may_read(len(data), get.owner):
             await self.reply(False, Reason.BUSY)
             return
         step = messages.PIECE_BYTES

@@ -242,6 +242,36 @@ async def test_reads_are_rate_limited_per_peer() -> None:
     assert service.stats["reads_refused_rate"] == 3
 
 
+async def test_an_owner_reads_its_own_shares_at_its_own_higher_rate() -> None:
+    store = MemoryStore()
+    service = HolderService(
+        store,
+        clock=lambda: 0.0,
+        read_rate=1000,
+        read_burst=150_000,
+        owner_read_rate=1000,
+        owner_read_burst=10**7,
+    )
+    seg = segments(1)[0]
+    owner = OWNER.node_id.raw
+    await store.put(
+        [Block(owner, BACKUP, BACKUP, 9.0, seg.identity, 0, seg.roots[0], seg.blocks[0])]
+    )
+
+    async def own(client: ChannelEnd) -> None:
+        for _ in range(5):  # past a member's burst, within the owner's
+            assert await fetching.fetch_block(client, owner, seg.identity, 0) == seg.blocks[0]
+
+    async def member(client: ChannelEnd) -> None:
+        assert await fetching.fetch_block(client, owner, seg.identity, 0) == seg.blocks[0]
+        with pytest.raises(NotHeld, match="busy"):
+            await fetching.fetch_block(client, owner, seg.identity, 0)
+
+    await with_holder(service, OWNER, own)
+    await with_holder(service, OTHER, member)  # the owner's reads took nothing of its budget
+    assert service.stats["reads_refused_rate"] == 1
+
+
 async def test_the_last_window_is_committed_when_the_stream_ends() -> None:
     store = MemoryStore()
     service = HolderService(store)
