@@ -29,7 +29,8 @@ def _render_status(d: dict[str, Any]) -> str:
             f"uptime    {duration(d['uptime_s'])}",
             f"peers     {d['peers']}",
             "members   " + ", ".join(f"{members.get(s, 0)} {s}" for s in states),
-            f"storage   {size(storage['used_bytes'])} of {size(storage['quota_bytes'])}",
+            f"storage   {size(storage['used_bytes'])} of {size(storage['quota_bytes'])}"
+            + (f", repair backlog {backlog}" if (backlog := storage.get("repair_backlog")) else ""),
         ]
     )
 

@@ -487,6 +487,7 @@ class Node:
                 "used_bytes": shards.get("held_bytes", 0),
                 "quota_bytes": self.settings.storage.quota_bytes,
                 "database_bytes": database,
+                "repair_backlog": shards.get("repair_backlog", 0),
             },
             "shards": shards,
             "pid": os.getpid(),

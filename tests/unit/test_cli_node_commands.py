@@ -366,6 +366,9 @@ def test_status_reads_as_sizes_and_durations(stub: Stub, capsys) -> None:
     assert "storage   48.3 KiB of 10.0 GiB\n" in out
     assert "members   2 alive, 0 suspect, 1 dead, 0 left\n" in out
     assert json.loads(run(capsys, stub, "status", "--json")[1]) == STATUS
+    backlog = {**STATUS, "storage": {**STATUS["storage"], "repair_backlog": 2}}
+    stub.answers["status"] = backlog
+    assert "storage   48.3 KiB of 10.0 GiB, repair backlog 2\n" in run(capsys, stub, "status")[1]
 
 
 def test_peers_show_short_ids_and_how_long_ago(stub: Stub, capsys) -> None:
