@@ -38,18 +38,19 @@ from plexinode.errors import PlexinodeError
 from plexinode.identity import Identity, NodeId
 from plexinode.net.address import Address
 from plexinode.net.streams import STREAM_FAILURES, StreamService
-from plexinode.shards import deadlines, derive, fetching, messages, verifying
+from plexinode.shards import deadlines, derive, messages, verifying
 from plexinode.shards.backup_job import BackupOutcome, run_backup
 from plexinode.shards.catalog import COMPLETE, UPLOADING, Catalog
 from plexinode.shards.dht_records import BackupRecords
 from plexinode.shards.fetch_plan import FetchPlan
-from plexinode.shards.manifest import Manifest, SegmentInfo
+from plexinode.shards.manifest import Manifest
 from plexinode.shards.owner_records import adopt_backups, all_holders, publish_list
 from plexinode.shards.placement import Coding
 from plexinode.shards.placing import Peer, place_shares
 from plexinode.shards.progress import Report, ignore
-from plexinode.shards.restore_pipeline import RestoreResult, SegmentUnavailable, run_restore
+from plexinode.shards.restore_pipeline import RestoreResult, run_restore
 from plexinode.shards.restore_streams import RestoreStreams
+from plexinode.shards.segment_fetch import SegmentFetcher
 from plexinode.shards.segmenter import DEFAULT_SEGMENT_BYTES, SegmentSizes
 from plexinode.shards.source import Source
 from plexinode.shards.uploading import exchange, request
@@ -70,11 +71,6 @@ ADOPT_DEADLINE: Final = 300.0
 #: How long removing a failed backup from its holders may take before it is left to the next
 #: renewal.
 CLEANUP_DEADLINE: Final = 60.0
-#: A restore that a holder answers ``busy`` (its read rate, holder_service.READ_RATE) waits
-#: this long before asking again; after this many such answers for one segment, the holder
-#: counts as failed for the rest of the restore (one that is always busy cannot stall it).
-BUSY_WAIT: Final = 0.1
-BUSY_RETRIES: Final = 50
 
 
 class BackupError(PlexinodeError):
@@ -453,48 +449,12 @@ class BackupService:
             for home in built.homes
         }
         async with RestoreStreams(self.streams, self._locate, self.identity.node_id.raw) as pool:
-
-            async def fetch(
-                index: int, info: SegmentInfo, excluded: frozenset[int]
-            ) -> dict[int, bytes]:
-                plan = plans[info.home]
-                blocks: dict[int, bytes] = {}
-                busy = 0
-                while len(blocks) < built.k:
-                    chosen = [c for c in plan.choose(built.k, excluded) if c[0] not in blocks]
-                    if not chosen or len(chosen) + len(blocks) < built.k:
-                        raise SegmentUnavailable(f"segment {index}: fewer than k shares reachable")
-                    for share, holder in chosen[: built.k - len(blocks)]:
-                        started = trio.current_time()
-                        try:
-                            blocks[share] = await pool.fetch(NodeId(holder), info.identity, share)
-                        except (PlexinodeError, *STREAM_FAILURES) as exc:
-                            if _busy(exc) and (busy := busy + 1) <= BUSY_RETRIES:
-                                # The holder's read rate for this node is spent for now: not a
-                                # failure. A wait is charged to its time, so the plan turns to
-                                # holders with budget left; only a segment that meets busy
-                                # again (every holder it can use is busy) waits for it.
-                                plan.measured(holder, BUSY_WAIT)
-                                if busy > 1:
-                                    await trio.sleep(BUSY_WAIT)
-                                continue
-                            log.info("restore: share %d of segment %d: %s", share, index, exc)
-                            plan.failed(holder)  # the share may have another holder
-                            continue
-                        plan.measured(holder, trio.current_time() - started)
-                return blocks
-
             return await run_restore(
                 built,
                 private,
                 secret=self.secret,
                 dest=dest,
-                fetch=fetch,
+                fetch=SegmentFetcher(plans, pool, built.k),
                 partial=partial,
                 progress=progress,
             )
-
-
-def _busy(exc: BaseException) -> bool:
-    """Whether a fetch failed only because the holder is busy (try it again later)."""
-    return isinstance(exc, fetching.NotHeld) and exc.reason == messages.Reason.BUSY

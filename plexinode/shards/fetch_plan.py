@@ -7,8 +7,12 @@ TCP smooths its RTT) and picks, for each segment, the k share indices whose hold
 fastest, never two from one holder (a holder's blocks arrive one after another on its stream,
 so two from it are slower than one each from two holders, and a holder that fails takes only
 one block with it). Holders not measured yet rank by the median of those that are, so a new
-holder gets tried without being assumed best or worst. A holder that fails (unreachable, not
-holding it, a corrupt block) is avoided for the rest of the restore.
+holder gets tried without being assumed best or worst. A holder's time is weighed by the
+fetches it has in flight (`started`, `finished`): a restore fetches several segments at once,
+and a holder's blocks queue on its stream, so the fastest holder with three requests waiting
+ranks behind an idle one a little slower, and the load spreads over the holders rather than
+piling on the k fastest. A holder that fails (unreachable, not holding it, a corrupt block) is
+avoided for the rest of the restore.
 
 Sans-I/O: the driver reports times and failures and asks for choices.
 """
@@ -16,6 +20,7 @@ Sans-I/O: the driver reports times and failures and asks for choices.
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -36,6 +41,17 @@ class FetchPlan:
         self._holders = {index: list(nodes) for index, nodes in holders.items()}
         self._rtt: dict[bytes, float] = {}
         self._failed: set[bytes] = set()
+        self._in_flight: Counter[bytes] = Counter()
+
+    def started(self, holder: bytes) -> None:
+        """A fetch from `holder` is under way."""
+        self._in_flight[holder] += 1
+
+    def finished(self, holder: bytes) -> None:
+        """A fetch from `holder` ended (with a block or not)."""
+        self._in_flight[holder] -= 1
+        if self._in_flight[holder] <= 0:
+            del self._in_flight[holder]
 
     def measured(self, holder: bytes, seconds: float) -> None:
         """A block fetch from `holder` took `seconds`."""
@@ -61,7 +77,7 @@ class FetchPlan:
         """
         skip = set(excluded)
         options = sorted(
-            (self.rtt(node), index, node)
+            (self.rtt(node) * (1 + self._in_flight[node]), index, node)
             for index, nodes in self._holders.items()
             if index not in skip
             for node in nodes

@@ -133,7 +133,15 @@ async def test_a_restore_waits_for_holders_at_their_read_rate(
     (it is not a failed holder), so a backup larger than the holders' bursts still restores."""
     autojump_clock.autojump_threshold = 0.5  # every node's database is a file (worker threads)
     monkeypatch.setattr(
-        service, "HolderService", functools.partial(HolderService, read_rate=1e6, read_burst=1e5)
+        service,
+        "HolderService",
+        functools.partial(
+            HolderService,
+            read_rate=1e6,
+            read_burst=1e5,
+            owner_read_rate=1e6,  # the owner's own budget, as small: it restores here
+            owner_read_burst=1e5,
+        ),
     )
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "big").write_bytes(random.Random(3).randbytes(1 << 20))
@@ -160,7 +168,7 @@ async def test_a_restore_waits_for_holders_at_their_read_rate(
             refused = [(await n.status())["shards"].get("reads_refused_rate", 0) for n in nodes]
             assert sum(refused) > 0  # the holders did answer busy
             # A holder that stays busy counts as failed in the end: no restore waits forever.
-            monkeypatch.setattr("plexinode.shards.backups.BUSY_RETRIES", 0)
+            monkeypatch.setattr("plexinode.shards.segment_fetch.BUSY_RETRIES", 0)
             with pytest.raises(RestoreIncomplete, match="fewer than k shares reachable"):
                 await owner.backups.restore(created.backup_id, tmp_path / "out2")
             for node in nodes:

@@ -56,3 +56,18 @@ def test_choices_are_distinct_and_allowed(
     assert len(chosen) <= k
     assert len({i for i, _ in chosen}) == len({n for _, n in chosen}) == len(chosen)
     assert all(i not in excluded and n in holders[i] for i, n in chosen)
+
+
+def test_fetches_in_flight_weigh_a_holders_time() -> None:
+    plan = FetchPlan({0: [A], 1: [B], 2: [C]})
+    for node, rtt in ((A, 0.1), (B, 0.15), (C, 0.4)):
+        plan.measured(node, rtt)
+    assert plan.choose(1) == [(0, A)]
+    plan.started(A)  # A is busy: 0.2 against B's 0.15
+    assert plan.choose(1) == [(1, B)]
+    plan.started(B)
+    plan.started(B)  # B: 0.45; A: 0.2
+    assert plan.choose(1) == [(0, A)]
+    for node in (A, B, B):
+        plan.finished(node)
+    assert plan.choose(3) == [(0, A), (1, B), (2, C)]
