@@ -1,6 +1,7 @@
 """Holders auditing each other on the in-memory network: a holder whose share files were
-damaged on disk fails its co-holders' audits, the share is regenerated on another member, and
-the backup restores from the repaired set once two more holders are lost."""
+damaged on disk, or one that serves other bytes than it was given, fails its co-holders'
+audits, the share is regenerated on another member, and the backup restores from the repaired
+set once two more holders are lost."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ FRACTION = 300.0
 REFRESH = 20.0
 
 
+@pytest.mark.parametrize("fault", ["damaged_files", "lying_holder"])
 async def test_a_corrupt_holder_fails_its_audits_and_its_share_is_repaired_elsewhere(
-    tmp_path: Path, autojump_clock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, autojump_clock, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     autojump_clock.autojump_threshold = 0.5  # file-backed databases (worker threads)
     monkeypatch.setattr(auditing, "AUDIT_FRACTION", FRACTION)
@@ -32,10 +34,21 @@ async def test_a_corrupt_holder_fails_its_audits_and_its_share_is_repaired_elsew
         before = await cluster.holders(created.backup_id)
         assert sorted(len(v) for v in before.values()) == [1, 1, 1, 1]
         victim = before[0][0]
-        damaged = sorted((tmp_path / f"node{victim}" / SHARES_NAME).glob("*.share"))
-        assert damaged
-        for path in damaged:  # the disk returns zeros where the blocks were
-            path.write_bytes(bytes(path.stat().st_size))
+        if fault == "damaged_files":
+            damaged = sorted((tmp_path / f"node{victim}" / SHARES_NAME).glob("*.share"))
+            assert damaged
+            for path in damaged:  # the disk returns zeros where the blocks were
+                path.write_bytes(bytes(path.stat().st_size))
+        else:
+            # The holder keeps its share but serves (and proves) other bytes of the same size.
+            holding = cluster.nodes[victim]._shards.holder.store
+            honest = holding.read_block
+
+            async def lie(owner: bytes, segment: bytes, index: int) -> bytes | None:
+                block = await honest(owner, segment, index)
+                return None if block is None else bytes(len(block))
+
+            holding.read_block = lie
         with trio.fail_after(900):  # well before the hourly check: the audit's doing
             while True:
                 holders = await cluster.holders(created.backup_id)
