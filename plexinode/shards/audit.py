@@ -27,7 +27,7 @@ NONCE_BYTES: Final = 16
 DEFAULT_LEAVES: Final = 4
 #: Share of the stored bytes that audits may read per day.
 DAILY_FRACTION: Final = 0.001
-_DAY: Final = 86_400.0
+DAY: Final = 86_400.0
 _PERSON: Final = b"pxn-audit-leaf"
 
 
@@ -91,7 +91,8 @@ def check_proof(
 
 @dataclass(slots=True)
 class AuditBudget:
-    """Bytes that audits may read, refilled at `DAILY_FRACTION` of `stored_bytes` a day.
+    """Bytes that audits may read, refilled at `fraction` (`DAILY_FRACTION`) of
+    `stored_bytes` a day.
 
     A token bucket holding at most one day's allowance, so a node that was idle for a week does
     not then spend a week's budget in a burst.
@@ -100,12 +101,13 @@ class AuditBudget:
     stored_bytes: int
     now: float
     tokens: float = 0.0
+    fraction: float = DAILY_FRACTION
 
     def refill(self, now: float) -> None:
         """Add what accrued since the last call."""
-        rate = self.stored_bytes * DAILY_FRACTION / _DAY
+        rate = self.stored_bytes * self.fraction / DAY
         self.tokens = min(
-            self.stored_bytes * DAILY_FRACTION, self.tokens + rate * max(0.0, now - self.now)
+            self.stored_bytes * self.fraction, self.tokens + rate * max(0.0, now - self.now)
         )
         self.now = max(self.now, now)
 

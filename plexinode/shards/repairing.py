@@ -97,6 +97,10 @@ async def _no_pacing(size: int) -> None:
     return None
 
 
+def _none_failed(owner: bytes, home: bytes) -> frozenset[NodeId]:
+    return frozenset()
+
+
 class Repairer:
     """Repairs the homes this node holds (see the module docstring).
 
@@ -108,6 +112,8 @@ class Repairer:
         release: drops this node's claim here.
         open_stream: a ``shards/1`` stream to a member.
         pace: awaited with the bytes about to be read, to keep a byte rate.
+        failed: the holders of (owner, home) that failed an audit recently
+            (`auditing.Auditor.failed_holders`): their shares do not count, as a gone holder's.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class Repairer:
         release: Callable[[bytes, bytes, bytes], None],
         open_stream: Opener,
         pace: Pacer = _no_pacing,
+        failed: Callable[[bytes, bytes], frozenset[NodeId]] = _none_failed,
     ) -> None:
         self.node_id = node_id
         self._store = store
@@ -128,6 +135,7 @@ class Repairer:
         self._release = release
         self._open = open_stream
         self.pace = pace
+        self._failed = failed
 
     async def repair(
         self, owner: bytes, home: bytes, live: Sequence[Candidate], gone: frozenset[NodeId]
@@ -142,12 +150,15 @@ class Repairer:
         if built is None:
             return RepairOutcome("no_manifest")
         holdings = await self._holdings(owner, home)
-        request = RepairRequest(home, NodeId(owner), built.n, holdings, tuple(live), gone)
+        # A holder that failed an audit counts as gone here, but is not asked whether it
+        # answers (it may well: it is live, and does not keep its share).
+        dropped = gone | (self._failed(owner, home) - {self.node_id})
+        request = RepairRequest(home, NodeId(owner), built.n, holdings, tuple(live), dropped)
         plan = plan_repair(request)
         if plan.healthy:
             return RepairOutcome("healthy")
-        live_ids = {c.node_id for c in live} - gone
-        counted = {h.holder for h in holdings if h.holder not in gone and 0 <= h.index < built.n}
+        live_ids = {c.node_id for c in live} - dropped
+        counted = {h.holder for h in holdings if h.holder not in dropped and 0 <= h.index < built.n}
         if elect_repairer(home, counted, live_ids) != self.node_id:
             return RepairOutcome("not_elected")
         if await self._answers(owner, {h.holder for h in holdings if h.holder in gone}):

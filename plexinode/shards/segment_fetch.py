@@ -11,11 +11,16 @@ a segment that meets ``busy`` in more than one round waits `BUSY_WAIT` first, an
 `BUSY_RETRIES` such answers the holder counts as failed, so one that is always busy slows a
 restore but cannot stall it. Fewer than k shares reachable raises
 `restore_pipeline.SegmentUnavailable`.
+
+A block that fails its root comes back as an excluded share index (`restore_pipeline`): the
+holder that served it counts as failed, and the index is asked of its other holders if it has
+any (a repair may have placed it twice, or a holder that lies may still hold a copy of it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -38,6 +43,9 @@ log = logging.getLogger(__name__)
 BUSY_WAIT: Final = 0.1
 #: ``busy`` answers one segment takes from a holder before that holder counts as failed.
 BUSY_RETRIES: Final = 50
+#: Segments whose holders are remembered, for a block found corrupt after the fetch: more than
+#: the restore pipeline decodes at once.
+REMEMBERED: Final = 64
 
 
 def _busy(exc: BaseException) -> bool:
@@ -58,17 +66,22 @@ class SegmentFetcher:
         self._plans = plans
         self._pool = pool
         self._k = k
+        # Segment index -> share index -> the holder that served it, for the latest segments.
+        self._served: OrderedDict[int, dict[int, bytes]] = OrderedDict()
 
     async def __call__(
         self, index: int, info: SegmentInfo, excluded: frozenset[int]
     ) -> dict[int, bytes]:
         """k blocks of segment `index`, by share index (`excluded`: shares not to ask for)."""
         segment = _Segment(self._plans[info.home], index, info)
+        served = self._served.pop(index, {})
+        for share in excluded & served.keys():
+            segment.plan.failed(served[share])  # it served a corrupt block: not its share
+        # Shares excluded whose holder is not known any more stay excluded.
+        skip = excluded - served.keys()
         rounds_busy = 0
         while len(segment.blocks) < self._k:
-            chosen = [
-                c for c in segment.plan.choose(self._k, excluded) if c[0] not in segment.blocks
-            ]
+            chosen = [c for c in segment.plan.choose(self._k, skip) if c[0] not in segment.blocks]
             if not chosen or len(chosen) + len(segment.blocks) < self._k:
                 raise SegmentUnavailable(f"segment {index}: fewer than k shares reachable")
             before = segment.busy
@@ -79,6 +92,9 @@ class SegmentFetcher:
                 rounds_busy += 1
                 if rounds_busy > 1:
                     await trio.sleep(BUSY_WAIT)
+        self._served[index] = segment.served
+        while len(self._served) > REMEMBERED:
+            self._served.popitem(last=False)
         return segment.blocks
 
     async def _one(self, segment: _Segment, share: int, holder: bytes) -> None:
@@ -99,6 +115,7 @@ class SegmentFetcher:
         finally:
             plan.finished(holder)
         segment.blocks[share] = block
+        segment.served[share] = holder
         plan.measured(holder, trio.current_time() - started)
 
 
@@ -110,4 +127,5 @@ class _Segment:
     index: int
     info: SegmentInfo
     blocks: dict[int, bytes] = field(default_factory=dict)
+    served: dict[int, bytes] = field(default_factory=dict)
     busy: int = 0

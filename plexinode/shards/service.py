@@ -26,12 +26,14 @@ from plexinode.identity import NodeId
 from plexinode.net.address import Address
 from plexinode.net.channel import SecureStream
 from plexinode.net.streams import StreamService
+from plexinode.shards import auditing
+from plexinode.shards.auditing import Auditor
 from plexinode.shards.dht_records import ANNOUNCE_INTERVAL, BackupRecords
 from plexinode.shards.holder_service import HolderService
 from plexinode.shards.holder_storage import StoreHolding
 from plexinode.shards.messages import SHARDS_PROTOCOL
 from plexinode.shards.repair_plan import MemberState
-from plexinode.shards.repair_service import RepairService
+from plexinode.shards.repair_service import SETTLE, RepairService
 from plexinode.shards.repairing import Repairer
 from plexinode.shards.store import EXPIRE_BATCH, ShareStore
 
@@ -77,6 +79,7 @@ class ShardService:
         self._records = records
         self._send, self._receive = trio.open_memory_channel[tuple[bytes, bytes]](ANNOUNCE_QUEUE)
         self.repairs: RepairService | None = None
+        self.audits: Auditor | None = None
         self.expired_leases = 0
         self.freed_bytes = 0
         self.announced = 0
@@ -160,6 +163,19 @@ class ShardService:
                 for m in membership.members()
             ]
 
+        def audit_failed() -> None:
+            if self.repairs is not None:
+                self.repairs.schedule(trio.current_time() + SETTLE)
+
+        self.audits = Auditor(
+            node_id=records.node_id,
+            store=self.store,
+            holders=records.holders,
+            open_stream=open_stream,
+            on_failure=audit_failed,
+            fraction=auditing.AUDIT_FRACTION,
+            refresh=auditing.REFRESH_INTERVAL,
+        )
         repairer = Repairer(
             node_id=records.node_id,
             store=self.store,
@@ -167,6 +183,7 @@ class ShardService:
             claim=self.holder.claim,
             release=self.holder.claims.release,
             open_stream=open_stream,
+            failed=self.audits.failed_holders,
         )
         self.repairs = RepairService(
             repairer,
@@ -175,7 +192,9 @@ class ShardService:
             grace=membership.settings.restart_grace,
             events=membership.subscribe(),
         )
-        await self.repairs.run(task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.audits.run)
+            await self.repairs.run(task_status=task_status)
 
     async def _serve(self, stream: SecureStream) -> None:
         await self.holder.serve(stream, stream.remote_node_id)
@@ -204,5 +223,6 @@ class ShardService:
             "announced": self.announced,
             "announce_failures": self.announce_failures,
             **(self.repairs.status() if self.repairs else {"repair_backlog": 0}),
+            **(self.audits.status() if self.audits else {}),
             **{key: value for key, value in sorted(self.holder.stats.items())},
         }

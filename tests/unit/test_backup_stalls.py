@@ -16,6 +16,7 @@ from plexinode.net.address import Address
 from plexinode.shards import deadlines
 from plexinode.shards.backups import BackupService
 from plexinode.shards.catalog import Catalog
+from plexinode.shards.dht_records import BackupRecords
 from plexinode.shards.holder_service import HolderService
 from plexinode.shards.messages import Reason, ShardListing, ShardOffer, ShardReply
 from plexinode.shards.placing import Peer
@@ -24,6 +25,7 @@ from plexinode.storage.database import open_database
 from plexinode.testing.channels import ChannelEnd, channel_pair
 from plexinode.testing.memory_store import MemoryStore
 from plexinode.testing.nodes import seeded_identity
+from plexinode.testing.record_board import RecordBoard
 from plexinode.wire import envelope
 from plexinode.wire.codec import FRAME_LIMITS
 
@@ -248,3 +250,37 @@ async def test_verify_counts_what_each_holder_proves(tmp_path: Path, autojump_cl
         holders.mode[by_index[0]] = holders.mode[by_index[1]] = "down"
         report = await backups.verify(backup_id)
         assert (report.min_available_shares, report.restorable) == (1, False)
+
+
+async def test_a_corrupt_holder_of_a_share_gives_way_to_its_other_holder(
+    tmp_path: Path, autojump_clock
+) -> None:
+    """A share index held twice (a repair placed it again while its first holder lies): the
+    liar's corrupt block fails the holder, not the index, and the other copy is used."""
+    autojump_clock.autojump_threshold = 0.5  # the database and the pipeline use threads
+    make_tree(tmp_path / "src")
+    async with service(5) as (backups, holders):
+        created = await backups.create(tmp_path / "src", k=2, n=4, segment_bytes=64 << 10)
+        placed = {
+            i: NodeId(h) for i, h in (await backups.catalog.holders(created.backup_id)).items()
+        }
+        (spare,) = [node for node in holders.ids if node not in placed.values()]
+        owner = OWNER.node_id.raw
+        for key, block in list(holders.stores[placed[0]].blocks.items()):
+            if key[0] == owner and key[2] == 0:
+                holders.stores[spare].blocks[key] = block
+
+        def now() -> float:
+            return 1_000_000.0 + trio.current_time()
+
+        board = RecordBoard(now)
+        spare_identity = seeded_identity(holders.ids.index(spare) + 1)
+        announcing = BackupRecords(board, spare_identity, wall_clock=now)
+        await announcing.announce(owner, created.backup_id, [0])
+        backups.records = BackupRecords(board, OWNER, wall_clock=now)
+        # The plan ranks unmeasured holders alike, then by node ID: the liar is asked first.
+        liar = min(placed[0], spare, key=lambda node: node.raw)
+        holders.mode[liar] = "flipped"
+        holders.mode[placed[2]] = holders.mode[placed[3]] = "down"  # k = 2 left: 0 and 1
+        await backups.restore(created.backup_id, tmp_path / "out")
+        assert tree(tmp_path / "out") == tree(tmp_path / "src")
