@@ -2,7 +2,7 @@
 """Backup and restore throughput on the in-memory network with 0 ms and with 50 ms links.
 
     python scripts/bench/bench_backup_latency.py [--mib 256] [--nodes 11] [-k 3] [-n 10]
-        [--latency 0.05] [--dir /dev/shm]
+        [--latency 0.05] [--dir /dev/shm] [--unlimited-reads]
 
 Full nodes (`Node`, the tests' FAST settings, a data dir and file-backed databases each under
 --dir) on the in-memory network, on the REAL clock (throughput is real time), all in this one
@@ -10,7 +10,10 @@ process. For each link latency (0, then --latency seconds one way on every link)
 network: --nodes nodes start (the first alone, the others bootstrapping from it), the owner waits
 until it lists every other alive, backs up --mib MiB of random data (one file) with k-of-n, and
 restores it; the restored file must equal the source (SHA-256). Prints MB/s of each and the
-ratio of the 50 ms figures to the 0 ms ones against the 0.80 target.
+ratio of the 50 ms figures to the 0 ms ones against the 0.80 target, with the number of block
+reads the holders answered `busy` (their per-peer read rate, holder_service.READ_RATE, 8 MiB/s
+with a 32 MiB burst). --unlimited-reads lifts that rate in every holder (an experiment: what the
+restore does without it).
 
 What the latency reaches: the in-memory network delays every datagram (membership, the DHT's
 provider and pointer records) and each leg of a stream connection's set-up, but not the bytes of
@@ -38,6 +41,7 @@ from common import header
 
 from plexinode.membership.members import State
 from plexinode.net.address import Address
+from plexinode.net.ratelimit import TokenBuckets
 from plexinode.node import Node
 from plexinode.testing.network import open_memory_network
 from plexinode.testing.nodes import FAST, seeded_identity
@@ -68,6 +72,10 @@ async def one_run(
             for node in nodes:
                 await nursery.start(node.run)
             owner = nodes[0]
+            if args.unlimited_reads:
+                # The experiment: no per-peer read rate at the holders (holder_service.READ_RATE).
+                for node in nodes:
+                    node._shards.holder._reads = TokenBuckets(1e15, 1e15)  # type: ignore[union-attr]
             began = time.perf_counter()
             with trio.fail_after(300):
                 while len([m for m in owner.membership.members() if m.state is State.ALIVE]) < len(  # noqa: ASYNC110
@@ -84,6 +92,7 @@ async def one_run(
             began = time.perf_counter()
             await owner.backups.restore(created.backup_id, tmp / "out")
             restore_s = time.perf_counter() - began
+            busy = sum([(await n.status())["shards"].get("reads_refused_rate", 0) for n in nodes])
             out = tmp / "out"
             got = hashlib.sha256(out.read_bytes()).hexdigest()
             if got != want:
@@ -93,7 +102,7 @@ async def one_run(
                 f"  latency {latency * 1000:.0f} ms: backup {backup_s:.1f} s = "
                 f"{size / backup_s:.1f} MB/s ({len(created.holders)} holders), "
                 f"restore {restore_s:.1f} s = "
-                f"{size / restore_s:.1f} MB/s, SHA-256 equal"
+                f"{size / restore_s:.1f} MB/s ({busy} block reads answered busy), SHA-256 equal"
             )
             nursery.cancel_scope.cancel()
     return size / backup_s, size / restore_s
@@ -108,13 +117,15 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--dir", default="/dev/shm")
+    parser.add_argument("--unlimited-reads", action="store_true")
     args = parser.parse_args()
     header("backup throughput against link latency (in-memory network, real clock)")
     print(
         f"# {args.mib} MiB, {args.nodes} nodes (the owner and {args.nodes - 1} members), "
         f"k={args.k} n={args.n}, one process, data dirs under {args.dir}"
     )
-    data = random.Random(args.seed).randbytes(args.mib << 20)
+    rng = random.Random(args.seed)
+    data = b"".join(rng.randbytes(1 << 20) for _ in range(args.mib))
     want = hashlib.sha256(data).hexdigest()
     results = {}
     for latency in (0.0, args.latency):

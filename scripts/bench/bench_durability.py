@@ -2,8 +2,8 @@
 """Durability of a k-of-n backup among nodes on the in-memory network, in simulated time.
 
     python scripts/bench/bench_durability.py [--members 30] [-k 3] [-n 10] [--mib 4]
-        [--random-sets 3 | --every-set] [--kills 20] [--grace 10] [--seed 23] [--threshold 0.05]
-        [--part sets|kills] [--dir /dev/shm]
+        [--random-sets 3 | --every-set] [--restart] [--kills 20] [--grace 10] [--seed 23]
+        [--threshold 0.05] [--part sets|kills] [--dir /dev/shm]
 
 Full nodes (`Node`, the tests' FAST settings, a data dir and file-backed databases each, on a
 host of their own) run on the in-memory network under trio's MockClock; every time printed is
@@ -12,12 +12,13 @@ simulated seconds. The owner backs up --mib MiB of random data (one file) with k
 holders' provider records, then:
 
 sets: repair held back (membership.restart_grace of an hour: a dead holder is not replaced
-within the run), 7 = n - k holders are killed (their host crashed, their node cancelled), the
-owner restores and the restored file must equal the source; the 7 are then restarted on their
-data dirs and the next set is killed. The sets: the holders of shares 0 to n - k - 1 (every
+within the run), the holders (as placed: the owner's catalog) of n - k shares are killed at
+once (their host crashed, their node cancelled), the owner restores and the restored file must
+equal the source. Each set runs on a fresh network and cluster (its own backup), or with
+--restart all on one cluster, the holders killed being restarted on their data dirs before the
+next set is killed. The sets: the holders of shares 0 to n - k - 1 (every
 primary block gone, so the restore decodes from parity only: zfec's costliest decode), then
---random-sets sets drawn at random, or with --every-set all C(n, n - k) sets (only failures are
-printed one by one).
+--random-sets sets drawn at random, or with --every-set all C(n, n - k) sets.
 
 kills: repair on (restart_grace of --grace seconds), --kills times in a row: one live holder
 drawn at random is killed, and the time until the spread is whole again (n shares on n distinct
@@ -183,9 +184,17 @@ def kill_sets(args: argparse.Namespace) -> list[tuple[str, list[int]]]:
 
 
 async def kill_and_restore(
-    cluster: Cluster, backup_id: bytes, tmp: Path, label: str, shares: list[int], want: str
+    cluster: Cluster,
+    backup_id: bytes,
+    tmp: Path,
+    label: str,
+    shares: list[int],
+    want: str,
+    *,
+    restart: bool = False,
 ) -> bool:
-    """Kill the holders (as placed: the owner's catalog) of `shares`, then restore."""
+    """Kill the holders (as placed: the owner's catalog) of `shares`, then restore; with
+    `restart`, start them again on their data dirs afterwards."""
     placed = await cluster.nodes[0].backups.catalog.holders(backup_id)  # type: ignore[union-attr]
     victims = [cluster.index_of(NodeId(placed[s])) for s in shares]
     for index in victims:
@@ -201,14 +210,11 @@ async def kill_and_restore(
         f"  {label:<11} killed holders of shares {shares}, left {left}: "
         f"restore {'OK' if ok else 'FAILED'} in {trio.current_time() - began:.1f} s simulated"
     )
-    if args_restart[0]:
+    if restart:
         for index in victims:
             await cluster.start(index)
         await cluster.wait_members()
     return ok
-
-
-args_restart = [False]
 
 
 async def part_sets(args: argparse.Namespace, tmp: Path, want: str) -> bool:
@@ -217,11 +223,14 @@ async def part_sets(args: argparse.Namespace, tmp: Path, want: str) -> bool:
     sets = kill_sets(args)
     if args.restart:
         # One cluster: the holders killed are restarted on their data dirs before the next set.
-        args_restart[0] = True
         async with open_memory_network(seed=args.seed) as net, trio.open_nursery() as nursery:
             cluster, backup_id, _ = await started(net, tmp, nursery, args, grace=3600.0)
             for label, shares in sets:
-                results.append(await kill_and_restore(cluster, backup_id, tmp, label, shares, want))
+                results.append(
+                    await kill_and_restore(
+                        cluster, backup_id, tmp, label, shares, want, restart=True
+                    )
+                )
             nursery.cancel_scope.cancel()
     else:
         # A fresh network and cluster for each set.
