@@ -79,7 +79,10 @@ async def one_run(
             if args.unlimited_reads:
                 # The experiment: no per-peer read rate at the holders (holder_service.READ_RATE).
                 for node in nodes:
-                    node._shards.holder._reads = TokenBuckets(1e15, 1e15)  # type: ignore[union-attr]
+                    holder = node._shards.holder  # type: ignore[union-attr]
+                    holder._reads = TokenBuckets(1e15, 1e15)
+                    if hasattr(holder, "_own_reads"):  # the owner's own budget, where it exists
+                        holder._own_reads = TokenBuckets(1e15, 1e15)
             began = time.perf_counter()
             with trio.fail_after(300):
                 while len([m for m in owner.membership.members() if m.state is State.ALIVE]) < len(  # noqa: ASYNC110
@@ -118,9 +121,15 @@ def cap_measured(cap: float) -> None:
     that a stream's set-up, timed with its first block, does not make every holder look as
     slow as a busy one."""
     measured = FetchPlan.measured
+    try:  # where the restore's fetch lives since the k blocks of a segment are fetched at once
+        from plexinode.shards import segment_fetch
+
+        busy = segment_fetch.BUSY_WAIT
+    except ImportError:
+        busy = backups.BUSY_WAIT
 
     def capped(self: FetchPlan, holder: bytes, seconds: float) -> None:
-        measured(self, holder, seconds if seconds == backups.BUSY_WAIT else min(seconds, cap))
+        measured(self, holder, seconds if seconds == busy else min(seconds, cap))
 
     FetchPlan.measured = capped  # type: ignore[method-assign]
 
