@@ -2,8 +2,8 @@
 """Durability of a k-of-n backup among nodes on the in-memory network, in simulated time.
 
     python scripts/bench/bench_durability.py [--members 30] [-k 3] [-n 10] [--mib 4]
-        [--random-sets 3 | --every-set] [--restart] [--kills 20] [--grace 10] [--seed 23]
-        [--threshold 0.05] [--part sets|kills] [--dir /dev/shm]
+        [--random-sets 3 | --every-set] [--restart] [--kills 20] [--grace 10]
+        [--repair-limit 300] [--seed 23] [--threshold 0.05] [--part sets|kills] [--dir /dev/shm]
 
 Full nodes (`Node`, the tests' FAST settings, a data dir and file-backed databases each, on a
 host of their own) run on the in-memory network under trio's MockClock; every time printed is
@@ -24,7 +24,9 @@ kills: repair on (restart_grace of --grace seconds), --kills times in a row: one
 drawn at random is killed, and the time until the spread is whole again (n shares on n distinct
 live holders by the provider records, polled every second) is measured from the kill, with the
 repair bytes (the `repair_bytes` counters of the live nodes: blocks read and sent, the repairer's
-own included) it cost; the next kill comes only after the repair. Then the owner restores and
+own included) it cost; the next kill comes only after the repair (a spread not whole again
+within --repair-limit simulated seconds ends the part as a failure, printing where the shares
+are). Then the owner restores and
 the restored file must equal the source. Printed: time to full repair p50/max (the grace, then
 the repair round's settle time, are part of it), and repair bytes per lost share against k
 times the share size (the k blocks per segment a repairer reads to regenerate one).
@@ -250,9 +252,13 @@ async def part_sets(args: argparse.Namespace, tmp: Path, want: str) -> bool:
     return all(results)
 
 
-async def wait_spread(cluster: Cluster, backup_id: bytes, n: int, victim: int) -> float:
+async def wait_spread(
+    cluster: Cluster, backup_id: bytes, n: int, victim: int, limit: float
+) -> float:
+    """Simulated seconds until n shares are on n distinct live holders again, the victim not
+    among them (trio.TooSlowError after `limit`)."""
     began = trio.current_time()
-    with trio.fail_after(1800):
+    with trio.fail_after(limit):
         while True:
             holders = await cluster.holders(backup_id)
             placed = [nodes for nodes in holders.values() if nodes]
@@ -289,7 +295,18 @@ async def part_kills(args: argparse.Namespace, tmp: Path, want: str) -> bool:
                 ]
             )
             cluster.kill(victim)
-            took = await wait_spread(cluster, backup_id, args.n, victim)
+            try:
+                took = await wait_spread(cluster, backup_id, args.n, victim, args.repair_limit)
+            except trio.TooSlowError:
+                holders = await cluster.holders(backup_id)
+                print(
+                    f"  kill {round_:>2}: node {victim:>2}: NOT whole again after "
+                    f"{args.repair_limit} s; share -> live holders: {holders}; repair counters "
+                    f"{await cluster.counter('repair_shares_placed')} placed, "
+                    f"{await cluster.counter('repair_bytes')} bytes"
+                )
+                nursery.cancel_scope.cancel()
+                return False
             spent = await cluster.counter("repair_bytes") - before
             placed = await cluster.counter("repair_shares_placed") - placed_before
             placed_total += placed
@@ -333,6 +350,7 @@ def main() -> None:
     parser.add_argument("--restart", action="store_true")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--grace", type=float, default=10.0)
+    parser.add_argument("--repair-limit", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--part", choices=("sets", "kills"), action="append")
