@@ -31,7 +31,13 @@ def test_two_nodes_ping_status_stop(start_node) -> None:
         "storage",
     }
     assert set(status["members"]) >= {"alive", "suspect", "dead"}
-    assert set(status["storage"]) == {"used_bytes", "quota_bytes", "database_bytes"}
+    assert set(status["storage"]) == {
+        "used_bytes",
+        "quota_bytes",
+        "database_bytes",
+        "repair_backlog",
+    }
+    assert status["storage"]["repair_backlog"] == 0
     # What the node holds for others (nothing yet) against its quota, and the database beside.
     assert status["storage"]["used_bytes"] == status["shards"]["held_bytes"] == 0
     assert status["storage"]["database_bytes"] > 0
