@@ -356,11 +356,8 @@ class _Conversation:
         if not self.may_read(len(block), get.owner):
             await self.reply(False, Reason.BUSY)
             return
-        step = messages.PIECE_BYTES
-        for at in range(0, len(block), step):
-            await self.send(
-                messages.ShardBlock(get.segment, get.index, at, len(block), block[at : at + step])
-            )
+        for at, piece, _ in messages.pieces(block):
+            await self.send(messages.ShardBlock(get.segment, get.index, at, len(block), piece))
         self.service.stats["blocks_served"] += 1
 
     async def on_ShardChallenge(self, challenge: messages.ShardChallenge) -> None:
@@ -382,13 +379,8 @@ class _Conversation:
         if not self.may_read(len(data), get.owner):
             await self.reply(False, Reason.BUSY)
             return
-        step = messages.PIECE_BYTES
-        for at in range(0, len(data), step):
-            await self.send(
-                messages.ShardManifest(
-                    get.owner, get.backup_id, at, len(data), data[at : at + step]
-                )
-            )
+        for piece in messages.manifest_pieces(get.owner, get.backup_id, data):
+            await self.send(piece)
 
     async def on_ShardList(self, listing: messages.ShardList) -> None:
         backups = await self.store.list_backups(listing.owner)

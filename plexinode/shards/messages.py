@@ -47,6 +47,7 @@ nothing that the owner's signature does not prove is accepted (docs/security.md)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -359,3 +360,15 @@ def split_ids(data: bytes) -> list[bytes]:
     if len(data) % SEGMENT_ID_BYTES:
         raise DecodeError("not a whole number of segment IDs")
     return [data[i : i + SEGMENT_ID_BYTES] for i in range(0, len(data), SEGMENT_ID_BYTES)]
+
+
+def pieces(data: bytes) -> Iterator[tuple[int, bytes, bool]]:
+    """`data` cut into pieces of at most `PIECE_BYTES`, in order: (offset, piece, last)."""
+    for at in range(0, len(data), PIECE_BYTES):
+        yield at, data[at : at + PIECE_BYTES], at + PIECE_BYTES >= len(data)
+
+
+def manifest_pieces(owner: bytes, backup_id: bytes, data: bytes) -> Iterator[ShardManifest]:
+    """The ``shard-manifest`` pieces carrying `owner`'s manifest `data` of `backup_id`."""
+    for at, piece, _ in pieces(data):
+        yield ShardManifest(owner, backup_id, at, len(data), piece)

@@ -28,11 +28,7 @@ async def offer(
 ) -> None:
     """Offer a share with the owner's manifest (`offered.total` must be its length)."""
     await stream.send(envelope.encode(offered))
-    step = messages.PIECE_BYTES
-    for at in range(0, len(manifest), step):
-        piece = messages.ShardManifest(
-            offered.owner, offered.backup_id, at, len(manifest), manifest[at : at + step]
-        )
+    for piece in messages.manifest_pieces(offered.owner, offered.backup_id, manifest):
         await stream.send(envelope.encode(piece))
     reply = await receive_message(stream, messages.ShardReply)
     if not reply.ok:
@@ -50,12 +46,10 @@ async def put_blocks(
     """
     if not blocks:
         return
-    step = messages.PIECE_BYTES
     for number, (segment, block) in enumerate(blocks):
         last_block = number == len(blocks) - 1
-        for at in range(0, len(block), step):
-            flush = last_block and at + step >= len(block)
-            piece = messages.ShardRepairPut(segment, at, block[at : at + step], flush)
+        for at, data, last in messages.pieces(block):
+            piece = messages.ShardRepairPut(segment, at, data, last_block and last)
             await stream.send(envelope.encode(piece))
     answered = 0
     while answered < len(blocks):

@@ -131,9 +131,7 @@ class ShareUpload:
         block = segment.blocks[self.index]
         self._in_flight[segment.identity] = len(block)
         flush = not more_ready or len(self._in_flight) >= self.window
-        step = messages.PIECE_BYTES
-        for at in range(0, len(block), step):
-            last = at + step >= len(block)
+        for at, piece, last in messages.pieces(block):
             put = messages.ShardPut(
                 backup_id=self.backup_id,
                 home=self.home,
@@ -143,7 +141,7 @@ class ShareUpload:
                 root=segment.roots[self.index],
                 size=len(block),
                 offset=at,
-                data=block[at : at + step],
+                data=piece,
                 flush=flush and last,
             )
             await self._send(put, len(put.data))
@@ -192,11 +190,7 @@ class ShareUpload:
         Raises:
             HolderRefused: the holder refused it (``bad_manifest``) or the stream failed.
         """
-        step = messages.PIECE_BYTES
-        for at in range(0, len(data), step):
-            piece = messages.ShardManifest(
-                owner, self.backup_id, at, len(data), data[at : at + step]
-            )
+        for piece in messages.manifest_pieces(owner, self.backup_id, data):
             await self._send(piece, len(piece.data))
         while not self._replies and self.refused is None:
             await self._wait_change(len(data))
